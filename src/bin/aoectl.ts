@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+/** aoectl: the admin's AoE tool. Initiator-side commands talk AoE on an interface. */
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import { AoeClient, type TargetInfo } from "../client/client.js";
+import { ConfigCmd, MaskCmd, MaskDcmd, ReserveCmd, SECTOR } from "../protocol/constants.js";
+import { macToString, parseMac, readMac, writeMac } from "../protocol/mac.js";
+
+const USAGE = `usage: aoectl COMMAND ...
+
+Initiator side (run as root on the interface facing the targets):
+  discover IFACE [--timeout MS]         list targets: shelf.slot, MAC, size, queue, max sectors, firmware, config
+  identify IFACE eS.L                   ATA IDENTIFY: model, serial, firmware, capacity
+  read IFACE eS.L LBA COUNT [--out F]   read COUNT sectors at LBA (to stdout or F)
+  write IFACE eS.L LBA FILE             write FILE (a multiple of 512 bytes) at LBA
+  flush IFACE eS.L                      FLUSH CACHE EXT
+  config IFACE eS.L [read|test|prefix|set|force] [STRING]
+  mask IFACE eS.L [read|add MAC...|delete MAC...]
+  reserve IFACE eS.L [read|set MAC...|force MAC...|release]`;
+
+function fail(message: string): never {
+  process.stderr.write(`aoectl: ${message}\n`);
+  process.exit(2);
+}
+
+function parseTargetName(text: string | undefined): { shelf: number; slot: number } {
+  const m = /^e?(\d+)\.(\d+)$/.exec(text ?? "");
+  if (!m) fail(`expected a target like e0.1, got "${text ?? ""}"`);
+  return { shelf: Number(m[1]), slot: Number(m[2]) };
+}
+
+function macArgs(list: string[]): Buffer[] {
+  return list.map((text) => {
+    const mac = parseMac(text);
+    if (mac === null) fail(`not a MAC address: ${text}`);
+    const b = Buffer.alloc(6);
+    writeMac(b, 0, mac);
+    return b;
+  });
+}
+
+async function find(
+  client: AoeClient,
+  iface: string,
+  name: string | undefined,
+  timeoutMs: number,
+): Promise<TargetInfo> {
+  const { shelf, slot } = parseTargetName(name);
+  const [t] = await client.discover({ shelf, slot, timeoutMs });
+  if (!t) fail(`e${shelf}.${slot}: no answer on ${iface}`);
+  return t;
+}
+
+function human(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(v < 10 && u > 0 ? 1 : 0)} ${units[u]}`;
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      timeout: { type: "string" },
+      out: { type: "string", short: "o" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, iface, target, ...rest] = positionals;
+  if (values.help || command === undefined || command === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (iface === undefined) fail(`${command}: which interface?\n${USAGE}`);
+  const timeoutMs = Number(values.timeout ?? 1000);
+  let client: AoeClient;
+  try {
+    client = AoeClient.open(iface);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  try {
+    switch (command) {
+      case "discover": {
+        const targets = await client.discover({ timeoutMs });
+        if (targets.length === 0) {
+          process.stderr.write(`no AoE targets answered on ${iface}\n`);
+          process.exitCode = 1;
+        }
+        for (const t of targets) {
+          let size = "?";
+          try {
+            size = human((await client.identify(t)).sectors * SECTOR);
+          } catch (err) {
+            size = `(identify failed: ${(err as Error).message})`;
+          }
+          process.stdout.write(
+            `e${t.shelf}.${t.slot}\t${t.mac}\t${size}\tqueue ${t.bufferCount}\tsectors ${t.maxSectors}\tfirmware 0x${t.firmware.toString(16).padStart(4, "0")}\tconfig "${t.config}"\n`,
+          );
+        }
+        break;
+      }
+      case "identify": {
+        const id = await client.identify(await find(client, iface, target, timeoutMs));
+        process.stdout.write(
+          `model:    ${id.model}\nserial:   ${id.serial}\nfirmware: ${id.firmware}\nsectors:  ${id.sectors} (${human(id.sectors * SECTOR)})\nlba48:    ${id.lba48}\n`,
+        );
+        break;
+      }
+      case "read": {
+        const [lba, count] = rest.map(Number);
+        if (!Number.isSafeInteger(lba) || !Number.isSafeInteger(count))
+          fail("read: LBA and COUNT must be integers");
+        const data = await client.read(await find(client, iface, target, timeoutMs), lba!, count!);
+        if (values.out) fs.writeFileSync(values.out, data);
+        else process.stdout.write(data);
+        break;
+      }
+      case "write": {
+        const [lbaText, file] = rest;
+        const lba = Number(lbaText);
+        if (!Number.isSafeInteger(lba) || file === undefined) fail("write: needs LBA and FILE");
+        const data = fs.readFileSync(file);
+        await client.write(await find(client, iface, target, timeoutMs), lba, data);
+        break;
+      }
+      case "flush":
+        await client.flush(await find(client, iface, target, timeoutMs));
+        break;
+      case "config": {
+        const ccmds: Record<string, number> = {
+          read: ConfigCmd.read,
+          test: ConfigCmd.test,
+          prefix: ConfigCmd.testPrefix,
+          set: ConfigCmd.set,
+          force: ConfigCmd.forceSet,
+        };
+        const ccmd = ccmds[rest[0] ?? "read"];
+        if (ccmd === undefined) fail(`config: unknown action ${rest[0]}`);
+        const reply = await client.config(
+          await find(client, iface, target, timeoutMs),
+          ccmd,
+          rest[1] ?? "",
+        );
+        if (reply.kind === "config")
+          process.stdout.write(`${reply.arg.config.toString("latin1")}\n`);
+        break;
+      }
+      case "mask": {
+        const action = rest[0] ?? "read";
+        const dcmd = action === "add" ? MaskDcmd.add : action === "delete" ? MaskDcmd.delete : null;
+        if (action !== "read" && dcmd === null) fail(`mask: unknown action ${action}`);
+        const t = await find(client, iface, target, timeoutMs);
+        const reply =
+          dcmd === null
+            ? await client.macMask(t, MaskCmd.read)
+            : await client.macMask(
+                t,
+                MaskCmd.edit,
+                macArgs(rest.slice(1)).map((mac) => ({ dcmd, mac })),
+              );
+        if (reply.kind === "macmask") {
+          if (reply.arg.merror)
+            fail(`mask: error ${reply.arg.merror} at directive ${reply.arg.directives.length}`);
+          for (const d of reply.arg.directives)
+            process.stdout.write(`${macToString(readMac(d.mac, 0))}\n`);
+        }
+        break;
+      }
+      case "reserve": {
+        const action = rest[0] ?? "read";
+        const rcmds: Record<string, number> = {
+          read: ReserveCmd.read,
+          set: ReserveCmd.set,
+          force: ReserveCmd.forceSet,
+          release: ReserveCmd.set,
+        };
+        const rcmd = rcmds[action];
+        if (rcmd === undefined) fail(`reserve: unknown action ${action}`);
+        const macs = action === "release" ? [] : macArgs(rest.slice(1));
+        const reply = await client.reserve(
+          await find(client, iface, target, timeoutMs),
+          rcmd,
+          macs,
+        );
+        if (reply.kind === "reserve")
+          for (const m of reply.arg.macs) process.stdout.write(`${macToString(readMac(m, 0))}\n`);
+        break;
+      }
+      default:
+        fail(`unknown command "${command}"\n${USAGE}`);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`aoectl: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+import "./threadpool.js";
+import { parseArgs } from "node:util";
+import { prepareDemo } from "../config/demo.js";
+import { formatDiagnostic, loadConfigFile } from "../config/load.js";
+import type { Config } from "../config/types.js";
+import { Engine } from "../engine/engine.js";
+import { createLogger } from "../log.js";
+import { VERSION } from "../version.js";
+
+const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL]
+       aoed --demo        export a sparse demo image on a veth pair it creates
+       aoed check [--config FILE]
+                          validate the config and print the resolved exports
+
+Serves block devices and image files to ATA-over-Ethernet initiators.
+The default config file is /etc/aoed.yaml (example: etc/aoed.yaml).`;
+
+const DEFAULT_CONFIG = "/etc/aoed.yaml";
+
+async function load(path: string): Promise<Config> {
+  const result = await loadConfigFile(path);
+  for (const w of result.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+  if (!result.ok) {
+    for (const e of result.errors) process.stderr.write(`${formatDiagnostic(e)}\n`);
+    process.stderr.write(`aoed: ${path}: ${result.errors.length} error(s); nothing started\n`);
+    process.exit(2);
+  }
+  return result.config;
+}
+
+function summary(config: Config): string {
+  return config.exports
+    .map(
+      (e) =>
+        `  e${e.shelf}.${e.slot}  ${e.name}  ${e.path}  on ${e.interfaces.join(",")}${e.readOnly ? "  read-only" : ""}`,
+    )
+    .join("\n");
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      config: { type: "string", short: "c" },
+      demo: { type: "boolean" },
+      "log-level": { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`aoed ${VERSION}\n`);
+    return;
+  }
+  const command = positionals[0] ?? "run";
+  if (command !== "run" && command !== "check") {
+    process.stderr.write(`aoed: unknown command "${command}"\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (values.demo && values.config) {
+    process.stderr.write("aoed: --demo and --config exclude each other\n");
+    process.exit(2);
+  }
+  const config = values.demo ? await prepareDemo() : await load(values.config ?? DEFAULT_CONFIG);
+  if (command === "check") {
+    process.stdout.write(
+      `${config.source}: OK, ${config.exports.length} export(s)\n${summary(config)}\n`,
+    );
+    return;
+  }
+
+  const log = createLogger(values["log-level"] ?? config.logLevel);
+  const engine = new Engine(log);
+  try {
+    await engine.start(config);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, "cannot start");
+    process.exit(1);
+  }
+  log.info(
+    {
+      version: VERSION,
+      config: config.source,
+      exports: [...engine.targets.values()].map((t) => ({
+        name: t.name,
+        target: `e${t.shelf}.${t.slot}`,
+        path: t.backend.path,
+        bytes: t.sizeBytes,
+        interfaces: t.cfg.interfaces,
+        queueLength: t.cfg.queueLength,
+        readOnly: t.backend.readOnly,
+        directIo: t.backend.caps.directIo,
+        writeCache: t.cfg.writeCache,
+      })),
+    },
+    `aoed ready, serving ${engine.targets.size} export(s)`,
+  );
+  if (values.demo) {
+    process.stderr.write(
+      `\nDemo export e0.0 is on aoed-demo0. See it from the other end of the veth pair:\n  npx aoectl discover aoed-demo1\n\n`,
+    );
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down: answering in-flight requests");
+    await engine.stop();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err) => {
+  process.stderr.write(`aoed: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,180 @@
+/**
+ * A port is one interface's packet socket, shared by every export on it.
+ * It filters and dispatches received frames to targets by shelf/slot, and
+ * hands targets transmit slots to build replies in place. Everything sent
+ * during one event-loop turn goes out with a single kick.
+ */
+import fs from "node:fs";
+import { PacketSocket } from "../net/packet-socket.js";
+import {
+  AOE_VERSION,
+  BROADCAST_SHELF,
+  BROADCAST_SLOT,
+  Command,
+  Flag,
+  maxSectorsForMtu,
+  Off,
+} from "../protocol/constants.js";
+import { readMac } from "../protocol/mac.js";
+import type { Target } from "./target.js";
+
+export interface PortStats {
+  rxFrames: number;
+  /** Too short, wrong version, responses, our own echoes, wildcard non-discovery. */
+  ignored: number;
+  /** Addressed to a shelf/slot nobody here exports. */
+  notForUs: number;
+  txFrames: number;
+  /** Replies lost because the transmit ring was full (the initiator retransmits). */
+  txRingFull: number;
+}
+
+/** What a target needs from a port to answer on it; tests supply a fake. */
+export interface ReplyPort {
+  readonly mac: number;
+  readonly macBytes: Buffer;
+  readonly mtu: number;
+  readonly maxSectors: number;
+  acquire(): Buffer | null;
+  commit(len: number): void;
+}
+
+export interface PortOptions {
+  /** Override the interface's MTU (must not exceed it). */
+  mtu: number | null;
+  /** null: sized from the exports' queue lengths. */
+  ringBytes: number | null;
+  /** Sum of the queue lengths of the exports served here, to size the rings. */
+  queueSlots: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** The interface's MTU from sysfs, before a socket exists; 9000 if unreadable. */
+function sysfsMtu(name: string): number {
+  try {
+    return Number(fs.readFileSync(`/sys/class/net/${name}/mtu`, "utf8").trim()) || 9000;
+  } catch {
+    return 9000;
+  }
+}
+
+/** Ring bytes: room for every queue slot twice over in frame-sized slots, within sane bounds. */
+function ringBytesFor(queueSlots: number, mtu: number): number {
+  const slot = 1 << Math.ceil(Math.log2(mtu + 14 + 96));
+  return Math.min(256 * MiB, Math.max(4 * MiB, queueSlots * 2 * slot));
+}
+
+export class Port implements ReplyPort {
+  readonly mac: number;
+  readonly macBytes: Buffer;
+  readonly mtu: number;
+  /** Sectors per request this interface can carry. */
+  readonly maxSectors: number;
+  readonly stats: PortStats = { rxFrames: 0, ignored: 0, notForUs: 0, txFrames: 0, txRingFull: 0 };
+  private readonly targets = new Map<number, Target>();
+  private pendingFlush = false;
+
+  private constructor(
+    readonly name: string,
+    private readonly sock: PacketSocket,
+    mtu: number,
+  ) {
+    this.macBytes = Buffer.from(sock.mac);
+    this.mac = readMac(this.macBytes, 0);
+    this.mtu = mtu;
+    this.maxSectors = maxSectorsForMtu(mtu);
+  }
+
+  static open(name: string, opts: PortOptions): Port {
+    const ringBytes = opts.ringBytes ?? ringBytesFor(opts.queueSlots, sysfsMtu(name));
+    const sock = PacketSocket.open(name, { rxRingBytes: ringBytes, txRingBytes: ringBytes });
+    const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
+    const port = new Port(name, sock, mtu);
+    sock.start(port.onFrame, port.onBatchEnd);
+    return port;
+  }
+
+  attach(target: Target): void {
+    this.targets.set(target.key, target);
+  }
+
+  detach(target: Target): void {
+    if (this.targets.get(target.key) === target) this.targets.delete(target.key);
+  }
+
+  get exportCount(): number {
+    return this.targets.size;
+  }
+
+  /** A transmit slot to build a reply in, or null when the ring is full. */
+  acquire(): Buffer | null {
+    const tx = this.sock.txAcquire();
+    if (tx === null) this.stats.txRingFull++;
+    return tx;
+  }
+
+  /** Queues the acquired slot for sending; the kick happens once per event-loop turn. */
+  commit(len: number): void {
+    this.sock.txCommit(len);
+    this.stats.txFrames++;
+    if (!this.pendingFlush) {
+      this.pendingFlush = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.pendingFlush = false;
+    this.sock.flush();
+  };
+
+  private readonly onBatchEnd = (): void => {
+    // Replies built while draining the receive ring go out now, not a turn later.
+    if (this.pendingFlush) this.sock.flush();
+  };
+
+  private readonly onFrame = (buf: Buffer, off: number, len: number): void => {
+    this.stats.rxFrames++;
+    if (len < Off.arg) {
+      this.stats.ignored++;
+      return;
+    }
+    const vf = buf[off + Off.verFlags]!;
+    const src = readMac(buf, off + Off.src);
+    if (vf & Flag.response || vf >> 4 !== AOE_VERSION || src === this.mac) {
+      this.stats.ignored++;
+      return;
+    }
+    const shelf = buf.readUInt16BE(off + Off.shelf);
+    const slot = buf[off + Off.slot]!;
+    if (shelf === BROADCAST_SHELF || slot === BROADCAST_SLOT) {
+      // Wildcards address discovery only: never fan a write or a reservation out.
+      if (buf[off + Off.command] !== Command.queryConfig) {
+        this.stats.ignored++;
+        return;
+      }
+      for (const t of this.targets.values()) {
+        if (
+          (shelf === BROADCAST_SHELF || shelf === t.shelf) &&
+          (slot === BROADCAST_SLOT || slot === t.slot)
+        )
+          t.handle(this, buf, off, len, src, true);
+      }
+      return;
+    }
+    const target = this.targets.get(shelf * 256 + slot);
+    if (target === undefined) this.stats.notForUs++;
+    else target.handle(this, buf, off, len, src, false);
+  };
+
+  kernelStats(): { rxFrames: number; rxDrops: number } {
+    const s = this.sock.stats();
+    return { rxFrames: s.rxFrames, rxDrops: s.rxDrops };
+  }
+
+  close(): void {
+    this.sock.flush();
+    this.sock.close();
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * A backend is the store behind one export: a small table of operations in the
+ * style of nbdkit's plugins, with capabilities probed once at open.
+ * Callbacks, not promises: the data path must not allocate a promise per request.
+ */
+
+export type IoCallback = (err: NodeJS.ErrnoException | null) => void;
+
+export interface BackendCapabilities {
+  /** O_DIRECT is in effect for aligned requests. */
+  directIo: boolean;
+  /** Opened exclusively as a block device. */
+  blockDevice: boolean;
+  /** Alignment O_DIRECT needs for buffers, offsets and lengths (512 when buffered). */
+  alignment: number;
+}
+
+export interface Backend {
+  readonly path: string;
+  /** Exported size in bytes (the window, a multiple of 512). */
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly caps: BackendCapabilities;
+  /** A buffer suitable for read/write (aligned when direct I/O is on). */
+  allocBuffer(bytes: number): Buffer;
+  /** Reads exactly `len` bytes at `pos` (export-relative) into `buf`. */
+  read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
+  /** Writes exactly `len` bytes; durable before `cb` unless the write cache is on. */
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
+  /** Makes every completed write durable. */
+  flush(cb: IoCallback): void;
+  close(): Promise<void>;
+}
