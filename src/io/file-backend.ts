@@ -161,7 +161,7 @@ class FileBackend implements Backend {
   allocBuffer(bytes: number): Buffer {
     if (!this.caps.directIo) return Buffer.allocUnsafeSlow(bytes);
     const a = this.caps.alignment;
-    return Buffer.from(alignedBuffer(Math.ceil(bytes / a) * a, Math.max(a, 4096)));
+    return alignedBuffer(Math.ceil(bytes / a) * a, Math.max(a, 4096));
   }
 
   /** The O_DIRECT fd when the request is aligned for it, else the buffered one. */

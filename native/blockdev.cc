@@ -1,0 +1,155 @@
+// Block device and O_DIRECT helpers:
+//   blockDeviceSize(fd) -> number    BLKGETSIZE64, bytes
+//   logicalBlockSize(fd) -> number   BLKSSZGET
+//   physicalBlockSize(fd) -> number  BLKPBSZGET
+//   alignedBuffer(size, align) -> ArrayBuffer over posix_memalign memory
+//                                 (zeroed, freed by the GC finalizer)
+//   addressOf(ArrayBuffer | ArrayBufferView) -> bigint (for tests)
+
+#include <napi.h>
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
+Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
+
+namespace {
+
+int FdArg(const Napi::CallbackInfo& info, const char* fn) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + "(fd: number)");
+  }
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  int fd = static_cast<int>(d);
+  if (double(fd) != d || fd < 0) {
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": invalid fd");
+  }
+  return fd;
+}
+
+// Throws unless fd is an open block device.
+void RequireBlockDevice(Napi::Env env, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) throw ErrnoError(env, errno, "fd " + std::to_string(fd));
+  if (!S_ISBLK(st.st_mode)) {
+    const char* kind = S_ISREG(st.st_mode) ? "a regular file" : "not a block device";
+    throw CodedError(env, ENOTBLK,
+                     "fd " + std::to_string(fd) + " is not a block device (" + kind + ")");
+  }
+}
+
+Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, "blockDeviceSize");
+  RequireBlockDevice(env, fd);
+  uint64_t bytes = 0;
+  if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
+    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKGETSIZE64");
+  }
+  return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
+Napi::Value LogicalBlockSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, "logicalBlockSize");
+  RequireBlockDevice(env, fd);
+  int size = 0;
+  if (ioctl(fd, BLKSSZGET, &size) < 0) {
+    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKSSZGET");
+  }
+  return Napi::Number::New(env, size);
+}
+
+Napi::Value PhysicalBlockSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, "physicalBlockSize");
+  RequireBlockDevice(env, fd);
+  unsigned int size = 0;
+  if (ioctl(fd, BLKPBSZGET, &size) < 0) {
+    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKPBSZGET");
+  }
+  return Napi::Number::New(env, size);
+}
+
+struct AlignedHint {
+  size_t size;
+};
+
+void FreeAligned(Napi::Env env, void* data, AlignedHint* hint) {
+  std::free(data);
+  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(hint->size));
+  delete hint;
+}
+
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "alignedBuffer(size: number, align: number)");
+  }
+  double sizeD = info[0].As<Napi::Number>().DoubleValue();
+  double alignD = info[1].As<Napi::Number>().DoubleValue();
+  if (!(sizeD >= 0 && sizeD <= double(uint64_t(1) << 40)) || sizeD != double(uint64_t(sizeD))) {
+    throw Napi::RangeError::New(env, "alignedBuffer: size must be an integer >= 0");
+  }
+  size_t size = static_cast<size_t>(sizeD);
+  size_t align = static_cast<size_t>(alignD);
+  if (double(align) != alignD || align < sizeof(void*) || align > (size_t(1) << 24) ||
+      (align & (align - 1)) != 0) {
+    throw Napi::RangeError::New(
+        env, "alignedBuffer: align must be a power of two between 8 and 16 MiB");
+  }
+  void* p = nullptr;
+  int r = posix_memalign(&p, align, size == 0 ? align : size);
+  if (r != 0) throw ErrnoError(env, r, "alignedBuffer(" + std::to_string(size) + ")");
+  std::memset(p, 0, size == 0 ? align : size);
+  auto* hint = new AlignedHint{size == 0 ? align : size};
+  Napi::ArrayBuffer ab;
+  try {
+    ab = Napi::ArrayBuffer::New(env, p, size, FreeAligned, hint);
+  } catch (...) {
+    std::free(p);
+    delete hint;
+    throw;
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(hint->size));
+  return ab;
+}
+
+Napi::Value AddressOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  void* data = nullptr;
+  size_t offset = 0;
+  if (info.Length() >= 1 && info[0].IsArrayBuffer()) {
+    data = info[0].As<Napi::ArrayBuffer>().Data();
+  } else if (info.Length() >= 1 && info[0].IsTypedArray()) {
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    data = ta.ArrayBuffer().Data();
+    offset = ta.ByteOffset();
+  } else if (info.Length() >= 1 && info[0].IsDataView()) {
+    Napi::DataView dv = info[0].As<Napi::DataView>();
+    data = dv.ArrayBuffer().Data();
+    offset = dv.ByteOffset();
+  } else {
+    throw Napi::TypeError::New(env, "addressOf(ArrayBuffer | ArrayBufferView)");
+  }
+  return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data) + offset));
+}
+
+}  // namespace
+
+void InitBlockdev(Napi::Env env, Napi::Object exports) {
+  exports.Set("blockDeviceSize", Napi::Function::New<BlockDeviceSize>(env, "blockDeviceSize"));
+  exports.Set("logicalBlockSize", Napi::Function::New<LogicalBlockSize>(env, "logicalBlockSize"));
+  exports.Set("physicalBlockSize",
+              Napi::Function::New<PhysicalBlockSize>(env, "physicalBlockSize"));
+  exports.Set("alignedBuffer", Napi::Function::New<AlignedBuffer>(env, "alignedBuffer"));
+  exports.Set("addressOf", Napi::Function::New<AddressOf>(env, "addressOf"));
+}

@@ -1,0 +1,599 @@
+// AF_PACKET socket with TPACKET_V2 RX and TX rings mapped into JavaScript.
+//
+// openPacket(ifname, rxRingBytes, txRingBytes, frameSize) returns a
+// PacketHandle with read-only properties
+//   fd, ifindex, ifname, hatype, mac (Buffer, 6 bytes), mtu,
+//   rxRing, txRing (external ArrayBuffers over the one mmap, no copy),
+//   rxFrameSize, rxFrameCount, txFrameSize, txFrameCount, blockSize
+// and methods
+//   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
+//   stats() -> {packets, drops} PACKET_STATISTICS (reading resets them)
+//   refreshMtu() -> number      SIOCGIFMTU
+//   startPoll(cb, readable, writable)  uv_poll; cb(status, events)
+//   setPollEvents(readable, writable)
+//   ref(), unref()              of the poll handle
+//   close()                     idempotent; detaches both ArrayBuffers
+// and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed).
+//
+// Ring walking, status handling and everything protocol related is done in
+// TypeScript (src/net/packet-socket.ts).
+
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
+Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+namespace {
+
+constexpr uint16_t kEthPAoe = 0x88A2;
+constexpr size_t kMaxRingBytes = size_t(1) << 30;
+
+// The mmap is shared by the handle and the two ArrayBuffers over it. It is
+// unmapped when the handle is closed (after detaching the ArrayBuffers, so
+// JavaScript can no longer reach it) or, if the handle is garbage collected
+// without close(), when the last of the three owners lets go.
+struct Mapping {
+  void* addr;
+  size_t len;
+  int refs;
+  void Unmap() {
+    if (addr != nullptr) {
+      munmap(addr, len);
+      addr = nullptr;
+    }
+  }
+  void Release() {
+    if (--refs == 0) {
+      Unmap();
+      delete this;
+    }
+  }
+};
+
+void ReleaseMapping(Napi::Env, void*, Mapping* m) { m->Release(); }
+
+struct OpenState {
+  int fd = -1;
+  int ifindex = 0;
+  int hatype = 0;
+  int mtu = 0;
+  unsigned char mac[6] = {0, 0, 0, 0, 0, 0};
+  void* addr = MAP_FAILED;
+  size_t mapLen = 0;
+  tpacket_req rx{};
+  tpacket_req tx{};
+  unsigned blockSize = 0;
+};
+
+struct OpenFailure {
+  int err = 0;
+  std::string msg;  // full message when custom, else the failing step
+  bool custom = false;
+};
+
+bool Fail(OpenFailure* f, int err, std::string msg, bool custom = false) {
+  f->err = err;
+  f->msg = std::move(msg);
+  f->custom = custom;
+  return false;
+}
+
+bool SetIntOpt(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value) == 0;
+}
+
+bool FillIfreq(ifreq* ifr, const std::string& ifname) {
+  std::memset(ifr, 0, sizeof *ifr);
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return false;
+  std::memcpy(ifr->ifr_name, ifname.data(), ifname.size());
+  return true;
+}
+
+tpacket_req RingReq(size_t bytes, unsigned blockSize, unsigned frameSize) {
+  size_t blocks = bytes / blockSize;
+  if (blocks == 0) blocks = 1;
+  tpacket_req r{};
+  r.tp_block_size = blockSize;
+  r.tp_block_nr = static_cast<unsigned>(blocks);
+  r.tp_frame_size = frameSize;
+  r.tp_frame_nr = static_cast<unsigned>(blocks * (blockSize / frameSize));
+  return r;
+}
+
+bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned frameSize,
+            OpenState* st, OpenFailure* f) {
+  const std::string& n = ifname;
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
+    return Fail(f, EINVAL,
+                "'" + n + "': invalid interface name (1 to " + std::to_string(IFNAMSIZ - 1) +
+                    " characters)",
+                true);
+  }
+  // Protocol 0: receive nothing until bind(), so no frame from another
+  // interface can slip in before the socket is bound to ours.
+  st->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (st->fd < 0) {
+    int e = errno;
+    if (e == EPERM || e == EACCES) {
+      return Fail(f, e, n + ": permission denied: AF_PACKET needs CAP_NET_RAW", true);
+    }
+    return Fail(f, e, n + ": socket(AF_PACKET)");
+  }
+
+  ifreq ifr;
+  FillIfreq(&ifr, ifname);
+  if (ioctl(st->fd, SIOCGIFINDEX, &ifr) < 0) {
+    int e = errno;
+    if (e == ENODEV) return Fail(f, e, n + ": no such interface", true);
+    return Fail(f, e, n + ": SIOCGIFINDEX");
+  }
+  st->ifindex = ifr.ifr_ifindex;
+
+  FillIfreq(&ifr, ifname);
+  if (ioctl(st->fd, SIOCGIFHWADDR, &ifr) < 0) return Fail(f, errno, n + ": SIOCGIFHWADDR");
+  st->hatype = ifr.ifr_hwaddr.sa_family;
+  if (st->hatype != ARPHRD_ETHER && st->hatype != ARPHRD_LOOPBACK) {
+    return Fail(f, EPROTOTYPE,
+                n + ": not an Ethernet interface (ARPHRD " + std::to_string(st->hatype) + ")",
+                true);
+  }
+  std::memcpy(st->mac, ifr.ifr_hwaddr.sa_data, 6);
+
+  FillIfreq(&ifr, ifname);
+  if (ioctl(st->fd, SIOCGIFMTU, &ifr) < 0) return Fail(f, errno, n + ": SIOCGIFMTU");
+  st->mtu = ifr.ifr_mtu;
+
+  // Options that must be set before the rings exist.
+  if (!SetIntOpt(st->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2)) {
+    return Fail(f, errno, n + ": PACKET_VERSION TPACKET_V2");
+  }
+  // Skip a malformed TX frame (mark it available) instead of stopping the ring.
+  if (!SetIntOpt(st->fd, SOL_PACKET, PACKET_LOSS, 1)) return Fail(f, errno, n + ": PACKET_LOSS");
+  // Optional (Linux >= 4.20). Protocol-bound sockets do not see outgoing
+  // frames anyway, but this makes it explicit.
+  SetIntOpt(st->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  st->blockSize = frameSize > static_cast<unsigned>(page) ? frameSize : static_cast<unsigned>(page);
+  st->rx = RingReq(rxBytes, st->blockSize, frameSize);
+  st->tx = RingReq(txBytes, st->blockSize, frameSize);
+
+  // TX frames hold skb memory (charged to sk_wmem_alloc) until the driver
+  // frees them; with the default SO_SNDBUF a non-blocking send() stops early
+  // with a partial count. Make room for the whole TX ring.
+  size_t txLen = size_t(st->tx.tp_block_size) * st->tx.tp_block_nr;
+  int sndbuf = txLen > size_t(INT32_MAX / 2) ? INT32_MAX / 2 : static_cast<int>(txLen);
+  if (!SetIntOpt(st->fd, SOL_SOCKET, SO_SNDBUFFORCE, sndbuf)) {
+    SetIntOpt(st->fd, SOL_SOCKET, SO_SNDBUF, sndbuf);
+  }
+
+  if (setsockopt(st->fd, SOL_PACKET, PACKET_RX_RING, &st->rx, sizeof st->rx) < 0) {
+    return Fail(f, errno,
+                n + ": PACKET_RX_RING (" + std::to_string(st->rx.tp_frame_nr) + " x " +
+                    std::to_string(frameSize) + " bytes)");
+  }
+  if (setsockopt(st->fd, SOL_PACKET, PACKET_TX_RING, &st->tx, sizeof st->tx) < 0) {
+    return Fail(f, errno,
+                n + ": PACKET_TX_RING (" + std::to_string(st->tx.tp_frame_nr) + " x " +
+                    std::to_string(frameSize) + " bytes)");
+  }
+
+  // One mapping: the RX ring first, the TX ring right after it.
+  st->mapLen = size_t(st->rx.tp_block_size) * st->rx.tp_block_nr + txLen;
+  st->addr = mmap(nullptr, st->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, st->fd, 0);
+  if (st->addr == MAP_FAILED) return Fail(f, errno, n + ": mmap of the packet rings");
+
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(kEthPAoe);
+  sll.sll_ifindex = st->ifindex;
+  if (bind(st->fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) < 0) {
+    int e = errno;
+    if (e == ENODEV) return Fail(f, e, n + ": no such interface", true);
+    return Fail(f, e, n + ": bind");
+  }
+  return true;
+}
+
+class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PacketHandle",
+                       {
+                           InstanceMethod<&PacketHandle::Kick>("kick"),
+                           InstanceMethod<&PacketHandle::Stats>("stats"),
+                           InstanceMethod<&PacketHandle::RefreshMtu>("refreshMtu"),
+                           InstanceMethod<&PacketHandle::StartPoll>("startPoll"),
+                           InstanceMethod<&PacketHandle::SetPollEvents>("setPollEvents"),
+                           InstanceMethod<&PacketHandle::Ref>("ref"),
+                           InstanceMethod<&PacketHandle::Unref>("unref"),
+                           InstanceMethod<&PacketHandle::Close>("close"),
+                       });
+  }
+
+  PacketHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketHandle>(info) {
+    Napi::Env env = info.Env();
+    env_ = env;
+    if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() ||
+        !info[3].IsNumber()) {
+      throw Napi::TypeError::New(
+          env, "openPacket(ifname: string, rxRingBytes: number, txRingBytes: number, frameSize: number)");
+    }
+    ifname_ = info[0].As<Napi::String>().Utf8Value();
+    double rxBytes = info[1].As<Napi::Number>().DoubleValue();
+    double txBytes = info[2].As<Napi::Number>().DoubleValue();
+    double frameSize = info[3].As<Napi::Number>().DoubleValue();
+    if (!(rxBytes >= 1 && rxBytes <= double(kMaxRingBytes)) ||
+        !(txBytes >= 1 && txBytes <= double(kMaxRingBytes))) {
+      throw Napi::RangeError::New(env, ifname_ + ": ring sizes must be between 1 byte and 1 GiB");
+    }
+    unsigned fs = static_cast<unsigned>(frameSize);
+    if (double(fs) != frameSize || fs < 128 || fs > (1u << 22) || (fs & (fs - 1)) != 0) {
+      throw Napi::RangeError::New(
+          env, ifname_ + ": frameSize must be a power of two between 128 and 4 MiB");
+    }
+
+    OpenState st;
+    OpenFailure fail;
+    if (!DoOpen(ifname_, size_t(rxBytes), size_t(txBytes), fs, &st, &fail)) {
+      if (st.addr != MAP_FAILED) munmap(st.addr, st.mapLen);
+      if (st.fd >= 0) close(st.fd);
+      if (fail.custom) throw CodedError(env, fail.err, fail.msg);
+      throw ErrnoError(env, fail.err, fail.msg);
+    }
+    fd_ = st.fd;
+    ifindex_ = st.ifindex;
+    map_ = new Mapping{st.addr, st.mapLen, 1};
+
+    size_t rxLen = size_t(st.rx.tp_block_size) * st.rx.tp_block_nr;
+    size_t txLen = size_t(st.tx.tp_block_size) * st.tx.tp_block_nr;
+    char* base = static_cast<char*>(st.addr);
+
+    map_->refs++;
+    Napi::ArrayBuffer rxAb = Napi::ArrayBuffer::New(env, base, rxLen, ReleaseMapping, map_);
+    map_->refs++;
+    Napi::ArrayBuffer txAb = Napi::ArrayBuffer::New(env, base + rxLen, txLen, ReleaseMapping, map_);
+    rxAb_ = Napi::Persistent(rxAb);
+    txAb_ = Napi::Persistent(txAb);
+
+    auto ro = napi_enumerable;
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.DefineProperties({
+        Napi::PropertyDescriptor::Value("fd", Napi::Number::New(env, fd_), ro),
+        Napi::PropertyDescriptor::Value("ifindex", Napi::Number::New(env, ifindex_), ro),
+        Napi::PropertyDescriptor::Value("ifname", Napi::String::New(env, ifname_), ro),
+        Napi::PropertyDescriptor::Value("hatype", Napi::Number::New(env, st.hatype), ro),
+        Napi::PropertyDescriptor::Value("mac", Napi::Buffer<uint8_t>::Copy(env, st.mac, 6), ro),
+        Napi::PropertyDescriptor::Value("mtu", Napi::Number::New(env, st.mtu), ro),
+        Napi::PropertyDescriptor::Value("blockSize", Napi::Number::New(env, st.blockSize), ro),
+        Napi::PropertyDescriptor::Value("rxRing", rxAb, ro),
+        Napi::PropertyDescriptor::Value("rxFrameSize", Napi::Number::New(env, st.rx.tp_frame_size),
+                                        ro),
+        Napi::PropertyDescriptor::Value("rxFrameCount", Napi::Number::New(env, st.rx.tp_frame_nr),
+                                        ro),
+        Napi::PropertyDescriptor::Value("txRing", txAb, ro),
+        Napi::PropertyDescriptor::Value("txFrameSize", Napi::Number::New(env, st.tx.tp_frame_size),
+                                        ro),
+        Napi::PropertyDescriptor::Value("txFrameCount", Napi::Number::New(env, st.tx.tp_frame_nr),
+                                        ro),
+    });
+
+    // Close the poll handle and the socket when the environment (a worker
+    // thread, or the main thread at exit) goes away without close().
+    if (napi_add_async_cleanup_hook(env, &PacketHandle::EnvCleanup, this, &cleanupHook_) !=
+        napi_ok) {
+      cleanupHook_ = nullptr;
+    }
+  }
+
+  ~PacketHandle() override {
+    // Reached by garbage collection (never while polling: the poll callback
+    // reference keeps this object alive until close()). No JS calls here.
+    ReleaseNative(nullptr);
+    if (cleanupHook_ != nullptr) {
+      napi_remove_async_cleanup_hook(cleanupHook_);
+      cleanupHook_ = nullptr;
+    }
+    if (asyncCtx_) (void)asyncCtx_.release();  // napi_async_destroy is not safe here
+  }
+
+ private:
+  struct Poller {
+    uv_poll_t handle;
+    PacketHandle* owner;
+    napi_async_cleanup_hook_handle done;  // signalled once the handle is closed
+  };
+
+  static void EnvCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
+    auto* self = static_cast<PacketHandle*>(arg);
+    self->cleanupHook_ = nullptr;
+    self->ReleaseNative(hook);
+  }
+
+  // Stops polling, unmaps, closes the fd. Uses no JavaScript. If `done` is
+  // given it is removed once the poll handle has finished closing.
+  void ReleaseNative(napi_async_cleanup_hook_handle done) {
+    if (closed_) {
+      if (done != nullptr) napi_remove_async_cleanup_hook(done);
+      return;
+    }
+    closed_ = true;
+    if (poller_ != nullptr) {
+      Poller* p = poller_;
+      poller_ = nullptr;
+      p->owner = nullptr;
+      p->done = done;
+      uv_poll_stop(&p->handle);
+      uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
+        Poller* q = static_cast<Poller*>(h->data);
+        napi_async_cleanup_hook_handle d = q->done;
+        delete q;
+        if (d != nullptr) napi_remove_async_cleanup_hook(d);
+      });
+    } else if (done != nullptr) {
+      napi_remove_async_cleanup_hook(done);
+    }
+    if (map_ != nullptr) {
+      Mapping* m = map_;
+      map_ = nullptr;
+      m->Release();  // unmaps now only if both ArrayBuffers are already gone
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) return env.Undefined();
+    // Detach first: afterwards JavaScript cannot touch the mapping, so it can
+    // be unmapped right away even if views over it are still referenced.
+    Mapping* m = map_;
+    for (Napi::Reference<Napi::ArrayBuffer>* r : {&rxAb_, &txAb_}) {
+      if (!r->IsEmpty()) {
+        Napi::ArrayBuffer ab = r->Value();
+        if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+        r->Reset();
+      }
+    }
+    if (m != nullptr) m->Unmap();
+    if (cleanupHook_ != nullptr) {
+      napi_remove_async_cleanup_hook(cleanupHook_);
+      cleanupHook_ = nullptr;
+    }
+    ReleaseNative(nullptr);
+    if (!inCallback_) {  // else CallJs drops them once the callback returns
+      pollCb_.Reset();
+      asyncCtx_.reset();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Kick(const Napi::CallbackInfo& info) {
+    if (closed_) return Napi::Number::New(info.Env(), EBADF);
+    ssize_t r = send(fd_, nullptr, 0, MSG_DONTWAIT);
+    return Napi::Number::New(info.Env(), r < 0 ? errno : 0);
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
+    tpacket_stats s{};
+    socklen_t len = sizeof s;
+    if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &s, &len) < 0) {
+      throw ErrnoError(env, errno, ifname_ + ": PACKET_STATISTICS");
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("packets", Napi::Number::New(env, s.tp_packets));
+    o.Set("drops", Napi::Number::New(env, s.tp_drops));
+    return o;
+  }
+
+  Napi::Value RefreshMtu(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
+    char name[IFNAMSIZ];
+    if (if_indextoname(static_cast<unsigned>(ifindex_), name) == nullptr) {
+      throw CodedError(env, ENODEV, ifname_ + ": interface is gone");
+    }
+    ifreq ifr;
+    FillIfreq(&ifr, name);
+    if (ioctl(fd_, SIOCGIFMTU, &ifr) < 0) throw ErrnoError(env, errno, ifname_ + ": SIOCGIFMTU");
+    return Napi::Number::New(env, ifr.ifr_mtu);
+  }
+
+  static int EventsFrom(const Napi::CallbackInfo& info, size_t i) {
+    int ev = 0;
+    if (info.Length() > i && info[i].ToBoolean().Value()) ev |= UV_READABLE;
+    if (info.Length() > i + 1 && info[i + 1].ToBoolean().Value()) ev |= UV_WRITABLE;
+    return ev;
+  }
+
+  void ApplyEvents() {
+    if (poller_ == nullptr) return;
+    int r = events_ != 0 ? uv_poll_start(&poller_->handle, events_, &PacketHandle::OnPoll)
+                         : uv_poll_stop(&poller_->handle);
+    if (r < 0) throw ErrnoError(env_, -r, ifname_ + ": uv_poll_start");
+  }
+
+  // startPoll(cb, readable, writable): cb(status, events) runs on the event
+  // loop. status is 0, or -errno when the socket reported an error (e.g.
+  // -ENETDOWN when the link went down); events has bit 1 readable, 2 writable.
+  Napi::Value StartPoll(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
+    if (poller_ != nullptr) throw Napi::Error::New(env, ifname_ + ": already polling");
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      throw Napi::TypeError::New(env, "startPoll(cb, readable, writable)");
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
+    }
+    auto* p = new Poller{};
+    p->owner = this;
+    int r = uv_poll_init(loop, &p->handle, fd_);
+    if (r < 0) {
+      delete p;
+      throw ErrnoError(env, -r, ifname_ + ": uv_poll_init");
+    }
+    p->handle.data = p;
+    poller_ = p;
+    if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
+    pollCb_ = Napi::Persistent(info[0].As<Napi::Function>());
+    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "aoed.PacketSocket");
+    events_ = EventsFrom(info, 1);
+    ApplyEvents();
+    return env.Undefined();
+  }
+
+  Napi::Value SetPollEvents(const Napi::CallbackInfo& info) {
+    if (closed_) return info.Env().Undefined();
+    int ev = EventsFrom(info, 0);
+    if (ev != events_) {
+      events_ = ev;
+      ApplyEvents();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    ref_ = true;
+    if (poller_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    ref_ = false;
+    if (poller_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+    return info.Env().Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    Poller* p = static_cast<Poller*>(h->data);
+    PacketHandle* self = p->owner;
+    if (self == nullptr) return;
+    int st = 0;
+    if (status < 0) {
+      // libuv stops the watcher on POLLERR. For a packet socket that means a
+      // pending socket error (ENETDOWN when the link goes down, or when bound
+      // while down): read it (which clears it) and keep polling.
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
+        st = -soerr;
+        if (self->events_ != 0) uv_poll_start(h, self->events_, &PacketHandle::OnPoll);
+      } else {
+        st = status;
+        self->events_ = 0;  // the watcher stays stopped; JS may re-arm it
+      }
+      events = 0;
+    }
+    self->CallJs(st, events);
+  }
+
+  void CallJs(int status, int events) {
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    if (pollCb_.IsEmpty() || !asyncCtx_) return;
+    inCallback_ = true;
+    try {
+      pollCb_.MakeCallback(Value(), {Napi::Number::New(env, status), Napi::Number::New(env, events)},
+                           *asyncCtx_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());
+    }
+    inCallback_ = false;
+    if (closed_) {  // close() was called from inside the callback
+      pollCb_.Reset();
+      asyncCtx_.reset();
+    }
+  }
+
+  napi_env env_ = nullptr;
+  std::string ifname_;
+  int fd_ = -1;
+  int ifindex_ = 0;
+  bool closed_ = false;
+  bool ref_ = true;
+  bool inCallback_ = false;
+  int events_ = 0;
+  Mapping* map_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> rxAb_;
+  Napi::Reference<Napi::ArrayBuffer> txAb_;
+  Poller* poller_ = nullptr;
+  Napi::FunctionReference pollCb_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
+  napi_async_cleanup_hook_handle cleanupHook_ = nullptr;
+};
+
+// interfaceMtu(ifname) -> number, without needing CAP_NET_RAW.
+Napi::Value InterfaceMtu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    throw Napi::TypeError::New(env, "interfaceMtu(ifname: string)");
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  ifreq ifr;
+  if (!FillIfreq(&ifr, name)) {
+    throw CodedError(env, EINVAL,
+                     "'" + name + "': invalid interface name (1 to " +
+                         std::to_string(IFNAMSIZ - 1) + " characters)");
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, name + ": socket(AF_UNIX)");
+  int r = ioctl(fd, SIOCGIFMTU, &ifr);
+  int e = errno;
+  close(fd);
+  if (r < 0) {
+    if (e == ENODEV) throw CodedError(env, e, name + ": no such interface");
+    throw ErrnoError(env, e, name + ": SIOCGIFMTU");
+  }
+  return Napi::Number::New(env, ifr.ifr_mtu);
+}
+
+struct PacketData {
+  Napi::FunctionReference ctor;
+};
+
+Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
+  auto* data = info.Env().GetInstanceData<PacketData>();
+  std::vector<napi_value> args;
+  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
+  return data->ctor.New(args);
+}
+
+}  // namespace
+
+void InitPacket(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = PacketHandle::Define(env);
+  auto* data = new PacketData{Napi::Persistent(ctor)};
+  env.SetInstanceData<PacketData>(data);
+  exports.Set("PacketHandle", ctor);
+  exports.Set("openPacket", Napi::Function::New<OpenPacket>(env, "openPacket"));
+  exports.Set("interfaceMtu", Napi::Function::New<InterfaceMtu>(env, "interfaceMtu"));
+}

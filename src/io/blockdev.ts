@@ -1,0 +1,35 @@
+/**
+ * Block device and O_DIRECT helpers (thin wrappers over the native addon).
+ * All of them take an open file descriptor.
+ */
+import { loadNative } from "../net/native.js";
+
+/** Size of a block device in bytes (BLKGETSIZE64). Throws (code ENOTBLK) for anything else. */
+export function blockDeviceSize(fd: number): number {
+  return loadNative().blockDeviceSize(fd);
+}
+
+/** Logical sector size of a block device (BLKSSZGET): the O_DIRECT alignment unit. */
+export function logicalBlockSize(fd: number): number {
+  return loadNative().logicalBlockSize(fd);
+}
+
+/** Physical sector size of a block device (BLKPBSZGET). */
+export function physicalBlockSize(fd: number): number {
+  return loadNative().physicalBlockSize(fd);
+}
+
+/**
+ * A zero-filled Buffer of `size` bytes whose memory starts at a multiple of
+ * `align` (default 4096), as O_DIRECT needs. The memory comes from
+ * posix_memalign and is freed when the Buffer is garbage collected.
+ * Views at offsets that are multiples of `align` stay aligned.
+ */
+export function alignedBuffer(size: number, align = 4096): Buffer {
+  return Buffer.from(loadNative().alignedBuffer(size, align));
+}
+
+/** The memory address of a buffer (for alignment checks in tests and diagnostics). */
+export function bufferAddress(buf: ArrayBuffer | ArrayBufferView): bigint {
+  return loadNative().addressOf(buf);
+}

@@ -1,0 +1,107 @@
+/**
+ * Loader and types for the native addon (build/Release/aoed_native.node,
+ * built from native/*.cc by node-gyp). The addon is loaded lazily, on first
+ * use, so modules that merely import the packet layer work without it.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Bits of the `events` argument of the poll callback (libuv's values). */
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+
+/** What openPacket() returns: an AF_PACKET socket with mmapped TPACKET_V2 rings. */
+export interface NativePacketHandle {
+  readonly fd: number;
+  readonly ifindex: number;
+  readonly ifname: string;
+  /** ARPHRD_* of the interface: 1 Ethernet, 772 loopback. */
+  readonly hatype: number;
+  /** Interface MAC address (a 6-byte copy). */
+  readonly mac: Buffer;
+  /** MTU at open time. */
+  readonly mtu: number;
+  readonly blockSize: number;
+  /** The RX ring, an external ArrayBuffer over the mmap; detached by close(). */
+  readonly rxRing: ArrayBuffer;
+  readonly rxFrameSize: number;
+  readonly rxFrameCount: number;
+  /** The TX ring, an external ArrayBuffer over the mmap; detached by close(). */
+  readonly txRing: ArrayBuffer;
+  readonly txFrameSize: number;
+  readonly txFrameCount: number;
+  /** send(fd, NULL, 0, MSG_DONTWAIT): returns 0 or a (positive) errno. */
+  kick(): number;
+  /** PACKET_STATISTICS; reading resets the kernel counters. packets includes drops. */
+  stats(): { packets: number; drops: number };
+  /** SIOCGIFMTU now. Throws if the interface is gone. */
+  refreshMtu(): number;
+  /**
+   * Start the readiness watcher (uv_poll on the fd). cb gets status 0, or a
+   * negative errno for a socket error (e.g. -ENETDOWN when the link went down;
+   * polling continues), and the ready events (POLL_READABLE | POLL_WRITABLE).
+   */
+  startPoll(
+    cb: (status: number, events: number) => void,
+    readable: boolean,
+    writable: boolean,
+  ): void;
+  setPollEvents(readable: boolean, writable: boolean): void;
+  /** Whether an active watcher keeps the event loop alive (default: it does). */
+  ref(): void;
+  unref(): void;
+  /** Stop the watcher, detach the ring ArrayBuffers, munmap, close the fd. Idempotent. */
+  close(): void;
+}
+
+export interface NativeAddon {
+  openPacket(
+    ifname: string,
+    rxRingBytes: number,
+    txRingBytes: number,
+    frameSize: number,
+  ): NativePacketHandle;
+  /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
+  interfaceMtu(ifname: string): number;
+  blockDeviceSize(fd: number): number;
+  logicalBlockSize(fd: number): number;
+  physicalBlockSize(fd: number): number;
+  alignedBuffer(size: number, align: number): ArrayBuffer;
+  addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
+}
+
+const ADDON_FILE = "aoed_native.node";
+
+let cached: NativeAddon | undefined;
+
+/** Where the addon is looked for: $AOED_NATIVE, then build/{Release,Debug} of the package. */
+export function nativeAddonCandidates(): string[] {
+  const out: string[] = [];
+  const env = process.env.AOED_NATIVE;
+  if (env) out.push(env);
+  // This file is src/net/native.ts (tests) or dist/src/net/native.js (built).
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    dir = dirname(dir);
+    out.push(join(dir, "build", "Release", ADDON_FILE), join(dir, "build", "Debug", ADDON_FILE));
+  }
+  return out;
+}
+
+/** Load (once) and return the native addon; throws a clear error if it is not built. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const candidates = nativeAddonCandidates();
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      `aoed native addon not found (looked for ${candidates.join(", ")}); ` +
+        "build it with `npm run build` or `node-gyp rebuild`",
+    );
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(found) as NativeAddon;
+  return cached;
+}
