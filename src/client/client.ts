@@ -83,6 +83,7 @@ export interface ClientOptions {
 export class AoeClient {
   private readonly pending = new Map<number, Pending>();
   private readonly collectors = new Map<number, (m: Message) => void>();
+  private unsolicited: ((m: Message) => void) | null = null;
   private nextTag = (Math.random() * 0x7fffffff) >>> 0;
   private readonly timeoutMs: number;
   private readonly tries: number;
@@ -111,6 +112,11 @@ export class AoeClient {
     return this.sock.mtu;
   }
 
+  /** Receives replies nobody asked for, such as a target's announcement at start. */
+  onUnsolicited(listener: (m: Message) => void): void {
+    this.unsolicited = listener;
+  }
+
   close(): void {
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -134,7 +140,10 @@ export class AoeClient {
       return;
     }
     const p = this.pending.get(msg.tag);
-    if (!p) return;
+    if (!p) {
+      this.unsolicited?.(msg);
+      return;
+    }
     this.pending.delete(msg.tag);
     clearTimeout(p.timer);
     if (msg.isError) p.reject(new AoeErrorReply(msg.error));
