@@ -18,9 +18,16 @@ export function macToString(mac: number): string {
     .replace(/(..)(?!$)/g, "$1:");
 }
 
-/** Parses "00:1b:21:aa:bb:01" or "00-1B-21-AA-BB-01"; null when malformed. */
+const MAC_RE = /^([0-9a-f]{2})([:-])((?:[0-9a-f]{2}\2){4})([0-9a-f]{2})$/i;
+
+/** "00:1b:21:aa:bb:01" or "00-1B-21-AA-BB-01" in lower-case colon form; null when malformed. */
+export function normalizeMac(text: string): string | null {
+  const t = text.trim();
+  return MAC_RE.test(t) ? t.replace(/-/g, ":").toLowerCase() : null;
+}
+
+/** The MAC as a 48-bit integer; null when malformed. */
 export function parseMac(text: string): number | null {
-  const m = /^([0-9a-f]{2})([:-])((?:[0-9a-f]{2}\2){4})([0-9a-f]{2})$/i.exec(text.trim());
-  if (!m) return null;
-  return Number.parseInt(text.trim().replace(/[:-]/g, ""), 16);
+  const mac = normalizeMac(text);
+  return mac === null ? null : Number.parseInt(mac.replace(/:/g, ""), 16);
 }
