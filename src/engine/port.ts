@@ -12,6 +12,7 @@ import {
   BROADCAST_SLOT,
   Command,
   Flag,
+  MIN_FRAME,
   maxSectorsForMtu,
   Off,
 } from "../protocol/constants.js";
@@ -20,13 +21,38 @@ import type { Target } from "./target.js";
 
 export interface PortStats {
   rxFrames: number;
-  /** Too short, wrong version, responses, our own echoes, wildcard non-discovery. */
-  ignored: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames ignored, by reason. */
+  ignoredShort: number;
+  ignoredVersion: number;
+  /** Frames with the response flag: other targets' replies. */
+  ignoredResponse: number;
+  /** Our own frames looping back (bridges, lo). */
+  ignoredOwn: number;
+  /** Wildcard shelf/slot on anything but discovery. */
+  ignoredWildcard: number;
   /** Addressed to a shelf/slot nobody here exports. */
   notForUs: number;
-  txFrames: number;
   /** Replies lost because the transmit ring was full (the initiator retransmits). */
   txRingFull: number;
+}
+
+function newPortStats(): PortStats {
+  return {
+    rxFrames: 0,
+    rxBytes: 0,
+    txFrames: 0,
+    txBytes: 0,
+    ignoredShort: 0,
+    ignoredVersion: 0,
+    ignoredResponse: 0,
+    ignoredOwn: 0,
+    ignoredWildcard: 0,
+    notForUs: 0,
+    txRingFull: 0,
+  };
 }
 
 /** What a target needs from a port to answer on it; tests supply a fake. */
@@ -71,7 +97,7 @@ export class Port implements ReplyPort {
   readonly mtu: number;
   /** Sectors per request this interface can carry. */
   readonly maxSectors: number;
-  readonly stats: PortStats = { rxFrames: 0, ignored: 0, notForUs: 0, txFrames: 0, txRingFull: 0 };
+  readonly stats: PortStats = newPortStats();
   private readonly targets = new Map<number, Target>();
   private pendingFlush = false;
 
@@ -118,6 +144,7 @@ export class Port implements ReplyPort {
   commit(len: number): void {
     this.sock.txCommit(len);
     this.stats.txFrames++;
+    this.stats.txBytes += Math.max(len, MIN_FRAME);
     if (!this.pendingFlush) {
       this.pendingFlush = true;
       setImmediate(this.flush);
@@ -135,15 +162,25 @@ export class Port implements ReplyPort {
   };
 
   private readonly onFrame = (buf: Buffer, off: number, len: number): void => {
-    this.stats.rxFrames++;
+    const stats = this.stats;
+    stats.rxFrames++;
+    stats.rxBytes += len;
     if (len < Off.arg) {
-      this.stats.ignored++;
+      stats.ignoredShort++;
       return;
     }
     const vf = buf[off + Off.verFlags]!;
+    if (vf & Flag.response) {
+      stats.ignoredResponse++;
+      return;
+    }
+    if (vf >> 4 !== AOE_VERSION) {
+      stats.ignoredVersion++;
+      return;
+    }
     const src = readMac(buf, off + Off.src);
-    if (vf & Flag.response || vf >> 4 !== AOE_VERSION || src === this.mac) {
-      this.stats.ignored++;
+    if (src === this.mac) {
+      stats.ignoredOwn++;
       return;
     }
     const shelf = buf.readUInt16BE(off + Off.shelf);
@@ -151,7 +188,7 @@ export class Port implements ReplyPort {
     if (shelf === BROADCAST_SHELF || slot === BROADCAST_SLOT) {
       // Wildcards address discovery only: never fan a write or a reservation out.
       if (buf[off + Off.command] !== Command.queryConfig) {
-        this.stats.ignored++;
+        stats.ignoredWildcard++;
         return;
       }
       for (const t of this.targets.values()) {
@@ -164,7 +201,7 @@ export class Port implements ReplyPort {
       return;
     }
     const target = this.targets.get(shelf * 256 + slot);
-    if (target === undefined) this.stats.notForUs++;
+    if (target === undefined) stats.notForUs++;
     else target.handle(this, buf, off, len, src, false);
   };
 

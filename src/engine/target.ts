@@ -36,6 +36,7 @@ import {
 import { buildIdentify } from "../protocol/identify.js";
 import { macToString, readMac, writeMac } from "../protocol/mac.js";
 import { FIRMWARE_VERSION, VERSION } from "../version.js";
+import { LatencyHistogram } from "./latency.js";
 import type { ReplyPort } from "./port.js";
 import { type OpKind, Request } from "./request.js";
 
@@ -58,6 +59,8 @@ export interface TargetStats {
   maskDenied: number;
   /** AoE-level error replies (bad argument, reserved, unknown command...). */
   aoeErrors: number;
+  /** Backend time of reads, writes and flushes. */
+  latency: LatencyHistogram;
 }
 
 /** What an initiator can set on an export at run time; persisted by the state store. */
@@ -88,6 +91,7 @@ export class Target {
     aclDenied: 0,
     maskDenied: 0,
     aoeErrors: 0,
+    latency: new LatencyHistogram(),
   };
   state: TargetState = { config: Buffer.alloc(0), mask: [], reserve: [] };
   private readonly acl: Acl;
@@ -284,7 +288,9 @@ export class Target {
       );
     } else if (req.kind === "read") this.stats.bytesRead += bytes;
     else if (req.kind === "write") this.stats.bytesWritten += bytes;
-    if (this.cfg.traceIo) this.trace(req, err);
+    const seconds = (performance.now() - req.startedAt) / 1000;
+    this.stats.latency.observe(seconds);
+    if (this.cfg.traceIo) this.trace(req, err, seconds);
     const tx = port.acquire();
     if (tx !== null) {
       const ok = err === null;
@@ -304,7 +310,7 @@ export class Target {
     if (this.inflight === 0 && this.drained) this.drained();
   };
 
-  private trace(req: Request, err: NodeJS.ErrnoException | null): void {
+  private trace(req: Request, err: NodeJS.ErrnoException | null, seconds: number): void {
     this.log.info(
       {
         export: this.name,
@@ -314,7 +320,7 @@ export class Target {
         lba: req.lba,
         sectors: req.count,
         result: err ? `error: ${err.message}` : "ok",
-        latencyUs: Math.round((performance.now() - req.startedAt) * 1000),
+        latencyUs: Math.round(seconds * 1e6),
       },
       "io",
     );
