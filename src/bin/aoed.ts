@@ -4,7 +4,9 @@ import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
+import { watchConfig } from "../config/watch.js";
 import { Engine } from "../engine/engine.js";
+import { Reloader } from "../engine/reload.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
 
@@ -106,17 +108,32 @@ async function main(): Promise<void> {
     );
   }
 
+  const onShutdown: (() => Promise<void>)[] = [];
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down: answering in-flight requests");
+    await Promise.all(onShutdown.map((f) => f()));
     await engine.stop();
     log.info("stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  // Reload on SIGHUP and whenever the file changes; the embedded demo has no file to watch.
+  const configPath = values.demo ? null : (values.config ?? DEFAULT_CONFIG);
+  if (configPath !== null) {
+    const reloader = new Reloader(engine, configPath, log, values["log-level"] !== undefined);
+    process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
+    const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
+    onShutdown.push(() => watcher.close());
+  } else {
+    process.on("SIGHUP", () =>
+      log.warn("SIGHUP ignored: the demo config is embedded, there is no file to reload"),
+    );
+  }
 }
 
 main().catch((err) => {

@@ -1,57 +1,209 @@
 /**
- * The engine turns a Config into running ports and targets: it opens every
- * backend and interface, attaches each export to the ports it is served on,
- * announces it, and tears it all down with in-flight I/O answered first.
+ * The engine turns a Config into running ports and targets. `apply` moves
+ * from the running config to a new one with the least disturbance: exports
+ * whose settings did not change keep serving untouched; new ones open and
+ * announce; removed ones stop taking requests and answer what is in flight
+ * before their backend closes; changed ones are replaced by a new target that
+ * takes over the address at once while the old one drains. Everything that
+ * can fail (opening files, devices, interfaces) happens before anything
+ * running is touched, so a failed apply leaves the old config serving.
  */
+import fs from "node:fs";
+import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
-import type { Config, ExportConfig } from "../config/types.js";
+import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/file-backend.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { Port } from "./port.js";
+import { emptyState, StateStore } from "./state-store.js";
 import { Target } from "./target.js";
+
+export interface ApplySummary {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  unchanged: string[];
+}
+
+/** Settings that need the backing store reopened when they change. */
+function backendKey(e: ExportConfig): unknown[] {
+  return [e.path, e.readOnly, e.directIo, e.writeCache, e.offset, e.length];
+}
+
+function openBackend(e: ExportConfig): Promise<Backend> {
+  return openFileBackend({
+    path: e.path,
+    readOnly: e.readOnly,
+    directIo: e.directIo,
+    writeCache: e.writeCache,
+    offset: e.offset,
+    length: e.length,
+  });
+}
+
+/** True when the file behind a running export has grown since it was opened. */
+function grew(target: Target): boolean {
+  const e = target.cfg;
+  if (e.length !== null || target.backend.caps.blockDevice) return false;
+  try {
+    return fs.statSync(e.path).size - e.offset >= target.backend.size + 512;
+  } catch {
+    return false;
+  }
+}
 
 export class Engine {
   readonly ports = new Map<string, Port>();
   readonly targets = new Map<string, Target>();
+  private config: Config | null = null;
+  private store: StateStore | null = null;
+  /** Drains of replaced or removed targets still answering in-flight requests. */
+  private readonly draining = new Set<Promise<void>>();
 
   constructor(private readonly log: Logger) {}
 
-  /** Opens everything the config names; on any failure closes what was opened and throws. */
+  /** The config in effect. */
+  get running(): Config | null {
+    return this.config;
+  }
+
   async start(config: Config): Promise<void> {
-    const backends = await openAll(config.exports);
+    await this.apply(config);
+  }
+
+  async apply(next: Config): Promise<ApplySummary> {
+    const prev = this.config;
+    const summary: ApplySummary = { added: [], removed: [], changed: [], unchanged: [] };
+    const store = this.stateStoreFor(next);
+
+    // Plan: which exports stay as they are, which need a new target and whether
+    // that target can reuse the running backend.
+    const build: { cfg: ExportConfig; old: Target | null; backend: Backend | null }[] = [];
+    for (const cfg of next.exports) {
+      const old = this.targets.get(cfg.name) ?? null;
+      const portsSame =
+        old !== null &&
+        prev !== null &&
+        cfg.interfaces.every((n) => isDeepStrictEqual(prev.interfaces[n], next.interfaces[n]));
+      if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !grew(old)) {
+        summary.unchanged.push(cfg.name);
+        continue;
+      }
+      const reuse = old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !grew(old);
+      build.push({ cfg, old, backend: reuse ? old.backend : null });
+      (old ? summary.changed : summary.added).push(cfg.name);
+    }
+    const nextNames = new Set(next.exports.map((e) => e.name));
+    const removed = [...this.targets.values()].filter((t) => !nextNames.has(t.name));
+    summary.removed = removed.map((t) => t.name);
+
+    // Fallible part: open new backends and any port whose interface is new or re-set.
+    const opened: Backend[] = [];
+    const newPorts = new Map<string, Port>();
     try {
-      for (const name of new Set(config.exports.flatMap((e) => e.interfaces))) {
-        const iface = config.interfaces[name] ?? { mtu: null, ringBytes: null };
-        const queueSlots = config.exports
+      const results = await Promise.allSettled(
+        build.map((b) => (b.backend ? Promise.resolve(b.backend) : openBackend(b.cfg))),
+      );
+      const failures: string[] = [];
+      results.forEach((r, i) => {
+        const b = build[i]!;
+        if (r.status === "rejected") failures.push(`${b.cfg.name}: ${(r.reason as Error).message}`);
+        else if (r.value !== b.backend) {
+          opened.push(r.value);
+          b.backend = r.value;
+        }
+      });
+      if (failures.length > 0) throw new Error(`cannot open exports:\n  ${failures.join("\n  ")}`);
+      for (const name of new Set(next.exports.flatMap((e) => e.interfaces))) {
+        const settings: InterfaceConfig = next.interfaces[name] ?? { mtu: null, ringBytes: null };
+        const running = this.ports.get(name);
+        if (
+          running &&
+          prev &&
+          isDeepStrictEqual(prev.interfaces[name] ?? { mtu: null, ringBytes: null }, settings)
+        )
+          continue;
+        const queueSlots = next.exports
           .filter((e) => e.interfaces.includes(name))
           .reduce((n, e) => n + e.queueLength, 0);
-        const port = Port.open(name, { mtu: iface.mtu, ringBytes: iface.ringBytes, queueSlots });
-        this.ports.set(name, port);
+        newPorts.set(
+          name,
+          Port.open(name, { mtu: settings.mtu, ringBytes: settings.ringBytes, queueSlots }),
+        );
       }
-      config.exports.forEach((e, i) => {
-        const ports = e.interfaces.map((n) => this.ports.get(n)!);
-        const maxSectors = Math.max(...ports.map((p) => maxSectorsForMtu(p.mtu)));
-        const target = new Target(e, backends[i]!, maxSectors, this.log);
-        this.targets.set(e.name, target);
-        for (const p of ports) p.attach(target);
-      });
     } catch (err) {
-      for (const port of this.ports.values()) port.close();
-      this.ports.clear();
-      this.targets.clear();
-      await Promise.all(backends.map((b) => b.close()));
+      for (const p of newPorts.values()) p.close();
+      await Promise.all(opened.map((b) => b.close()));
       throw err;
     }
-    for (const target of this.targets.values()) {
-      for (const name of target.cfg.interfaces) target.announce(this.ports.get(name)!);
+
+    // Infallible part: swap. Old ports being replaced stop receiving at once but
+    // keep transmitting until their targets have answered what is in flight.
+    const retiredPorts = [...this.ports.entries()].filter(
+      ([name]) => newPorts.has(name) || !next.exports.some((e) => e.interfaces.includes(name)),
+    );
+    for (const [name, port] of retiredPorts) {
+      port.stopReceiving();
+      this.ports.delete(name);
     }
+    for (const [name, port] of newPorts) this.ports.set(name, port);
+
+    const reusedBackends = new Set(build.map((b) => b.backend));
+    const retire = (t: Target) => {
+      for (const p of this.ports.values()) p.detach(t);
+      const closeBackend = !reusedBackends.has(t.backend);
+      const done = t.drain().then(async () => {
+        if (closeBackend) await t.backend.close();
+      });
+      this.draining.add(done);
+      void done.finally(() => this.draining.delete(done));
+      return done;
+    };
+    const retiring = [...removed, ...build.flatMap((b) => (b.old ? [b.old] : []))].map(retire);
+    for (const t of removed) this.targets.delete(t.name);
+
+    const announce: Target[] = [];
+    for (const b of build) {
+      const ports = b.cfg.interfaces.map((n) => this.ports.get(n)!);
+      const maxSectors = Math.max(...ports.map((p) => maxSectorsForMtu(p.mtu)));
+      const target = new Target(b.cfg, b.backend!, maxSectors, this.log, {
+        state: b.old?.state ?? store?.load(b.cfg.name) ?? emptyState(),
+        stats: b.old?.stats,
+        // Looked up at each change, so a new state-dir applies to every export.
+        onStateChange: (s) => this.store?.save(b.cfg.name, s),
+      });
+      this.targets.set(b.cfg.name, target);
+      for (const p of ports) p.attach(target);
+      announce.push(target);
+    }
+    for (const t of announce) for (const n of t.cfg.interfaces) t.announce(this.ports.get(n)!);
+
+    this.config = next;
+    this.store = store;
+    void Promise.all(retiring).then(() => {
+      for (const [, port] of retiredPorts) port.close();
+    });
+    return summary;
+  }
+
+  private stateStoreFor(next: Config): StateStore | null {
+    if (next.stateDir === null) return null;
+    if (this.store?.dir === next.stateDir) return this.store;
+    return new StateStore(next.stateDir, (message) => this.log.error(message));
+  }
+
+  /** Resolves when every replaced or removed target has answered its in-flight requests. */
+  async settled(): Promise<void> {
+    while (this.draining.size > 0) await Promise.all([...this.draining]);
   }
 
   /** Stops accepting, answers what is in flight, flushes and closes everything. */
   async stop(): Promise<void> {
+    const targets = [...this.targets.values()];
+    this.targets.clear();
     await Promise.all(
-      [...this.targets.values()].map(async (t) => {
+      targets.map(async (t) => {
         await t.drain();
         await new Promise<void>((resolve) =>
           t.backend.flush((err) => {
@@ -63,31 +215,9 @@ export class Engine {
         await t.backend.close();
       }),
     );
+    await this.settled();
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
-    this.targets.clear();
+    this.config = null;
   }
-}
-
-async function openAll(exports: ExportConfig[]): Promise<Backend[]> {
-  const results = await Promise.allSettled(
-    exports.map((e) =>
-      openFileBackend({
-        path: e.path,
-        readOnly: e.readOnly,
-        directIo: e.directIo,
-        writeCache: e.writeCache,
-        offset: e.offset,
-        length: e.length,
-      }),
-    ),
-  );
-  const failed = results.flatMap((r, i) =>
-    r.status === "rejected" ? [`${exports[i]!.name}: ${(r.reason as Error).message}`] : [],
-  );
-  if (failed.length > 0) {
-    await Promise.all(results.map((r) => (r.status === "fulfilled" ? r.value.close() : undefined)));
-    throw new Error(`cannot open exports:\n  ${failed.join("\n  ")}`);
-  }
-  return results.map((r) => (r as PromiseFulfilledResult<Backend>).value);
 }

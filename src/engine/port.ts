@@ -205,6 +205,11 @@ export class Port implements ReplyPort {
     else target.handle(this, buf, off, len, src, false);
   };
 
+  /** Stops delivering received frames (the port is being replaced); replies still go out. */
+  stopReceiving(): void {
+    this.sock.stop();
+  }
+
   kernelStats(): { rxFrames: number; rxDrops: number } {
     const s = this.sock.stats();
     return { rxFrames: s.rxFrames, rxDrops: s.rxDrops };

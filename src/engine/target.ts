@@ -75,25 +75,29 @@ export class Target {
   readonly shelf: number;
   readonly slot: number;
   readonly key: number;
-  readonly stats: TargetStats = {
-    reads: 0,
-    writes: 0,
-    flushes: 0,
-    identifies: 0,
-    otherAta: 0,
-    configs: 0,
-    masks: 0,
-    reserves: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    ataErrors: 0,
-    queueDrops: 0,
-    aclDenied: 0,
-    maskDenied: 0,
-    aoeErrors: 0,
-    latency: new LatencyHistogram(),
-  };
-  state: TargetState = { config: Buffer.alloc(0), mask: [], reserve: [] };
+  readonly stats: TargetStats;
+  private static newStats(): TargetStats {
+    return {
+      reads: 0,
+      writes: 0,
+      flushes: 0,
+      identifies: 0,
+      otherAta: 0,
+      configs: 0,
+      masks: 0,
+      reserves: 0,
+      bytesRead: 0,
+      bytesWritten: 0,
+      ataErrors: 0,
+      queueDrops: 0,
+      aclDenied: 0,
+      maskDenied: 0,
+      aoeErrors: 0,
+      latency: new LatencyHistogram(),
+    };
+  }
+  private current: TargetState;
+  private readonly onStateChange: (state: TargetState) => void;
   private readonly acl: Acl;
   private readonly sectors: number;
   private readonly identify: Buffer;
@@ -108,7 +112,16 @@ export class Target {
     /** The largest sectors-per-request any of this target's ports can carry. */
     maxSectors: number,
     private readonly log: Logger,
+    /** On reload a replacement target carries its predecessor's state and counters. */
+    carried: {
+      state?: TargetState;
+      stats?: TargetStats;
+      onStateChange?: (state: TargetState) => void;
+    } = {},
   ) {
+    this.current = carried.state ?? { config: Buffer.alloc(0), mask: [], reserve: [] };
+    this.stats = carried.stats ?? Target.newStats();
+    this.onStateChange = carried.onStateChange ?? (() => {});
     this.name = cfg.name;
     this.shelf = cfg.shelf;
     this.slot = cfg.slot;
@@ -125,6 +138,15 @@ export class Target {
     const bytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
     for (let i = 0; i < cfg.queueLength; i++)
       this.free.push(new Request(backend.allocBuffer(bytes), this.complete));
+  }
+
+  get state(): TargetState {
+    return this.current;
+  }
+
+  private setState(next: TargetState): void {
+    this.current = next;
+    this.onStateChange(next);
   }
 
   get inFlight(): number {
@@ -411,7 +433,7 @@ export class Target {
   }
 
   private setConfigString(value: Buffer): void {
-    this.state = { ...this.state, config: Buffer.from(value) };
+    this.setState({ ...this.state, config: Buffer.from(value) });
     this.log.info({ export: this.name, config: value.toString("latin1") }, "config string set");
   }
 
@@ -505,7 +527,7 @@ export class Target {
   }
 
   private setMask(list: number[]): void {
-    this.state = { ...this.state, mask: list };
+    this.setState({ ...this.state, mask: list });
   }
 
   private maskReply(
@@ -570,7 +592,7 @@ export class Target {
       const mac = readMac(buf, off + ReserveOff.macs + i * 6);
       if (!macs.includes(mac)) macs.push(mac);
     }
-    this.state = { ...this.state, reserve: macs };
+    this.setState({ ...this.state, reserve: macs });
     this.log.info(
       { export: this.name, by: macToString(src), reserve: macs.map(macToString) },
       "reservation changed",
@@ -605,6 +627,21 @@ export class Target {
     tx[Off.verFlags]! |= Flag.error;
     tx[Off.error] = code;
     port.commit(echo);
+  }
+
+  /** The admin's reset of what initiators set (aoectl clear). */
+  clearState(what: "config" | "mask" | "reserve"): void {
+    if (what === "config") this.setState({ ...this.state, config: Buffer.alloc(0) });
+    else if (what === "mask") this.setState({ ...this.state, mask: [] });
+    else this.setState({ ...this.state, reserve: [] });
+    this.log.info({ export: this.name, cleared: what }, "state cleared by the admin");
+  }
+
+  resetStats(): void {
+    for (const key of Object.keys(this.stats) as (keyof TargetStats)[]) {
+      if (key !== "latency") this.stats[key] = 0;
+    }
+    this.stats.latency.reset();
   }
 
   /** Stops taking requests and resolves once every request in flight has been answered. */

@@ -9,8 +9,8 @@ export interface Daemon {
   /** Parsed JSON log lines so far. */
   logs: Record<string, unknown>[];
   stderr(): string;
-  /** Resolves with the first log line whose msg matches. */
-  waitForLog(re: RegExp, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the first log line from index `from` on whose msg matches. */
+  waitForLog(re: RegExp, opts?: { timeoutMs?: number; from?: number }): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
 }
@@ -52,8 +52,8 @@ export function startDaemon(args: string[], opts: { netns?: string | null } = {}
     proc,
     logs,
     stderr: () => err,
-    waitForLog(re, timeoutMs = 15_000) {
-      const seen = logs.find((l) => re.test(String(l.msg)));
+    waitForLog(re, { timeoutMs = 15_000, from = 0 } = {}) {
+      const seen = logs.slice(from).find((l) => re.test(String(l.msg)));
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(

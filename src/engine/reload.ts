@@ -1,0 +1,56 @@
+/**
+ * Reloading the config file into a running engine: the whole new file is
+ * parsed and validated first; if anything is wrong every problem is logged
+ * and the running config stays exactly as it was.
+ */
+import type { Logger } from "pino";
+import { formatDiagnostic, loadConfigFile } from "../config/load.js";
+import type { ApplySummary, Engine } from "./engine.js";
+
+export type ReloadResult = { ok: true; summary: ApplySummary } | { ok: false; errors: string[] };
+
+export class Reloader {
+  /** Reloads run one after another, never interleaved. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly path: string,
+    private readonly log: Logger,
+    /** A --log-level on the command line wins over the file. */
+    private readonly fixedLogLevel: boolean,
+  ) {}
+
+  reload(reason: string): Promise<ReloadResult> {
+    const run = this.chain.then(() => this.run(reason));
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private async run(reason: string): Promise<ReloadResult> {
+    const result = await loadConfigFile(this.path);
+    for (const w of result.warnings) this.log.warn(formatDiagnostic(w));
+    if (!result.ok) {
+      const errors = result.errors.map((e) => formatDiagnostic(e));
+      for (const e of errors) this.log.error(e);
+      this.log.error(
+        { reason, errors: errors.length },
+        "config not reloaded: still serving the previous config",
+      );
+      return { ok: false, errors };
+    }
+    try {
+      const summary = await this.engine.apply(result.config);
+      if (!this.fixedLogLevel) this.log.level = result.config.logLevel;
+      this.log.info({ reason, ...summary }, "config reloaded");
+      return { ok: true, summary };
+    } catch (err) {
+      const message = (err as Error).message;
+      this.log.error(
+        { reason, err: message },
+        "config not reloaded: still serving the previous config",
+      );
+      return { ok: false, errors: [message] };
+    }
+  }
+}
