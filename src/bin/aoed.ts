@@ -2,6 +2,7 @@
 import "./threadpool.js";
 import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
+import { describeConfig } from "../config/describe.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { watchConfig } from "../config/watch.js";
@@ -29,15 +30,6 @@ async function load(path: string): Promise<Config> {
     process.exit(2);
   }
   return result.config;
-}
-
-function summary(config: Config): string {
-  return config.exports
-    .map(
-      (e) =>
-        `  e${e.shelf}.${e.slot}  ${e.name}  ${e.path}  on ${e.interfaces.join(",")}${e.readOnly ? "  read-only" : ""}`,
-    )
-    .join("\n");
 }
 
 async function main(): Promise<void> {
@@ -70,9 +62,7 @@ async function main(): Promise<void> {
   }
   const config = values.demo ? await prepareDemo() : await load(values.config ?? DEFAULT_CONFIG);
   if (command === "check") {
-    process.stdout.write(
-      `${config.source}: OK, ${config.exports.length} export(s)\n${summary(config)}\n`,
-    );
+    process.stdout.write(describeConfig(config));
     return;
   }
 

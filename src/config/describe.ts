@@ -1,0 +1,63 @@
+/** `aoed check`: the resolved exports as the engine will see them, for a human. */
+import fs from "node:fs";
+import { blockDeviceSize } from "../io/blockdev.js";
+import type { Config, ExportConfig } from "./types.js";
+
+function human(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** The exported size and what backs it, or why it cannot be read right now. */
+function backing(e: ExportConfig): string {
+  try {
+    const st = fs.statSync(e.path);
+    let total = st.size;
+    let kind = "file";
+    if (st.isBlockDevice()) {
+      kind = "block device";
+      const fd = fs.openSync(e.path, "r");
+      try {
+        total = blockDeviceSize(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    const size = e.length ?? total - e.offset;
+    const window = e.offset > 0 || e.length !== null ? ` (window at ${human(e.offset)})` : "";
+    return `${human(size)} ${kind}${window}`;
+  } catch (err) {
+    return `unreadable: ${(err as Error).message}`;
+  }
+}
+
+export function describeConfig(config: Config): string {
+  const lines = [`${config.source}: OK, ${config.exports.length} export(s)`];
+  for (const e of config.exports) {
+    const flags = [
+      e.readOnly ? "read-only" : "read-write",
+      e.writeCache ? "write-cache" : "no write-cache (writes durable before ack)",
+      e.directIo ? "direct-io" : "buffered-io",
+      e.traceIo ? "trace-io" : null,
+      e.broadcast ? null : "no broadcast discovery",
+    ].filter((f) => f !== null);
+    const acl =
+      e.acl.policy === "accept" && e.acl.deny.length === 0
+        ? "everyone"
+        : `policy ${e.acl.policy}, accept ${e.acl.accept.length} MAC(s), deny ${e.acl.deny.length}`;
+    lines.push(
+      `  e${e.shelf}.${e.slot}  ${e.name}`,
+      `      ${e.path}: ${backing(e)}`,
+      `      interfaces ${e.interfaces.join(", ")}; queue ${e.queueLength}; sectors ${e.sectors || "per MTU"}`,
+      `      ${flags.join(", ")}; serial "${e.serial}"; access: ${acl}`,
+    );
+  }
+  if (config.stateDir) lines.push(`  state kept in ${config.stateDir}`);
+  return `${lines.join("\n")}\n`;
+}
