@@ -10,7 +10,10 @@ export interface Daemon {
   logs: Record<string, unknown>[];
   stderr(): string;
   /** Resolves with the first log line from index `from` on whose msg matches. */
-  waitForLog(re: RegExp, opts?: { timeoutMs?: number; from?: number }): Promise<Record<string, unknown>>;
+  waitForLog(
+    re: RegExp,
+    opts?: { timeoutMs?: number; from?: number },
+  ): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
 }

@@ -1,0 +1,296 @@
+#!/bin/sh
+# /init of the AoE end-to-end guest (busybox ash).  Parameters come from the
+# kernel command line (e2e_*=...), results go to the serial console as
+#   E2E-PASS <step> <seconds> [detail]
+#   E2E-FAIL <step> <reason>
+#   E2E-SKIP <step> <reason>
+#   E2E-INFO key=value ...
+# and one final line
+#   E2E-SUMMARY result=PASS|FAIL pass=N fail=M skip=K elapsed=S
+# after which the guest powers off.  Keep the fio job parameters in sync with
+# host_verify() in run-guest.sh: the host re-verifies what the guest wrote.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=dumb
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /run/mdadm /dev/shm
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+
+# ------------------------------------------------------------------ parameters
+param() { # name default
+  v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -n1)
+  echo "${v:-$2}"
+}
+MTU=$(param e2e_mtu 1500)
+RUN=$(param e2e_run norun)
+SCEN=$(param e2e_scenario full)
+SEC0=$(param e2e_sec0 0)
+SEC1=$(param e2e_sec1 0)
+PAYLOAD=$(param e2e_payload 0)
+DISC_TO=$(param e2e_disc_timeout 60)
+RAW_OFF=$(param e2e_raw_off_mb 160)
+RAW_MB=$(param e2e_raw_mb 16)
+MARKER=$(param e2e_marker_sector 491520)
+EXT4_MB=$(param e2e_ext4_mb 128)
+MD_MB=$(param e2e_md_mb 64)
+MD_FIO_MB=$(param e2e_md_fio_mb 16)
+MD_TO=$(param e2e_md_timeout 400)
+
+T0=$(cut -d' ' -f1 /proc/uptime)
+now() { cut -d' ' -f1 /proc/uptime; }
+secs() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+NPASS=0
+NFAIL=0
+NSKIP=0
+pass() { NPASS=$((NPASS + 1)); echo "E2E-PASS $1 $(secs "$STEP_T0") ${2:-}"; }
+fail() { NFAIL=$((NFAIL + 1)); echo "E2E-FAIL $1 $2"; }
+skip() { NSKIP=$((NSKIP + 1)); echo "E2E-SKIP $1 $2"; }
+begin() { STEP_T0=$(now); echo "E2E-STEP $1 (t=$(now))"; }
+# run CMD...: run, echo output indented; return its status
+run() {
+  echo "+ $*"
+  "$@" >/tmp/run.out 2>&1
+  rc=$?
+  sed 's/^/  | /' /tmp/run.out | tail -n 40
+  return $rc
+}
+# fio_run NAME ARGS...: run fio, print the bandwidth summary (all of it on error)
+fio_run() {
+  echo "+ fio $*"
+  fio "$@" >/tmp/fio.out 2>&1
+  rc=$?
+  if [ $rc = 0 ]; then
+    grep -E '^ *(READ|WRITE):' /tmp/fio.out | sed 's/^ */  | /'
+  else
+    sed 's/^/  | /' /tmp/fio.out | tail -n 60
+  fi
+  return $rc
+}
+finish() {
+  echo "E2E-INFO kernel=$(uname -r) uptime=$(now)"
+  dmesg | grep -iE 'aoe|md0|md/raid|EXT4|blk_update|I/O error|BUG|WARN|stall' | tail -n 40 | sed 's/^/  dmesg| /'
+  r=PASS
+  [ "$NFAIL" -eq 0 ] && [ "$NPASS" -gt 0 ] || r=FAIL
+  echo "E2E-SUMMARY result=$r pass=$NPASS fail=$NFAIL skip=$NSKIP elapsed=$(secs "$T0")"
+  sync
+  # -no-reboot makes QEMU exit on reboot; poweroff -f needs ACPI.
+  poweroff -f
+  sleep 2
+  reboot -f
+  sleep 30
+}
+
+echo "E2E-BOOT run=$RUN scenario=$SCEN mtu=$MTU uptime=$T0"
+echo 1 >/proc/sys/kernel/printk_ratelimit_burst 2>/dev/null
+
+# ------------------------------------------------------------------ network
+begin net
+modprobe virtio_pci && modprobe virtio_net
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -e /sys/class/net/eth0 ]; then
+  fail net "no eth0"
+  finish
+fi
+ip link set eth0 mtu "$MTU"
+ip link set eth0 up
+m=$(cat /sys/class/net/eth0/mtu)
+if [ "$m" = "$MTU" ]; then
+  pass net "eth0 mtu=$m mac=$(cat /sys/class/net/eth0/address)"
+else
+  fail net "eth0 mtu is $m, wanted $MTU"
+fi
+
+# ------------------------------------------------------------------ discover
+begin discover
+modprobe aoe aoe_iflist=eth0 aoe_deadsecs=20 || fail discover "modprobe aoe failed"
+dev_up() { # n
+  s=$(cat "/sys/block/etherd!e0.$1/state" 2>/dev/null) || return 1
+  case "$s" in *up*) [ -b "/dev/etherd/e0.$1" ] ;; *) return 1 ;; esac
+}
+t=$(now)
+found=0
+n=0
+while :; do
+  if dev_up 0 && dev_up 1; then found=1; break; fi
+  if [ "$(awk -v a="$t" -v b="$(now)" -v to="$DISC_TO" 'BEGIN{print (b-a>to)}')" = 1 ]; then break; fi
+  [ -e /dev/etherd/discover ] && echo discover >/dev/etherd/discover && n=$((n + 1))
+  sleep 0.5
+done
+if [ $found = 1 ]; then
+  pass discover "e0.0 e0.1 up after $n discover(s)"
+else
+  fail discover "timeout ${DISC_TO}s: $(ls /sys/block | tr '\n' ' ')"
+  for i in 0 1; do cat "/sys/block/etherd!e0.$i/state" 2>/dev/null; done
+  finish
+fi
+for i in 0 1; do
+  d="/sys/block/etherd!e0.$i"
+  echo "E2E-INFO dev=e0.$i size=$(cat $d/size) state=$(cat $d/state) mac=$(cat $d/mac) netif=$(cat $d/netif) fwver=$(cat $d/firmware-version) payload=$(cat $d/payload 2>/dev/null)"
+done
+
+# ------------------------------------------------------------------ sizes
+begin sizes
+ok=1
+msg=""
+for i in 0 1; do
+  eval want=\$SEC$i
+  got=$(cat "/sys/block/etherd!e0.$i/size")
+  msg="$msg e0.$i=$got"
+  if [ "$want" != 0 ] && [ "$got" != "$want" ]; then
+    fail sizes "e0.$i has $got sectors, expected $want"
+    ok=0
+  fi
+  bs=$(blockdev --getsize64 "/dev/etherd/e0.$i")
+  if [ "$bs" != "$((got * 512))" ]; then
+    fail sizes "e0.$i blockdev says $bs bytes, sysfs $got sectors"
+    ok=0
+  fi
+done
+if [ "$PAYLOAD" != 0 ]; then
+  got=$(cat "/sys/block/etherd!e0.0/payload" 2>/dev/null)
+  msg="$msg payload=$got"
+  if [ "$got" != "$PAYLOAD" ]; then
+    fail sizes "payload per frame is $got bytes, expected $PAYLOAD (MTU $MTU)"
+    ok=0
+  fi
+fi
+[ $ok = 1 ] && pass sizes "$msg"
+
+[ "$SCEN" = discover ] && finish
+
+# ------------------------------------------------------------------ raw I/O
+# Each disk i gets a fio crc32c-verified region at RAW_OFF + i*RAW_MB MiB and
+# a text marker sector; the host re-checks both in the backing files.
+begin raw
+ok=1
+for i in 0 1; do
+  off=$((RAW_OFF + i * RAW_MB))
+  if ! fio_run --name=raw$i --filename=/dev/etherd/e0.$i --rw=write --bs=64k \
+    --ioengine=libaio --iodepth=8 --direct=1 --offset=${off}M --size=${RAW_MB}M \
+    --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=1 --verify_state_save=0; then
+    fail raw "fio write/verify on e0.$i"
+    ok=0
+  fi
+  printf 'AOED-E2E run=%s disk=e0.%s marker\n' "$RUN" "$i" |
+    dd of=/dev/etherd/e0.$i bs=512 seek="$MARKER" conv=sync,notrunc,fsync 2>/dev/null
+  got=$(dd if=/dev/etherd/e0.$i bs=512 skip="$MARKER" count=1 iflag=direct 2>/dev/null | tr -d '\000')
+  if [ "$got" != "AOED-E2E run=$RUN disk=e0.$i marker" ]; then
+    fail raw "marker read back from e0.$i: '$got'"
+    ok=0
+  fi
+done
+[ $ok = 1 ] && pass raw "2x ${RAW_MB} MiB fio crc32c write+verify, markers"
+
+[ "$SCEN" = raw ] && finish
+
+# ------------------------------------------------------------------ ext4
+begin ext4
+modprobe ext4
+ok=1
+if ! run mkfs.ext4 -F -q -L e2e /dev/etherd/e0.0 "${EXT4_MB}M"; then
+  fail ext4 "mkfs.ext4"
+  ok=0
+elif ! mount -t ext4 /dev/etherd/e0.0 /mnt; then
+  fail ext4 "mount"
+  ok=0
+else
+  mkdir -p /mnt/d/sub
+  j=1
+  while [ $j -le 8 ]; do
+    dd if=/dev/urandom of=/mnt/d/big$j bs=64k count=$((j * 8)) 2>/dev/null
+    j=$((j + 1))
+  done
+  j=1
+  while [ $j -le 200 ]; do
+    echo "small file $j run $RUN" >/mnt/d/sub/s$j
+    j=$((j + 1))
+  done
+  (cd /mnt && find d -type f | sort | xargs md5sum) >/tmp/sums
+  sync
+  echo "  wrote $(wc -l </tmp/sums) files, $(du -sk /mnt/d | cut -f1) KiB"
+  umount /mnt || { fail ext4 umount; ok=0; }
+  echo 3 >/proc/sys/vm/drop_caches
+  if ! run e2fsck -fn /dev/etherd/e0.0; then
+    fail ext4 "e2fsck -fn not clean"
+    ok=0
+  fi
+  if mount -t ext4 -o ro /dev/etherd/e0.0 /mnt; then
+    if ! (cd /mnt && md5sum -c -s /tmp/sums); then
+      fail ext4 "checksums differ after remount"
+      ok=0
+    fi
+    umount /mnt
+  else
+    fail ext4 "remount"
+    ok=0
+  fi
+fi
+[ $ok = 1 ] && pass ext4 "mkfs ${EXT4_MB}M, $(wc -l </tmp/sums) files, fsck clean, remount md5 ok"
+
+[ "$SCEN" = ext4 ] && finish
+
+# ------------------------------------------------------------------ md raid1
+begin md
+modprobe raid1
+echo 1000000 >/proc/sys/dev/raid/speed_limit_max
+echo 500000 >/proc/sys/dev/raid/speed_limit_min
+ok=1
+if ! run mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 \
+  --size=$((MD_MB * 1024)) --bitmap=none --homehost=e2e /dev/etherd/e0.0 /dev/etherd/e0.1; then
+  fail md "mdadm --create"
+  ok=0
+else
+  t=$(now)
+  last=$t
+  while :; do
+    a=$(cat /sys/block/md0/md/sync_action 2>/dev/null)
+    [ "$a" = idle ] && break
+    el=$(awk -v a="$t" -v b="$(now)" 'BEGIN{print int(b-a)}')
+    if [ "$el" -ge "$MD_TO" ]; then
+      fail md "resync not done after ${MD_TO}s: $(grep -A2 md0 /proc/mdstat | tr '\n' ' ')"
+      ok=0
+      break
+    fi
+    if [ "$(awk -v a="$last" -v b="$(now)" 'BEGIN{print (b-a>=10)}')" = 1 ]; then
+      echo "  resync: $(grep -o 'resync *=.*' /proc/mdstat)"
+      last=$(now)
+    fi
+    sleep 1
+  done
+  echo "  resync done in $(secs "$t")s"
+  echo "E2E-INFO md_resync_s=$(secs "$t")"
+  grep -A3 md0 /proc/mdstat | sed 's/^/  | /'
+  if [ $ok = 1 ]; then
+    deg=$(cat /sys/block/md0/md/degraded)
+    [ "$deg" = 0 ] || { fail md "array degraded=$deg"; ok=0; }
+    for i in 0 1; do
+      o=$(cat "/sys/block/md0/md/dev-etherd!e0.$i/offset")
+      echo "E2E-INFO md_data_offset_e0.$i=$o"
+    done
+    echo "E2E-INFO md_size_kib=$(cat /sys/block/md0/md/component_size)"
+    if ! fio_run --name=md --filename=/dev/md0 --rw=write --bs=64k --ioengine=libaio \
+      --iodepth=8 --direct=1 --offset=0 --size=${MD_FIO_MB}M --verify=crc32c --do_verify=1 \
+      --verify_fatal=1 --randrepeat=1 --verify_state_save=0; then
+      fail md "fio write/verify on md0"
+      ok=0
+    fi
+  fi
+  run mdadm --stop /dev/md0 || { fail md "mdadm --stop"; ok=0; }
+fi
+[ $ok = 1 ] && pass md "raid1 2x${MD_MB} MiB resync + ${MD_FIO_MB} MiB fio verify"
+
+# debugfs per target line: MAC:nout:maxout:nframes (nframes = the buffer count
+# the target advertised, capped by the driver; it cannot use a target with < 2)
+for i in 0 1; do
+  f="/sys/kernel/debug/aoe/e0.$i"
+  echo "E2E-INFO aoe_debug_e0.$i: $(tr '\n\t' '  ' <"$f" 2>/dev/null | tr -s ' ' | head -c 600)"
+  grep -E '^[0-9a-f]{12}:' "$f" 2>/dev/null | head -n1 |
+    awk -F: -v d="e0.$i" '{print "E2E-INFO aoe_target_" d " mac=" $1 " nout=" $2 " maxout=" $3 " nframes=" $4}'
+done
+finish
