@@ -101,7 +101,10 @@ export class Target {
   private readonly acl: Acl;
   private readonly sectors: number;
   private readonly identify: Buffer;
+  /** Idle request slots; more are made on demand up to the queue length, so idle exports cost little memory. */
   private readonly free: Request[] = [];
+  private slots = 0;
+  private readonly slotBytes: number;
   private inflight = 0;
   private accepting = true;
   private drained: (() => void) | null = null;
@@ -135,9 +138,7 @@ export class Target {
       firmware: VERSION,
       writeCache: cfg.writeCache,
     });
-    const bytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
-    for (let i = 0; i < cfg.queueLength; i++)
-      this.free.push(new Request(backend.allocBuffer(bytes), this.complete));
+    this.slotBytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
   }
 
   get state(): TargetState {
@@ -277,10 +278,14 @@ export class Target {
     lba: number,
     count: number,
   ): void {
-    const req = this.free.pop();
+    let req = this.free.pop();
     if (req === undefined) {
-      this.stats.queueDrops++;
-      return;
+      if (this.slots >= this.cfg.queueLength) {
+        this.stats.queueDrops++;
+        return;
+      }
+      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete);
+      this.slots++;
     }
     this.inflight++;
     req.start(port, buf, off, kind, lba, count);
