@@ -40,6 +40,9 @@ import { LatencyHistogram } from "./latency.js";
 import type { ReplyPort } from "./port.js";
 import { type OpKind, Request } from "./request.js";
 
+/** How long a burst of backend errors is summarized before the next one is logged in full. */
+const BURST_MS = 10_000;
+
 export interface TargetStats {
   reads: number;
   writes: number;
@@ -309,10 +312,7 @@ export class Target {
     const bytes = req.count * SECTOR;
     if (err) {
       this.stats.ataErrors++;
-      this.log.warn(
-        { export: this.name, op: req.kind, lba: req.lba, sectors: req.count, err: err.message },
-        "I/O error",
-      );
+      this.ioErrorBurst(req, err);
     } else if (req.kind === "read") this.stats.bytesRead += bytes;
     else if (req.kind === "write") this.stats.bytesWritten += bytes;
     const seconds = (performance.now() - req.startedAt) / 1000;
@@ -335,6 +335,34 @@ export class Target {
     this.free.push(req);
     this.inflight--;
     if (this.inflight === 0 && this.drained) this.drained();
+  };
+
+  /**
+   * A failing disk fails every request: log the first error of a burst with
+   * its details, then one summary when the burst is over, not a line per request.
+   */
+  private ioErrorBurst(req: Request, err: NodeJS.ErrnoException): void {
+    if (this.burst === null) {
+      this.log.error(
+        { export: this.name, op: req.kind, lba: req.lba, sectors: req.count, err: err.message },
+        "backend I/O error: answering ABRT",
+      );
+      this.burst = { count: 0, timer: setTimeout(this.endBurst, BURST_MS) };
+      this.burst.timer.unref();
+    }
+    this.burst.count++;
+  }
+
+  private burst: { count: number; timer: NodeJS.Timeout } | null = null;
+
+  private readonly endBurst = (): void => {
+    const count = this.burst?.count ?? 0;
+    this.burst = null;
+    if (count > 1)
+      this.log.error(
+        { export: this.name, errors: count, seconds: BURST_MS / 1000 },
+        "backend I/O errors",
+      );
   };
 
   private trace(req: Request, err: NodeJS.ErrnoException | null, seconds: number): void {

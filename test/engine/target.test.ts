@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { ExportConfig } from "../../src/config/types.js";
 import type { ReplyPort } from "../../src/engine/port.js";
 import { Target } from "../../src/engine/target.js";
@@ -215,6 +215,26 @@ describe("Target", () => {
       expect(lastAta().cmdStatus).toBe(0x41);
       expect(lastAta().errFeature).toBe(0x04);
       expect(lastAta().data.length).toBe(24); // padding only: no sector data on error
+    });
+
+    it("logs a burst of backend errors once, then a summary", async () => {
+      const lines: { msg: string; errors?: number }[] = [];
+      const capture = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l)) });
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+      try {
+        target = new Target(exportConfig(), backend, port.maxSectors, capture);
+        backend.failWith = "EIO";
+        for (let i = 0; i < 4; i++) send(ata(A, AtaCmd.readSectorsExt, i, 1));
+        await settle();
+        expect(lines.filter((l) => l.msg.startsWith("backend I/O error"))).toHaveLength(1);
+        expect(port.sent.filter((m) => m.kind === "ata" && m.arg.cmdStatus === 0x41)).toHaveLength(
+          4,
+        );
+        vi.advanceTimersByTime(10_000);
+        expect(lines.at(-1)).toMatchObject({ msg: "backend I/O errors", errors: 4 });
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it("caps sectors per request at the export's setting", async () => {
