@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# run-bench.sh: compare AoE targets (vblade, the no-I/O reflector, aoed)
+# over a veth pair between two network namespaces. See bench/README.md.
+#
+# Needs root, iproute2, jq, gcc/make, and vblade for the vblade target.
+set -euo pipefail
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOAD="$BENCH/aoe-load"
+REFLECT="$BENCH/aoe-reflect"
+
+# ---------------------------------------------------------------- defaults
+ROUNDS=3
+SECS=3
+WARMUP=0.5
+MTUS="1500 9000"
+QDS="1 8 32"
+WORKLOADS="randread seqread seqwrite"
+TARGETS="vblade reflect aoed"
+SIZE_MB=1024
+SECTORS=auto
+OUTDIR=""
+FORCE_QD=0
+CLIENT_IO=""
+CLIENT_EXTRA=""
+SUMMARY_ONLY=""
+SHELF=0
+SLOT=0
+PIN=""
+
+# (templates contain braces, so no ${VAR:=default} here)
+[[ -n ${VBLADE_CMD:-} ]] || VBLADE_CMD='vblade {shelf} {slot} {iface} {file}'
+[[ -n ${REFLECT_CMD:-} ]] || REFLECT_CMD="$REFLECT"' -i {iface} -s {shelf} -l {slot}'
+AOED_CMD=${AOED_CMD:-}
+
+usage() {
+	cat <<EOF
+usage: $0 [options]
+  -R N        rounds; targets alternate A B C A B C ... (default $ROUNDS)
+  -t SECS     measured seconds per run (default $SECS)
+  -W SECS     warm-up seconds per run, not measured (default $WARMUP)
+  -m "MTUS"   MTUs to test (default "$MTUS")
+  -q "QDS"    queue depths (default "$QDS")
+  -w "LIST"   workloads: randread seqread seqwrite randwrite (default "$WORKLOADS")
+  -T "LIST"   targets: vblade reflect aoed (default "$TARGETS"; aoed only when
+              AOED_CMD is set)
+  -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
+  -S MIB      backing file size on tmpfs (default $SIZE_MB)
+  -o DIR      output directory (default bench/results/<date>)
+  -f          don't cap the queue depth by the target's advertised buffer count
+  -I MODE     client I/O mode: ring | rxring | mmsg (default: aoe-load's)
+  -x "ARGS"   extra aoe-load arguments
+  -P "T C"    pin the target to CPU list T and the client to C (taskset), e.g. -P "0 1"
+  -Q          quick run: -R 1 -t 2 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
+  -s FILE     don't run anything: print the table for an existing results.jsonl
+Environment:
+  AOED_CMD    aoed command template, e.g.
+              'node dist/src/bin/aoed.js --iface {iface} --file {file} --shelf {shelf} --slot {slot}'
+              placeholders: {iface} {file} {shelf} {slot} {mtu}
+  VBLADE_CMD  default: '$VBLADE_CMD' (e.g. add -b 64 to raise its buffer count)
+  REFLECT_CMD default: 'aoe-reflect -i {iface} -s {shelf} -l {slot}'
+EOF
+	exit 2
+}
+
+while getopts "R:t:W:m:q:w:T:n:S:o:fI:x:P:Qs:h" o; do
+	case $o in
+	R) ROUNDS=$OPTARG ;;
+	t) SECS=$OPTARG ;;
+	W) WARMUP=$OPTARG ;;
+	m) MTUS=$OPTARG ;;
+	q) QDS=$OPTARG ;;
+	w) WORKLOADS=$OPTARG ;;
+	T) TARGETS=$OPTARG ;;
+	n) SECTORS=$OPTARG ;;
+	S) SIZE_MB=$OPTARG ;;
+	o) OUTDIR=$OPTARG ;;
+	f) FORCE_QD=1 ;;
+	I) CLIENT_IO=$OPTARG ;;
+	x) CLIENT_EXTRA=$OPTARG ;;
+	P) PIN=$OPTARG ;;
+	Q) ROUNDS=1 SECS=2 WARMUP=0.3 MTUS=1500 QDS="1 32" WORKLOADS="randread seqwrite" ;;
+	s) SUMMARY_ONLY=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+
+command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
+
+# ---------------------------------------------------------------- summary
+# Markdown table of medians over rounds, with ratios against vblade.
+summarize() {
+	jq -s -r '
+	def median: sort | if length == 0 then null
+		elif length % 2 == 1 then .[length/2|floor]
+		else (.[length/2 - 1] + .[length/2]) / 2 end;
+	def r(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
+	def ratio(a; b): if a == null or b == null or b == 0 then "-" else (a / b | r(2)) end;
+	def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
+	def torder: {"vblade":0,"reflect":1,"aoed":2}[.] // 9;
+	[ group_by([.mtu_set, .workload, .q_set, .tgt])[]
+	  | (map(select(.failed != true))) as $ok | {
+		mtu: .[0].mtu_set, workload: .[0].workload, q: .[0].q_set, tgt: .[0].tgt,
+		n: ($ok | length),
+		failed: (length - ($ok | length)),
+		qd: ($ok | map(.qd // 0) | max),
+		sectors: ($ok | map(.sectors) | max),
+		rps: ($ok | map(.req_per_s) | median),
+		rps_min: ($ok | map(.req_per_s) | min),
+		rps_max: ($ok | map(.req_per_s) | max),
+		mbs: ($ok | map(.mb_per_s) | median),
+		p50: ($ok | map(.p50_us) | median),
+		p99: ($ok | map(.p99_us) | median),
+		cpugb: ($ok | map(select(.cpu_s_per_gb != null) | .cpu_s_per_gb) | median),
+		cpupct: ($ok | map(select(.target_cpu_pct != null) | .target_cpu_pct) | median),
+		err: ($ok | map(.errors) | add),
+		retx: ($ok | map(.retransmits) | add),
+		stale: ($ok | map(.stale // 0) | add)
+	} ] as $rows
+	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.mtu)/\($r.workload)/\($r.q)"] = $r)) as $vb
+	| "| MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | target CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
+	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+	  ( $rows | sort_by(.mtu, (.workload | wlorder), .q, (.tgt | torder))[]
+	    | . as $x | ($vb["\(.mtu)/\(.workload)/\(.q)"]) as $v
+	    | "| \(.mtu) | \(.workload) | \(.q) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.cpupct | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
+	' "$1"
+}
+
+if [[ -n $SUMMARY_ONLY ]]; then
+	summarize "$SUMMARY_ONLY"
+	exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || { echo "run-bench: must run as root" >&2; exit 1; }
+make -s -C "$BENCH" >/dev/null
+
+if [[ -z $OUTDIR ]]; then
+	OUTDIR="$BENCH/results/$(date +%Y%m%d-%H%M%S)"
+fi
+mkdir -p "$OUTDIR"
+RESULTS="$OUTDIR/results.jsonl"
+LOG="$OUTDIR/run.log"
+: >"$RESULTS"
+
+# ---------------------------------------------------------------- state + cleanup
+NSA="aoebench-a-$$"
+NSB="aoebench-b-$$"
+IFACE=aoe0
+TMPFS=""
+TARGET_PID=""
+CLIENT_PID=""
+HZ=$(getconf CLK_TCK)
+
+log() { echo "[$(date +%T)] $*" | tee -a "$LOG" >&2; }
+
+# all descendants of a PID
+descendants() {
+	ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ par[$1] = $2 }
+		END {
+			inset[root] = 1
+			do {
+				changed = 0
+				for (p in par)
+					if (!(p in inset) && (par[p] in inset)) { inset[p] = 1; changed = 1 }
+			} while (changed)
+			for (p in inset) if (p != root) print p
+		}'
+}
+
+stop_target() {
+	[[ -n $TARGET_PID ]] || return 0
+	local kids p i
+	kids=$(descendants "$TARGET_PID" | tr '\n' ' ')
+	# the target first, so it can stop (and reap) its own children
+	kill -TERM "$TARGET_PID" 2>/dev/null || true
+	for i in $(seq 30); do
+		kill -0 "$TARGET_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$TARGET_PID" 2>/dev/null || true
+	wait "$TARGET_PID" 2>/dev/null || true
+	# then whatever it left behind
+	for p in $kids; do kill -TERM "$p" 2>/dev/null || true; done
+	for i in $(seq 10); do
+		local alive=0
+		for p in $kids; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[[ $alive == 0 ]] && break
+		sleep 0.1
+	done
+	for p in $kids; do kill -KILL "$p" 2>/dev/null || true; done
+	TARGET_PID=""
+}
+
+teardown_net() {
+	ip netns del "$NSA" 2>/dev/null || true
+	ip netns del "$NSB" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $CLIENT_PID ]]; then
+		kill -TERM "$CLIENT_PID" 2>/dev/null || true
+		wait "$CLIENT_PID" 2>/dev/null || true
+	fi
+	stop_target
+	teardown_net
+	if [[ -n $TMPFS ]]; then
+		umount "$TMPFS" 2>/dev/null || true
+		rmdir "$TMPFS" 2>/dev/null || true
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+setup_net() {
+	local mtu=$1 ns
+	teardown_net
+	ip netns add "$NSA"
+	ip netns add "$NSB"
+	for ns in "$NSA" "$NSB"; do
+		# before the veth exists, so its ends never get IPv6 (no ND/MLD frames)
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
+	done
+	ip -n "$NSA" link add "$IFACE" type veth peer name "$IFACE" netns "$NSB"
+	for ns in "$NSA" "$NSB"; do
+		ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$IFACE.disable_ipv6=1" 2>/dev/null || true
+		ip -n "$ns" link set "$IFACE" mtu "$mtu"
+		ip -n "$ns" link set "$IFACE" up
+		ip -n "$ns" link set lo up
+	done
+}
+
+# CPU ticks (utime+stime, plus reaped children) of a process tree
+tree_ticks() {
+	local total=0 p v
+	for p in $1 $(descendants "$1"); do
+		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || v=0
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+expand() { # template -> command line
+	local t=$1
+	t=${t//\{iface\}/$IFACE}
+	t=${t//\{file\}/$TMPFS/disk}
+	t=${t//\{shelf\}/$SHELF}
+	t=${t//\{slot\}/$SLOT}
+	t=${t//\{mtu\}/$CUR_MTU}
+	echo "$t"
+}
+
+start_target() {
+	local name=$1 tmpl cmd
+	case $name in
+	vblade) tmpl=$VBLADE_CMD ;;
+	reflect) tmpl=$REFLECT_CMD ;;
+	aoed) tmpl=$AOED_CMD ;;
+	*) log "unknown target $name"; return 1 ;;
+	esac
+	cmd=$(expand "$tmpl")
+	log "start $name: $cmd"
+	# ip netns exec execs (no fork) and so does sh -c exec: $! is the target itself
+	$TPIN ip netns exec "$NSA" sh -c "exec $cmd" >>"$OUTDIR/$name.log" 2>&1 &
+	TARGET_PID=$!
+	# wait for it to answer query config
+	if ! timeout 20 ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" -d -D 15 >"$OUTDIR/discover.json" 2>>"$LOG"; then
+		log "$name did not answer discovery"
+		stop_target
+		return 1
+	fi
+	if ! kill -0 "$TARGET_PID" 2>/dev/null; then
+		log "$name exited"
+		TARGET_PID=""
+		return 1
+	fi
+	log "$name up: $(cat "$OUTDIR/discover.json")"
+}
+
+run_cell() { # target workload q round
+	local tgt=$1 wl=$2 q=$3 round=$4 args=() t0 t1 out rc
+	case $wl in
+	randread) args+=(-r) ;;
+	seqread) ;;
+	seqwrite) args+=(-w) ;;
+	randwrite) args+=(-w -r) ;;
+	*) log "unknown workload $wl"; return 1 ;;
+	esac
+	[[ $FORCE_QD == 1 ]] && args+=(-f)
+	[[ -n $CLIENT_IO ]] && args+=(-m "$CLIENT_IO")
+	local nsect=$SECTORS
+	[[ $nsect == auto ]] && nsect=$(((CUR_MTU - 36) / 512))
+	# shellcheck disable=SC2206
+	[[ -n $CLIENT_EXTRA ]] && args+=($CLIENT_EXTRA)
+	local limit
+	limit=$(awk -v s="$SECS" -v w="$WARMUP" 'BEGIN { printf "%d", s + w + 30 }')
+	t0=$(tree_ticks "$TARGET_PID")
+	# in the background + wait, so a signal to the harness is handled at once
+	timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
+		-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" "${args[@]}" \
+		>"$OUTDIR/client.out" 2>>"$LOG" &
+	CLIENT_PID=$!
+	rc=0
+	wait "$CLIENT_PID" || rc=$?
+	CLIENT_PID=""
+	out=$(cat "$OUTDIR/client.out")
+	t1=$(tree_ticks "$TARGET_PID")
+	local alive=true
+	kill -0 "$TARGET_PID" 2>/dev/null || alive=false
+	if [[ $rc -ne 0 || -z $out ]]; then
+		log "client failed (rc $rc) for $tgt $wl q$q"
+		out='{"failed":true}'
+	fi
+	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \
+		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
+		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, target_alive: $alive,
+		      target_cpu_s: ($ticks / $hz)}
+		 | if .ops_all and .ops_all > 0 then
+		       . + {cpu_s_per_gb: (.target_cpu_s / (.ops_all * .sectors * 512 / 1e9)),
+		            target_cpu_pct: (100 * .target_cpu_s / .elapsed_s)}
+		   else . end' | tee -a "$RESULTS" |
+		jq -r '"    \(.tgt) \(.workload) q\(.q_set): \(.req_per_s // "FAILED") req/s, \(.mb_per_s // "-") MB/s, p99 \(.p99_us // "-") us, cpu \(.target_cpu_s) s, err \(.errors // "-"), retx \(.retransmits // "-")"' >&2
+	if [[ $alive == false ]]; then
+		log "$tgt died during $wl q$q"
+		wait "$TARGET_PID" 2>/dev/null || true
+		TARGET_PID=""
+		return 1
+	fi
+}
+
+# ---------------------------------------------------------------- main
+# (a function, so the whole script is parsed before anything runs: editing
+# the file during a run cannot break the run)
+main() {
+	TPIN="" CPIN=""
+	if [[ -n $PIN ]]; then
+		read -r tp cp <<<"$PIN"
+		[[ -n ${tp:-} && -n ${cp:-} ]] || usage
+		TPIN="taskset -c $tp" CPIN="taskset -c $cp"
+	fi
+	ACTIVE_TARGETS=()
+	for t in $TARGETS; do
+		if [[ $t == aoed && -z $AOED_CMD ]]; then
+			log "AOED_CMD not set: skipping aoed"
+			continue
+		fi
+		if [[ $t == vblade ]] && ! command -v "${VBLADE_CMD%% *}" >/dev/null; then
+			log "vblade not installed: skipping"
+			continue
+		fi
+		ACTIVE_TARGETS+=("$t")
+	done
+	[[ ${#ACTIVE_TARGETS[@]} -gt 0 ]] || { log "no targets"; exit 1; }
+
+	TMPFS=$(mktemp -d /tmp/aoebench-tmpfs.XXXXXX)
+	mount -t tmpfs -o "size=$((SIZE_MB + 64))m" tmpfs "$TMPFS"
+	fallocate -l "$((SIZE_MB * 1024 * 1024))" "$TMPFS/disk"
+	DISK_SECTORS=$((SIZE_MB * 2048))
+
+	ncells=$(($(wc -w <<<"$MTUS") * $(wc -w <<<"$WORKLOADS") * $(wc -w <<<"$QDS") * ${#ACTIVE_TARGETS[@]} * ROUNDS))
+	log "targets: ${ACTIVE_TARGETS[*]}; MTUs: $MTUS; workloads: $WORKLOADS; q: $QDS; rounds: $ROUNDS"
+	log "$ncells runs of ${SECS}s + ${WARMUP}s warm-up (about $(awk -v n="$ncells" -v s="$SECS" -v w="$WARMUP" 'BEGIN{printf "%d", n*(s+w+0.2)/60+1}') min); results in $OUTDIR"
+	{
+		echo "date: $(date -Is)"
+		echo "kernel: $(uname -r)  cpus: $(nproc)"
+		echo "args: rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
+		echo "VBLADE_CMD=$VBLADE_CMD"
+		echo "REFLECT_CMD=$REFLECT_CMD"
+		echo "AOED_CMD=$AOED_CMD"
+	} >"$OUTDIR/params.txt"
+
+	for CUR_MTU in $MTUS; do
+		setup_net "$CUR_MTU"
+		log "MTU $CUR_MTU: namespaces $NSA <-> $NSB"
+		for round in $(seq "$ROUNDS"); do
+			for tgt in "${ACTIVE_TARGETS[@]}"; do
+				log "MTU $CUR_MTU round $round/$ROUNDS target $tgt"
+				if ! start_target "$tgt"; then
+					for wl in $WORKLOADS; do for q in $QDS; do
+						jq -nc --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" --argjson round "$round" \
+							'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round}' >>"$RESULTS"
+					done; done
+					continue
+				fi
+				for wl in $WORKLOADS; do
+					for q in $QDS; do
+						if [[ -z $TARGET_PID ]]; then
+							jq -nc --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" --argjson round "$round" \
+								'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round}' >>"$RESULTS"
+							continue
+						fi
+						run_cell "$tgt" "$wl" "$q" "$round" || true
+					done
+				done
+				stop_target
+			done
+		done
+		teardown_net
+	done
+
+	summarize "$RESULTS" | tee "$OUTDIR/summary.md"
+	echo
+	echo "raw results: $RESULTS"
+}
+
+main "$@"; exit $?
