@@ -15,7 +15,7 @@ import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/file-backend.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
-import { Port } from "./port.js";
+import { linkState, Port } from "./port.js";
 import { emptyState, StateStore } from "./state-store.js";
 import { Target } from "./target.js";
 
@@ -68,11 +68,26 @@ export class Engine {
     return this.config;
   }
 
-  async start(config: Config): Promise<void> {
+  async start(config: Config, linkCheckMs = 1000): Promise<void> {
     await this.apply(config);
+    this.linkTimer = setInterval(() => this.checkLinks(), linkCheckMs);
+    this.linkTimer.unref();
   }
 
-  async apply(next: Config): Promise<ApplySummary> {
+  /** Applies are serialized: a reload and a link change never interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  apply(next: Config, reopen: ReadonlySet<string> = new Set()): Promise<ApplySummary> {
+    const run = this.queue.then(() => this.applyNow(next, reopen));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * `reopen` names interfaces whose socket must be bound again (the link was
+   * recreated or its MTU changed); their exports get new targets sized for it.
+   */
+  private async applyNow(next: Config, reopen: ReadonlySet<string>): Promise<ApplySummary> {
     const prev = this.config;
     const summary: ApplySummary = { added: [], removed: [], changed: [], unchanged: [] };
     const store = this.stateStoreFor(next);
@@ -85,7 +100,9 @@ export class Engine {
       const portsSame =
         old !== null &&
         prev !== null &&
-        cfg.interfaces.every((n) => isDeepStrictEqual(prev.interfaces[n], next.interfaces[n]));
+        cfg.interfaces.every(
+          (n) => !reopen.has(n) && isDeepStrictEqual(prev.interfaces[n], next.interfaces[n]),
+        );
       if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !grew(old)) {
         summary.unchanged.push(cfg.name);
         continue;
@@ -121,6 +138,7 @@ export class Engine {
         if (
           running &&
           prev &&
+          !reopen.has(name) &&
           isDeepStrictEqual(prev.interfaces[name] ?? { mtu: null, ringBytes: null }, settings)
         )
           continue;
@@ -187,6 +205,54 @@ export class Engine {
     return summary;
   }
 
+  /**
+   * Links come and go: an interface deleted and created again gets a new
+   * ifindex, and the old socket is dead; an MTU change alters how many sectors
+   * fit a frame. Either way the port is bound again and its exports re-announced.
+   * While an interface is missing its exports simply wait for it.
+   */
+  private checkLinks(): void {
+    if (this.config === null || this.relinking) return;
+    const reopen = new Set<string>();
+    for (const [name, port] of this.ports) {
+      const link = linkState(name);
+      if (link === null) {
+        if (!this.missing.has(name))
+          this.log.warn(
+            { interface: name },
+            "interface is gone; its exports wait for it to return",
+          );
+        this.missing.add(name);
+      } else if (link.ifindex !== port.ifindex || link.mtu !== port.linkMtu) {
+        reopen.add(name);
+      }
+    }
+    if (reopen.size === 0) return;
+    this.relinking = true;
+    this.apply(this.config, reopen)
+      .then(
+        () => {
+          for (const name of reopen) this.missing.delete(name);
+          this.log.info(
+            { interfaces: [...reopen] },
+            "interface changed: bound again and exports re-announced",
+          );
+        },
+        (err: Error) =>
+          this.log.warn(
+            { interfaces: [...reopen], err: err.message },
+            "interface changed but cannot be bound yet",
+          ),
+      )
+      .finally(() => {
+        this.relinking = false;
+      });
+  }
+
+  private relinking = false;
+  private readonly missing = new Set<string>();
+  private linkTimer: NodeJS.Timeout | null = null;
+
   private stateStoreFor(next: Config): StateStore | null {
     if (next.stateDir === null) return null;
     if (this.store?.dir === next.stateDir) return this.store;
@@ -200,6 +266,8 @@ export class Engine {
 
   /** Stops accepting, answers what is in flight, flushes and closes everything. */
   async stop(): Promise<void> {
+    if (this.linkTimer) clearInterval(this.linkTimer);
+    await this.queue;
     const targets = [...this.targets.values()];
     this.targets.clear();
     await Promise.all(

@@ -76,12 +76,14 @@ export interface PortOptions {
 
 const MiB = 1024 * 1024;
 
-/** The interface's MTU from sysfs, before a socket exists; 9000 if unreadable. */
-function sysfsMtu(name: string): number {
+/** An interface as sysfs shows it now; null when it does not exist. */
+export function linkState(name: string): { ifindex: number; mtu: number } | null {
   try {
-    return Number(fs.readFileSync(`/sys/class/net/${name}/mtu`, "utf8").trim()) || 9000;
+    const read = (what: string) =>
+      Number(fs.readFileSync(`/sys/class/net/${name}/${what}`, "utf8").trim());
+    return { ifindex: read("ifindex"), mtu: read("mtu") };
   } catch {
-    return 9000;
+    return null;
   }
 }
 
@@ -98,6 +100,9 @@ export class Port implements ReplyPort {
   /** Sectors per request this interface can carry. */
   readonly maxSectors: number;
   readonly stats: PortStats = newPortStats();
+  /** The link as it was when the socket was bound: a change means the port must be reopened. */
+  readonly ifindex: number;
+  readonly linkMtu: number;
   private readonly targets = new Map<number, Target>();
   private pendingFlush = false;
 
@@ -110,10 +115,12 @@ export class Port implements ReplyPort {
     this.mac = readMac(this.macBytes, 0);
     this.mtu = mtu;
     this.maxSectors = maxSectorsForMtu(mtu);
+    this.ifindex = sock.ifindex;
+    this.linkMtu = sock.mtu;
   }
 
   static open(name: string, opts: PortOptions): Port {
-    const ringBytes = opts.ringBytes ?? ringBytesFor(opts.queueSlots, sysfsMtu(name));
+    const ringBytes = opts.ringBytes ?? ringBytesFor(opts.queueSlots, linkState(name)?.mtu ?? 9000);
     const sock = PacketSocket.open(name, { rxRingBytes: ringBytes, txRingBytes: ringBytes });
     const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
     const port = new Port(name, sock, mtu);
