@@ -5,7 +5,9 @@
       "sources": [
         "native/addon.cc",
         "native/packet.cc",
-        "native/blockdev.cc"
+        "native/blockdev.cc",
+        "native/uring.cc",
+        "native/notify.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

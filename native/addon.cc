@@ -29,10 +29,14 @@ Napi::Error CodedError(Napi::Env env, int err, const std::string& msg) {
 
 void InitPacket(Napi::Env env, Napi::Object exports);
 void InitBlockdev(Napi::Env env, Napi::Object exports);
+void InitUring(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPacket(env, exports);
   InitBlockdev(env, exports);
+  InitUring(env, exports);
+  InitNotify(env, exports);
   return exports;
 }
 

@@ -1,12 +1,46 @@
 #!/usr/bin/env node
-/** aoectl: the admin's AoE tool. Initiator-side commands talk AoE on an interface. */
+/**
+ * aoectl: the admin's AoE tool. Initiator-side commands talk AoE on an
+ * interface; admin commands talk to a running aoed over its control socket.
+ */
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { AoeClient, type TargetInfo } from "../client/client.js";
+import { ControlClient, ControlError, controlRequest, socketPath } from "../control/client.js";
+import {
+  formatMonitor,
+  formatShow,
+  formatStats,
+  formatStatus,
+  monitorRows,
+} from "../control/format.js";
+import {
+  CLEAR_WHAT,
+  type ClearResult,
+  type ClearWhat,
+  isGlob,
+  type ReloadResult,
+  SHOW_WHAT,
+  type ShowResult,
+  type ShowWhat,
+  type StatsResult,
+  type StatusResult,
+} from "../control/protocol.js";
 import { ConfigCmd, MaskCmd, MaskDcmd, ReserveCmd, SECTOR } from "../protocol/constants.js";
 import { macToString, parseMac, readMac, writeMac } from "../protocol/mac.js";
 
 const USAGE = `usage: aoectl COMMAND ...
+
+Admin commands, to the aoed on this machine (root, or a member of aoed's control-group):
+  status                                exports (target, path, size, state, queue) and interfaces
+  stats                                 counters per export and per interface since start or clear
+  monitor [SECONDS] [--count N]         live table per export: req/s, MB/s, latency, errors (Ctrl-C quits)
+  reload                                re-read aoed's config file and apply it
+  show config|macmask|reserve EXPORT    what initiators set on EXPORT (a name or a glob: "lv*", "*")
+  clear config|macmask|reserve|stats EXPORT
+                                        reset it on every export EXPORT matches
+  --socket PATH    the control socket (default $AOED_SOCKET or /run/aoed/aoed.sock)
+  --json           status, stats, show, clear: print the daemon's answer as JSON
 
 Initiator side (run as root on the interface facing the targets):
   discover IFACE [--timeout MS]         list targets: shelf.slot, MAC, size, queue, max sectors, firmware, config
@@ -21,6 +55,122 @@ Initiator side (run as root on the interface facing the targets):
 function fail(message: string): never {
   process.stderr.write(`aoectl: ${message}\n`);
   process.exit(2);
+}
+
+const ADMIN_COMMANDS = new Set(["status", "stats", "monitor", "reload", "show", "clear"]);
+
+interface AdminOptions {
+  socket?: string | undefined;
+  count?: string | undefined;
+  json?: boolean | undefined;
+}
+
+function print(json: boolean | undefined, value: unknown, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
+}
+
+async function admin(command: string, args: string[], opts: AdminOptions): Promise<void> {
+  const sock = socketPath(opts.socket);
+  switch (command) {
+    case "status": {
+      const r = await controlRequest<StatusResult>(sock, { cmd: "status" });
+      print(opts.json, r, () => formatStatus(r));
+      return;
+    }
+    case "stats": {
+      const r = await controlRequest<StatsResult>(sock, { cmd: "stats" });
+      print(opts.json, r, () => formatStats(r));
+      return;
+    }
+    case "reload": {
+      let r: ReloadResult;
+      try {
+        r = await controlRequest(sock, { cmd: "reload" });
+      } catch (err) {
+        if (!(err instanceof ControlError)) throw err;
+        process.stderr.write(`aoectl: ${err.message}\n`);
+        for (const e of err.errors) process.stderr.write(`${e}\n`);
+        process.exit(1);
+      }
+      const changes = (["added", "removed", "changed"] as const)
+        .filter((k) => (r.summary?.[k]?.length ?? 0) > 0)
+        .map((k) => `${k} ${r.summary![k]!.join(", ")}`);
+      process.stdout.write(
+        `aoed reloaded its config${changes.length > 0 ? `: ${changes.join("; ")}` : ", nothing changed"}\n`,
+      );
+      return;
+    }
+    case "show": {
+      const [what, pattern] = args;
+      if (!SHOW_WHAT.includes(what as ShowWhat) || pattern === undefined)
+        fail(`usage: aoectl show ${SHOW_WHAT.join("|")} EXPORT`);
+      const r = await controlRequest<ShowResult>(sock, {
+        cmd: "show",
+        what: what as ShowWhat,
+        export: pattern,
+      });
+      print(opts.json, r, () => formatShow(r, !isGlob(pattern)));
+      return;
+    }
+    case "clear": {
+      const [what, pattern] = args;
+      if (!CLEAR_WHAT.includes(what as ClearWhat) || pattern === undefined)
+        fail(`usage: aoectl clear ${CLEAR_WHAT.join("|")} EXPORT`);
+      const r = await controlRequest<ClearResult>(sock, {
+        cmd: "clear",
+        what: what as ClearWhat,
+        export: pattern,
+      });
+      print(opts.json, r, () => `cleared ${r.what} on ${r.matched.join(", ")}\n`);
+      return;
+    }
+    case "monitor":
+      await monitor(sock, args[0], opts.count);
+      return;
+  }
+}
+
+/** Redraws a table of per-export rates every interval until Ctrl-C (or --count redraws). */
+async function monitor(sock: string, intervalText: string | undefined, countText?: string) {
+  const seconds = Number(intervalText ?? 1);
+  if (!Number.isFinite(seconds) || seconds < 0.05 || seconds > 3600)
+    fail("monitor: the interval is a number of seconds from 0.05 to 3600");
+  const count = countText === undefined ? Number.POSITIVE_INFINITY : Number(countText);
+  if (!Number.isSafeInteger(count) && count !== Number.POSITIVE_INFINITY) fail("--count: a number");
+  const client = await ControlClient.connect(sock);
+  const tty = process.stdout.isTTY === true;
+  let stopping = false;
+  let wake = (): void => {};
+  const stop = (): void => {
+    stopping = true;
+    wake();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  try {
+    let prev = await client.request<StatsResult>({ cmd: "stats" });
+    if (tty) process.stdout.write(`\x1b[H\x1b[2Jaoed monitor: first sample in ${seconds}s...\n`);
+    for (let i = 0; i < count && !stopping; i++) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, seconds * 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (stopping) break;
+      const cur = await client.request<StatsResult>({ cmd: "stats" });
+      const header = `aoed monitor  every ${seconds}s  ${new Date().toTimeString().slice(0, 8)}${tty ? "  (Ctrl-C quits)" : ""}`;
+      const text = formatMonitor(monitorRows(prev, cur), header);
+      // Redraw in place on a terminal; one table after another into a pipe.
+      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : `${i > 0 ? "\n" : ""}${text}`);
+      prev = cur;
+    }
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    client.close();
+  }
 }
 
 function parseTargetName(text: string | undefined): { shelf: number; slot: number } {
@@ -68,12 +218,19 @@ async function main(): Promise<void> {
     options: {
       timeout: { type: "string" },
       out: { type: "string", short: "o" },
+      socket: { type: "string", short: "s" },
+      count: { type: "string", short: "n" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
   const [command, iface, target, ...rest] = positionals;
   if (values.help || command === undefined || command === "help") {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (ADMIN_COMMANDS.has(command)) {
+    await admin(command, positionals.slice(1), values);
     return;
   }
   if (iface === undefined) fail(`${command}: which interface?\n${USAGE}`);

@@ -6,10 +6,12 @@ import { describeConfig } from "../config/describe.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { watchConfig } from "../config/watch.js";
+import { type AdminServices, startAdminServices } from "../control/services.js";
 import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
+import { createNotifier, notifyReloads } from "./sd-notify.js";
 
 const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL]
        aoed --demo        export a sparse demo image on a veth pair it creates
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger(values["log-level"] ?? config.logLevel);
+  const systemd = createNotifier({ onError: (message) => log.warn(message) });
   const engine = new Engine(log);
   try {
     await engine.start(config);
@@ -74,6 +77,30 @@ async function main(): Promise<void> {
     log.fatal({ err: (err as Error).message }, "cannot start");
     process.exit(1);
   }
+  const configPath = values.demo ? null : (values.config ?? DEFAULT_CONFIG);
+  const reloader =
+    configPath === null
+      ? null
+      : new Reloader(engine, configPath, log, values["log-level"] !== undefined);
+
+  // --- Metrics endpoint and control socket (src/metrics, src/control) ---
+  let services: AdminServices;
+  try {
+    services = await startAdminServices({
+      config,
+      engine,
+      log,
+      reload: reloader
+        ? () => reloader.reload("aoectl reload")
+        : async () => ({ ok: false, errors: ["the demo config is embedded: no file to reload"] }),
+    });
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, "cannot start");
+    await engine.stop();
+    process.exit(1);
+  }
+  // --- end of metrics and control socket ---
+
   log.info(
     {
       version: VERSION,
@@ -98,11 +125,12 @@ async function main(): Promise<void> {
     );
   }
 
-  const onShutdown: (() => Promise<void>)[] = [];
+  const onShutdown: (() => Promise<void>)[] = [() => services.close()];
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    systemd.stopping("stopping: answering in-flight requests");
     log.info({ signal }, "shutting down: answering in-flight requests");
     await Promise.all(onShutdown.map((f) => f()));
     await engine.stop();
@@ -113,9 +141,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
   // Reload on SIGHUP and whenever the file changes; the embedded demo has no file to watch.
-  const configPath = values.demo ? null : (values.config ?? DEFAULT_CONFIG);
-  if (configPath !== null) {
-    const reloader = new Reloader(engine, configPath, log, values["log-level"] !== undefined);
+  if (configPath !== null && reloader !== null) {
     process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
     const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
     onShutdown.push(() => watcher.close());
@@ -124,6 +150,16 @@ async function main(): Promise<void> {
       log.warn("SIGHUP ignored: the demo config is embedded, there is no file to reload"),
     );
   }
+
+  // --- systemd (Type=notify, src/bin/sd-notify.ts): keep this last in main() ---
+  // Every export is open and announced, the admin services run and SIGHUP is handled.
+  const serving = () => `serving ${engine.targets.size} export(s)`;
+  if (reloader !== null)
+    notifyReloads(reloader, systemd, (ok) =>
+      ok ? serving() : `${serving()}; the last reload failed (see the log)`,
+    );
+  systemd.ready(serving());
+  // --- end of systemd ---
 }
 
 main().catch((err) => {

@@ -14,6 +14,7 @@ import { readdirSync } from "node:fs";
 import { stat as fsStat, readFile } from "node:fs/promises";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { type Document, isAlias, LineCounter, parseDocument, visit, type YAMLError } from "yaml";
+import { groupIdByName } from "../control/groups.js";
 import { type AclContext, AclResolver } from "./acl-lists.js";
 import {
   compareDiagnostics,
@@ -29,13 +30,22 @@ import {
   ACL_NAME_PATTERN,
   allKeys,
   configSchema,
+  DEFAULT_CONTROL_SOCKET,
   expectText,
   IFNAME_PATTERN,
+  metricsSchema,
   placesForKey,
   type SchemaNode,
   schemaDefault,
 } from "./schema.js";
-import type { AclConfig, Config, ExportConfig, InterfaceConfig } from "./types.js";
+import type {
+  AclConfig,
+  Config,
+  ControlConfig,
+  ExportConfig,
+  InterfaceConfig,
+  MetricsConfig,
+} from "./types.js";
 import { formatSize, parseSize, SIZE_PATTERN } from "./units.js";
 import { firstKeyOffset, locate, pathAt, sourceAt } from "./yaml-pos.js";
 
@@ -55,6 +65,10 @@ export interface LoadOptions {
   interfaces?: readonly string[];
   /** How to look at backing files (default: fs.stat, following symlinks). */
   stat?: StatFn;
+  /** A group name's id, null if there is no such group (default: /etc/group, then getent). */
+  groups?: (name: string) => number | null;
+  /** The control socket when the file names none (default: $AOED_SOCKET, else /run/aoed/aoed.sock). */
+  defaultControlSocket?: string;
 }
 
 export type LoadResult =
@@ -250,6 +264,8 @@ class Loader {
   private config: Config | undefined;
   private readonly existing: string[];
   private readonly stat: StatFn;
+  private readonly groups: (name: string) => number | null;
+  private readonly defaultControlSocket: string;
 
   constructor(
     private readonly text: string,
@@ -261,6 +277,9 @@ class Loader {
       a.localeCompare(b, "en", { numeric: true }),
     );
     this.stat = opts.stat ?? defaultStat;
+    this.groups = opts.groups ?? groupIdByName;
+    this.defaultControlSocket =
+      opts.defaultControlSocket ?? (process.env.AOED_SOCKET || DEFAULT_CONTROL_SOCKET);
   }
 
   async run(): Promise<LoadResult> {
@@ -667,8 +686,72 @@ class Loader {
       interfaces,
       stateDir,
       logLevel,
+      metrics: this.resolveMetrics(),
+      control: this.resolveControl(),
     };
     return infos;
+  }
+
+  /** `metrics:` -> where to listen, or null when turned off. */
+  private resolveMetrics(): MetricsConfig | null {
+    const v = this.value(["metrics"]);
+    if (v === false || v === "off") return null;
+    const raw = isObj(v)
+      ? this.get(["metrics", "listen"], (x): x is string | boolean => isStr(x) || isBool(x))
+      : undefined;
+    if (raw === false || raw === "off") return null;
+    const listen = isStr(raw) ? raw : String(metricsSchema.properties.listen.default);
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen);
+    if (!m) return null; // reported by the schema
+    const host = m[1] ?? m[2] ?? "";
+    const port = Number(m[3]);
+    if (port < 1 || port > 65535) {
+      this.error(
+        ["metrics", "listen"],
+        `port ${port} is out of range`,
+        "use a port from 1 to 65535, e.g. 127.0.0.1:9288",
+      );
+      return null;
+    }
+    return { host: host === "" || host === "*" ? null : host, port };
+  }
+
+  /** `control-socket:` and `control-group:` -> the socket to create, or null when turned off. */
+  private resolveControl(): ControlConfig | null {
+    const raw = this.get(["control-socket"], (x): x is string | boolean => isStr(x) || isBool(x));
+    const group = this.get(["control-group"], (x): x is string | number => isStr(x) || isInt(x));
+    if (raw === false || raw === "off") {
+      if (group !== undefined)
+        this.warn(
+          ["control-group"],
+          "`control-group:` has no effect: the control socket is off",
+          "remove it, or set `control-socket:` to a path",
+          "key",
+        );
+      return null;
+    }
+    const socket = isStr(raw) ? raw : this.defaultControlSocket;
+    // sun_path holds 108 bytes including the terminating NUL.
+    if (Buffer.byteLength(socket) > 107) {
+      this.error(
+        ["control-socket"],
+        `the path is ${Buffer.byteLength(socket)} bytes long; a unix socket path can have at most 107`,
+        "use a shorter path, e.g. /run/aoed/aoed.sock",
+      );
+      return null;
+    }
+    if (group === undefined) return { socket, group: null, gid: null };
+    if (isInt(group)) return { socket, group: String(group), gid: group };
+    const gid = this.groups(group);
+    if (gid === null) {
+      this.error(
+        ["control-group"],
+        `there is no group \`${group}\` on this machine`,
+        `create it with \`groupadd ${group}\`, give a group number, or leave \`control-group:\` out: then only root can use aoectl's admin commands`,
+      );
+      return null;
+    }
+    return { socket, group, gid };
   }
 
   private resolveInterfaceSettings(): Record<string, InterfaceConfig> {

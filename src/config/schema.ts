@@ -151,6 +151,29 @@ export const interfaceSchema = {
   },
 } as const;
 
+/** Where the Prometheus endpoint listens: `HOST:PORT`, `[V6]:PORT`, `:PORT` (every address) or off. */
+export const LISTEN_PATTERN = "^(off|(\\[[0-9A-Fa-f:.]+\\]|\\*|[A-Za-z0-9.-]*):[0-9]{1,5})$";
+
+/** `metrics:` (the Prometheus endpoint); false or off disables it. */
+export const metricsSchema = {
+  type: ["object", "boolean", "string", "null"],
+  title: "under `metrics:`",
+  pattern: "^off$",
+  "x-expect": "a mapping such as `{ listen: 127.0.0.1:9288 }`, or false to turn metrics off",
+  additionalProperties: false,
+  properties: {
+    listen: {
+      type: ["string", "boolean"],
+      pattern: LISTEN_PATTERN,
+      default: "127.0.0.1:9288",
+      "x-expect":
+        "HOST:PORT to serve /metrics on, e.g. 127.0.0.1:9288, [::1]:9288 or :9288 (every address), or off",
+    },
+  },
+} as const;
+
+export const DEFAULT_CONTROL_SOCKET = "/run/aoed/aoed.sock";
+
 export const configSchema = {
   $id: "https://github.com/aoed/aoed/config.schema.json",
   type: "object",
@@ -169,6 +192,20 @@ export const configSchema = {
       pattern: "^/",
       default: null,
       "x-expect": "an absolute directory path, e.g. /var/lib/aoed",
+    },
+    metrics: metricsSchema,
+    "control-socket": {
+      type: ["string", "boolean"],
+      pattern: "^(/.*|off)$",
+      default: DEFAULT_CONTROL_SOCKET,
+      "x-expect": "an absolute path for aoectl's control socket, e.g. /run/aoed/aoed.sock, or off",
+    },
+    "control-group": {
+      type: ["string", "integer"],
+      pattern: "^[A-Za-z_][A-Za-z0-9._-]{0,31}\\$?$",
+      minimum: 0,
+      maximum: 4294967294,
+      "x-expect": "a group name or number whose members may use the control socket, e.g. aoe",
     },
     defaults: {
       type: ["object", "null"],
@@ -238,6 +275,7 @@ export function placesForKey(key: string): string[] {
   const mappings: SchemaNode[] = [
     configSchema,
     configSchema.properties.defaults,
+    metricsSchema,
     interfaceSchema,
     exportSchema,
   ];
@@ -254,6 +292,7 @@ export function allKeys(): string[] {
     ...new Set([
       ...Object.keys(configSchema.properties),
       ...Object.keys(inheritedProperties),
+      ...Object.keys(metricsSchema.properties),
       ...Object.keys(interfaceSchema.properties),
       ...Object.keys(exportSchema.properties),
     ]),

@@ -48,6 +48,23 @@ export interface InterfaceConfig {
   ringBytes: number | null;
 }
 
+/** The Prometheus endpoint (`metrics:`). */
+export interface MetricsConfig {
+  /** Address to bind; null: every address. */
+  host: string | null;
+  port: number;
+}
+
+/** aoectl's control socket (`control-socket:`, `control-group:`). */
+export interface ControlConfig {
+  /** Absolute path of the unix socket (created mode 0660). */
+  socket: string;
+  /** Group given the socket, as configured (name or number) for messages; null: the daemon's own. */
+  group: string | null;
+  /** That group's id; null: leave the group alone. */
+  gid: number | null;
+}
+
 export interface Config {
   /** Where the config came from (file path or "embedded:demo"), for messages. */
   source: string;
@@ -55,4 +72,8 @@ export interface Config {
   interfaces: Record<string, InterfaceConfig>;
   stateDir: string | null;
   logLevel: string;
+  /** null: no metrics endpoint. */
+  metrics: MetricsConfig | null;
+  /** null: no control socket. */
+  control: ControlConfig | null;
 }

@@ -56,6 +56,90 @@ export interface NativePacketHandle {
   close(): void;
 }
 
+/** Byte offsets of the SQ ring fields (struct io_sqring_offsets). */
+export interface UringSqOffsets {
+  head: number;
+  tail: number;
+  ringMask: number;
+  ringEntries: number;
+  flags: number;
+  dropped: number;
+  array: number;
+}
+
+/** Byte offsets of the CQ ring fields (struct io_cqring_offsets). */
+export interface UringCqOffsets {
+  head: number;
+  tail: number;
+  ringMask: number;
+  ringEntries: number;
+  overflow: number;
+  cqes: number;
+  flags: number;
+}
+
+/** What uringSetup() returns: an io_uring instance with its rings mapped (native/uring.cc). */
+export interface NativeUringHandle {
+  readonly fd: number;
+  readonly sqEntries: number;
+  readonly cqEntries: number;
+  /** Setup flags in effect (IORING_SETUP_*). */
+  readonly flags: number;
+  /** IORING_FEAT_* the kernel reported. */
+  readonly features: number;
+  /** SQ ring mapping; the same ArrayBuffer as cqRing with IORING_FEAT_SINGLE_MMAP. Detached by close(). */
+  readonly sqRing: ArrayBuffer;
+  readonly cqRing: ArrayBuffer;
+  /** The SQE array (64 bytes each). The SQ index array is preset to the identity. */
+  readonly sqes: ArrayBuffer;
+  readonly sqOff: UringSqOffsets;
+  readonly cqOff: UringCqOffsets;
+  /** io_uring_enter(toSubmit, minComplete, flags): the result (>= 0) or -errno. */
+  enter(toSubmit: number, minComplete: number, flags: number): number;
+  /**
+   * IORING_REGISTER_IOWQ_MAX_WORKERS: caps the kernel worker threads that run
+   * operations which cannot complete inline (0 leaves a limit unchanged).
+   * Returns the previous [bounded, unbounded] limits, or -errno.
+   */
+  setMaxWorkers(bounded: number, unbounded: number): [number, number] | number;
+  /** Registers an eventfd and watches it; cb runs on the event loop after completions are posted. */
+  startPoll(cb: () => void): void;
+  /** Whether the watcher keeps the event loop alive (default: it does). */
+  ref(): void;
+  unref(): void;
+  /** Stops the watcher, detaches the ArrayBuffers, unmaps, closes the ring. Idempotent. */
+  close(): void;
+}
+
+/** What uringProbe() found; ok when a ring can be set up and READ, WRITE and FSYNC exist. */
+export interface UringProbeResult {
+  ok: boolean;
+  /** The errno that refused (0 when ok), e.g. EPERM when disabled by sysctl or seccomp. */
+  errno: number;
+  code: string;
+  /** Which step failed: io_uring_setup, IORING_REGISTER_PROBE... */
+  step: string;
+  features?: number;
+  read: boolean;
+  write: boolean;
+  fsync: boolean;
+}
+
+/** io_uring constants from <linux/io_uring.h>, as compiled into the addon. */
+export interface UringConstants {
+  OP_READ: number;
+  OP_WRITE: number;
+  OP_FSYNC: number;
+  FSYNC_DATASYNC: number;
+  ENTER_GETEVENTS: number;
+  SETUP_SUBMIT_ALL: number;
+  SETUP_COOP_TASKRUN: number;
+  SETUP_SINGLE_ISSUER: number;
+  FEAT_NODROP: number;
+  SQE_SIZE: number;
+  CQE_SIZE: number;
+}
+
 export interface NativeAddon {
   openPacket(
     ifname: string,
@@ -70,6 +154,16 @@ export interface NativeAddon {
   physicalBlockSize(fd: number): number;
   alignedBuffer(size: number, align: number): ArrayBuffer;
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
+  /** Sets up a tiny ring once and checks the opcodes aoed needs. Never throws. */
+  uringProbe(): UringProbeResult;
+  /** io_uring_setup + mmaps. cqEntries 0: the kernel's default (2 x entries). Throws on failure. */
+  uringSetup(entries: number, flags: number, cqEntries: number): NativeUringHandle;
+  readonly uringConstants: UringConstants;
+  /**
+   * Sends one AF_UNIX datagram to $NOTIFY_SOCKET (a path, or "@name" for an abstract
+   * socket) for sd_notify(3): 0 or a (positive) errno. See src/bin/sd-notify.ts.
+   */
+  sdNotify(socketPath: string, message: string): number;
 }
 
 const ADDON_FILE = "aoed_native.node";

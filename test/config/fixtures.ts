@@ -25,7 +25,11 @@ export const IFACES = ["lo", "eth0", "eth1", "eth10", "eth2", "enp3s0", "wlan0"]
 export const fakeStat = async (path: string): Promise<StatInfo> =>
   FILES[path] ?? { kind: "missing" };
 
-export const OPTS: LoadOptions = { interfaces: IFACES, stat: fakeStat };
+export const OPTS: LoadOptions = {
+  interfaces: IFACES,
+  stat: fakeStat,
+  defaultControlSocket: "/run/aoed/aoed.sock", // not $AOED_SOCKET: tests see the built-in default
+};
 
 /** Lines joined with "\n", so test cases can count lines and columns. */
 export const yaml = (...lines: string[]): string => `${lines.join("\n")}\n`;

@@ -31,6 +31,8 @@ describe("defaults", () => {
       source: "aoed.yaml",
       logLevel: "info",
       stateDir: null,
+      metrics: { host: "127.0.0.1", port: 9288 },
+      control: { socket: "/run/aoed/aoed.sock", group: null, gid: null },
       interfaces: {},
       exports: [
         {
@@ -359,6 +361,7 @@ describe("the example config", () => {
     const r = await loadConfigFile(path, {
       interfaces: ["lo", "eth0", "eth1"],
       stat: async () => ({ kind: "block", size: 0 }),
+      groups: (name) => (name === "aoed" ? 990 : null),
     });
     const cfg = ok(r);
     expect(r.warnings.map((d) => formatDiagnostic(d))).toEqual([]);

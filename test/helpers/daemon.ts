@@ -1,8 +1,10 @@
 /** Runs the built daemon as a child process (optionally inside a network namespace) for integration tests. */
 import { type ChildProcess, spawn } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 
 const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.js");
+let started = 0;
 
 export interface Daemon {
   proc: ChildProcess;
@@ -20,9 +22,14 @@ export interface Daemon {
 
 export function startDaemon(args: string[], opts: { netns?: string | null } = {}): Promise<Daemon> {
   const argv = ["node", AOED, ...args];
+  // Each test daemon gets its own control socket unless its config names one.
+  const env = {
+    ...process.env,
+    AOED_SOCKET: path.join(os.tmpdir(), `aoed-test-${process.pid}-${started++}.sock`),
+  };
   const proc = opts.netns
-    ? spawn("ip", ["netns", "exec", opts.netns, ...argv])
-    : spawn(argv[0]!, argv.slice(1));
+    ? spawn("ip", ["netns", "exec", opts.netns, ...argv], { env })
+    : spawn(argv[0]!, argv.slice(1), { env });
   const logs: Record<string, unknown>[] = [];
   const waiters: { re: RegExp; resolve: (l: Record<string, unknown>) => void }[] = [];
   let err = "";

@@ -1,0 +1,539 @@
+// io_uring for disk I/O, with raw syscalls (no liburing). Deliberately dumb:
+// it creates the ring, maps it into JavaScript and watches for completions.
+// Filling SQEs and reaping CQEs is done in TypeScript (src/io/uring.ts).
+//
+//   uringProbe() -> {ok, errno, code, step, features, read, write, fsync}
+//       Sets up a tiny ring once, asks IORING_REGISTER_PROBE which opcodes
+//       exist and closes it again. ok: the ring works and READ, WRITE and
+//       FSYNC are supported. On failure errno/code/step say what refused
+//       (EPERM from kernel.io_uring_disabled or seccomp, ENOSYS...).
+//   uringSetup(entries, flags, cqEntries) -> UringHandle with read-only
+//       fd, sqEntries, cqEntries, flags (the setup flags in effect), features,
+//       sqRing, cqRing, sqes (external ArrayBuffers over the mmaps; sqRing and
+//       cqRing are the same memory with IORING_FEAT_SINGLE_MMAP),
+//       sqOff {head, tail, ringMask, ringEntries, flags, dropped, array},
+//       cqOff {head, tail, ringMask, ringEntries, overflow, cqes, flags}
+//       (byte offsets). The SQ index array is preset to the identity, so
+//       SQE i is submitted from slot i: JS writes sqes[tail & mask], bumps tail.
+//     enter(toSubmit, minComplete, flags) -> number  io_uring_enter: >= 0, or -errno
+//     setMaxWorkers(bounded, unbounded) -> previous [bounded, unbounded] | -errno
+//                     caps the kernel's io-wq threads for this ring (0: unchanged)
+//     startPoll(cb)   registers an eventfd (IORING_REGISTER_EVENTFD) and
+//                     watches it with uv_poll; cb() runs on the event loop
+//                     after completions were posted (the eventfd is drained first)
+//     ref(), unref()  of the poll handle (unref'd: it does not keep the loop alive)
+//     close()         idempotent; detaches the ArrayBuffers, unmaps, closes
+//                     the ring and the eventfd. Requests still in the kernel
+//                     are cancelled by it and never reported.
+//   uringConstants: the opcodes and flags src/io/uring.ts uses, from the header.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
+Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+
+namespace {
+
+int SysSetup(unsigned entries, io_uring_params* p) {
+  return static_cast<int>(syscall(__NR_io_uring_setup, entries, p));
+}
+
+int SysEnter(int fd, unsigned toSubmit, unsigned minComplete, unsigned flags) {
+  return static_cast<int>(
+      syscall(__NR_io_uring_enter, fd, toSubmit, minComplete, flags, nullptr, size_t(0)));
+}
+
+int SysRegister(int fd, unsigned opcode, void* arg, unsigned nrArgs) {
+  return static_cast<int>(syscall(__NR_io_uring_register, fd, opcode, arg, nrArgs));
+}
+
+// The three mappings are shared by the handle and the ArrayBuffers over them;
+// unmapped when the handle closes (after detaching the ArrayBuffers) or when
+// the last owner is garbage collected.
+struct Maps {
+  void* sq = MAP_FAILED;
+  size_t sqLen = 0;
+  void* cq = MAP_FAILED;  // == sq with IORING_FEAT_SINGLE_MMAP
+  size_t cqLen = 0;
+  void* sqes = MAP_FAILED;
+  size_t sqesLen = 0;
+  int refs = 1;
+  void Unmap() {
+    if (cq != MAP_FAILED && cq != sq) munmap(cq, cqLen);
+    if (sq != MAP_FAILED) munmap(sq, sqLen);
+    if (sqes != MAP_FAILED) munmap(sqes, sqesLen);
+    sq = cq = sqes = MAP_FAILED;
+  }
+  void Release() {
+    if (--refs == 0) {
+      Unmap();
+      delete this;
+    }
+  }
+};
+
+void ReleaseMaps(Napi::Env, void*, Maps* m) { m->Release(); }
+
+Napi::Object SqOffsets(Napi::Env env, const io_sqring_offsets& o) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("head", o.head);
+  r.Set("tail", o.tail);
+  r.Set("ringMask", o.ring_mask);
+  r.Set("ringEntries", o.ring_entries);
+  r.Set("flags", o.flags);
+  r.Set("dropped", o.dropped);
+  r.Set("array", o.array);
+  return r;
+}
+
+Napi::Object CqOffsets(Napi::Env env, const io_cqring_offsets& o) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("head", o.head);
+  r.Set("tail", o.tail);
+  r.Set("ringMask", o.ring_mask);
+  r.Set("ringEntries", o.ring_entries);
+  r.Set("overflow", o.overflow);
+  r.Set("cqes", o.cqes);
+  r.Set("flags", o.flags);
+  return r;
+}
+
+class UringHandle : public Napi::ObjectWrap<UringHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "UringHandle",
+                       {
+                           InstanceMethod<&UringHandle::Enter>("enter"),
+                           InstanceMethod<&UringHandle::StartPoll>("startPoll"),
+                           InstanceMethod<&UringHandle::SetMaxWorkers>("setMaxWorkers"),
+                           InstanceMethod<&UringHandle::Ref>("ref"),
+                           InstanceMethod<&UringHandle::Unref>("unref"),
+                           InstanceMethod<&UringHandle::Close>("close"),
+                       });
+  }
+
+  UringHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UringHandle>(info) {
+    Napi::Env env = info.Env();
+    env_ = env;
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      throw Napi::TypeError::New(env,
+                                 "uringSetup(entries: number, flags: number, cqEntries: number)");
+    }
+    double entriesD = info[0].As<Napi::Number>().DoubleValue();
+    double flagsD = info[1].As<Napi::Number>().DoubleValue();
+    double cqD = info[2].As<Napi::Number>().DoubleValue();
+    if (!(entriesD >= 1 && entriesD <= 32768) || double(unsigned(entriesD)) != entriesD ||
+        !(cqD >= 0 && cqD <= 65536) || double(unsigned(cqD)) != cqD || !(flagsD >= 0) ||
+        double(uint32_t(flagsD)) != flagsD) {
+      throw Napi::RangeError::New(env, "uringSetup: entries 1..32768, cqEntries 0..65536");
+    }
+    io_uring_params p;
+    std::memset(&p, 0, sizeof p);
+    p.flags = uint32_t(flagsD);
+    if (cqD > 0) {
+      p.flags |= IORING_SETUP_CQSIZE;
+      p.cq_entries = unsigned(cqD);
+    }
+    int fd = SysSetup(unsigned(entriesD), &p);
+    if (fd < 0) throw ErrnoError(env, errno, "io_uring_setup");
+
+    auto* m = new Maps();
+    size_t sqLen = p.sq_off.array + p.sq_entries * sizeof(uint32_t);
+    size_t cqLen = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single) sqLen = cqLen = sqLen > cqLen ? sqLen : cqLen;
+    const int prot = PROT_READ | PROT_WRITE;
+    const int mflags = MAP_SHARED | MAP_POPULATE;
+    int err = 0;
+    const char* step = nullptr;
+    m->sq = mmap(nullptr, sqLen, prot, mflags, fd, IORING_OFF_SQ_RING);
+    if (m->sq == MAP_FAILED) {
+      err = errno;
+      step = "mmap of the SQ ring";
+    } else {
+      m->sqLen = sqLen;
+      if (single) {
+        m->cq = m->sq;
+        m->cqLen = sqLen;
+      } else {
+        m->cq = mmap(nullptr, cqLen, prot, mflags, fd, IORING_OFF_CQ_RING);
+        if (m->cq == MAP_FAILED) {
+          err = errno;
+          step = "mmap of the CQ ring";
+        } else {
+          m->cqLen = cqLen;
+        }
+      }
+    }
+    if (err == 0) {
+      size_t sqesLen = p.sq_entries * sizeof(io_uring_sqe);
+      m->sqes = mmap(nullptr, sqesLen, prot, mflags, fd, IORING_OFF_SQES);
+      if (m->sqes == MAP_FAILED) {
+        err = errno;
+        step = "mmap of the SQE array";
+      } else {
+        m->sqesLen = sqesLen;
+      }
+    }
+    if (err != 0) {
+      m->Release();
+      close(fd);
+      throw ErrnoError(env, err, std::string("io_uring: ") + step);
+    }
+    // Identity SQ index array: SQE i is always submitted from slot i.
+    auto* array = reinterpret_cast<uint32_t*>(static_cast<char*>(m->sq) + p.sq_off.array);
+    for (unsigned i = 0; i < p.sq_entries; i++) array[i] = i;
+
+    fd_ = fd;
+    maps_ = m;
+    m->refs++;
+    Napi::ArrayBuffer sqAb = Napi::ArrayBuffer::New(env, m->sq, sqLen, ReleaseMaps, m);
+    sqAb_ = Napi::Persistent(sqAb);
+    Napi::ArrayBuffer cqAb;
+    if (single) {
+      cqAb = sqAb;
+    } else {
+      m->refs++;
+      cqAb = Napi::ArrayBuffer::New(env, m->cq, cqLen, ReleaseMaps, m);
+      cqAb_ = Napi::Persistent(cqAb);
+    }
+    m->refs++;
+    Napi::ArrayBuffer sqesAb = Napi::ArrayBuffer::New(env, m->sqes, m->sqesLen, ReleaseMaps, m);
+    sqesAb_ = Napi::Persistent(sqesAb);
+
+    auto ro = napi_enumerable;
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.DefineProperties({
+        Napi::PropertyDescriptor::Value("fd", Napi::Number::New(env, fd), ro),
+        Napi::PropertyDescriptor::Value("sqEntries", Napi::Number::New(env, p.sq_entries), ro),
+        Napi::PropertyDescriptor::Value("cqEntries", Napi::Number::New(env, p.cq_entries), ro),
+        Napi::PropertyDescriptor::Value("flags", Napi::Number::New(env, p.flags), ro),
+        Napi::PropertyDescriptor::Value("features", Napi::Number::New(env, p.features), ro),
+        Napi::PropertyDescriptor::Value("sqRing", sqAb, ro),
+        Napi::PropertyDescriptor::Value("cqRing", cqAb, ro),
+        Napi::PropertyDescriptor::Value("sqes", sqesAb, ro),
+        Napi::PropertyDescriptor::Value("sqOff", SqOffsets(env, p.sq_off), ro),
+        Napi::PropertyDescriptor::Value("cqOff", CqOffsets(env, p.cq_off), ro),
+    });
+
+    if (napi_add_async_cleanup_hook(env, &UringHandle::EnvCleanup, this, &cleanupHook_) !=
+        napi_ok) {
+      cleanupHook_ = nullptr;
+    }
+  }
+
+  ~UringHandle() override {
+    // Garbage collected without close() (never while polling: the callback
+    // reference keeps this object alive until close()). No JS calls here.
+    ReleaseNative(nullptr);
+    if (cleanupHook_ != nullptr) {
+      napi_remove_async_cleanup_hook(cleanupHook_);
+      cleanupHook_ = nullptr;
+    }
+    if (asyncCtx_) (void)asyncCtx_.release();  // napi_async_destroy is not safe here
+  }
+
+ private:
+  struct Poller {
+    uv_poll_t handle;
+    UringHandle* owner;
+    int efd;
+    napi_async_cleanup_hook_handle done;
+  };
+
+  static void EnvCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
+    auto* self = static_cast<UringHandle*>(arg);
+    self->cleanupHook_ = nullptr;
+    self->ReleaseNative(hook);
+  }
+
+  // Stops polling, closes the eventfd and the ring, drops the handle's share
+  // of the mappings. Uses no JavaScript.
+  void ReleaseNative(napi_async_cleanup_hook_handle done) {
+    if (closed_) {
+      if (done != nullptr) napi_remove_async_cleanup_hook(done);
+      return;
+    }
+    closed_ = true;
+    if (poller_ != nullptr) {
+      Poller* p = poller_;
+      poller_ = nullptr;
+      p->owner = nullptr;
+      p->done = done;
+      uv_poll_stop(&p->handle);
+      uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
+        Poller* q = static_cast<Poller*>(h->data);
+        napi_async_cleanup_hook_handle d = q->done;
+        close(q->efd);  // only now: libuv may still hold it in its epoll set
+        delete q;
+        if (d != nullptr) napi_remove_async_cleanup_hook(d);
+      });
+    } else if (done != nullptr) {
+      napi_remove_async_cleanup_hook(done);
+    }
+    if (maps_ != nullptr) {
+      Maps* m = maps_;
+      maps_ = nullptr;
+      m->Release();
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) return env.Undefined();
+    Maps* m = maps_;
+    for (Napi::Reference<Napi::ArrayBuffer>* r : {&sqAb_, &cqAb_, &sqesAb_}) {
+      if (!r->IsEmpty()) {
+        Napi::ArrayBuffer ab = r->Value();
+        if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+        r->Reset();
+      }
+    }
+    if (m != nullptr) m->Unmap();
+    if (cleanupHook_ != nullptr) {
+      napi_remove_async_cleanup_hook(cleanupHook_);
+      cleanupHook_ = nullptr;
+    }
+    ReleaseNative(nullptr);
+    if (!inCallback_) {
+      pollCb_.Reset();
+      asyncCtx_.reset();
+    }
+    return env.Undefined();
+  }
+
+  // enter(toSubmit, minComplete, flags) -> result >= 0, or -errno.
+  Napi::Value Enter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) return Napi::Number::New(env, -EBADF);
+    unsigned toSubmit = info[0].As<Napi::Number>().Uint32Value();
+    unsigned minComplete = info[1].As<Napi::Number>().Uint32Value();
+    unsigned flags = info[2].As<Napi::Number>().Uint32Value();
+    int r = SysEnter(fd_, toSubmit, minComplete, flags);
+    return Napi::Number::New(env, r < 0 ? -errno : r);
+  }
+
+  // setMaxWorkers(bounded, unbounded) -> [bounded, unbounded] before the
+  // change (0 leaves a limit as it is), or -errno (IORING_REGISTER_IOWQ_MAX_WORKERS,
+  // Linux >= 5.15). Bounded workers do regular file and block device I/O.
+  Napi::Value SetMaxWorkers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) return Napi::Number::New(env, -EBADF);
+    unsigned vals[2] = {info[0].As<Napi::Number>().Uint32Value(),
+                        info[1].As<Napi::Number>().Uint32Value()};
+    if (SysRegister(fd_, IORING_REGISTER_IOWQ_MAX_WORKERS, vals, 2) < 0) {
+      return Napi::Number::New(env, -errno);
+    }
+    Napi::Array r = Napi::Array::New(env, 2);
+    r.Set(uint32_t(0), vals[0]);
+    r.Set(uint32_t(1), vals[1]);
+    return r;
+  }
+
+  Napi::Value StartPoll(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw CodedError(env, EBADF, "io_uring: ring is closed");
+    if (poller_ != nullptr) throw Napi::Error::New(env, "io_uring: already polling");
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      throw Napi::TypeError::New(env, "startPoll(cb: () => void)");
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
+    }
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) throw ErrnoError(env, errno, "eventfd");
+    if (SysRegister(fd_, IORING_REGISTER_EVENTFD, &efd, 1) < 0) {
+      int e = errno;
+      close(efd);
+      throw ErrnoError(env, e, "io_uring: IORING_REGISTER_EVENTFD");
+    }
+    auto* p = new Poller{};
+    p->owner = this;
+    p->efd = efd;
+    int r = uv_poll_init(loop, &p->handle, efd);
+    if (r < 0) {
+      close(efd);
+      delete p;
+      throw ErrnoError(env, -r, "io_uring: uv_poll_init");
+    }
+    p->handle.data = p;
+    poller_ = p;
+    pollCb_ = Napi::Persistent(info[0].As<Napi::Function>());
+    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "aoed.IoRing");
+    r = uv_poll_start(&p->handle, UV_READABLE, &UringHandle::OnPoll);
+    if (r < 0) throw ErrnoError(env, -r, "io_uring: uv_poll_start");
+    if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
+    return env.Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    ref_ = true;
+    if (poller_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    ref_ = false;
+    if (poller_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+    return info.Env().Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    Poller* p = static_cast<Poller*>(h->data);
+    UringHandle* self = p->owner;
+    if (self == nullptr) return;
+    uint64_t v;
+    while (read(p->efd, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+    self->CallJs();
+  }
+
+  void CallJs() {
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    if (pollCb_.IsEmpty() || !asyncCtx_) return;
+    inCallback_ = true;
+    try {
+      pollCb_.MakeCallback(Value(), {}, *asyncCtx_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());
+    }
+    inCallback_ = false;
+    if (closed_) {
+      pollCb_.Reset();
+      asyncCtx_.reset();
+    }
+  }
+
+  napi_env env_ = nullptr;
+  int fd_ = -1;
+  bool closed_ = false;
+  bool ref_ = true;
+  bool inCallback_ = false;
+  Maps* maps_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> sqAb_;
+  Napi::Reference<Napi::ArrayBuffer> cqAb_;
+  Napi::Reference<Napi::ArrayBuffer> sqesAb_;
+  Poller* poller_ = nullptr;
+  Napi::FunctionReference pollCb_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
+  napi_async_cleanup_hook_handle cleanupHook_ = nullptr;
+};
+
+Napi::Value UringProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  auto fail = [&](int err, const char* step) {
+    r.Set("ok", false);
+    r.Set("errno", err);
+    r.Set("code", uv_err_name(-err));
+    r.Set("step", step);
+    return r;
+  };
+  r.Set("read", false);
+  r.Set("write", false);
+  r.Set("fsync", false);
+  io_uring_params p;
+  std::memset(&p, 0, sizeof p);
+  int fd = SysSetup(2, &p);
+  if (fd < 0) return fail(errno, "io_uring_setup");
+  r.Set("features", p.features);
+  const unsigned nOps = 256;
+  size_t len = sizeof(io_uring_probe) + nOps * sizeof(io_uring_probe_op);
+  auto* probe = static_cast<io_uring_probe*>(std::calloc(1, len));
+  if (probe == nullptr) {
+    close(fd);
+    return fail(ENOMEM, "calloc");
+  }
+  int rc = SysRegister(fd, IORING_REGISTER_PROBE, probe, nOps);
+  int e = errno;
+  close(fd);
+  if (rc < 0) {
+    std::free(probe);
+    return fail(e, "IORING_REGISTER_PROBE");
+  }
+  auto has = [&](unsigned op) {
+    return op <= probe->last_op && op < nOps && (probe->ops[op].flags & IO_URING_OP_SUPPORTED);
+  };
+  bool read = has(IORING_OP_READ), write = has(IORING_OP_WRITE), fsync = has(IORING_OP_FSYNC);
+  std::free(probe);
+  r.Set("read", read);
+  r.Set("write", write);
+  r.Set("fsync", fsync);
+  if (!(read && write && fsync)) return fail(EOPNOTSUPP, "IORING_REGISTER_PROBE");
+  r.Set("ok", true);
+  r.Set("errno", 0);
+  r.Set("code", "");
+  r.Set("step", "");
+  return r;
+}
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("OP_READ", uint32_t(IORING_OP_READ));
+  c.Set("OP_WRITE", uint32_t(IORING_OP_WRITE));
+  c.Set("OP_FSYNC", uint32_t(IORING_OP_FSYNC));
+  c.Set("FSYNC_DATASYNC", uint32_t(IORING_FSYNC_DATASYNC));
+  c.Set("ENTER_GETEVENTS", uint32_t(IORING_ENTER_GETEVENTS));
+  c.Set("SETUP_SUBMIT_ALL", uint32_t(IORING_SETUP_SUBMIT_ALL));
+  c.Set("SETUP_COOP_TASKRUN", uint32_t(IORING_SETUP_COOP_TASKRUN));
+  c.Set("SETUP_SINGLE_ISSUER", uint32_t(IORING_SETUP_SINGLE_ISSUER));
+  c.Set("FEAT_NODROP", uint32_t(IORING_FEAT_NODROP));
+  c.Set("SQE_SIZE", uint32_t(sizeof(io_uring_sqe)));
+  c.Set("CQE_SIZE", uint32_t(sizeof(io_uring_cqe)));
+  return c;
+}
+
+struct UringData {
+  Napi::FunctionReference ctor;
+};
+
+Napi::Value UringSetup(const Napi::CallbackInfo& info) {
+  auto* data = static_cast<UringData*>(info.Data());
+  std::vector<napi_value> args;
+  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
+  return data->ctor.New(args);
+}
+
+}  // namespace
+
+void InitUring(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = UringHandle::Define(env);
+  // Instance data belongs to the packet layer; keep our constructor alive here.
+  auto* data = new UringData{Napi::Persistent(ctor)};
+  env.AddCleanupHook([data]() { delete data; });
+  exports.Set("UringHandle", ctor);
+  exports.Set("uringSetup", Napi::Function::New(env, UringSetup, "uringSetup", data));
+  exports.Set("uringProbe", Napi::Function::New<UringProbe>(env, "uringProbe"));
+  exports.Set("uringConstants", Constants(env));
+}

@@ -1,0 +1,159 @@
+/**
+ * Prometheus counters must never go down, but the engine's counters do:
+ * `aoectl clear stats` zeroes an export's, and a reload may replace a target
+ * or a port with a fresh one. The ledger keeps, per export and per interface
+ * name, an offset of everything counted before such a reset, so the metrics
+ * carry on from where they were while `aoectl stats` shows the counts since
+ * the clear. Nothing here runs on the data path: it is read at scrape time.
+ */
+import { LATENCY_BUCKETS } from "../engine/latency.js";
+import type { PortStats } from "../engine/port.js";
+import type { TargetStats } from "../engine/target.js";
+import type { PortView, TargetView } from "./view.js";
+
+/** The plain-number counters of TargetStats, in vector order. */
+export const TARGET_COUNTERS = [
+  "reads",
+  "writes",
+  "flushes",
+  "identifies",
+  "otherAta",
+  "configs",
+  "masks",
+  "reserves",
+  "bytesRead",
+  "bytesWritten",
+  "ataErrors",
+  "queueDrops",
+  "aclDenied",
+  "maskDenied",
+  "aoeErrors",
+] as const satisfies readonly Exclude<keyof TargetStats, "latency">[];
+
+export type TargetCounter = (typeof TARGET_COUNTERS)[number];
+
+/** Vector layout of an export: the counters, the latency buckets (per bucket, +Inf last), sum, count. */
+export const TARGET_BUCKETS_AT = TARGET_COUNTERS.length;
+export const TARGET_SUM_AT = TARGET_BUCKETS_AT + LATENCY_BUCKETS.length + 1;
+export const TARGET_COUNT_AT = TARGET_SUM_AT + 1;
+
+export function targetIndex(key: TargetCounter): number {
+  return TARGET_COUNTERS.indexOf(key);
+}
+
+export function targetVector(stats: TargetStats): number[] {
+  const v = TARGET_COUNTERS.map((k) => stats[k]);
+  for (const c of stats.latency.counts) v.push(c);
+  v.push(stats.latency.sum, stats.latency.count);
+  return v;
+}
+
+/** The counters of PortStats, in vector order; the kernel's receive drops come last. */
+export const PORT_COUNTERS = [
+  "rxFrames",
+  "rxBytes",
+  "txFrames",
+  "txBytes",
+  "ignoredShort",
+  "ignoredVersion",
+  "ignoredResponse",
+  "ignoredOwn",
+  "ignoredWildcard",
+  "notForUs",
+  "txRingFull",
+] as const satisfies readonly (keyof PortStats)[];
+
+export type PortCounter = (typeof PORT_COUNTERS)[number] | "kernelDrops";
+
+export function portIndex(key: PortCounter): number {
+  return key === "kernelDrops" ? PORT_COUNTERS.length : PORT_COUNTERS.indexOf(key);
+}
+
+/** The kernel's count of frames dropped on the receive ring; 0 if the socket cannot say. */
+export function kernelDrops(port: PortView): number {
+  try {
+    return port.kernelStats().rxDrops;
+  } catch {
+    return 0;
+  }
+}
+
+export function portVector(port: PortView): number[] {
+  const v: number[] = PORT_COUNTERS.map((k) => port.stats[k]);
+  v.push(kernelDrops(port));
+  return v;
+}
+
+interface Entry<S> {
+  source: S;
+  /** Everything counted by earlier sources or before resets. */
+  base: number[];
+  /** The source's values when last read. */
+  last: number[];
+}
+
+/** Monotonic totals of counter vectors read from sources that may be reset or replaced. */
+export class Monotonic<S extends object> {
+  private readonly entries = new Map<string, Entry<S>>();
+
+  constructor(private readonly read: (source: S) => number[]) {}
+
+  /** The totals for `key`, now counted by `source`; never below what was returned before. */
+  totals(key: string, source: S): number[] {
+    const cur = this.read(source);
+    const e = this.entries.get(key);
+    if (e === undefined) {
+      this.entries.set(key, { source, base: cur.map(() => 0), last: cur });
+      return cur.slice();
+    }
+    if (e.source !== source) {
+      // Replaced (a reload): the old source's final counts become history. It is
+      // still readable, so nothing counted since the last scrape is lost.
+      let final = e.last;
+      try {
+        final = this.read(e.source);
+      } catch {
+        // keep what we saw last
+      }
+      addInto(e.base, final);
+      e.source = source;
+    } else if (cur.some((v, i) => v < e.last[i]!)) {
+      // Reset behind our back: what was seen last is history.
+      addInto(e.base, e.last);
+    }
+    e.last = cur;
+    return cur.map((v, i) => v + e.base[i]!);
+  }
+
+  /** Call right before zeroing `source`'s counters: the totals carry on from here. */
+  beforeReset(key: string, source: S): void {
+    this.totals(key, source);
+    const e = this.entries.get(key)!;
+    addInto(e.base, e.last);
+    e.last = e.last.map(() => 0);
+  }
+}
+
+function addInto(into: number[], add: readonly number[]): void {
+  for (let i = 0; i < into.length; i++) into[i]! += add[i] ?? 0;
+}
+
+/** The monotonic totals behind the metrics, per export and per interface name. */
+export class StatsLedger {
+  readonly exports = new Monotonic<TargetStats>(targetVector);
+  readonly interfaces = new Monotonic<PortView>(portVector);
+
+  exportTotals(t: TargetView): number[] {
+    return this.exports.totals(t.name, t.stats);
+  }
+
+  interfaceTotals(p: PortView): number[] {
+    return this.interfaces.totals(p.name, p);
+  }
+
+  /** `aoectl clear stats`: zero the export's counters without moving its metrics backwards. */
+  resetExport(t: TargetView): void {
+    this.exports.beforeReset(t.name, t.stats);
+    t.resetStats();
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * The Prometheus registry: per-export and per-interface metrics read from the
+ * engine's plain counters when scraped (nothing is updated on the data path),
+ * plus prom-client's default process metrics.
+ *
+ * Every metric below is a small object with prom-client's get() shape; the
+ * registry formats them. All of one scrape's metrics share one snapshot of the
+ * engine, taken by the first get() and dropped in the next microtask.
+ */
+import { collectDefaultMetrics, type Metric, Registry } from "prom-client";
+import { LATENCY_BUCKETS } from "../engine/latency.js";
+import { VERSION } from "../version.js";
+import {
+  type PortCounter,
+  portIndex,
+  type StatsLedger,
+  TARGET_BUCKETS_AT,
+  TARGET_COUNT_AT,
+  TARGET_SUM_AT,
+  type TargetCounter,
+  targetIndex,
+} from "./ledger.js";
+import { type EngineView, targetLabel } from "./view.js";
+
+type Labels = Record<string, string | number>;
+
+interface Sample {
+  labels: Labels;
+  value: number;
+  metricName?: string;
+}
+
+type MetricKind = "counter" | "gauge" | "histogram";
+
+interface ExportSnap {
+  labels: { export: string; target: string };
+  totals: number[];
+  inFlight: number;
+  sizeBytes: number;
+  queueLength: number;
+}
+
+interface PortSnap {
+  labels: { interface: string };
+  totals: number[];
+  mtu: number;
+}
+
+interface Snapshot {
+  exports: ExportSnap[];
+  interfaces: PortSnap[];
+}
+
+/** Request counters by op label, in output order. */
+export const OPS: readonly [string, TargetCounter][] = [
+  ["read", "reads"],
+  ["write", "writes"],
+  ["identify", "identifies"],
+  ["flush", "flushes"],
+  ["config", "configs"],
+  ["mask", "masks"],
+  ["reserve", "reserves"],
+  ["other", "otherAta"],
+];
+
+/** Ignored frames by reason label. */
+export const IGNORE_REASONS: readonly [string, PortCounter][] = [
+  ["short", "ignoredShort"],
+  ["version", "ignoredVersion"],
+  ["response", "ignoredResponse"],
+  ["own", "ignoredOwn"],
+  ["wildcard", "ignoredWildcard"],
+  ["unknown_target", "notForUs"],
+];
+
+/** A metric whose samples are computed when it is scraped. */
+class ScrapedMetric {
+  readonly aggregator = "sum";
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: MetricKind,
+    private readonly samples: () => Sample[],
+  ) {}
+
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: MetricKind;
+    aggregator: string;
+    values: Sample[];
+  }> {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: this.samples(),
+    };
+  }
+
+  // What the registry may call on its metrics besides get(): nothing to do here.
+  reset(): void {}
+  collect(): void {}
+}
+
+export interface MetricsRegistryOptions {
+  /** prom-client's process and Node.js metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+/** A registry serving the engine's metrics; totals come from `ledger` so they never go down. */
+export function createMetricsRegistry(
+  engine: EngineView,
+  ledger: StatsLedger,
+  opts: MetricsRegistryOptions = {},
+): Registry {
+  const registry = new Registry();
+  let snap: Snapshot | null = null;
+  const snapshot = (): Snapshot => {
+    if (snap === null) {
+      snap = {
+        exports: [...engine.targets.values()].map((t) => ({
+          labels: { export: t.name, target: targetLabel(t) },
+          totals: ledger.exportTotals(t),
+          inFlight: t.inFlight,
+          sizeBytes: t.sizeBytes,
+          queueLength: t.cfg.queueLength,
+        })),
+        interfaces: [...engine.ports.values()].map((p) => ({
+          labels: { interface: p.name },
+          totals: ledger.interfaceTotals(p),
+          mtu: p.mtu,
+        })),
+      };
+      queueMicrotask(() => {
+        snap = null;
+      });
+    }
+    return snap;
+  };
+
+  const add = (name: string, help: string, type: MetricKind, samples: () => Sample[]): void => {
+    registry.registerMetric(new ScrapedMetric(name, help, type, samples) as unknown as Metric);
+  };
+  const perExport = (
+    name: string,
+    help: string,
+    type: MetricKind,
+    value: (e: ExportSnap) => number,
+  ): void =>
+    add(name, help, type, () =>
+      snapshot().exports.map((e) => ({ labels: e.labels, value: value(e) })),
+    );
+  const exportCounter = (name: string, help: string, key: TargetCounter): void => {
+    const i = targetIndex(key);
+    perExport(name, help, "counter", (e) => e.totals[i]!);
+  };
+  const perInterface = (
+    name: string,
+    help: string,
+    type: MetricKind,
+    value: (p: PortSnap) => number,
+  ): void =>
+    add(name, help, type, () =>
+      snapshot().interfaces.map((p) => ({ labels: p.labels, value: value(p) })),
+    );
+  const interfaceCounter = (name: string, help: string, key: PortCounter): void => {
+    const i = portIndex(key);
+    perInterface(name, help, "counter", (p) => p.totals[i]!);
+  };
+
+  add("aoed_build_info", "aoed's version; always 1.", "gauge", () => [
+    { labels: { version: VERSION }, value: 1 },
+  ]);
+
+  // ---- per export
+  add(
+    "aoed_export_requests_total",
+    "Requests an export handled, by operation: ATA read, write, identify, flush and other; AoE config, mask and reserve.",
+    "counter",
+    () =>
+      snapshot().exports.flatMap((e) =>
+        OPS.map(([op, key]) => ({
+          labels: { ...e.labels, op },
+          value: e.totals[targetIndex(key)]!,
+        })),
+      ),
+  );
+  exportCounter(
+    "aoed_export_read_bytes_total",
+    "Bytes read from the backing store and sent.",
+    "bytesRead",
+  );
+  exportCounter(
+    "aoed_export_written_bytes_total",
+    "Bytes received and written to the backing store.",
+    "bytesWritten",
+  );
+  exportCounter(
+    "aoed_export_ata_errors_total",
+    "ATA commands answered with an error (aborted: bad LBA or count, read-only, I/O error).",
+    "ataErrors",
+  );
+  exportCounter(
+    "aoed_export_aoe_errors_total",
+    "AoE error replies (bad argument, unrecognized command, reserved, config string present).",
+    "aoeErrors",
+  );
+  exportCounter(
+    "aoed_export_queue_drops_total",
+    "Requests dropped because all of the export's queue slots were busy (the initiator retransmits).",
+    "queueDrops",
+  );
+  add(
+    "aoed_export_denied_requests_total",
+    "Requests ignored because the sender is refused: by the ACL (reason acl) or not on the MAC mask list (reason mask).",
+    "counter",
+    () =>
+      snapshot().exports.flatMap((e) => [
+        { labels: { ...e.labels, reason: "acl" }, value: e.totals[targetIndex("aclDenied")]! },
+        { labels: { ...e.labels, reason: "mask" }, value: e.totals[targetIndex("maskDenied")]! },
+      ]),
+  );
+  add(
+    "aoed_export_request_duration_seconds",
+    "Backend time of reads, writes and flushes.",
+    "histogram",
+    () =>
+      snapshot().exports.flatMap((e) => {
+        const out: Sample[] = [];
+        let cumulative = 0;
+        for (let b = 0; b <= LATENCY_BUCKETS.length; b++) {
+          cumulative += e.totals[TARGET_BUCKETS_AT + b]!;
+          out.push({
+            metricName: "aoed_export_request_duration_seconds_bucket",
+            labels: { ...e.labels, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b]! : "+Inf" },
+            value: cumulative,
+          });
+        }
+        out.push(
+          {
+            metricName: "aoed_export_request_duration_seconds_sum",
+            labels: e.labels,
+            value: e.totals[TARGET_SUM_AT]!,
+          },
+          {
+            metricName: "aoed_export_request_duration_seconds_count",
+            labels: e.labels,
+            value: e.totals[TARGET_COUNT_AT]!,
+          },
+        );
+        return out;
+      }),
+  );
+  perExport(
+    "aoed_export_in_flight_requests",
+    "Requests being processed by the backend now.",
+    "gauge",
+    (e) => e.inFlight,
+  );
+  perExport(
+    "aoed_export_queue_length",
+    "Requests the export accepts at once (its queue slots, advertised as the AoE buffer count).",
+    "gauge",
+    (e) => e.queueLength,
+  );
+  perExport("aoed_export_size_bytes", "Size of the export.", "gauge", (e) => e.sizeBytes);
+
+  // ---- per interface
+  interfaceCounter(
+    "aoed_interface_receive_frames_total",
+    "AoE frames received on the interface.",
+    "rxFrames",
+  );
+  interfaceCounter(
+    "aoed_interface_receive_bytes_total",
+    "Bytes of AoE frames received on the interface.",
+    "rxBytes",
+  );
+  interfaceCounter(
+    "aoed_interface_transmit_frames_total",
+    "AoE frames sent on the interface.",
+    "txFrames",
+  );
+  interfaceCounter(
+    "aoed_interface_transmit_bytes_total",
+    "Bytes of AoE frames sent on the interface.",
+    "txBytes",
+  );
+  add(
+    "aoed_interface_ignored_frames_total",
+    "Received frames ignored, by reason: short, version (not AoE version 1), response (another target's reply), own (looped back), wildcard (broadcast shelf/slot on anything but discovery), unknown_target (a shelf/slot not exported here).",
+    "counter",
+    () =>
+      snapshot().interfaces.flatMap((p) =>
+        IGNORE_REASONS.map(([reason, key]) => ({
+          labels: { ...p.labels, reason },
+          value: p.totals[portIndex(key)]!,
+        })),
+      ),
+  );
+  interfaceCounter(
+    "aoed_interface_receive_drops_total",
+    "Frames the kernel dropped because the receive ring was full.",
+    "kernelDrops",
+  );
+  interfaceCounter(
+    "aoed_interface_transmit_ring_full_total",
+    "Replies not sent because the transmit ring was full (the initiator retransmits).",
+    "txRingFull",
+  );
+  perInterface("aoed_interface_mtu_bytes", "MTU in use on the interface.", "gauge", (p) => p.mtu);
+
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  return registry;
+}

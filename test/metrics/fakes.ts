@@ -1,0 +1,127 @@
+/** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
+import { LatencyHistogram } from "../../src/engine/latency.js";
+import type { PortStats } from "../../src/engine/port.js";
+import type { TargetState, TargetStats } from "../../src/engine/target.js";
+import type { EngineView, PortView, StateKind, TargetView } from "../../src/metrics/view.js";
+import { parseMac } from "../../src/protocol/mac.js";
+
+export function newTargetStats(): TargetStats {
+  return {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    identifies: 0,
+    otherAta: 0,
+    configs: 0,
+    masks: 0,
+    reserves: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    ataErrors: 0,
+    queueDrops: 0,
+    aclDenied: 0,
+    maskDenied: 0,
+    aoeErrors: 0,
+    latency: new LatencyHistogram(),
+  };
+}
+
+export class FakeTarget implements TargetView {
+  stats = newTargetStats();
+  state: TargetState = { config: Buffer.alloc(0), mask: [], reserve: [] };
+  inFlight = 0;
+  readonly cfg: { interfaces: string[]; queueLength: number };
+  readonly backend: { path: string; readOnly: boolean };
+  readonly sizeBytes: number;
+
+  constructor(
+    readonly name: string,
+    readonly shelf: number,
+    readonly slot: number,
+    opts: { interfaces?: string[]; queueLength?: number; size?: number; readOnly?: boolean } = {},
+  ) {
+    this.cfg = { interfaces: opts.interfaces ?? ["eth0"], queueLength: opts.queueLength ?? 64 };
+    this.backend = { path: `/srv/${name}.img`, readOnly: opts.readOnly ?? false };
+    this.sizeBytes = opts.size ?? 1 << 30;
+  }
+
+  clearState(what: StateKind): void {
+    if (what === "config") this.state = { ...this.state, config: Buffer.alloc(0) };
+    else if (what === "mask") this.state = { ...this.state, mask: [] };
+    else this.state = { ...this.state, reserve: [] };
+  }
+
+  resetStats(): void {
+    const latency = this.stats.latency;
+    latency.reset();
+    Object.assign(this.stats, newTargetStats(), { latency });
+  }
+}
+
+function newPortStats(): PortStats {
+  return {
+    rxFrames: 0,
+    rxBytes: 0,
+    txFrames: 0,
+    txBytes: 0,
+    ignoredShort: 0,
+    ignoredVersion: 0,
+    ignoredResponse: 0,
+    ignoredOwn: 0,
+    ignoredWildcard: 0,
+    notForUs: 0,
+    txRingFull: 0,
+  };
+}
+
+export class FakePort implements PortView {
+  readonly stats = newPortStats();
+  readonly macBytes: Buffer;
+  exportCount = 1;
+  kernel = { rxFrames: 0, rxDrops: 0 };
+  kernelBroken = false;
+
+  constructor(
+    readonly name: string,
+    readonly mtu = 1500,
+    mac = "02:00:00:00:00:01",
+  ) {
+    this.macBytes = Buffer.from(mac.replace(/:/g, ""), "hex");
+  }
+
+  kernelStats(): { rxFrames: number; rxDrops: number } {
+    if (this.kernelBroken) throw new Error("ENODEV");
+    return { ...this.kernel };
+  }
+}
+
+export class FakeEngine implements EngineView {
+  targets = new Map<string, FakeTarget>();
+  ports = new Map<string, FakePort>();
+
+  add(...items: (FakeTarget | FakePort)[]): this {
+    for (const i of items) {
+      if (i instanceof FakeTarget) this.targets.set(i.name, i);
+      else this.ports.set(i.name, i);
+    }
+    return this;
+  }
+}
+
+export const mac = (text: string): number => {
+  const m = parseMac(text);
+  if (m === null) throw new Error(`bad MAC ${text}`);
+  return m;
+};
+
+/** Samples of a Prometheus text exposition: "name{a=\"b\"}" -> value. */
+export function parseExposition(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    const v = line.slice(at + 1);
+    out.set(line.slice(0, at), v === "+Inf" ? Number.POSITIVE_INFINITY : Number(v));
+  }
+  return out;
+}
