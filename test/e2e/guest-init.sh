@@ -40,6 +40,10 @@ EXT4_MB=$(param e2e_ext4_mb 128)
 MD_MB=$(param e2e_md_mb 64)
 MD_FIO_MB=$(param e2e_md_fio_mb 16)
 MD_TO=$(param e2e_md_timeout 400)
+RL_OFF=$(param e2e_reload_off_mb 64)
+RL_MB=$(param e2e_reload_mb 16)
+RL_MAX=$(param e2e_reload_max 150)
+RL_DONE=$(param e2e_reload_done e2.0)
 
 T0=$(cut -d' ' -f1 /proc/uptime)
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -161,6 +165,123 @@ if [ "$PAYLOAD" != 0 ]; then
   fi
 fi
 [ $ok = 1 ] && pass sizes "$msg"
+
+# ------------------------------------------------------------------ reload
+# The reload scenario (aoed): "E2E-STEP reload" below starts the host's config
+# churn (test/e2e/config-churn.ts via aoed-target.sh), which rewrites aoed's
+# config 50 times. Meanwhile this runs verified fio passes on e0.0: each one
+# writes RL_MB MiB at random offsets in 4..128 KiB blocks, with a pattern unique
+# to the pass and the block's offset (so lost, stale or misplaced writes show),
+# and reads them back as it goes and at the end. A background loop sends a
+# discover every second and watches e0.0's state. The churn's last valid config
+# adds RL_DONE: once it shows up, the passes stop, the last pass is verified
+# once more, and every etherd device is flushed and discovered afresh: the
+# list must be exactly what aoed exports now (the host compares).
+# rl_fio PASS [extra fio args]: one pass (or, with --verify_only, its check)
+rl_fio() {
+  fio --name=reload$1 --filename=/dev/etherd/e0.0 --rw=randwrite --bsrange=4k-128k \
+    --ioengine=libaio --iodepth=8 --direct=1 --offset=${RL_OFF}M --size=${RL_MB}M \
+    --verify=pattern --verify_pattern="$(printf '0x5eed%04x' "$1")%o" --do_verify=1 \
+    --verify_backlog=64 --verify_fatal=1 --randrepeat=1 --randseed="$1" --verify_state_save=0 \
+    ${2:-} >/tmp/fio.out 2>&1
+}
+if [ "$SCEN" = reload ]; then
+  begin reload
+  ok=1
+  : >/tmp/rl.state
+  (
+    i=0
+    while [ ! -e /tmp/rl.stop ]; do
+      s=$(cat "/sys/block/etherd!e0.0/state" 2>/dev/null)
+      case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone}" >>/tmp/rl.state ;; esac
+      [ $((i % 2)) = 0 ] && echo discover >/dev/etherd/discover
+      i=$((i + 1))
+      sleep 0.5
+    done
+  ) &
+  rl_mon=$!
+  # the driver's own error channel: "retransmit eS.L ...", "unexpected rsp ..."
+  cat /dev/etherd/err >/tmp/rl.err 2>/dev/null &
+  rl_err=$!
+  t=$(now)
+  k=0
+  seen=0
+  while :; do
+    k=$((k + 1))
+    if ! rl_fio $k; then
+      fail reload "fio pass $k on e0.0: $(grep -iE 'error|verify|bad|pattern' /tmp/fio.out | head -n3 | tr '\n' ' ')"
+      sed 's/^/  | /' /tmp/fio.out | tail -n 30
+      ok=0
+      break
+    fi
+    echo "  pass $k done at $(secs "$t")s: $(awk '/^ *(READ|WRITE):/ {printf "%s %s ", $1, $2}' /tmp/fio.out)"
+    if [ -e "/sys/block/etherd!$RL_DONE" ]; then
+      seen=1
+      break
+    fi
+    [ "$(awk -v a="$t" -v b="$(now)" -v m="$RL_MAX" 'BEGIN{print (b-a>=m)}')" = 1 ] && break
+  done
+  rl_s=$(secs "$t")
+  if [ $ok = 1 ] && [ $seen = 0 ]; then
+    fail reload "$RL_DONE (added by the churn's last valid config) not seen after ${RL_MAX}s"
+    ok=0
+  fi
+  if [ $ok = 1 ]; then
+    if rl_fio $k --verify_only; then
+      echo "  pass $k verified again after the churn"
+    else
+      fail reload "final verify of pass $k: $(grep -iE 'error|verify|bad|pattern' /tmp/fio.out | head -n3 | tr '\n' ' ')"
+      ok=0
+    fi
+  fi
+  echo "E2E-INFO reload_passes=$k reload_seed=$k reload_pattern=$(printf '0x5eed%04x' $k) reload_off_mb=$RL_OFF reload_mb=$RL_MB reload_s=$rl_s"
+  touch /tmp/rl.stop
+  wait $rl_mon
+  kill $rl_err 2>/dev/null
+  s=$(cat "/sys/block/etherd!e0.0/state" 2>/dev/null)
+  case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone} (at the end)" >>/tmp/rl.state ;; esac
+  if [ -s /tmp/rl.state ]; then
+    fail reload "e0.0 was not up $(wc -l </tmp/rl.state) time(s): $(head -n3 /tmp/rl.state | tr '\n' ' ')"
+    ok=0
+  fi
+  dmesg | grep -E 'aoe|etherd|blk_|I/O' | grep -iE 'timeout|no mac|error|can.t find|fail|down' >/tmp/rl.dmesg
+  if grep -qE 'e0\.0([^0-9]|$)' /tmp/rl.dmesg; then
+    fail reload "dmesg about e0.0: $(grep -E 'e0\.0([^0-9]|$)' /tmp/rl.dmesg | head -n3 | tr '\n' ' ')"
+    ok=0
+  fi
+  sed 's/^/  dmesg| /' /tmp/rl.dmesg | head -n 20
+  rexmit=$(grep -c 'retransmit e0\.0 ' /tmp/rl.err)
+  sed 's/^/  etherd\/err| /' /tmp/rl.err | head -n 20
+  echo "E2E-INFO reload_retransmits_e0.0=$rexmit reload_aoe_err_lines=$(wc -l </tmp/rl.err) reload_dmesg_lines=$(wc -l </tmp/rl.dmesg)"
+  # what aoed exports now, as a fresh discovery sees it: drop every device,
+  # discover every 0.5 s until the list has been the same for 2 s
+  echo all >/dev/etherd/flush
+  sleep 1
+  echo all >/dev/etherd/flush
+  prev=""
+  same=0
+  i=0
+  while [ $i -lt 40 ]; do
+    echo discover >/dev/etherd/discover
+    sleep 0.5
+    cur=$(ls /sys/block | sed -n 's/^etherd!//p' | sort | tr '\n' ',')
+    cur=${cur%,}
+    if [ -n "$cur" ] && [ "$cur" = "$prev" ]; then
+      same=$((same + 1))
+      [ $same -ge 4 ] && break
+    else
+      same=0
+    fi
+    prev=$cur
+    i=$((i + 1))
+  done
+  echo "E2E-INFO reload_devices=$cur"
+  for d in $(echo "$cur" | tr ',' ' '); do
+    echo "E2E-INFO reload_device $d state=$(cat "/sys/block/etherd!$d/state") size=$(cat "/sys/block/etherd!$d/size")"
+  done
+  [ $ok = 1 ] && pass reload "$k passes of ${RL_MB} MiB on e0.0 (write+verify, pattern per pass) in ${rl_s}s of config churn, final verify ok, e0.0 up throughout, $rexmit retransmits; discovery now: $cur"
+  finish
+fi
 
 [ "$SCEN" = discover ] && finish
 

@@ -10,12 +10,16 @@ import { fileURLToPath } from "node:url";
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const RUN_GUEST = join(HERE, "run-guest.sh");
 
-export type Scenario = "discover" | "raw" | "ext4" | "full";
+/**
+ * discover < raw < ext4 < full each include the previous ones; reload (aoed
+ * only) is discover plus verified I/O on e0.0 while the config is rewritten.
+ */
+export type Scenario = "discover" | "raw" | "ext4" | "full" | "reload";
 
 export interface E2EOptions {
   /** MTU of every link and of the guest NIC. Default 1500. */
   mtu?: number;
-  /** Guest scenario; each one includes the previous ones. Default "full". */
+  /** Guest scenario (see Scenario). Default "full". */
   scenario?: Scenario;
   /**
    * Target start command, a `sh -c` template run inside the target network

@@ -18,7 +18,7 @@
 # Default (vblade, one process per export):
 #   vblade 0 0 {iface} {file0} & vblade 0 1 {iface} {file1} & wait
 #
-# Usage: run-guest.sh [--mtu 1500|9000] [--scenario discover|raw|ext4|full]
+# Usage: run-guest.sh [--mtu 1500|9000] [--scenario discover|raw|ext4|full|reload]
 #                     [--target-cmd CMD] [--out DIR] [--img-mb N] [--timeout S] [--keep]
 #        run-guest.sh --cleanup-stale   (remove leftovers of harness runs that were SIGKILLed)
 # Every option has an environment twin (E2E_MTU, E2E_SCENARIO, E2E_TARGET_CMD,
@@ -49,6 +49,11 @@ MARKER_SECTOR=491520 # 240 MiB
 EXT4_MB=128
 MD_MB="${E2E_MD_MB:-64}"
 MD_FIO_MB=16
+# reload scenario: fio region on e0.0, and the done marker the churn's last config adds
+RELOAD_OFF_MB=64
+RELOAD_MB="${E2E_RELOAD_MB:-16}"
+RELOAD_MAX="${E2E_RELOAD_MAX:-150}"
+RELOAD_DONE=e2.0
 
 CLEANUP_ONLY=0
 while [ $# -gt 0 ]; do
@@ -81,12 +86,13 @@ timing() { TIMINGS="$TIMINGS $1=$2"; }
 
 [ "$(id -u)" = 0 ] || { echo "run-guest.sh must run as root" >&2; exit 2; }
 case "$MTU" in '' | *[!0-9]*) echo "bad --mtu" >&2; exit 2 ;; esac
-case "$SCENARIO" in discover | raw | ext4 | full) ;; *) echo "bad --scenario" >&2; exit 2 ;; esac
+case "$SCENARIO" in discover | raw | ext4 | full | reload) ;; *) echo "bad --scenario" >&2; exit 2 ;; esac
 [ "$IMG_MB" -ge 256 ] || [ "$SCENARIO" = discover ] || { echo "--img-mb must be >= 256" >&2; exit 2; }
 # layout: ext4 [0,128) MiB of e0.0; md legs [0, 1+MD_MB); raw regions
 # [160, 160+2*RAW_MB); marker sector at 240 MiB
 [ "$RAW_MB" -ge 1 ] && [ "$RAW_MB" -le 40 ] || { echo "E2E_RAW_MB must be 1..40" >&2; exit 2; }
 [ "$MD_MB" -ge 32 ] && [ "$MD_MB" -le 150 ] || { echo "E2E_MD_MB must be 32..150" >&2; exit 2; }
+[ "$RELOAD_MB" -ge 1 ] && [ "$RELOAD_MB" -le 96 ] || { echo "E2E_RELOAD_MB must be 1..96" >&2; exit 2; }
 for t in ip qemu-system-x86_64 aoeping fio cmp python3 setsid timeout; do
   command -v "$t" >/dev/null || { echo "missing tool: $t (see test/e2e/README.md)" >&2; exit 2; }
 done
@@ -242,7 +248,7 @@ CMD="${CMD//\{mtu\}/$MTU}"
 CMD="${CMD//\{ns\}/$NS_TGT}"
 CMD="${CMD//\{out\}/$OUT}"
 log "target (netns $NS_TGT): $CMD"
-AOE_IFACE=aoe0 AOE_FILE0="$FILE0" AOE_FILE1="$FILE1" AOE_MTU="$MTU" AOE_NETNS="$NS_TGT" AOE_OUT="$OUT" \
+AOE_IFACE=aoe0 AOE_FILE0="$FILE0" AOE_FILE1="$FILE1" AOE_MTU="$MTU" AOE_NETNS="$NS_TGT" AOE_OUT="$OUT" AOE_SCENARIO="$SCENARIO" \
   setsid ip netns exec "$NS_TGT" sh -c "$CMD" </dev/null >"$OUT/target.log" 2>&1 &
 TARGET_PID=$!
 
@@ -266,6 +272,9 @@ if [ $ready != 1 ]; then
   die "target did not answer aoeping for e0.0 and e0.1 within ${TARGET_TIMEOUT}s"
 fi
 timing target_ready "$(phase_dt)"
+if [ "$SCENARIO" = reload ] && [ ! -e "$OUT/churn.log" ]; then
+  die "the reload scenario needs a target that runs the config churn and logs to {out}/churn.log (test/e2e/aoed-target.sh does)"
+fi
 log "target answers; aoeping -I 0 0 probe0 (direct)"
 identify_ok() { grep -q '^model:' "$1"; }
 if probe probe0 0 3 -I >"$OUT/aoeping.txt" 2>&1 && identify_ok "$OUT/aoeping.txt"; then
@@ -293,6 +302,7 @@ APPEND="$APPEND e2e_mtu=$MTU e2e_run=$RUN_ID e2e_scenario=$SCENARIO e2e_sec0=$SE
 APPEND="$APPEND e2e_payload=$PAYLOAD e2e_raw_off_mb=$RAW_OFF_MB e2e_raw_mb=$RAW_MB"
 APPEND="$APPEND e2e_marker_sector=$MARKER_SECTOR e2e_ext4_mb=$EXT4_MB e2e_md_mb=$MD_MB e2e_md_fio_mb=$MD_FIO_MB"
 APPEND="$APPEND e2e_disc_timeout=${E2E_DISCOVER_TIMEOUT:-60} e2e_md_timeout=${E2E_MD_TIMEOUT:-400}"
+APPEND="$APPEND e2e_reload_off_mb=$RELOAD_OFF_MB e2e_reload_mb=$RELOAD_MB e2e_reload_max=$RELOAD_MAX e2e_reload_done=$RELOAD_DONE"
 CON="$OUT/console.log"
 : >"$CON"
 log "booting guest ($KVER, TCG, 1 vCPU); console: $CON"
@@ -341,6 +351,15 @@ info() { tr -d '\r' <"$CON" | sed -n "s/^E2E-INFO .*$1=\([^ ]*\).*/\1/p" | tail 
 # ------------------------------------------------------------------ host checks
 phase_t0
 cd "$OUT" || die "cd $OUT"
+# reload: the config churn (in the target's process group) writes its result
+# a moment after its last edit
+if [ "$SCENARIO" = reload ] && [ -e "$OUT/churn.log" ]; then
+  for ((i = 0; i < 150; i++)); do
+    [ -s "$OUT/churn-result.txt" ] && break
+    kill -0 "$TARGET_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+fi
 # stop the target first so every write it acknowledged is in the files
 stop_pid "$TARGET_PID" TERM 5 group
 TARGET_PID=""
@@ -388,6 +407,37 @@ if guest_step md; then
         hfail "md data on leg e0.$i: $(grep -iE 'verify|bad|error' "$OUT/host-fio-md$i.txt" | head -n3 | tr '\n' ' ')"
       fi
     done
+  fi
+fi
+if [ "$SCENARIO" = reload ]; then
+  RES="$OUT/churn-result.txt"
+  if [ ! -s "$RES" ]; then
+    hfail "reload: no $RES: the reload scenario needs a target that runs the config churn (aoed-target.sh does); see churn.log, target.log"
+  else
+    if grep -q '^RESULT PASS' "$RES"; then
+      hpass "config churn: $(sed -n 's/^SUMMARY //p' "$RES")"
+    else
+      hfail "config churn: $(sed -n 's/^SUMMARY //p' "$RES"); $(sed -n 's/^FAIL //p' "$RES" | head -n 5 | tr '\n' ';') (churn.log)"
+    fi
+    want=$(sed -n 's/^TARGETS //p' "$RES")
+    got=$(info reload_devices)
+    if [ -n "$want" ] && [ "$want" = "$got" ]; then
+      hpass "the guest's final discovery sees exactly the last valid config's exports: $got"
+    else
+      hfail "the guest's final discovery sees '$got', the last valid config exports '$want'"
+    fi
+  fi
+  seed=$(info reload_seed)
+  pat=$(info reload_pattern)
+  if [ -n "$seed" ] && [ -n "$pat" ]; then
+    if fio --name=reload$seed --filename="$FILE0" --rw=randwrite --bsrange=4k-128k --ioengine=psync \
+      --offset=${RELOAD_OFF_MB}M --size=${RELOAD_MB}M --verify=pattern --verify_pattern="${pat}%o" \
+      --verify_only --verify_fatal=1 --randrepeat=1 --randseed="$seed" --verify_state_save=0 \
+      >"$OUT/host-fio-reload.txt" 2>&1 && grep -q 'READ: bw=' "$OUT/host-fio-reload.txt"; then
+      hpass "reload: e0.0's last pass (pattern $pat, $RELOAD_MB MiB at $RELOAD_OFF_MB MiB) verified in the backing file"
+    else
+      hfail "reload: e0.0's last pass not in $FILE0: $(grep -iE 'verify|bad|pattern|error' "$OUT/host-fio-reload.txt" | head -n3 | tr '\n' ' ')"
+    fi
   fi
 fi
 timing host_verify "$(phase_dt)"
