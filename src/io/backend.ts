@@ -13,7 +13,17 @@ export interface BackendCapabilities {
   blockDevice: boolean;
   /** Alignment O_DIRECT needs for buffers, offsets and lengths (512 when buffered). */
   alignment: number;
+  /**
+   * How the I/O is done, for the logs: "io_uring", "threads" (libuv's
+   * thread pool) or "sync" (pread/pwrite on the event loop: files in memory,
+   * or on request). Absent for backends that do no system I/O.
+   */
+  engine?: IoEngine;
+  /** Why "auto" chose another engine than io_uring (absent otherwise). */
+  engineNote?: string;
 }
+
+export type IoEngine = "io_uring" | "threads" | "sync";
 
 export interface Backend {
   readonly path: string;

@@ -1,7 +1,14 @@
-/** Regular files and block devices, through libuv's thread pool. */
+/**
+ * Regular files and block devices, through io_uring (one ring shared by every
+ * backend in the process) or, where io_uring is unavailable or AOED_IO=threads,
+ * libuv's thread pool. AOED_IO=sync (pread/pwrite on the event loop) exists for
+ * measurements on memory-backed files. caps.engine says which one is in effect.
+ */
 import fs from "node:fs";
-import type { Backend, BackendCapabilities, IoCallback } from "./backend.js";
+import type { UringProbeResult } from "../net/native.js";
+import type { Backend, BackendCapabilities, IoCallback, IoEngine } from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
+import { type IoOwner, IoRing, type IoRingStats, probeUring } from "./uring.js";
 
 export interface OpenOptions {
   path: string;
@@ -12,6 +19,127 @@ export interface OpenOptions {
   /** Window into the store, bytes; length null = to the end. */
   offset: number;
   length: number | null;
+  /** I/O engine; default: $AOED_IO, else "auto" (io_uring when the probe passes). */
+  io?: IoEngineRequest;
+}
+
+/**
+ * "auto": pread/pwrite on the event loop for files in memory (tmpfs, ramfs),
+ * else io_uring when available, else the thread pool. "uring": io_uring or
+ * fail. "threads": the thread pool. "sync": pread/pwrite on the event loop for
+ * any file (a disk that stalls then stalls the whole daemon).
+ */
+export type IoEngineRequest = "auto" | "uring" | "threads" | "sync";
+
+export interface IoEngineChoice {
+  engine: IoEngine;
+  /** Why not io_uring, when "auto" picked something else. */
+  note?: string;
+}
+
+// statfs(2) f_type of filesystems whose files live in memory.
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+
+/** Whether `path` is a file in memory (tmpfs, ramfs): reading it never waits for a disk. */
+export async function isMemoryBacked(path: string): Promise<boolean> {
+  try {
+    const { type } = await fs.promises.statfs(path);
+    return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads $AOED_IO: uring, threads, sync or auto (the default). */
+export function ioEngineFromEnv(env: NodeJS.ProcessEnv = process.env): IoEngineRequest {
+  const v = (env.AOED_IO ?? "").trim().toLowerCase();
+  if (v === "" || v === "auto") return "auto";
+  if (v === "uring" || v === "io_uring") return "uring";
+  if (v === "threads" || v === "threadpool") return "threads";
+  if (v === "sync") return "sync";
+  throw new Error(`AOED_IO=${env.AOED_IO}: expected uring, threads, sync or auto`);
+}
+
+function readSysctl(name: string): string | null {
+  try {
+    return fs.readFileSync(`/proc/sys/${name.replaceAll(".", "/")}`, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Why io_uring cannot be used, in words an admin can act on. */
+export function describeUringFailure(p: UringProbeResult): string {
+  if (p.step.startsWith("native addon")) return `io_uring unavailable: ${p.step}`;
+  if (p.step === "io_uring_setup") {
+    if (p.code === "EPERM" || p.code === "EACCES") {
+      const disabled = readSysctl("kernel.io_uring_disabled");
+      if (disabled === "2") return "io_uring is disabled by sysctl kernel.io_uring_disabled=2";
+      if (disabled === "1")
+        return (
+          "io_uring is restricted by sysctl kernel.io_uring_disabled=1 " +
+          "(needs CAP_SYS_ADMIN or membership in kernel.io_uring_group)"
+        );
+      return `io_uring_setup refused (${p.code}): blocked by a seccomp filter (a container's default profile?)`;
+    }
+    if (p.code === "ENOSYS")
+      return "io_uring_setup: ENOSYS (kernel without io_uring, or blocked by a seccomp filter)";
+    if (p.code === "ENOMEM")
+      return "io_uring_setup: ENOMEM (RLIMIT_MEMLOCK too low for the rings on Linux < 5.12?)";
+    return `io_uring_setup failed (${p.code})`;
+  }
+  if (p.step === "IORING_REGISTER_PROBE") {
+    if (p.code === "EOPNOTSUPP") {
+      const missing = (["read", "write", "fsync"] as const).filter((op) => !p[op]);
+      return `io_uring lacks IORING_OP_${missing.join("/").toUpperCase()} (needs Linux >= 5.6)`;
+    }
+    return `io_uring probe failed (${p.code}; Linux < 5.6?)`;
+  }
+  return `io_uring unavailable: ${p.step} (${p.code})`;
+}
+
+/**
+ * Picks the engine: `requested`, else $AOED_IO, else auto. `inMemory`: the
+ * file is on tmpfs/ramfs. Throws if "uring" cannot be had.
+ */
+export function chooseIoEngine(requested?: IoEngineRequest, inMemory = false): IoEngineChoice {
+  const want = requested ?? ioEngineFromEnv();
+  if (want === "threads" || want === "sync") return { engine: want };
+  if (want === "auto" && inMemory)
+    return {
+      engine: "sync",
+      note:
+        "the file is in memory (tmpfs): io_uring would hand every request to a kernel " +
+        "worker, pread/pwrite on the event loop is cheaper and never waits for a disk " +
+        "(AOED_IO=uring to override)",
+    };
+  const p = probeUring();
+  if (p.ok) return { engine: "io_uring" };
+  const why = describeUringFailure(p);
+  if (want === "uring") throw new Error(`io_uring requested (AOED_IO=uring) but ${why}`);
+  return { engine: "threads", note: why };
+}
+
+// One ring for every backend in the process, closed when the last one closes.
+let sharedRing: IoRing | null = null;
+let ringUsers = 0;
+
+function acquireRing(): IoRing {
+  if (sharedRing === null) sharedRing = IoRing.open({ entries: 256 });
+  ringUsers++;
+  return sharedRing;
+}
+
+/** Counters of the shared io_uring (null while no io_uring backend is open), for metrics. */
+export function sharedRingStats(): Readonly<IoRingStats> | null {
+  return sharedRing === null ? null : sharedRing.stats;
+}
+
+function releaseRing(ring: IoRing): Promise<void> {
+  if (ring !== sharedRing || --ringUsers > 0) return Promise.resolve();
+  sharedRing = null;
+  return ring.close();
 }
 
 /** An error the admin can act on: names the path and what to change. */
@@ -25,12 +153,26 @@ export class BackendError extends Error {
 }
 
 const SECTOR = 512;
-const { O_RDONLY, O_RDWR, O_DSYNC, O_EXCL, O_DIRECT } = fs.constants;
+const { O_RDONLY, O_RDWR, O_DSYNC, O_EXCL, O_DIRECT, O_NOATIME = 0 } = fs.constants;
 
 function openFd(path: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) =>
     fs.open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))),
   );
+}
+
+/**
+ * Opens with O_NOATIME when allowed (the file's owner, or CAP_FOWNER): reads
+ * then skip the access-time bookkeeping. Falls back to a plain open.
+ */
+async function openFileFd(path: string, flags: number): Promise<number> {
+  if (O_NOATIME === 0) return openFd(path, flags);
+  try {
+    return await openFd(path, flags | O_NOATIME);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") throw err;
+    return openFd(path, flags);
+  }
 }
 
 function closeFd(fd: number): Promise<void> {
@@ -81,6 +223,7 @@ function probeDirectAlignment(fd: number): number {
 
 export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   const { path } = opts;
+  const want = opts.io ?? ioEngineFromEnv();
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(path);
@@ -89,13 +232,14 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   }
   const isBlock = st.isBlockDevice();
   if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
+  const choice = chooseIoEngine(want, !isBlock && want === "auto" && (await isMemoryBacked(path)));
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
   const baseFlags =
     (opts.readOnly ? O_RDONLY : O_RDWR) | (opts.writeCache ? 0 : O_DSYNC) | (isBlock ? O_EXCL : 0);
   let fd: number;
   try {
-    fd = await openFd(path, baseFlags);
+    fd = isBlock ? await openFd(path, baseFlags) : await openFileFd(path, baseFlags);
   } catch (err) {
     throw describeOpenError(path, err as NodeJS.ErrnoException, isBlock);
   }
@@ -105,7 +249,8 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   try {
     if (opts.directIo) {
       try {
-        directFd = await openFd(path, (baseFlags & ~O_EXCL) | O_DIRECT);
+        const directFlags = (baseFlags & ~O_EXCL) | O_DIRECT;
+        directFd = isBlock ? await openFd(path, directFlags) : await openFileFd(path, directFlags);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "EINVAL")
           throw new BackendError(
@@ -125,11 +270,39 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     }
     const total = isBlock ? blockDeviceSize(fd) : st.size;
     const size = windowSize(path, total, opts.offset, opts.length);
-    return new FileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, {
+    const caps: BackendCapabilities = {
       directIo: directFd >= 0,
       blockDevice: isBlock,
       alignment,
-    });
+      engine: choice.engine,
+    };
+    if (choice.note !== undefined) caps.engineNote = choice.note;
+    if (choice.engine === "io_uring") {
+      let ring: IoRing | null = null;
+      try {
+        ring = acquireRing();
+      } catch (err) {
+        // The probe passed but this ring could not be set up (e.g. out of memory).
+        if (want === "uring")
+          throw new BackendError(path, `cannot set up io_uring: ${(err as Error).message}`);
+        caps.engine = "threads";
+        caps.engineNote = `io_uring setup failed: ${(err as Error).message}`;
+      }
+      if (ring !== null)
+        return new UringFileBackend(
+          path,
+          fd,
+          directFd,
+          size,
+          opts.offset,
+          opts.readOnly,
+          caps,
+          ring,
+        );
+    }
+    if (choice.engine === "sync")
+      return new SyncFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
+    return new ThreadPoolFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
   } catch (err) {
     await closeFd(fd);
     if (directFd >= 0) await closeFd(directFd);
@@ -146,17 +319,26 @@ function windowSize(path: string, total: number, offset: number, length: number 
   return size - (size % SECTOR);
 }
 
-class FileBackend implements Backend {
+abstract class FileBackend implements Backend, IoOwner {
+  /** Operations started and not yet called back (the fds stay open until it is 0). */
+  pending = 0;
+  onIdle: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
+
   constructor(
     readonly path: string,
-    private readonly fd: number,
+    protected readonly fd: number,
     /** O_DIRECT descriptor for aligned requests, -1 when direct I/O is off. */
-    private readonly directFd: number,
+    protected readonly directFd: number,
     readonly size: number,
-    private readonly offset: number,
+    protected readonly offset: number,
     readonly readOnly: boolean,
     readonly caps: BackendCapabilities,
   ) {}
+
+  get label(): string {
+    return this.path;
+  }
 
   allocBuffer(bytes: number): Buffer {
     if (!this.caps.directIo) return Buffer.allocUnsafeSlow(bytes);
@@ -165,14 +347,43 @@ class FileBackend implements Backend {
   }
 
   /** The O_DIRECT fd when the request is aligned for it, else the buffered one. */
-  private fdFor(len: number, pos: number): number {
+  protected fdFor(len: number, pos: number): number {
     const a = this.caps.alignment;
     return this.directFd >= 0 && len % a === 0 && pos % a === 0 ? this.directFd : this.fd;
   }
 
+  abstract read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
+  abstract write(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
+  abstract flush(cb: IoCallback): void;
+
+  /** Waits for operations in progress (their fds must not be reused under them), then closes. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.pending > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+      this.onIdle = null;
+      await closeFd(this.fd);
+      if (this.directFd >= 0) await closeFd(this.directFd);
+      await this.release();
+    })();
+    return this.closing;
+  }
+
+  protected release(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** libuv's thread pool: one fs request (and thread hand-off) per operation. */
+class ThreadPoolFileBackend extends FileBackend {
+  private done(): void {
+    if (--this.pending === 0 && this.onIdle !== null) this.onIdle();
+  }
+
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
+    this.pending++;
     fs.read(this.fdFor(len, at), buf, 0, len, at, (err, n) => {
+      this.done();
       if (err) cb(err);
       else if (n !== len) cb(shortIo("read", this.path, at, n, len));
       else cb(null);
@@ -182,23 +393,152 @@ class FileBackend implements Backend {
   write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
     const fd = this.fdFor(len, at);
+    this.pending++;
     const step = (done: number) =>
       fs.write(fd, buf, done, len - done, at + done, (err, n) => {
-        if (err) cb(err);
-        else if (n === 0) cb(shortIo("write", this.path, at, done, len));
-        else if (done + n < len) step(done + n);
-        else cb(null);
+        if (err) {
+          this.done();
+          cb(err);
+        } else if (n === 0) {
+          this.done();
+          cb(shortIo("write", this.path, at, done, len));
+        } else if (done + n < len) step(done + n);
+        else {
+          this.done();
+          cb(null);
+        }
       });
     step(0);
   }
 
   flush(cb: IoCallback): void {
-    fs.fdatasync(this.fd, cb);
+    this.pending++;
+    fs.fdatasync(this.fd, (err) => {
+      this.done();
+      cb(err);
+    });
+  }
+}
+
+/**
+ * Synchronous pread/pwrite on the event loop; callbacks are deferred and run
+ * together in one microtask. Only sensible when the store is memory (tmpfs).
+ */
+class SyncFileBackend extends FileBackend {
+  private cbs: IoCallback[] = [];
+  private errs: (NodeJS.ErrnoException | null)[] = [];
+  private queued = 0;
+  private scheduled = false;
+
+  private defer(cb: IoCallback, err: NodeJS.ErrnoException | null): void {
+    this.pending++;
+    const i = this.queued++;
+    if (i < this.cbs.length) {
+      this.cbs[i] = cb;
+      this.errs[i] = err;
+    } else {
+      this.cbs.push(cb);
+      this.errs.push(err);
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.run);
+    }
   }
 
-  async close(): Promise<void> {
-    await closeFd(this.fd);
-    if (this.directFd >= 0) await closeFd(this.directFd);
+  private readonly run = (): void => {
+    this.scheduled = false;
+    const n = this.queued;
+    this.queued = 0;
+    for (let i = 0; i < n; i++) {
+      const cb = this.cbs[i]!;
+      const err = this.errs[i]!;
+      this.errs[i] = null;
+      this.pending--;
+      try {
+        cb(err);
+      } catch (e) {
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+    }
+    if (this.pending === 0 && this.onIdle !== null) this.onIdle();
+  };
+
+  read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    let err: NodeJS.ErrnoException | null = null;
+    try {
+      const n = fs.readSync(this.fdFor(len, at), buf, 0, len, at);
+      if (n !== len) err = shortIo("read", this.path, at, n, len);
+    } catch (e) {
+      err = e as NodeJS.ErrnoException;
+    }
+    this.defer(cb, err);
+  }
+
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    const fd = this.fdFor(len, at);
+    let err: NodeJS.ErrnoException | null = null;
+    try {
+      for (let done = 0; done < len; ) {
+        const n = fs.writeSync(fd, buf, done, len - done, at + done);
+        if (n === 0) {
+          err = shortIo("write", this.path, at, done, len);
+          break;
+        }
+        done += n;
+      }
+    } catch (e) {
+      err = e as NodeJS.ErrnoException;
+    }
+    this.defer(cb, err);
+  }
+
+  flush(cb: IoCallback): void {
+    let err: NodeJS.ErrnoException | null = null;
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      err = e as NodeJS.ErrnoException;
+    }
+    this.defer(cb, err);
+  }
+}
+
+/** io_uring: SQEs written in place, one io_uring_enter per event-loop batch. */
+class UringFileBackend extends FileBackend {
+  constructor(
+    path: string,
+    fd: number,
+    directFd: number,
+    size: number,
+    offset: number,
+    readOnly: boolean,
+    caps: BackendCapabilities,
+    private readonly ring: IoRing,
+  ) {
+    super(path, fd, directFd, size, offset, readOnly, caps);
+  }
+
+  read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    this.ring.read(this.fdFor(len, at), buf, len, at, cb, this);
+  }
+
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    this.ring.write(this.fdFor(len, at), buf, len, at, cb, this);
+  }
+
+  flush(cb: IoCallback): void {
+    this.ring.fdatasync(this.fd, cb, this);
+  }
+
+  protected override release(): Promise<void> {
+    return releaseRing(this.ring);
   }
 }
 

@@ -1,0 +1,626 @@
+/**
+ * Disk I/O through io_uring, driven from TypeScript.
+ *
+ * The native side (native/uring.cc) only sets the ring up, maps it and
+ * watches an eventfd. Here we write SQEs straight into the mapped SQE array,
+ * submit everything queued during one event-loop callback with a single
+ * io_uring_enter (from a microtask), and reap the CQ right after the submit
+ * (page-cache hits complete inline) and whenever the eventfd fires.
+ *
+ * No allocation per operation on the hot path: an operation lives in a slot
+ * of preallocated tables (its index is the SQE's user_data), buffer addresses
+ * are looked up once per Buffer and cached, and callbacks are called with the
+ * caller's own function. Operations beyond what the rings can hold wait in an
+ * overflow queue. At most cqEntries operations are in the kernel (submitted
+ * or completed but not reaped), so the CQ can never overflow.
+ */
+import { getSystemErrorMap } from "node:util";
+import {
+  loadNative,
+  type NativeUringHandle,
+  type UringConstants,
+  type UringProbeResult,
+} from "../net/native.js";
+import type { IoCallback } from "./backend.js";
+
+const K_READ = 0;
+const K_WRITE = 1;
+const K_FSYNC = 2;
+const SYSCALL = ["read", "write", "fdatasync"] as const;
+
+const TWO32 = 4294967296;
+const EINTR = 4;
+const EAGAIN = 11;
+const EBUSY = 16;
+
+/**
+ * Who an operation is for: names it in errors (`label`, the path) and counts
+ * its operations in progress so it can wait for them before closing its fds.
+ */
+export interface IoOwner {
+  readonly label: string;
+  /** Operations accepted by the ring and not yet called back; the ring keeps it. */
+  pending: number;
+  /** Called by the ring when `pending` drops to 0. */
+  onIdle: (() => void) | null;
+}
+
+export interface IoRingOptions {
+  /** SQ entries; the kernel rounds up to a power of two. Default 256. */
+  entries?: number;
+  /** CQ entries (>= entries), the cap on operations in the kernel. Default 2 x entries. */
+  cqEntries?: number;
+  /**
+   * Cap on the kernel's worker threads for operations that cannot complete
+   * inline (tmpfs, buffered writes, page-cache misses). 0: the kernel's default.
+   */
+  maxWorkers?: number;
+}
+
+export interface IoRingStats {
+  /** SQEs handed to the kernel. */
+  submitted: number;
+  /** io_uring_enter calls that submitted something. */
+  enters: number;
+  /** CQEs reaped. */
+  completed: number;
+  /** CQEs found right after a submit (completed inline). */
+  reapedInline: number;
+  /** Eventfd wake-ups, and how many of them found nothing to reap. */
+  wakeups: number;
+  emptyWakeups: number;
+  /** Operations that had to wait in the overflow queue. */
+  overflowed: number;
+  /** Short writes continued with a new SQE. */
+  resubmits: number;
+  /** Operations resubmitted after EAGAIN or EINTR. */
+  retries: number;
+}
+
+let probed: UringProbeResult | undefined;
+
+/** Whether io_uring can be used here (probed once per process). Never throws. */
+export function probeUring(): UringProbeResult {
+  if (probed) return probed;
+  try {
+    probed = loadNative().uringProbe();
+  } catch (err) {
+    probed = {
+      ok: false,
+      errno: 0,
+      code: (err as NodeJS.ErrnoException).code ?? "ENOENT",
+      step: `native addon: ${(err as Error).message}`,
+      read: false,
+      write: false,
+      fsync: false,
+    };
+  }
+  return probed;
+}
+
+let errnoNames: Map<number, [string, string]> | undefined;
+
+/** A Node-style system error (code, errno, syscall, path) from a negative errno. */
+export function errnoException(
+  negErrno: number,
+  syscall: string,
+  path: string | null,
+): NodeJS.ErrnoException {
+  errnoNames ??= getSystemErrorMap();
+  const [code, desc] = errnoNames.get(negErrno) ?? [`Unknown system error ${-negErrno}`, ""];
+  const err: NodeJS.ErrnoException = new Error(
+    `${code}: ${desc || "unknown error"}, ${syscall}${path !== null ? ` '${path}'` : ""}`,
+  );
+  err.errno = negErrno;
+  err.code = code;
+  err.syscall = syscall;
+  if (path !== null) err.path = path;
+  return err;
+}
+
+function shortIoError(
+  op: string,
+  path: string | null,
+  at: number,
+  n: number,
+  len: number,
+): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(
+    `${path ?? "fd"}: short ${op} at ${at}: ${n} of ${len} bytes (the backing store shrank?)`,
+  );
+  err.code = "EIO";
+  err.errno = -5;
+  err.syscall = op;
+  if (path !== null) err.path = path;
+  return err;
+}
+
+function closedError(syscall: string, path: string | null): NodeJS.ErrnoException {
+  const err = errnoException(-9, syscall, path);
+  err.message = `${err.message} (the io_uring is closed)`;
+  return err;
+}
+
+function rethrowLater(err: unknown): void {
+  process.nextTick(() => {
+    throw err;
+  });
+}
+
+export class IoRing {
+  readonly sqEntries: number;
+  readonly cqEntries: number;
+  readonly stats: IoRingStats = {
+    submitted: 0,
+    enters: 0,
+    completed: 0,
+    reapedInline: 0,
+    wakeups: 0,
+    emptyWakeups: 0,
+    overflowed: 0,
+    resubmits: 0,
+    retries: 0,
+  };
+
+  private readonly h: NativeUringHandle;
+  private readonly k: UringConstants;
+  /** The SQE array as 16 u32 words per SQE. */
+  private readonly sqes: Uint32Array;
+  private readonly sq: Uint32Array;
+  private readonly cq: Uint32Array;
+  private readonly cqI32: Int32Array;
+  private readonly sqHeadIx: number;
+  private readonly sqTailIx: number;
+  private readonly sqMask: number;
+  private readonly cqHeadIx: number;
+  private readonly cqTailIx: number;
+  private readonly cqMask: number;
+  private readonly cqesIx: number;
+  /**
+   * Our copies of the SQ tail (what we have written), of the SQ head (the
+   * kernel moves it only inside io_uring_enter: we re-read it after each
+   * call) and of the CQ head.
+   */
+  private sqTail: number;
+  private sqHead: number;
+  private cqHead: number;
+  /** Operations in the kernel: in the SQ, in flight, or completed and not yet reaped. */
+  private inKernel = 0;
+
+  // Slot tables, indexed by the SQE's user_data.
+  private cap = 0;
+  private cbs: (IoCallback | null)[] = [];
+  private bufs: (Buffer | null)[] = [];
+  private owners: (IoOwner | null)[] = [];
+  private kind = new Uint8Array(0);
+  private fds = new Int32Array(0);
+  private lens = new Uint32Array(0);
+  /** Bytes already transferred (short writes). */
+  private dones = new Uint32Array(0);
+  private poss = new Float64Array(0);
+  private addrs = new Float64Array(0);
+  private freeList = new Int32Array(0);
+  private freeTop = 0;
+  // Operations waiting for room in the rings (FIFO of slots).
+  private pend = new Int32Array(64);
+  private pendHead = 0;
+  private pendCount = 0;
+  // Scratch for reaping: CQEs are copied out before any callback runs.
+  private readonly reapSlot: Int32Array;
+  private readonly reapRes: Int32Array;
+
+  private readonly addrCache = new WeakMap<Buffer, number>();
+  /** Operations that got EAGAIN/EINTR, resubmitted on the next loop turn. */
+  private retrying: number[] = [];
+  private scheduled = false;
+  private refd = false;
+  private closing = false;
+  private closed = false;
+  private closeWaiters: (() => void)[] = [];
+
+  private constructor(h: NativeUringHandle, k: UringConstants) {
+    this.h = h;
+    this.k = k;
+    this.sqEntries = h.sqEntries;
+    this.cqEntries = h.cqEntries;
+    this.sqes = new Uint32Array(h.sqes);
+    this.sq = new Uint32Array(h.sqRing);
+    this.cq = h.cqRing === h.sqRing ? this.sq : new Uint32Array(h.cqRing);
+    this.cqI32 = new Int32Array(h.cqRing);
+    this.sqHeadIx = h.sqOff.head >>> 2;
+    this.sqTailIx = h.sqOff.tail >>> 2;
+    this.sqMask = this.sq[h.sqOff.ringMask >>> 2]!;
+    this.cqHeadIx = h.cqOff.head >>> 2;
+    this.cqTailIx = h.cqOff.tail >>> 2;
+    this.cqMask = this.cq[h.cqOff.ringMask >>> 2]!;
+    this.cqesIx = h.cqOff.cqes >>> 2;
+    this.sqTail = Atomics.load(this.sq, this.sqTailIx);
+    this.sqHead = Atomics.load(this.sq, this.sqHeadIx);
+    this.cqHead = Atomics.load(this.cq, this.cqHeadIx);
+    this.reapSlot = new Int32Array(this.cqEntries);
+    this.reapRes = new Int32Array(this.cqEntries);
+    this.grow(this.cqEntries);
+    // Idle rings do not keep the process alive; ref'd while operations are pending.
+    h.unref();
+    h.startPoll(this.onWakeup);
+  }
+
+  /** Sets up a ring. Throws (with code/errno) when io_uring is unavailable. */
+  static open(opts: IoRingOptions = {}): IoRing {
+    const native = loadNative();
+    const k = native.uringConstants;
+    const entries = opts.entries ?? 256;
+    const cqEntries = Math.max(opts.cqEntries ?? 2 * entries, entries);
+    // Newest flags first; older kernels refuse unknown flags with EINVAL.
+    const candidates = [k.SETUP_SUBMIT_ALL | k.SETUP_SINGLE_ISSUER, k.SETUP_SUBMIT_ALL, 0];
+    let lastErr: unknown;
+    for (const flags of candidates) {
+      try {
+        const ring = new IoRing(native.uringSetup(entries, flags, cqEntries), k);
+        if (opts.maxWorkers) ring.h.setMaxWorkers(opts.maxWorkers, 0);
+        return ring;
+      } catch (err) {
+        lastErr = err;
+        if ((err as NodeJS.ErrnoException).code !== "EINVAL") break;
+      }
+    }
+    throw lastErr;
+  }
+
+  /** Operations accepted and not yet completed. */
+  get pending(): number {
+    return this.inKernel + this.pendCount + this.retrying.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closing;
+  }
+
+  /** Reads exactly `len` bytes at `pos` into `buf`; a short read is an EIO error. */
+  read(fd: number, buf: Buffer, len: number, pos: number, cb: IoCallback, owner?: IoOwner): void {
+    this.start(K_READ, fd, buf, len, pos, cb, owner ?? null);
+  }
+
+  /** Writes exactly `len` bytes of `buf` at `pos`, continuing after short writes. */
+  write(fd: number, buf: Buffer, len: number, pos: number, cb: IoCallback, owner?: IoOwner): void {
+    this.start(K_WRITE, fd, buf, len, pos, cb, owner ?? null);
+  }
+
+  /** fdatasync(fd) (IORING_FSYNC_DATASYNC). */
+  fdatasync(fd: number, cb: IoCallback, owner?: IoOwner): void {
+    this.start(K_FSYNC, fd, null, 0, 0, cb, owner ?? null);
+  }
+
+  /**
+   * Stops taking operations (new ones fail with EBADF), lets those already
+   * accepted complete, then closes the ring.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closing = true;
+    const done = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
+    this.maybeFinishClose();
+    return done;
+  }
+
+  // --- submission ---------------------------------------------------------
+
+  private start(
+    kind: number,
+    fd: number,
+    buf: Buffer | null,
+    len: number,
+    pos: number,
+    cb: IoCallback,
+    owner: IoOwner | null,
+  ): void {
+    if (buf !== null && !(len >= 0 && len <= buf.length && len === len >>> 0))
+      throw new RangeError(`len ${len} must be an integer in 0..${buf.length}`);
+    if (!(pos >= 0 && Number.isSafeInteger(pos)))
+      throw new RangeError(`pos ${pos} must be a non-negative integer`);
+    if (this.closing) {
+      process.nextTick(cb, closedError(SYSCALL[kind]!, owner === null ? null : owner.label));
+      return;
+    }
+    if (owner !== null) owner.pending++;
+    if (this.freeTop === 0) this.grow(this.cap * 2);
+    const slot = this.freeList[--this.freeTop]!;
+    this.kind[slot] = kind;
+    this.fds[slot] = fd;
+    this.lens[slot] = len;
+    this.dones[slot] = 0;
+    this.poss[slot] = pos;
+    this.cbs[slot] = cb;
+    this.owners[slot] = owner;
+    if (buf !== null) {
+      this.bufs[slot] = buf;
+      let addr = this.addrCache.get(buf);
+      if (addr === undefined) {
+        addr = Number(loadNative().addressOf(buf));
+        this.addrCache.set(buf, addr);
+      }
+      this.addrs[slot] = addr;
+    } else {
+      this.addrs[slot] = 0;
+    }
+    this.enqueue(slot);
+  }
+
+  /** Into the SQ if there is room (and nothing is waiting ahead of it), else the overflow queue. */
+  private enqueue(slot: number): void {
+    if (
+      this.pendCount === 0 &&
+      this.inKernel < this.cqEntries &&
+      (this.sqTail - this.sqHead) >>> 0 < this.sqEntries
+    ) {
+      this.writeSqe(slot);
+    } else {
+      this.stats.overflowed++;
+      if (this.pendCount === this.pend.length) {
+        const bigger = new Int32Array(this.pend.length * 2);
+        for (let i = 0; i < this.pendCount; i++)
+          bigger[i] = this.pend[(this.pendHead + i) % this.pend.length]!;
+        this.pend = bigger;
+        this.pendHead = 0;
+      }
+      this.pend[(this.pendHead + this.pendCount) % this.pend.length] = slot;
+      this.pendCount++;
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.pump);
+    }
+  }
+
+  private writeSqe(slot: number): void {
+    const s = this.sqes;
+    const i = (this.sqTail & this.sqMask) << 4;
+    const kind = this.kind[slot]!;
+    const k = this.k;
+    const done = this.dones[slot]!;
+    const pos = this.poss[slot]! + done;
+    const addr = this.addrs[slot]! + done;
+    const posLo = pos >>> 0;
+    const addrLo = addr >>> 0;
+    s[i] = kind === K_READ ? k.OP_READ : kind === K_WRITE ? k.OP_WRITE : k.OP_FSYNC; // flags, ioprio 0
+    s[i + 1] = this.fds[slot]!;
+    s[i + 2] = posLo;
+    s[i + 3] = (pos - posLo) / TWO32;
+    s[i + 4] = addrLo;
+    s[i + 5] = (addr - addrLo) / TWO32;
+    s[i + 6] = this.lens[slot]! - done;
+    s[i + 7] = kind === K_FSYNC ? k.FSYNC_DATASYNC : 0; // rw_flags / fsync_flags
+    s[i + 8] = slot; // user_data
+    s[i + 9] = 0;
+    s[i + 10] = 0; // buf_index, personality
+    s[i + 11] = 0; // splice_fd_in / file_index
+    s[i + 12] = 0; // addr3
+    s[i + 13] = 0;
+    s[i + 14] = 0;
+    s[i + 15] = 0;
+    this.sqTail = (this.sqTail + 1) >>> 0;
+    this.inKernel++;
+  }
+
+  /** Moves waiting operations into the SQ while there is room. */
+  private fillFromPending(): void {
+    const head = this.sqHead;
+    while (
+      this.pendCount > 0 &&
+      this.inKernel < this.cqEntries &&
+      (this.sqTail - head) >>> 0 < this.sqEntries
+    ) {
+      const slot = this.pend[this.pendHead]!;
+      this.pendHead = (this.pendHead + 1) % this.pend.length;
+      this.pendCount--;
+      this.writeSqe(slot);
+    }
+  }
+
+  /** Submits what is queued (one io_uring_enter), reaps, repeats while the overflow queue drains. */
+  private readonly pump = (): void => {
+    this.scheduled = false;
+    if (this.closed) return;
+    for (;;) {
+      if (this.pendCount > 0) this.fillFromPending();
+      const toSubmit = (this.sqTail - this.sqHead) >>> 0;
+      let r = 0;
+      if (toSubmit > 0) {
+        Atomics.store(this.sq, this.sqTailIx, this.sqTail);
+        r = this.h.enter(toSubmit, 0, 0);
+        this.sqHead = Atomics.load(this.sq, this.sqHeadIx);
+        if (r > 0) {
+          this.stats.enters++;
+          this.stats.submitted += r;
+        } else if (r < 0 && r !== -EINTR && r !== -EAGAIN && r !== -EBUSY) {
+          this.failQueued(r);
+          return;
+        }
+      }
+      const n = this.reap();
+      if (toSubmit > 0) this.stats.reapedInline += n;
+      if (this.closed) return; // the last completion finished a close()
+      const unsubmitted = (this.sqTail - this.sqHead) >>> 0;
+      if (unsubmitted === 0 && (this.pendCount === 0 || this.inKernel >= this.cqEntries)) break;
+      if (r <= 0 && n === 0) {
+        // The kernel took nothing and nothing completed (out of resources): retry later.
+        this.retryLater();
+        break;
+      }
+    }
+    this.updateRef();
+  };
+
+  private retryLater(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.pump);
+  }
+
+  /** The kernel refused the SQ outright (e.g. the ring fd is gone): fail what is queued. */
+  private failQueued(negErrno: number): void {
+    const head = this.sqHead;
+    const stuck: number[] = [];
+    for (let t = head; t !== this.sqTail; t = (t + 1) >>> 0) {
+      stuck.push(this.sqes[((t & this.sqMask) << 4) + 8]!);
+    }
+    // Take the SQEs back: rewind our tail to the kernel's head.
+    this.sqTail = head;
+    Atomics.store(this.sq, this.sqTailIx, head);
+    this.inKernel -= stuck.length;
+    while (this.pendCount > 0) {
+      stuck.push(this.pend[this.pendHead]!);
+      this.pendHead = (this.pendHead + 1) % this.pend.length;
+      this.pendCount--;
+    }
+    for (const slot of stuck) this.finish(slot, errnoException(negErrno, "io_uring_enter", null));
+    this.updateRef();
+    this.maybeFinishClose();
+  }
+
+  // --- completion ---------------------------------------------------------
+
+  private readonly onWakeup = (): void => {
+    this.stats.wakeups++;
+    if (this.closed) return;
+    if (this.reap() === 0) this.stats.emptyWakeups++;
+    if (this.closed) return;
+    if (this.pendCount > 0) this.pump();
+    else this.updateRef();
+  };
+
+  /** Copies out every posted CQE, releases the CQ, then completes them. Returns the count. */
+  private reap(): number {
+    let head = this.cqHead;
+    const tail = Atomics.load(this.cq, this.cqTailIx);
+    if (head === tail) return 0;
+    let n = 0;
+    const cq = this.cq;
+    while (head !== tail) {
+      const i = this.cqesIx + ((head & this.cqMask) << 2);
+      this.reapSlot[n] = cq[i]!; // user_data, low word
+      this.reapRes[n] = this.cqI32[i + 2]!;
+      n++;
+      head = (head + 1) >>> 0;
+    }
+    this.cqHead = head;
+    Atomics.store(cq, this.cqHeadIx, head);
+    this.inKernel -= n;
+    this.stats.completed += n;
+    for (let j = 0; j < n; j++) this.complete(this.reapSlot[j]!, this.reapRes[j]!);
+    if (this.closing) this.maybeFinishClose();
+    return n;
+  }
+
+  private complete(slot: number, res: number): void {
+    const kind = this.kind[slot]!;
+    if (res < 0) {
+      if (res === -EINTR || res === -EAGAIN) {
+        // Only for O_NONBLOCK files or an interrupted worker: try again on the
+        // next loop turn (never from a microtask: that could starve the loop).
+        this.stats.retries++;
+        this.retrying.push(slot);
+        if (this.retrying.length === 1) setImmediate(this.retryNow);
+        return;
+      }
+      this.finish(slot, errnoException(res, SYSCALL[kind]!, this.labelOf(slot)));
+      return;
+    }
+    if (kind === K_FSYNC) {
+      this.finish(slot, null);
+      return;
+    }
+    const len = this.lens[slot]!;
+    const done = this.dones[slot]! + res;
+    if (done === len) {
+      this.finish(slot, null);
+    } else if (kind === K_WRITE && res > 0) {
+      this.dones[slot] = done;
+      this.stats.resubmits++;
+      this.enqueue(slot);
+    } else {
+      const op = kind === K_READ ? "read" : "write";
+      this.finish(slot, shortIoError(op, this.labelOf(slot), this.poss[slot]!, done, len));
+    }
+  }
+
+  private labelOf(slot: number): string | null {
+    const owner = this.owners[slot];
+    return owner ? owner.label : null;
+  }
+
+  private readonly retryNow = (): void => {
+    const slots = this.retrying;
+    this.retrying = [];
+    for (const slot of slots) this.enqueue(slot);
+  };
+
+  private finish(slot: number, err: NodeJS.ErrnoException | null): void {
+    const cb = this.cbs[slot]!;
+    const owner = this.owners[slot]!;
+    this.cbs[slot] = null;
+    this.bufs[slot] = null;
+    this.owners[slot] = null;
+    this.freeList[this.freeTop++] = slot;
+    if (owner !== null && --owner.pending === 0 && owner.onIdle !== null) {
+      try {
+        owner.onIdle();
+      } catch (e) {
+        rethrowLater(e);
+      }
+    }
+    try {
+      cb(err);
+    } catch (e) {
+      rethrowLater(e);
+    }
+  }
+
+  /** The poll handle keeps the process alive exactly while operations are pending. */
+  private updateRef(): void {
+    const busy = this.pending > 0;
+    if (busy !== this.refd && !this.closed) {
+      this.refd = busy;
+      if (busy) this.h.ref();
+      else this.h.unref();
+    }
+  }
+
+  private maybeFinishClose(): void {
+    if (!this.closing || this.closed || this.pending > 0) return;
+    this.closed = true;
+    this.h.close();
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private grow(cap: number): void {
+    const old = this.cap;
+    const copy = <T extends Uint8Array | Int32Array | Uint32Array | Float64Array>(
+      a: T,
+      make: (n: number) => T,
+    ): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.kind = copy(this.kind, (n) => new Uint8Array(n));
+    this.fds = copy(this.fds, (n) => new Int32Array(n));
+    this.lens = copy(this.lens, (n) => new Uint32Array(n));
+    this.dones = copy(this.dones, (n) => new Uint32Array(n));
+    this.poss = copy(this.poss, (n) => new Float64Array(n));
+    this.addrs = copy(this.addrs, (n) => new Float64Array(n));
+    const free = new Int32Array(cap);
+    free.set(this.freeList.subarray(0, this.freeTop));
+    // Push the new slots so the lowest index is handed out first.
+    for (let s = cap - 1; s >= old; s--) free[this.freeTop++] = s;
+    this.freeList = free;
+    for (let s = old; s < cap; s++) {
+      this.cbs.push(null);
+      this.bufs.push(null);
+      this.owners.push(null);
+    }
+    this.cap = cap;
+  }
+}

@@ -1,0 +1,480 @@
+/** The file backend's contract, run against both I/O engines (io_uring and the thread pool). */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Backend, IoCallback, IoEngine } from "../../src/io/backend.js";
+import { bufferAddress } from "../../src/io/blockdev.js";
+import {
+  chooseIoEngine,
+  describeUringFailure,
+  type IoEngineRequest,
+  ioEngineFromEnv,
+  isMemoryBacked,
+  type OpenOptions,
+  openFileBackend,
+} from "../../src/io/file-backend.js";
+import { probeUring } from "../../src/io/uring.js";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const { O_DSYNC, O_DIRECT, O_RDONLY, O_NOATIME } = fs.constants;
+const O_ACCMODE = 3;
+
+const engines: { name: IoEngine; io: IoEngineRequest; available: boolean }[] = [
+  { name: "threads", io: "threads", available: true },
+  { name: "io_uring", io: "uring", available: probeUring().ok },
+  { name: "sync", io: "sync", available: true },
+];
+
+const op = (start: (cb: IoCallback) => void) =>
+  new Promise<NodeJS.ErrnoException | null>((resolve) => start((err) => resolve(err)));
+
+/** open(2) flags of every descriptor this process holds on `file` (from /proc/self/fdinfo). */
+function fdFlags(file: string): number[] {
+  const real = fs.realpathSync(file);
+  const out: number[] = [];
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== real) continue;
+    const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+    const m = /^flags:\s+([0-7]+)$/m.exec(info);
+    if (m) out.push(Number.parseInt(m[1]!, 8));
+  }
+  return out;
+}
+
+function uringFds(): number {
+  let n = 0;
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === "anon_inode:[io_uring]") n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+function tryExec(cmd: string, args: string[]): string | null {
+  try {
+    return execFileSync(cmd, args, {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+  } catch {
+    return null;
+  }
+}
+
+/** A directory on a filesystem that accepts O_DIRECT (not tmpfs), or null. */
+function directIoDir(): string | null {
+  for (const base of ["/var/tmp", os.tmpdir(), process.cwd()]) {
+    let dir: string | undefined;
+    try {
+      dir = fs.mkdtempSync(path.join(base, "aoed-direct-"));
+      const fd = fs.openSync(path.join(dir, "probe"), fs.constants.O_CREAT | O_DIRECT | 2);
+      fs.closeSync(fd);
+      return dir;
+    } catch {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return null;
+}
+
+describe("I/O engine selection", () => {
+  it("reads AOED_IO", () => {
+    expect(ioEngineFromEnv({})).toBe("auto");
+    expect(ioEngineFromEnv({ AOED_IO: "uring" })).toBe("uring");
+    expect(ioEngineFromEnv({ AOED_IO: " Threads " })).toBe("threads");
+    expect(ioEngineFromEnv({ AOED_IO: "auto" })).toBe("auto");
+    expect(ioEngineFromEnv({ AOED_IO: "sync" })).toBe("sync");
+    expect(() => ioEngineFromEnv({ AOED_IO: "aio" })).toThrow(/AOED_IO=aio/);
+  });
+
+  it("picks io_uring when the probe passes, and the thread pool on request", () => {
+    expect(chooseIoEngine("threads")).toEqual({ engine: "threads" });
+    const auto = chooseIoEngine("auto");
+    if (probeUring().ok) expect(auto).toEqual({ engine: "io_uring" });
+    else {
+      expect(auto.engine).toBe("threads");
+      expect(auto.note).toMatch(/io_uring/);
+      expect(() => chooseIoEngine("uring")).toThrow(/AOED_IO=uring/);
+    }
+  });
+
+  it("does memory-backed files on the event loop unless told otherwise", async (ctx) => {
+    expect(chooseIoEngine("auto", true)).toMatchObject({ engine: "sync", note: /tmpfs/ });
+    expect(chooseIoEngine("threads", true)).toEqual({ engine: "threads" });
+    if (probeUring().ok) expect(chooseIoEngine("uring", true)).toEqual({ engine: "io_uring" });
+    if (!(await isMemoryBacked("/dev/shm"))) return ctx.skip("no tmpfs at /dev/shm");
+    const dir = fs.mkdtempSync("/dev/shm/aoed-auto-");
+    try {
+      const file = path.join(dir, "img");
+      fs.writeFileSync(file, Buffer.alloc(64 * KiB));
+      const base = {
+        path: file,
+        readOnly: false,
+        directIo: false,
+        writeCache: true,
+        offset: 0,
+        length: null,
+      };
+      const auto = await openFileBackend({ ...base, io: "auto" });
+      expect(auto.caps.engine).toBe("sync");
+      expect(auto.caps.engineNote).toMatch(/tmpfs/);
+      await auto.close();
+      if (probeUring().ok) {
+        const forced = await openFileBackend({ ...base, io: "uring" });
+        expect(forced.caps.engine).toBe("io_uring");
+        await forced.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("tells disk files from memory-backed ones", async () => {
+    const ddir = directIoDir();
+    if (ddir !== null) {
+      expect(await isMemoryBacked(ddir)).toBe(false);
+      fs.rmSync(ddir, { recursive: true, force: true });
+    }
+    expect(await isMemoryBacked("/nonexistent/aoed")).toBe(false);
+  });
+
+  it("explains why io_uring is unavailable", () => {
+    const base = { read: false, write: false, fsync: false, errno: 1 };
+    const eperm = describeUringFailure({
+      ...base,
+      ok: false,
+      code: "EPERM",
+      step: "io_uring_setup",
+    });
+    expect(eperm).toMatch(/io_uring_disabled|seccomp/);
+    expect(
+      describeUringFailure({ ...base, ok: false, code: "ENOSYS", step: "io_uring_setup" }),
+    ).toMatch(/ENOSYS/);
+    expect(
+      describeUringFailure({
+        ...base,
+        read: true,
+        ok: false,
+        code: "EOPNOTSUPP",
+        step: "IORING_REGISTER_PROBE",
+      }),
+    ).toBe("io_uring lacks IORING_OP_WRITE/FSYNC (needs Linux >= 5.6)");
+  });
+
+  it("follows $AOED_IO when the caller does not choose", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-env-"));
+    const file = path.join(dir, "img");
+    fs.writeFileSync(file, Buffer.alloc(64 * KiB));
+    const saved = process.env.AOED_IO;
+    try {
+      process.env.AOED_IO = "threads";
+      const b = await openFileBackend({
+        path: file,
+        readOnly: false,
+        directIo: false,
+        writeCache: true,
+        offset: 0,
+        length: null,
+      });
+      expect(b.caps.engine).toBe("threads");
+      await b.close();
+      process.env.AOED_IO = "bogus";
+      await expect(
+        openFileBackend({
+          path: file,
+          readOnly: false,
+          directIo: false,
+          writeCache: true,
+          offset: 0,
+          length: null,
+        }),
+      ).rejects.toThrow(/AOED_IO=bogus/);
+    } finally {
+      if (saved === undefined) delete process.env.AOED_IO;
+      else process.env.AOED_IO = saved;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.each(engines)("file backend on $name", ({ name, io, available }) => {
+  let dir: string;
+  const open = (file: string, over: Partial<OpenOptions> = {}) =>
+    openFileBackend({
+      path: file,
+      readOnly: false,
+      directIo: false,
+      writeCache: true,
+      offset: 0,
+      length: null,
+      io,
+      ...over,
+    });
+  const image = (name: string, bytes: number, fill?: Buffer) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, fill ?? Buffer.alloc(bytes));
+    return file;
+  };
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-backend-"));
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!available)("reports its engine", async () => {
+    const b = await open(image("engine", 64 * KiB));
+    expect(b.caps.engine).toBe(name);
+    expect(b.caps.engineNote).toBeUndefined();
+    await b.close();
+  });
+
+  it.skipIf(!available)("reads and writes through the window", async () => {
+    const content = randomBytes(1 * MiB);
+    const file = image("window", content.length, content);
+    const b = await open(file, { offset: 64 * KiB, length: 256 * KiB + 100 });
+    expect(b.size).toBe(256 * KiB); // rounded down to whole sectors
+    const buf = b.allocBuffer(8 * KiB);
+    expect(await op((cb) => b.read(buf, 4 * KiB, 512, cb))).toBeNull();
+    expect(buf.subarray(0, 4 * KiB).equals(content.subarray(64 * KiB + 512, 68 * KiB + 512))).toBe(
+      true,
+    );
+    const data = randomBytes(8 * KiB);
+    data.copy(buf);
+    expect(await op((cb) => b.write(buf, 8 * KiB, 1024, cb))).toBeNull();
+    expect(await op((cb) => b.flush(cb))).toBeNull();
+    await b.close();
+    const after = fs.readFileSync(file);
+    expect(after.subarray(65 * KiB, 73 * KiB).equals(data)).toBe(true);
+    expect(after.subarray(0, 65 * KiB).equals(content.subarray(0, 65 * KiB))).toBe(true);
+    expect(after.subarray(73 * KiB).equals(content.subarray(73 * KiB))).toBe(true);
+  });
+
+  it.skipIf(!available)("fails writes to a read-only export with EBADF", async () => {
+    const file = image("ro", 64 * KiB);
+    const b = await open(file, { readOnly: true });
+    expect(b.readOnly).toBe(true);
+    const err = await op((cb) => b.write(b.allocBuffer(512), 512, 0, cb));
+    expect(err?.code).toBe("EBADF");
+    expect(await op((cb) => b.read(b.allocBuffer(512), 512, 0, cb))).toBeNull();
+    expect(fdFlags(file).every((f) => (f & O_ACCMODE) === O_RDONLY)).toBe(true);
+    await b.close();
+  });
+
+  it.skipIf(!available)("opens O_DSYNC exactly when the write cache is off", async () => {
+    const file = image("dsync", 64 * KiB);
+    const safe = await open(file, { writeCache: false });
+    expect(fdFlags(file).map((f) => f & O_DSYNC)).toEqual([O_DSYNC]);
+    // Our own file: opened O_NOATIME (reads skip the access-time update).
+    if (fs.statSync(file).uid === process.getuid?.())
+      expect(fdFlags(file).map((f) => f & O_NOATIME)).toEqual([O_NOATIME]);
+    const data = randomBytes(4 * KiB);
+    const buf = safe.allocBuffer(4 * KiB);
+    data.copy(buf);
+    expect(await op((cb) => safe.write(buf, 4 * KiB, 0, cb))).toBeNull();
+    await safe.close();
+    expect(
+      fs
+        .readFileSync(file)
+        .subarray(0, 4 * KiB)
+        .equals(data),
+    ).toBe(true);
+    const cached = await open(file, { writeCache: true });
+    expect(fdFlags(file).map((f) => f & O_DSYNC)).toEqual([0]);
+    await cached.close();
+    expect(fdFlags(file)).toEqual([]);
+  });
+
+  it.skipIf(!available)("reports a short read as EIO when the file shrank", async () => {
+    const file = image("shrink", 64 * KiB);
+    const b = await open(file);
+    fs.truncateSync(file, 16 * KiB + 100);
+    const buf = b.allocBuffer(4 * KiB);
+    expect(await op((cb) => b.read(buf, 4 * KiB, 8 * KiB, cb))).toBeNull();
+    const err = await op((cb) => b.read(buf, 4 * KiB, 16 * KiB, cb));
+    expect(err?.code).toBe("EIO");
+    expect(err?.message).toContain(file);
+    expect(err?.message).toContain("short read at 16384: 100 of 4096 bytes");
+    await b.close();
+  });
+
+  it.skipIf(!available)("keeps data intact under 2000 concurrent random operations", async () => {
+    const SECTORS = 2048;
+    const file = image("stress", SECTORS * 512);
+    const b = await open(file);
+    const model = Buffer.alloc(SECTORS * 512);
+    // Distinct sectors per round so concurrent writes never overlap.
+    const order = [...Array(SECTORS).keys()].sort(() => Math.random() - 0.5).slice(0, 1000);
+    const bufs = order.map(() => b.allocBuffer(512));
+    let errors = 0;
+    await new Promise<void>((resolve) => {
+      let left = order.length;
+      order.forEach((s, i) => {
+        randomBytes(512).copy(bufs[i]!);
+        bufs[i]!.copy(model, s * 512);
+        b.write(bufs[i]!, 512, s * 512, (err) => {
+          if (err) errors++;
+          if (--left === 0) resolve();
+        });
+      });
+    });
+    const reads = Array.from({ length: 1000 }, () => {
+      const n = 1 + Math.floor(Math.random() * 8);
+      return { n, s: Math.floor(Math.random() * (SECTORS - n)), buf: b.allocBuffer(n * 512) };
+    });
+    await new Promise<void>((resolve) => {
+      let left = reads.length;
+      for (const r of reads)
+        b.read(r.buf, r.n * 512, r.s * 512, (err) => {
+          if (err) errors++;
+          if (--left === 0) resolve();
+        });
+    });
+    expect(errors).toBe(0);
+    for (const r of reads)
+      expect(
+        r.buf.subarray(0, r.n * 512).equals(model.subarray(r.s * 512, (r.s + r.n) * 512)),
+      ).toBe(true);
+    await b.close();
+  });
+
+  it.skipIf(!available)("close waits for operations in progress", async () => {
+    const file = image("close", 256 * KiB);
+    const b = await open(file);
+    const results: (NodeJS.ErrnoException | null)[] = [];
+    for (let i = 0; i < 64; i++) {
+      const buf = b.allocBuffer(4 * KiB).fill(i);
+      b.write(buf, 4 * KiB, i * 4 * KiB, (err) => results.push(err));
+    }
+    await b.close();
+    expect(results).toHaveLength(64);
+    expect(results.every((e) => e === null)).toBe(true);
+    const after = fs.readFileSync(file);
+    for (let i = 0; i < 64; i++) expect(after[i * 4 * KiB]).toBe(i);
+  });
+
+  it.skipIf(!available)("uses O_DIRECT for aligned requests on a disk filesystem", async (ctx) => {
+    const ddir = directIoDir();
+    if (ddir === null) return ctx.skip("no filesystem here accepts O_DIRECT");
+    try {
+      const content = randomBytes(1 * MiB);
+      const file = path.join(ddir, "img");
+      fs.writeFileSync(file, content);
+      const b = await open(file, { directIo: true, writeCache: false });
+      expect(b.caps.directIo).toBe(true);
+      expect([512, 4096]).toContain(b.caps.alignment);
+      const flags = fdFlags(file);
+      expect(flags.filter((f) => f & O_DIRECT)).toHaveLength(1);
+      expect(flags.every((f) => f & O_DSYNC)).toBe(true);
+      const a = b.caps.alignment;
+      const buf = b.allocBuffer(8 * KiB);
+      expect(bufferAddress(buf) % BigInt(a)).toBe(0n);
+      expect(buf.length % a).toBe(0);
+      // Aligned: through the O_DIRECT descriptor.
+      expect(await op((cb) => b.read(buf, 8 * KiB, 16 * KiB, cb))).toBeNull();
+      expect(buf.equals(content.subarray(16 * KiB, 24 * KiB))).toBe(true);
+      const data = randomBytes(8 * KiB);
+      data.copy(buf);
+      expect(await op((cb) => b.write(buf, 8 * KiB, 32 * KiB, cb))).toBeNull();
+      // Unaligned for 4 KiB sectors (or 512-byte ones at an odd offset): the buffered descriptor.
+      const small = b.allocBuffer(512);
+      expect(await op((cb) => b.read(small, 512, 32 * KiB + 512, cb))).toBeNull();
+      expect(small.subarray(0, 512).equals(data.subarray(512, 1024))).toBe(true);
+      expect(await op((cb) => b.flush(cb))).toBeNull();
+      await b.close();
+      expect(
+        fs
+          .readFileSync(file)
+          .subarray(32 * KiB, 40 * KiB)
+          .equals(data),
+      ).toBe(true);
+    } finally {
+      fs.rmSync(ddir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!available || process.getuid?.() !== 0)(
+    "serves a loop block device with O_DIRECT",
+    async (ctx) => {
+      const ldir = fs.mkdtempSync(path.join("/var/tmp", "aoed-loop-"));
+      const file = path.join(ldir, "img");
+      const content = randomBytes(4 * MiB);
+      fs.writeFileSync(file, content);
+      const dev = tryExec("losetup", ["--find", "--show", file]);
+      if (dev === null) {
+        fs.rmSync(ldir, { recursive: true, force: true });
+        return ctx.skip("losetup failed (no loop devices here)");
+      }
+      try {
+        const b = await open(dev, { directIo: true, writeCache: false });
+        expect(b.caps).toMatchObject({ blockDevice: true, directIo: true, engine: name });
+        expect(b.size).toBe(4 * MiB);
+        const buf = b.allocBuffer(64 * KiB);
+        expect(await op((cb) => b.read(buf, 64 * KiB, 1 * MiB, cb))).toBeNull();
+        expect(buf.equals(content.subarray(1 * MiB, 1 * MiB + 64 * KiB))).toBe(true);
+        const data = randomBytes(64 * KiB);
+        data.copy(buf);
+        expect(await op((cb) => b.write(buf, 64 * KiB, 2 * MiB, cb))).toBeNull();
+        expect(await op((cb) => b.flush(cb))).toBeNull();
+        buf.fill(0);
+        expect(await op((cb) => b.read(buf, 64 * KiB, 2 * MiB, cb))).toBeNull();
+        expect(buf.equals(data)).toBe(true);
+        await b.close();
+        tryExec("losetup", ["--detach", dev]);
+        expect(
+          fs
+            .readFileSync(file)
+            .subarray(2 * MiB, 2 * MiB + 64 * KiB)
+            .equals(data),
+        ).toBe(true);
+      } finally {
+        tryExec("losetup", ["--detach", dev]);
+        fs.rmSync(ldir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+describe.skipIf(!probeUring().ok)("io_uring file backends", () => {
+  it("share one ring, closed with the last backend", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-shared-"));
+    const opts = (name: string): OpenOptions => {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, Buffer.alloc(64 * KiB));
+      return {
+        path: file,
+        readOnly: false,
+        directIo: false,
+        writeCache: true,
+        offset: 0,
+        length: null,
+        io: "uring",
+      };
+    };
+    const before = uringFds();
+    const backends: Backend[] = [
+      await openFileBackend(opts("a")),
+      await openFileBackend(opts("b")),
+    ];
+    expect(uringFds()).toBe(before + 1);
+    await backends[0]!.close();
+    expect(uringFds()).toBe(before + 1);
+    await backends[1]!.close();
+    expect(uringFds()).toBe(before);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
