@@ -31,7 +31,7 @@ PIN=""
 # (templates contain braces, so no ${VAR:=default} here)
 [[ -n ${VBLADE_CMD:-} ]] || VBLADE_CMD='vblade {shelf} {slot} {iface} {file}'
 [[ -n ${REFLECT_CMD:-} ]] || REFLECT_CMD="$REFLECT"' -i {iface} -s {shelf} -l {slot}'
-AOED_CMD=${AOED_CMD:-}
+AOED_CMD=${AOED_CMD-"$BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"}
 
 usage() {
 	cat <<EOF
@@ -42,8 +42,7 @@ usage: $0 [options]
   -m "MTUS"   MTUs to test (default "$MTUS")
   -q "QDS"    queue depths (default "$QDS")
   -w "LIST"   workloads: randread seqread seqwrite randwrite (default "$WORKLOADS")
-  -T "LIST"   targets: vblade reflect aoed (default "$TARGETS"; aoed only when
-              AOED_CMD is set)
+  -T "LIST"   targets: vblade reflect aoed (default "$TARGETS")
   -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
   -S MIB      backing file size on tmpfs (default $SIZE_MB)
   -o DIR      output directory (default bench/results/<date>)
@@ -54,8 +53,8 @@ usage: $0 [options]
   -Q          quick run: -R 1 -t 2 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
-  AOED_CMD    aoed command template, e.g.
-              'node dist/src/bin/aoed.js --iface {iface} --file {file} --shelf {shelf} --slot {slot}'
+  AOED_CMD    aoed command template (default: bench/aoed-target.sh, which writes a
+              one-export config and runs dist/src/bin/aoed.cjs; empty skips aoed)
               placeholders: {iface} {file} {shelf} {slot} {mtu}
   VBLADE_CMD  default: '$VBLADE_CMD' (e.g. add -b 64 to raise its buffer count)
   REFLECT_CMD default: 'aoe-reflect -i {iface} -s {shelf} -l {slot}'

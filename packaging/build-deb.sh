@@ -59,14 +59,15 @@ cat >"$WORK/tsconfig.json" <<EOF
     "sourceMap": false,
     "typeRoots": ["$REPO/node_modules/@types"]
   },
-  "include": ["$REPO/src/**/*.ts"]
+  "include": ["$REPO/src/**/*.ts", "$REPO/src/**/*.cts"]
 }
 EOF
 "$REPO/node_modules/.bin/tsc" -p "$WORK/tsconfig.json"
 mkdir -p "$APP/dist"
 cp -r "$WORK/tsc/src" "$APP/dist/src"
-for bin in aoed aoectl; do
-  [ -f "$APP/dist/src/bin/$bin.js" ] || die "tsc produced no dist/src/bin/$bin.js"
+# aoed's entry is CommonJS (it sizes libuv's thread pool before any ES module loads).
+for entry in aoed.cjs aoectl.js; do
+  [ -f "$APP/dist/src/bin/$entry" ] || die "tsc produced no dist/src/bin/$entry"
 done
 
 # ---------------------------------------------------------------- native addon
@@ -129,12 +130,13 @@ fi
 
 # ---------------------------------------------------------------- wrappers, config, unit, docs
 step "laying out the package tree"
-for bin in aoed aoectl; do
+for entry in aoed.cjs aoectl.js; do
+  bin=${entry%.*}
   install -d "$ROOT/usr/bin"
   cat >"$ROOT/usr/bin/$bin" <<EOF
 #!/bin/sh
 # $bin from the aoed package: the daemon's files live in /usr/lib/aoed.
-exec $NODE_RUN /usr/lib/aoed/dist/src/bin/$bin.js "\$@"
+exec $NODE_RUN /usr/lib/aoed/dist/src/bin/$entry "\$@"
 EOF
   chmod 0755 "$ROOT/usr/bin/$bin"
 done

@@ -300,7 +300,7 @@ fi
 if [ -n "$ready" ]; then
   status=/proc/$DAEMON_PID/status
   check "the daemon is the wrapper's exec'd node (MAINPID for sd_notify)" \
-    grep -q "/usr/lib/aoed/dist/src/bin/aoed.js" "/proc/$DAEMON_PID/cmdline"
+    grep -q "/usr/lib/aoed/dist/src/bin/aoed.cjs" "/proc/$DAEMON_PID/cmdline"
   aoed_uid=$(in_root 'id -u aoed')
   check "it runs as uid aoed ($aoed_uid)" grep -Eq "^Uid:[[:space:]]+${aoed_uid}[[:space:]]+${aoed_uid}" "$status"
   check "its effective capabilities are CAP_NET_RAW alone" grep -Eq "^CapEff:[[:space:]]+0000000000002000$" "$status"

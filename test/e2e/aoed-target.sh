@@ -30,7 +30,7 @@ if [ "${AOE_SCENARIO:-}" = reload ]; then
   # $$ becomes aoed's pid at the exec below (the churn sends it SIGHUPs). The
   # churn stays in this process group, so the harness stops it along with aoed.
   node "$root/dist/test/e2e/config-churn.js" --config "$out/aoed.yaml" --out "$out" \
-    --aoed "$root/dist/src/bin/aoed.js" --pid $$ --seed "${E2E_CHURN_SEED:-1}" \
+    --aoed "$root/dist/src/bin/aoed.cjs" --pid $$ --seed "${E2E_CHURN_SEED:-1}" \
     >"$out/churn.log" 2>&1 &
 fi
-exec node "$root/dist/src/bin/aoed.js" --config "$out/aoed.yaml" ${AOED_E2E_ARGS:-}
+exec node "$root/dist/src/bin/aoed.cjs" --config "$out/aoed.yaml" ${AOED_E2E_ARGS:-}

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 
-const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.js");
+const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 let started = 0;
 
 export interface Daemon {

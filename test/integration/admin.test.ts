@@ -16,7 +16,7 @@ import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { parseExposition } from "../metrics/fakes.js";
 
-const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.js");
+const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 const AOECTL = path.resolve(import.meta.dirname, "../../dist/src/bin/aoectl.js");
 const MiB = 1024 * 1024;
 

@@ -16,7 +16,7 @@ import { AoeClient } from "../../src/client/client.js";
 import { loadNative } from "../../src/net/native.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 
-const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.js");
+const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 
 const RECEIVER = `
 import json, os, socket, struct, sys

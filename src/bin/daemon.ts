@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import "./threadpool.js";
 import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
 import { describeConfig } from "../config/describe.js";
@@ -114,6 +113,8 @@ async function main(): Promise<void> {
         queueLength: t.cfg.queueLength,
         readOnly: t.backend.readOnly,
         directIo: t.backend.caps.directIo,
+        io: t.backend.caps.engine,
+        ioNote: t.backend.caps.engineNote,
         writeCache: t.cfg.writeCache,
       })),
     },
