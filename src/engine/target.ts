@@ -322,6 +322,7 @@ export class Target {
     if (tx !== null) {
       const ok = err === null;
       writeReplyHeader(tx, req.hdr, 0, port, this, ATA_HEADER);
+      tx.writeUInt16BE(0, ATA_RESERVED); // reserved: zero, whatever the request carried
       tx[AtaOff.errFeature] = ok ? 0 : ATA_ABRT;
       tx[AtaOff.cmdStatus] = ok ? AtaStatus.ok : AtaStatus.error;
       let frameLen = ATA_HEADER;
@@ -413,6 +414,7 @@ export class Target {
     const tx = port.acquire();
     if (tx === null) return;
     writeReplyHeader(tx, buf, off, port, this, ATA_HEADER);
+    tx.writeUInt16BE(0, ATA_RESERVED);
     tx[AtaOff.errFeature] = error;
     tx[AtaOff.cmdStatus] = status;
     if (sectorCount !== undefined) tx[AtaOff.sectorCount] = sectorCount;
@@ -478,7 +480,8 @@ export class Target {
   }
 
   private writeConfigBody(tx: Buffer, port: ReplyPort, ccmd: number): number {
-    const cfg = this.state.config;
+    // A string set through a port with a larger MTU is cut to what this port's frame holds.
+    const cfg = this.state.config.subarray(0, replyRoom(tx, port) - CONFIG_HEADER);
     tx.writeUInt16BE(this.cfg.queueLength, ConfigOff.bufferCount);
     tx.writeUInt16BE(FIRMWARE_VERSION, ConfigOff.firmware);
     tx[ConfigOff.maxSectors] = this.maxSectorsFor(port.maxSectors);
@@ -494,6 +497,8 @@ export class Target {
    */
   announce(port: ReplyPort): void {
     const unicast = this.acl.announceTargets();
+    // An export hidden from broadcast discovery is not broadcast at start either.
+    if (unicast === null && !this.cfg.broadcast) return;
     const dsts = unicast ?? [readMac(BROADCAST_MAC, 0)];
     for (const dst of dsts) {
       const tx = port.acquire();
@@ -549,9 +554,10 @@ export class Target {
         if (at >= 0) list.splice(at, 1);
       } else if (dcmd !== MaskDcmd.none) failure = MaskError.badDirective;
       if (failure !== 0) {
-        // Directives before the failing one stay applied; the count names the failing one.
+        // Directives before the failing one stay applied; the count names the failing one,
+        // and the reply echoes the directives before it as sent.
         this.setMask(list);
-        this.maskReply(port, buf, off, mcmd, failure, list.slice(0, i));
+        this.maskErrorReply(port, buf, off, failure, i);
         return;
       }
     }
@@ -574,18 +580,42 @@ export class Target {
     const tx = port.acquire();
     if (tx === null) return;
     writeReplyHeader(tx, buf, off, port, this, Off.arg);
+    // A list grown through a port with a larger MTU is answered with what this port's frame holds.
+    const shown = list.slice(
+      0,
+      Math.floor((replyRoom(tx, port) - MaskOff.directives) / MASK_DIRECTIVE_SIZE),
+    );
     tx[Off.arg] = 0;
     tx[MaskOff.mcmd] = mcmd;
     tx[MaskOff.merror] = merror;
-    tx[MaskOff.count] = list.length;
+    tx[MaskOff.count] = shown.length;
     let o = MaskOff.directives;
-    for (const mac of list) {
+    for (const mac of shown) {
       tx[o] = 0;
       tx[o + 1] = MaskDcmd.none;
       writeMac(tx, o + 2, mac);
       o += MASK_DIRECTIVE_SIZE;
     }
     port.commit(o);
+  }
+
+  /** An edit failed at directive `index`: merror, the count naming it, the directives before it. */
+  private maskErrorReply(
+    port: ReplyPort,
+    buf: Buffer,
+    off: number,
+    merror: number,
+    index: number,
+  ): void {
+    const tx = port.acquire();
+    if (tx === null) return;
+    const end = MaskOff.directives + index * MASK_DIRECTIVE_SIZE;
+    writeReplyHeader(tx, buf, off, port, this, end);
+    tx[Off.arg] = 0;
+    tx[MaskOff.merror] = merror;
+    tx[MaskOff.count] = index;
+    for (let o = MaskOff.directives; o < end; o += MASK_DIRECTIVE_SIZE) tx[o] = 0;
+    port.commit(end);
   }
 
   // --- Reserve / release -------------------------------------------------
@@ -637,7 +667,11 @@ export class Target {
     const tx = port.acquire();
     if (tx === null) return;
     writeReplyHeader(tx, buf, off, port, this, Off.arg);
-    const list = this.state.reserve;
+    // A list set through a port with a larger MTU is answered with what this port's frame holds.
+    const list = this.state.reserve.slice(
+      0,
+      Math.floor((replyRoom(tx, port) - ReserveOff.macs) / 6),
+    );
     tx[ReserveOff.rcmd] = rcmd;
     tx[ReserveOff.count] = list.length;
     let o = ReserveOff.macs;
@@ -701,6 +735,14 @@ function argumentEnd(command: number): number {
     default:
       return Off.arg;
   }
+}
+
+/** Reserved bytes 34-35 of the ATA argument. */
+const ATA_RESERVED = AtaOff.lba + 6;
+
+/** Bytes a reply may fill on this port: its transmit slot, within the port's MTU. */
+function replyRoom(tx: Buffer, port: ReplyPort): number {
+  return Math.min(tx.length, port.mtu + 14);
 }
 
 /**

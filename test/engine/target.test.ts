@@ -428,6 +428,9 @@ describe("Target", () => {
       make({ acl: { policy: "reject", accept: ["02:00:00:00:0a:aa"], deny: [] } });
       target.announce(port);
       expect(port.sent.map((m) => m.dst.toString("hex"))).toEqual([A.toString("hex")]);
+      make({ broadcast: false });
+      target.announce(port);
+      expect(port.sent).toHaveLength(0);
     });
   });
 });
