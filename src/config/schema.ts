@@ -44,17 +44,48 @@ const aclEntries = {
 
 /** Settings under `defaults:` that every export inherits unless it overrides them. */
 export const inheritedProperties = {
-  "queue-length": { type: "integer", minimum: 2, maximum: 16384, default: 64 },
-  "write-cache": bool(true),
-  "direct-io": bool(false),
-  "trace-io": bool(false),
-  policy: { type: "string", enum: ["accept", "reject"], default: "accept" },
-  broadcast: bool(true),
+  "queue-length": {
+    type: "integer",
+    minimum: 2,
+    maximum: 16384,
+    default: 64,
+    description:
+      "Requests the export works on at once: its request slots, advertised to initiators as the AoE buffer count. A request that arrives while every slot is busy is dropped (counted in `aoed_export_queue_drops_total`) and the initiator retransmits it. The slots are shared by every initiator of the export; the Linux initiator keeps up to 64 requests (its `aoe_maxout`) outstanding per host, so an export used by several hosts at once needs more.",
+  },
+  "write-cache": {
+    ...bool(true),
+    description:
+      "`true`: a write is acknowledged once the backing store has taken it, possibly into the page cache or the disk's cache; fast, but the last writes are lost if the target machine crashes or loses power, and the Linux initiator never sends FLUSH CACHE to make them durable. `false`: the backing store is opened `O_DSYNC`, so every write is on stable storage before it is acknowledged. IDENTIFY DEVICE reports the setting to initiators.",
+  },
+  "direct-io": {
+    ...bool(false),
+    description:
+      "`true`: `O_DIRECT`, bypassing the page cache, for every request aligned to what the store needs (512 or 4096 bytes, probed when the export is opened); unaligned requests go through a buffered descriptor. A filesystem that refuses `O_DIRECT` makes the export fail to open. `false`: buffered I/O through the page cache.",
+  },
+  "trace-io": {
+    ...bool(false),
+    description:
+      "Log every request at level info: initiator MAC, operation, LBA, sectors, result and backend latency. Very verbose: for debugging only.",
+  },
+  policy: {
+    type: "string",
+    enum: ["accept", "reject"],
+    default: "accept",
+    description:
+      "The verdict for initiator MACs that are on neither `accept:` nor `deny:`. `accept`: every MAC not denied may use the export. `reject`: only the MACs on `accept:` (and not on `deny:`); the export is then announced by unicast to those MACs only. A refused MAC gets no answer at all, discovery included.",
+  },
+  broadcast: {
+    ...bool(true),
+    description:
+      "Answer discovery queries that use the wildcard shelf (65535) or slot (255), as `aoe-discover` and the Linux driver's periodic discovery send. `false`: only queries for this export's own shelf and slot are answered; initiators still learn of the export from the announcement aoed sends when it starts serving it.",
+  },
 } as const;
 
 export const exportSchema = {
   type: "object",
   title: "in an export (an item under `exports:`)",
+  description:
+    "One export: a file or block device served to initiators as AoE target `e<shelf>.<slot>` on the listed interfaces. Any setting of `defaults:` may be set here too, for this export only.",
   "x-expect": "a mapping with path (or uuid), shelf, slot and interfaces",
   additionalProperties: false,
   required: ["shelf", "slot", "interfaces"],
@@ -63,23 +94,31 @@ export const exportSchema = {
     name: {
       type: "string",
       pattern: EXPORT_NAME_PATTERN,
+      description:
+        "Names the export in logs, metrics (the `export` label), aoectl and the state directory; unique. Default: `e<shelf>.<slot>`. Reloads match exports by name: renaming one removes it and adds a new one.",
       "x-expect":
         "a name of letters, digits, '.', '_', ':' or '-' starting with a letter or digit (at most 64 characters)",
     },
     path: {
       type: "string",
       pattern: "^/",
+      description:
+        "The regular file or block device to serve; `path:` or `uuid:` is required. Block devices are opened exclusively (`O_EXCL`): one that is mounted or held by another program (md, LVM, a running VM) cannot be exported. The user aoed runs as needs read and write access (read access with `read-only: true`).",
       "x-expect": "an absolute path to a file or block device, e.g. /dev/vg0/lv0",
     },
     uuid: {
       type: "string",
       pattern: "^[0-9A-Za-z-]{4,64}$",
+      description:
+        "Instead of `path:`: a filesystem UUID as listed by `blkid`; the export serves `/dev/disk/by-uuid/<uuid>`, wherever the kernel put that disk.",
       "x-expect": "a filesystem UUID as listed by blkid (an entry of /dev/disk/by-uuid)",
     },
     shelf: {
       type: "integer",
       minimum: 0,
       maximum: 65534,
+      description:
+        "The AoE major address. With `slot:` it makes the target name initiators see: shelf 0, slot 1 is `e0.1` (`/dev/etherd/e0.1` with the Linux driver).",
       not: { enum: [4095] },
       "x-expect": "a whole number from 0 to 65534, except 4095",
       "x-reserved": {
@@ -91,11 +130,15 @@ export const exportSchema = {
       type: "integer",
       minimum: 0,
       maximum: 254,
+      description:
+        "The AoE minor address. Each shelf/slot pair must be unique on each interface, across everything on the network: two targets answering for the same address corrupt each other's data.",
       "x-reserved": { "255": "slot 255 (0xFF) is the broadcast slot and cannot be exported" },
     },
     interfaces: {
       type: "array",
       minItems: 1,
+      description:
+        "The network interfaces to serve the export on: names, or globs such as `eth*` matched against the interfaces that exist when the file is loaded (a glob never matches `lo`). A named interface that does not exist is an error; one that disappears while aoed runs is waited for, and bound again when it returns. With a bridge, bond or VLAN, name that device (`br0`, `bond0`, `eth1.100`), not the port under it.",
       items: {
         type: "string",
         pattern: "^[^\\s/]{1,64}$",
@@ -103,18 +146,37 @@ export const exportSchema = {
       },
       "x-expect": "a list of network interface names or globs, e.g. [eth0] or [eth*]",
     },
-    sectors: { type: "integer", minimum: 1, maximum: 255 },
+    sectors: {
+      type: "integer",
+      minimum: 1,
+      maximum: 255,
+      description:
+        "A cap on the sectors per ATA request advertised to initiators. Default: what the interface's MTU allows, (MTU - 36) / 512: 2 at MTU 1500, 17 at 9000.",
+    },
     ...inheritedProperties,
-    "read-only": bool(false),
-    offset: { ...size("a size in bytes, a multiple of 512, e.g. 0, 1MiB or 4096"), default: 0 },
+    "read-only": {
+      ...bool(false),
+      description:
+        "Open the backing store read-only and answer every write with an ATA error (aborted).",
+    },
+    offset: {
+      ...size("a size in bytes, a multiple of 512, e.g. 0, 1MiB or 4096"),
+      default: 0,
+      description:
+        "Where the exported window starts in the backing store, in bytes. With `length:` one file or device can hold several exports.",
+    },
     length: {
       ...size("a size in bytes, a multiple of 512, e.g. 10GiB or 1048576"),
       type: ["integer", "string", "null"],
+      description:
+        "The size of the exported window, in bytes. Default (or null): from `offset:` to the end of the file or device. An image file that grows is picked up at the next reload.",
     },
     serial: {
       type: "string",
       maxLength: 20,
       pattern: PRINTABLE,
+      description:
+        "The serial number in the IDENTIFY DEVICE answer. Default: the export name, cut to 20 characters. Initiators (udev's /dev/disk/by-id names, multipath) take two disks with the same serial for one: keep serials unique.",
       "x-expect": "at most 20 printable ASCII characters",
     },
     model: {
@@ -122,16 +184,27 @@ export const exportSchema = {
       maxLength: 40,
       pattern: PRINTABLE,
       default: "aoed",
+      description: "The model name in the IDENTIFY DEVICE answer.",
       "x-expect": "at most 40 printable ASCII characters",
     },
-    accept: aclEntries,
-    deny: aclEntries,
+    accept: {
+      ...aclEntries,
+      description:
+        "MAC addresses, and names of lists under `acls:`, allowed to use the export. It matters with `policy: reject`; with policy accept every MAC not denied is allowed anyway, and aoed warns that the list has no effect.",
+    },
+    deny: {
+      ...aclEntries,
+      description:
+        "MAC addresses, and names of lists under `acls:`, always refused, whatever the policy: deny wins over accept.",
+    },
   },
 } as const;
 
 export const interfaceSchema = {
   type: ["object", "null"],
   title: "in an interface block (under `interfaces: <name>:`)",
+  description:
+    "Settings for one network interface, named by its key; an empty value (`eth1:` alone) keeps the defaults.",
   additionalProperties: false,
   properties: {
     mtu: {
@@ -141,12 +214,16 @@ export const interfaceSchema = {
       pattern: "^auto$",
       default: "auto",
       "x-expect": "auto or a number from 576 to 65535",
+      description:
+        "The MTU aoed uses on the interface, which decides how many sectors fit in one request, (MTU - 36) / 512. `auto`: the interface's own MTU, followed when it changes. A number larger than the interface's MTU is capped to it; a smaller one helps when a switch on the path does not pass the interface's frame size (e.g. 1500 on a 9000-byte NIC behind a switch without jumbo frames).",
     },
     buffers: {
       type: "integer",
       minimum: 1,
       maximum: 16384,
       "x-expect": "a number of 64 KiB receive buffers from 1 to 16384",
+      description:
+        "The size of each of the interface's two packet rings (receive and transmit), in 64 KiB units: 64 is 4 MiB each. Default: room for every request slot of the exports on the interface twice over, at least 4 MiB and at most 256 MiB per ring. Raise it if `aoed_interface_receive_drops_total` grows.",
     },
   },
 } as const;
@@ -158,6 +235,8 @@ export const LISTEN_PATTERN = "^(off|(\\[[0-9A-Fa-f:.]+\\]|\\*|[A-Za-z0-9.-]*):[
 export const metricsSchema = {
   type: ["object", "boolean", "string", "null"],
   title: "under `metrics:`",
+  description:
+    "The Prometheus endpoint, `http://<listen>/metrics`, with metrics per export, per interface and for the process (docs/metrics.md). `false` or `off` turns it off; without this key it listens on 127.0.0.1:9288. Read at start only: a change takes effect when aoed restarts.",
   pattern: "^off$",
   "x-expect": "a mapping such as `{ listen: 127.0.0.1:9288 }`, or false to turn metrics off",
   additionalProperties: false,
@@ -166,6 +245,8 @@ export const metricsSchema = {
       type: ["string", "boolean"],
       pattern: LISTEN_PATTERN,
       default: "127.0.0.1:9288",
+      description:
+        "Where to serve `/metrics`: `HOST:PORT`, `[IPV6]:PORT`, or `:PORT` (also `*:PORT`) for every address; `off` (or `false`) turns the endpoint off. There is no authentication: listen on a management network or on loopback.",
       "x-expect":
         "HOST:PORT to serve /metrics on, e.g. 127.0.0.1:9288, [::1]:9288 or :9288 (every address), or off",
     },
@@ -178,6 +259,8 @@ export const configSchema = {
   $id: "https://github.com/aoed/aoed/config.schema.json",
   type: "object",
   title: "at the top level",
+  description:
+    "The configuration of aoed, `/etc/aoed.yaml` unless `--config` names another file. Only `exports:` is required.",
   "x-expect": "a mapping of settings such as `exports:`",
   additionalProperties: false,
   required: ["exports"],
@@ -186,12 +269,16 @@ export const configSchema = {
       type: "string",
       enum: ["trace", "debug", "info", "warn", "error"],
       default: "info",
+      description:
+        "The least severe log messages written (JSON lines on standard output). The `--log-level` option overrides it. A reload applies a new value.",
     },
     "state-dir": {
       type: ["string", "null"],
       pattern: "^/",
       default: null,
       "x-expect": "an absolute directory path, e.g. /var/lib/aoed",
+      description:
+        "Where the state initiators set on exports (config strings, MAC mask lists, reservations) is kept, one file per export name, so it survives restarts. Without it that state lives only as long as the process. The packaged configuration uses `/var/lib/aoed`.",
     },
     metrics: metricsSchema,
     "control-socket": {
@@ -199,6 +286,8 @@ export const configSchema = {
       pattern: "^(/.*|off)$",
       default: DEFAULT_CONTROL_SOCKET,
       "x-expect": "an absolute path for aoectl's control socket, e.g. /run/aoed/aoed.sock, or off",
+      description:
+        "The unix socket through which aoectl's admin commands (status, stats, monitor, reload, show, clear) reach the daemon, created with mode 0660; `off` (or `false`): no socket. Without this key: `$AOED_SOCKET` if set, else `/run/aoed/aoed.sock`. Read at start only.",
     },
     "control-group": {
       type: ["string", "integer"],
@@ -206,31 +295,44 @@ export const configSchema = {
       minimum: 0,
       maximum: 4294967294,
       "x-expect": "a group name or number whose members may use the control socket, e.g. aoe",
+      description:
+        "The group given the control socket: its members may use aoectl's admin commands. Without it only root and aoed's own user can. aoed must belong to the group (the packaged unit runs it as user `aoed`, group `aoed`). Read at start only.",
     },
     defaults: {
       type: ["object", "null"],
       title: "under `defaults:`",
+      description:
+        "Settings every export inherits unless it sets its own. A setting given nowhere takes the default shown here.",
       additionalProperties: false,
       properties: inheritedProperties,
     },
     interfaces: {
       type: ["object", "null"],
       "x-expect": "a mapping of interface names to settings, e.g. `eth0: { mtu: 9000 }`",
+      description:
+        "Settings per network interface, by name. Interfaces not listed use their own MTU and ring sizes computed from the exports on them. Which interfaces an export is served on is set in the export.",
       propertyNames: { pattern: IFNAME_PATTERN, "x-expect": "a network interface name" },
       additionalProperties: interfaceSchema,
     },
     acls: {
       type: ["object", "null"],
       "x-expect": "a mapping of list names to lists of MACs, e.g. `xen-hosts: [00:1b:21:aa:bb:01]`",
+      description:
+        "Named lists of initiator MAC addresses, for the `accept:` and `deny:` of exports. MACs are written `00:1b:21:aa:bb:01` or `00-1B-21-AA-BB-01`; a list may include other lists by name. A list no export uses is reported.",
       propertyNames: {
         pattern: ACL_NAME_PATTERN,
         "x-expect": "a list name: a letter or '_' followed by letters, digits, '.', '_' or '-'",
       },
-      additionalProperties: aclEntries,
+      additionalProperties: {
+        ...aclEntries,
+        description:
+          "One list: MAC addresses and names of other lists, expanded recursively (a cycle is an error).",
+      },
     },
     exports: {
       type: "array",
       minItems: 1,
+      description: "What to serve: at least one export.",
       items: exportSchema,
       "x-expect": "a list of exports (each item starts with `- `)",
     },
