@@ -31,7 +31,7 @@ function backendKey(e: ExportConfig): unknown[] {
   return [e.path, e.readOnly, e.directIo, e.writeCache, e.offset, e.length];
 }
 
-function openBackend(e: ExportConfig): Promise<Backend> {
+function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
   return openFileBackend({
     path: e.path,
     readOnly: e.readOnly,
@@ -39,7 +39,22 @@ function openBackend(e: ExportConfig): Promise<Backend> {
     writeCache: e.writeCache,
     offset: e.offset,
     length: e.length,
+    sharedClaim,
   });
+}
+
+/**
+ * A replaced export's new backend on the block device its old one holds
+ * exclusively: O_EXCL would fail with EBUSY, so the new one opens shared and
+ * takes the claim over once the old one has drained and closed.
+ */
+function inheritsClaim(old: Target | null, next: ExportConfig): boolean {
+  if (old === null || !old.backend.caps.blockDevice) return false;
+  try {
+    return fs.realpathSync(old.cfg.path) === fs.realpathSync(next.path);
+  } catch {
+    return false;
+  }
 }
 
 /** True when the file behind a running export has grown since it was opened. */
@@ -120,7 +135,9 @@ export class Engine {
     const newPorts = new Map<string, Port>();
     try {
       const results = await Promise.allSettled(
-        build.map((b) => (b.backend ? Promise.resolve(b.backend) : openBackend(b.cfg))),
+        build.map((b) =>
+          b.backend ? Promise.resolve(b.backend) : openBackend(b.cfg, inheritsClaim(b.old, b.cfg)),
+        ),
       );
       const failures: string[] = [];
       results.forEach((r, i) => {
@@ -168,11 +185,24 @@ export class Engine {
     for (const [name, port] of newPorts) this.ports.set(name, port);
 
     const reusedBackends = new Set(build.map((b) => b.backend));
+    const heirs = new Map(
+      build.flatMap((b) => (b.old && b.backend !== b.old.backend ? [[b.old, b.backend!]] : [])),
+    );
     const retire = (t: Target) => {
       for (const p of this.ports.values()) p.detach(t);
       const closeBackend = !reusedBackends.has(t.backend);
       const done = t.drain().then(async () => {
-        if (closeBackend) await t.backend.close();
+        if (!closeBackend) return;
+        await t.backend.close();
+        await heirs
+          .get(t)
+          ?.claimExclusive?.()
+          .catch((err: Error) =>
+            this.log.warn(
+              { export: t.name, err: err.message },
+              "cannot take the exclusive claim back",
+            ),
+          );
       });
       this.draining.add(done);
       void done.finally(() => this.draining.delete(done));

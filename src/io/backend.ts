@@ -40,4 +40,6 @@ export interface Backend {
   /** Makes every completed write durable. */
   flush(cb: IoCallback): void;
   close(): Promise<void>;
+  /** Takes the exclusive claim on a block device opened with sharedClaim (no-op otherwise). */
+  claimExclusive?(): Promise<void>;
 }

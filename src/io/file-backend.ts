@@ -21,6 +21,12 @@ export interface OpenOptions {
   length: number | null;
   /** I/O engine; default: $AOED_IO, else "auto" (io_uring when the probe passes). */
   io?: IoEngineRequest;
+  /**
+   * A block device another backend of this process holds exclusively (a reload
+   * replacing it): open without O_EXCL now and take the claim over with
+   * claimExclusive() once the old backend has closed.
+   */
+  sharedClaim?: boolean;
 }
 
 /**
@@ -236,7 +242,9 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
   const baseFlags =
-    (opts.readOnly ? O_RDONLY : O_RDWR) | (opts.writeCache ? 0 : O_DSYNC) | (isBlock ? O_EXCL : 0);
+    (opts.readOnly ? O_RDONLY : O_RDWR) |
+    (opts.writeCache ? 0 : O_DSYNC) |
+    (isBlock && !opts.sharedClaim ? O_EXCL : 0);
   let fd: number;
   try {
     fd = isBlock ? await openFd(path, baseFlags) : await openFileFd(path, baseFlags);
@@ -363,6 +371,7 @@ abstract class FileBackend implements Backend, IoOwner {
       this.onIdle = null;
       await closeFd(this.fd);
       if (this.directFd >= 0) await closeFd(this.directFd);
+      if (this.claimFd >= 0) await closeFd(this.claimFd);
       await this.release();
     })();
     return this.closing;
@@ -370,6 +379,18 @@ abstract class FileBackend implements Backend, IoOwner {
 
   protected release(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** Descriptor holding the exclusive claim taken over from a replaced backend, -1 if none. */
+  private claimFd = -1;
+
+  async claimExclusive(): Promise<void> {
+    if (!this.caps.blockDevice || this.claimFd >= 0 || this.closing !== null) return;
+    try {
+      this.claimFd = await openFd(this.path, O_RDONLY | O_EXCL);
+    } catch (err) {
+      throw describeOpenError(this.path, err as NodeJS.ErrnoException, true);
+    }
   }
 }
 
