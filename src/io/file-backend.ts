@@ -189,6 +189,7 @@ function describeOpenError(
   path: string,
   err: NodeJS.ErrnoException,
   exclusive: boolean,
+  readOnly = false,
 ): BackendError {
   switch (err.code) {
     case "ENOENT":
@@ -197,7 +198,9 @@ function describeOpenError(
     case "EPERM":
       return new BackendError(
         path,
-        "permission denied (aoed needs read/write access; set read-only: true to export it read-only)",
+        readOnly
+          ? "permission denied (aoed needs read access)"
+          : "permission denied (aoed needs read/write access; set read-only: true to export it read-only)",
       );
     case "EBUSY":
       return new BackendError(
@@ -249,7 +252,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   try {
     fd = isBlock ? await openFd(path, baseFlags) : await openFileFd(path, baseFlags);
   } catch (err) {
-    throw describeOpenError(path, err as NodeJS.ErrnoException, isBlock);
+    throw describeOpenError(path, err as NodeJS.ErrnoException, isBlock, opts.readOnly);
   }
 
   let directFd = -1;
