@@ -12,7 +12,7 @@ import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
-const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL]
+const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL] [--log-format json|pretty]
        aoed --demo        export a sparse demo image on a veth pair it creates
        aoed check [--config FILE]
                           validate the config and print the resolved exports
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       config: { type: "string", short: "c" },
       demo: { type: "boolean" },
       "log-level": { type: "string", short: "l" },
+      "log-format": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -67,7 +68,13 @@ async function main(): Promise<void> {
     return;
   }
 
-  const log = createLogger(values["log-level"] ?? config.logLevel);
+  const format = values["log-format"];
+  if (format !== undefined && format !== "json" && format !== "pretty") {
+    process.stderr.write(`aoed: --log-format must be json or pretty, not "${format}"\n`);
+    process.exit(2);
+  }
+  const pretty = format === undefined ? process.stdout.isTTY === true : format === "pretty";
+  const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
   const engine = new Engine(log);
   try {
@@ -120,6 +127,8 @@ async function main(): Promise<void> {
     },
     `aoed ready, serving ${engine.targets.size} export(s)`,
   );
+  // In a terminal, the exports as a table too (the JSON line above has them for machines).
+  if (pretty) process.stdout.write(describeConfig(config));
   if (values.demo) {
     process.stderr.write(
       `\nDemo export e0.0 is on aoed-demo0. See it from the other end of the veth pair:\n  npx aoectl discover aoed-demo1\n\n`,
