@@ -65,7 +65,7 @@ else
 fi
 check "active, status 'serving 1 export(s)'" status_is active "serving 1 export(s)"
 pid=$(prop MainPID)
-check "MainPID is node running aoed.js" grep -q "aoed.js" "/proc/$pid/cmdline"
+check "MainPID is node running aoed.cjs" grep -q "aoed.cjs" "/proc/$pid/cmdline"
 check "runs as user aoed" [ "$(stat -c %U "/proc/$pid")" = aoed ]
 check "effective capabilities: CAP_NET_RAW alone" grep -Eq "^CapEff:[[:space:]]+0000000000002000$" "/proc/$pid/status"
 check "groups include disk" grep -Eq "^Groups:.*[[:space:]]$(getent group disk | cut -d: -f3)([[:space:]]|$)" "/proc/$pid/status"

@@ -5,14 +5,11 @@
  * setpriv exec, so the child's pid is the daemon's.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import fs from "node:fs";
 import path from "node:path";
 
 const BIN = path.resolve(import.meta.dirname, "../../dist/src/bin");
-/** The daemon's entry point as built (aoed.cjs, or aoed.js in older trees). */
-export const AOED_ENTRY =
-  ["aoed.cjs", "aoed.js"].map((f) => path.join(BIN, f)).find((f) => fs.existsSync(f)) ??
-  path.join(BIN, "aoed.cjs");
+/** The daemon's entry point as built. */
+export const AOED_ENTRY = path.join(BIN, "aoed.cjs");
 
 /** setpriv arguments: become `user`:`group` with no supplementary groups and only `caps` (e.g. ["net_raw"]). */
 export function setprivAs(user: string, group: string, caps: string[]): string[] {
