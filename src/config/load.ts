@@ -15,6 +15,7 @@ import { stat as fsStat, readFile } from "node:fs/promises";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { type Document, isAlias, LineCounter, parseDocument, visit, type YAMLError } from "yaml";
 import { groupIdByName } from "../control/groups.js";
+import { globToRegExp } from "../util/glob.js";
 import { type AclContext, AclResolver } from "./acl-lists.js";
 import {
   compareDiagnostics,
@@ -180,27 +181,6 @@ const isStr = (v: unknown): v is string => typeof v === "string";
 const isBool = (v: unknown): v is boolean => typeof v === "boolean";
 
 const isGlob = (s: string): boolean => /[*?[]/.test(s);
-
-function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === "*") re += ".*";
-    else if (c === "?") re += ".";
-    else if (c === "[") {
-      const end = glob.indexOf("]", i + 2);
-      if (end < 0) {
-        re += "\\[";
-        continue;
-      }
-      let body = glob.slice(i + 1, end);
-      if (body.startsWith("!")) body = `^${body.slice(1)}`;
-      re += `[${body.replace(/\\/g, "\\\\")}]`;
-      i = end;
-    } else re += c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${re}$`);
-}
 
 /** What usually causes a YAML syntax error, by the yaml library's code and message. */
 function syntaxHint(code: string, message: string): string | undefined {

@@ -4,6 +4,7 @@
  * Access is the socket file's permissions: mode 0660, owned by the daemon's
  * user and optionally a configured group.
  */
+
 import type fs from "node:fs";
 import fsp from "node:fs/promises";
 import net from "node:net";
@@ -13,13 +14,13 @@ import { LATENCY_BUCKETS } from "../engine/latency.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import { type EngineView, type TargetView, targetLabel } from "../metrics/view.js";
 import { macToString, readMac } from "../protocol/mac.js";
+import { globToRegExp } from "../util/glob.js";
 import { VERSION } from "../version.js";
 import {
   CLEAR_WHAT,
   type ClearResult,
   COMMANDS,
   type ExportCounters,
-  globToRegExp,
   type InterfaceCounters,
   MAX_LINE,
   PROTOCOL_VERSION,
