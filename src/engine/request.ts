@@ -1,5 +1,6 @@
 /** One queue slot of a target: the request's header and its data buffer, reused forever. */
 import { ATA_HEADER } from "../protocol/constants.js";
+import { copySmall } from "./bytes.js";
 import type { ReplyPort } from "./port.js";
 
 export type OpKind = "read" | "write" | "flush";
@@ -23,7 +24,7 @@ export class Request {
   }
 
   start(port: ReplyPort, buf: Buffer, off: number, kind: OpKind, lba: number, count: number): void {
-    buf.copy(this.hdr, 0, off, off + ATA_HEADER);
+    copySmall(buf, off, this.hdr, 0, ATA_HEADER);
     this.port = port;
     this.kind = kind;
     this.lba = lba;

@@ -36,6 +36,7 @@ import {
 import { buildIdentify } from "../protocol/identify.js";
 import { macToString, readMac, writeMac } from "../protocol/mac.js";
 import { FIRMWARE_VERSION, VERSION } from "../version.js";
+import { copySmall } from "./bytes.js";
 import { LatencyHistogram } from "./latency.js";
 import type { ReplyPort } from "./port.js";
 import { type OpKind, Request } from "./request.js";
@@ -758,9 +759,9 @@ function writeReplyHeader(
   target: Target,
   echo: number,
 ): void {
-  req.copy(tx, 0, off, off + echo);
-  req.copy(tx, Off.dst, off + Off.src, off + Off.src + 6);
-  port.macBytes.copy(tx, Off.src);
+  copySmall(req, off, tx, 0, echo);
+  copySmall(req, off + Off.src, tx, Off.dst, 6);
+  copySmall(port.macBytes, 0, tx, Off.src, 6);
   tx[Off.verFlags] = (1 << 4) | Flag.response;
   tx[Off.error] = 0;
   tx.writeUInt16BE(target.shelf, Off.shelf);
