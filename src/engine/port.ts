@@ -39,7 +39,7 @@ export interface PortStats {
   txRingFull: number;
 }
 
-function newPortStats(): PortStats {
+export function newPortStats(): PortStats {
   return {
     rxFrames: 0,
     rxBytes: 0,

@@ -67,6 +67,27 @@ export interface TargetStats {
   latency: LatencyHistogram;
 }
 
+export function newTargetStats(): TargetStats {
+  return {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    identifies: 0,
+    otherAta: 0,
+    configs: 0,
+    masks: 0,
+    reserves: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    ataErrors: 0,
+    queueDrops: 0,
+    aclDenied: 0,
+    maskDenied: 0,
+    aoeErrors: 0,
+    latency: new LatencyHistogram(),
+  };
+}
+
 /** What an initiator can set on an export at run time; persisted by the state store. */
 export interface TargetState {
   config: Buffer;
@@ -80,26 +101,6 @@ export class Target {
   readonly slot: number;
   readonly key: number;
   readonly stats: TargetStats;
-  private static newStats(): TargetStats {
-    return {
-      reads: 0,
-      writes: 0,
-      flushes: 0,
-      identifies: 0,
-      otherAta: 0,
-      configs: 0,
-      masks: 0,
-      reserves: 0,
-      bytesRead: 0,
-      bytesWritten: 0,
-      ataErrors: 0,
-      queueDrops: 0,
-      aclDenied: 0,
-      maskDenied: 0,
-      aoeErrors: 0,
-      latency: new LatencyHistogram(),
-    };
-  }
   private current: TargetState;
   private readonly onStateChange: (state: TargetState) => void;
   private readonly acl: Acl;
@@ -127,7 +128,7 @@ export class Target {
     } = {},
   ) {
     this.current = carried.state ?? { config: Buffer.alloc(0), mask: [], reserve: [] };
-    this.stats = carried.stats ?? Target.newStats();
+    this.stats = carried.stats ?? newTargetStats();
     this.onStateChange = carried.onStateChange ?? (() => {});
     this.name = cfg.name;
     this.shelf = cfg.shelf;

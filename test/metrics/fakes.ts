@@ -1,30 +1,8 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
-import { LatencyHistogram } from "../../src/engine/latency.js";
-import type { PortStats } from "../../src/engine/port.js";
-import type { TargetState, TargetStats } from "../../src/engine/target.js";
+import { newPortStats } from "../../src/engine/port.js";
+import { newTargetStats, type TargetState } from "../../src/engine/target.js";
 import type { EngineView, PortView, StateKind, TargetView } from "../../src/metrics/view.js";
 import { parseMac } from "../../src/protocol/mac.js";
-
-export function newTargetStats(): TargetStats {
-  return {
-    reads: 0,
-    writes: 0,
-    flushes: 0,
-    identifies: 0,
-    otherAta: 0,
-    configs: 0,
-    masks: 0,
-    reserves: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    ataErrors: 0,
-    queueDrops: 0,
-    aclDenied: 0,
-    maskDenied: 0,
-    aoeErrors: 0,
-    latency: new LatencyHistogram(),
-  };
-}
 
 export class FakeTarget implements TargetView {
   stats = newTargetStats();
@@ -56,22 +34,6 @@ export class FakeTarget implements TargetView {
     latency.reset();
     Object.assign(this.stats, newTargetStats(), { latency });
   }
-}
-
-function newPortStats(): PortStats {
-  return {
-    rxFrames: 0,
-    rxBytes: 0,
-    txFrames: 0,
-    txBytes: 0,
-    ignoredShort: 0,
-    ignoredVersion: 0,
-    ignoredResponse: 0,
-    ignoredOwn: 0,
-    ignoredWildcard: 0,
-    notForUs: 0,
-    txRingFull: 0,
-  };
 }
 
 export class FakePort implements PortView {
