@@ -14,7 +14,7 @@ import type { StatsResult, StatusResult } from "../../src/control/protocol.js";
 import { ConfigCmd } from "../../src/protocol/constants.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
-import { parseExposition } from "../metrics/fakes.js";
+import { scrapeMetrics } from "../helpers/scrape.js";
 
 const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 const AOECTL = path.resolve(import.meta.dirname, "../../dist/src/bin/aoectl.js");
@@ -38,24 +38,7 @@ describe("metrics and control socket of a running aoed", () => {
   let client: AoeClient;
   let target: TargetInfo;
 
-  /** GET /metrics from inside the daemon's namespace, where 127.0.0.1:9288 is its own. */
-  const scrape = (): Promise<Map<string, number>> =>
-    new Promise((resolve, reject) => {
-      execFile(
-        "ip",
-        [
-          "netns",
-          "exec",
-          net.netns!,
-          process.execPath,
-          "-e",
-          "fetch('http://127.0.0.1:9288/metrics').then(r => r.text()).then(t => process.stdout.write(t), e => { console.error(e); process.exit(1); })",
-        ],
-        { timeout: 20_000, maxBuffer: 16 * MiB },
-        (err, stdout, stderr) =>
-          err ? reject(new Error(stderr || err.message)) : resolve(parseExposition(stdout)),
-      );
-    });
+  const scrape = () => scrapeMetrics(net.netns!);
   const json = async <T>(...args: string[]): Promise<T> => {
     const r = await aoectl([...args, "--json", "--socket", sock]);
     if (r.code !== 0) throw new Error(`aoectl ${args.join(" ")}: ${r.stderr}`);

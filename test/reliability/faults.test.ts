@@ -25,6 +25,7 @@ import { FuseFaults, fuseUnavailable } from "../helpers/fuse-faults.js";
 import { fdFlags, hasIoUring } from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern, SECTOR } from "../helpers/patterns.js";
+import { scrapeMetrics } from "../helpers/scrape.js";
 import {
   attachLoop,
   type Loop,
@@ -32,7 +33,6 @@ import {
   type Mounted,
   mountTmpfs,
 } from "../helpers/scratch-mounts.js";
-import { parseExposition } from "../metrics/fakes.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -131,23 +131,7 @@ describe.each(ENGINES)("backend faults, AOED_IO=%s", (engine) => {
         (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
       ),
     );
-  const scrape = (): Promise<Map<string, number>> =>
-    new Promise((resolve, reject) =>
-      execFile(
-        "ip",
-        [
-          "netns",
-          "exec",
-          net.netns!,
-          process.execPath,
-          "-e",
-          "fetch('http://127.0.0.1:9288/metrics').then(r => r.text()).then(t => process.stdout.write(t), e => { console.error(e); process.exit(1); })",
-        ],
-        { timeout: 20_000, maxBuffer: 16 * MiB },
-        (err, stdout, stderr) =>
-          err ? reject(new Error(stderr || err.message)) : resolve(parseExposition(stdout)),
-      ),
-    );
+  const scrape = () => scrapeMetrics(net.netns!);
   /** While a fault is active: the steady export completes more verified I/O. */
   const steadyAdvances = async () => {
     const ops = () => steady.reduce((a, s) => a + s.ops, 0);

@@ -12,7 +12,6 @@
  * I/O completes (with retransmits) during the flood, and all it wrote reads
  * back afterwards.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -34,7 +33,7 @@ import { aoectlJson, rssBytes } from "../helpers/aoectl.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createMacvlan, type Macvlan } from "../helpers/macvlan.js";
 import { createVethPair, linkInfo, type VethPair } from "../helpers/net.js";
-import { parseExposition } from "../metrics/fakes.js";
+import { scrapeMetrics } from "../helpers/scrape.js";
 
 const QUEUE = 16;
 const SECTORS = 32768; // 16 MiB
@@ -288,23 +287,5 @@ exports:
     expect((await client.read(target, 0, CLIENT_SECTORS)).equals(shadow)).toBe(true);
   });
 
-  /** GET /metrics from inside the daemon's namespace. */
-  function scrape(): Promise<Map<string, number>> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        "ip",
-        [
-          "netns",
-          "exec",
-          net.netns!,
-          process.execPath,
-          "-e",
-          "fetch('http://127.0.0.1:9288/metrics').then(r => r.text()).then(t => process.stdout.write(t), e => { console.error(e); process.exit(1); })",
-        ],
-        { timeout: 20_000, maxBuffer: 16 * MiB },
-        (err, stdout, stderr) =>
-          err ? reject(new Error(stderr || err.message)) : resolve(parseExposition(stdout)),
-      );
-    });
-  }
+  const scrape = () => scrapeMetrics(net.netns!);
 });
