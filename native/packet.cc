@@ -1,10 +1,11 @@
 // AF_PACKET socket with TPACKET_V2 RX and TX rings mapped into JavaScript.
 //
-// openPacket(ifname, rxRingBytes, txRingBytes, frameSize) returns a
+// openPacket(ifname, rxRingBytes, txRingBytes, frameSize[, fanout]) returns a
 // PacketHandle with read-only properties
 //   fd, ifindex, ifname, hatype, mac (Buffer, 6 bytes), mtu,
 //   rxRing, txRing (external ArrayBuffers over the one mmap, no copy),
-//   rxFrameSize, rxFrameCount, txFrameSize, txFrameCount, blockSize
+//   rxFrameSize, rxFrameCount, txFrameSize, txFrameCount, blockSize,
+//   fanoutId (0 without fanout)
 // and methods
 //   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
 //   stats() -> {packets, drops} PACKET_STATISTICS (reading resets them)
@@ -14,6 +15,12 @@
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
 // and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed).
+//
+// fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
+// group with a kernel-chosen unique id and installs program (a Buffer of
+// struct sock_filter); another id joins that group. A joining socket drops
+// everything until it is in the group, so it never sees a copy of a frame
+// another member also gets.
 //
 // Ring walking, status handling and everything protocol related is done in
 // TypeScript (src/net/packet-socket.ts).
@@ -40,6 +47,12 @@
 
 Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
 Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
+
+#include <linux/filter.h>
+
+#ifndef PACKET_FANOUT_FLAG_UNIQUEID
+#define PACKET_FANOUT_FLAG_UNIQUEID 0x2000
+#endif
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
@@ -85,6 +98,14 @@ struct OpenState {
   tpacket_req rx{};
   tpacket_req tx{};
   unsigned blockSize = 0;
+  int fanoutId = 0;
+};
+
+// The steering program and group of a socket that fans out with others.
+struct FanoutRequest {
+  bool enabled = false;
+  int id = 0;  // 0: create a new group
+  std::vector<sock_filter> program;
 };
 
 struct OpenFailure {
@@ -122,8 +143,42 @@ tpacket_req RingReq(size_t bytes, unsigned blockSize, unsigned frameSize) {
   return r;
 }
 
+bool SetFilter(int fd, int level, int name, const std::vector<sock_filter>& prog) {
+  sock_fprog fprog{};
+  fprog.len = static_cast<unsigned short>(prog.size());
+  fprog.filter = const_cast<sock_filter*>(prog.data());
+  return setsockopt(fd, level, name, &fprog, sizeof fprog) == 0;
+}
+
+// bind() -> PACKET_FANOUT: a joining socket is filtered to drop everything
+// until it is in the group, where the group's program decides what it gets.
+bool JoinFanout(const FanoutRequest& fan, const std::string& n, OpenState* st, OpenFailure* f) {
+  int arg = fan.id | ((PACKET_FANOUT_CBPF | (fan.id == 0 ? PACKET_FANOUT_FLAG_UNIQUEID : 0)) << 16);
+  if (!SetIntOpt(st->fd, SOL_PACKET, PACKET_FANOUT, arg)) {
+    return Fail(f, errno, n + ": PACKET_FANOUT " + (fan.id == 0 ? "(new group)" : "(join " + std::to_string(fan.id) + ")"));
+  }
+  if (fan.id == 0) {
+    if (!SetFilter(st->fd, SOL_PACKET, PACKET_FANOUT_DATA, fan.program)) {
+      return Fail(f, errno, n + ": PACKET_FANOUT_DATA (steering program)");
+    }
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(st->fd, SOL_PACKET, PACKET_FANOUT, &got, &len) < 0) {
+      return Fail(f, errno, n + ": getsockopt PACKET_FANOUT");
+    }
+    st->fanoutId = got & 0xffff;
+  } else {
+    int dummy = 0;
+    if (setsockopt(st->fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) < 0) {
+      return Fail(f, errno, n + ": SO_DETACH_FILTER");
+    }
+    st->fanoutId = fan.id;
+  }
+  return true;
+}
+
 bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned frameSize,
-            OpenState* st, OpenFailure* f) {
+            const FanoutRequest& fan, OpenState* st, OpenFailure* f) {
   const std::string& n = ifname;
   if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
     return Fail(f, EINVAL,
@@ -206,6 +261,13 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
   st->addr = mmap(nullptr, st->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, st->fd, 0);
   if (st->addr == MAP_FAILED) return Fail(f, errno, n + ": mmap of the packet rings");
 
+  if (fan.enabled && fan.id != 0) {
+    std::vector<sock_filter> dropAll{BPF_STMT(BPF_RET | BPF_K, 0)};
+    if (!SetFilter(st->fd, SOL_SOCKET, SO_ATTACH_FILTER, dropAll)) {
+      return Fail(f, errno, n + ": SO_ATTACH_FILTER");
+    }
+  }
+
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(kEthPAoe);
@@ -215,7 +277,7 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
     if (e == ENODEV) return Fail(f, e, n + ": no such interface", true);
     return Fail(f, e, n + ": bind");
   }
-  return true;
+  return !fan.enabled || JoinFanout(fan, n, st, f);
 }
 
 class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
@@ -240,7 +302,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
     if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() ||
         !info[3].IsNumber()) {
       throw Napi::TypeError::New(
-          env, "openPacket(ifname: string, rxRingBytes: number, txRingBytes: number, frameSize: number)");
+          env,
+          "openPacket(ifname: string, rxRingBytes: number, txRingBytes: number, frameSize: number[, fanout])");
     }
     ifname_ = info[0].As<Napi::String>().Utf8Value();
     double rxBytes = info[1].As<Napi::Number>().DoubleValue();
@@ -256,9 +319,30 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
           env, ifname_ + ": frameSize must be a power of two between 128 and 4 MiB");
     }
 
+    FanoutRequest fan;
+    if (info.Length() > 4 && info[4].IsObject()) {
+      Napi::Object o = info[4].As<Napi::Object>();
+      Napi::Value id = o.Get("id");
+      Napi::Value prog = o.Get("program");
+      if (!id.IsNumber() || !prog.IsBuffer()) {
+        throw Napi::TypeError::New(env, "fanout must be {id: number, program: Buffer}");
+      }
+      fan.enabled = true;
+      fan.id = id.As<Napi::Number>().Int32Value();
+      Napi::Buffer<uint8_t> b = prog.As<Napi::Buffer<uint8_t>>();
+      size_t count = b.Length() / sizeof(sock_filter);
+      bool needProgram = fan.id == 0;
+      if (fan.id < 0 || fan.id > 0xffff || (needProgram && count == 0) || count > BPF_MAXINSNS ||
+          b.Length() % sizeof(sock_filter) != 0) {
+        throw Napi::RangeError::New(env, ifname_ + ": bad fanout id or steering program");
+      }
+      fan.program.resize(count);
+      std::memcpy(fan.program.data(), b.Data(), b.Length());
+    }
+
     OpenState st;
     OpenFailure fail;
-    if (!DoOpen(ifname_, size_t(rxBytes), size_t(txBytes), fs, &st, &fail)) {
+    if (!DoOpen(ifname_, size_t(rxBytes), size_t(txBytes), fs, fan, &st, &fail)) {
       if (st.addr != MAP_FAILED) munmap(st.addr, st.mapLen);
       if (st.fd >= 0) close(st.fd);
       if (fail.custom) throw CodedError(env, fail.err, fail.msg);
@@ -289,6 +373,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
         Napi::PropertyDescriptor::Value("mac", Napi::Buffer<uint8_t>::Copy(env, st.mac, 6), ro),
         Napi::PropertyDescriptor::Value("mtu", Napi::Number::New(env, st.mtu), ro),
         Napi::PropertyDescriptor::Value("blockSize", Napi::Number::New(env, st.blockSize), ro),
+        Napi::PropertyDescriptor::Value("fanoutId", Napi::Number::New(env, st.fanoutId), ro),
         Napi::PropertyDescriptor::Value("rxRing", rxAb, ro),
         Napi::PropertyDescriptor::Value("rxFrameSize", Napi::Number::New(env, st.rx.tp_frame_size),
                                         ro),

@@ -12,6 +12,16 @@ import { fileURLToPath } from "node:url";
 export const POLL_READABLE = 1;
 export const POLL_WRITABLE = 2;
 
+/**
+ * PACKET_FANOUT_CBPF membership: id 0 creates a group (the kernel picks a
+ * unique id) steered by `program` (struct sock_filter[], see
+ * src/engine/steering.ts); another id joins that group, and `program` is ignored.
+ */
+export interface FanoutRequest {
+  id: number;
+  program: Buffer;
+}
+
 /** What openPacket() returns: an AF_PACKET socket with mmapped TPACKET_V2 rings. */
 export interface NativePacketHandle {
   readonly fd: number;
@@ -24,6 +34,8 @@ export interface NativePacketHandle {
   /** MTU at open time. */
   readonly mtu: number;
   readonly blockSize: number;
+  /** The PACKET_FANOUT group this socket is in; 0 when it fans out with nobody. */
+  readonly fanoutId: number;
   /** The RX ring, an external ArrayBuffer over the mmap; detached by close(). */
   readonly rxRing: ArrayBuffer;
   readonly rxFrameSize: number;
@@ -146,6 +158,7 @@ export interface NativeAddon {
     rxRingBytes: number,
     txRingBytes: number,
     frameSize: number,
+    fanout?: FanoutRequest,
   ): NativePacketHandle;
   /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
   interfaceMtu(ifname: string): number;

@@ -15,7 +15,13 @@
  * before the next txAcquire().
  */
 import { constants as osConstants } from "node:os";
-import { loadNative, type NativePacketHandle, POLL_READABLE, POLL_WRITABLE } from "./native.js";
+import {
+  type FanoutRequest,
+  loadNative,
+  type NativePacketHandle,
+  POLL_READABLE,
+  POLL_WRITABLE,
+} from "./native.js";
 
 export interface PacketSocketOptions {
   /** RX ring size in bytes (rounded down to whole blocks). Default 8 MiB. */
@@ -24,6 +30,8 @@ export interface PacketSocketOptions {
   txRingBytes?: number;
   /** Largest Ethernet frame (without FCS) to receive or send. Default MTU + 14. */
   maxFrame?: number;
+  /** Share the interface's frames with other sockets (worker threads). */
+  fanout?: FanoutRequest;
 }
 
 export interface PacketSocketStats {
@@ -150,7 +158,7 @@ export class PacketSocket {
     let maxFrame = opts.maxFrame;
     if (maxFrame === undefined) maxFrame = native.interfaceMtu(ifname) + 14;
     maxFrame = checkSize("maxFrame", maxFrame, 0, MIN_FRAME);
-    const h = native.openPacket(ifname, rxBytes, txBytes, frameSizeFor(maxFrame));
+    const h = native.openPacket(ifname, rxBytes, txBytes, frameSizeFor(maxFrame), opts.fanout);
     return new PacketSocket(h, maxFrame);
   }
 
@@ -192,6 +200,11 @@ export class PacketSocket {
 
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  /** The PACKET_FANOUT group this socket is in; 0 when none. */
+  get fanoutId(): number {
+    return this.h.fanoutId;
   }
 
   /** The socket's file descriptor (for diagnostics). */
