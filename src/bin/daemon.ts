@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   const pretty = format === undefined ? process.stdout.isTTY === true : format === "pretty";
   const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
-  const engine = new Engine(log);
+  const engine = new Engine(log, { prettyLogs: pretty });
   try {
     await engine.start(config);
   } catch (err) {
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
     {
       version: VERSION,
       config: config.source,
+      workers: engine.workers,
       exports: [...engine.targets.values()].map((t) => ({
         name: t.name,
         target: `e${t.shelf}.${t.slot}`,

@@ -12,6 +12,7 @@
 
 import { readdirSync } from "node:fs";
 import { stat as fsStat, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { type Document, isAlias, LineCounter, parseDocument, visit, type YAMLError } from "yaml";
 import { groupIdByName } from "../control/groups.js";
@@ -179,6 +180,7 @@ const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !
 const isInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v);
 const isStr = (v: unknown): v is string => typeof v === "string";
 const isBool = (v: unknown): v is boolean => typeof v === "boolean";
+const isNum = (v: unknown): v is number => typeof v === "number";
 
 const isGlob = (s: string): boolean => /[*?[]/.test(s);
 
@@ -660,12 +662,14 @@ class Loader {
     const logLevel =
       this.get(["log-level"], isStr) ?? String(configSchema.properties["log-level"].default);
     const stateDir = this.get(["state-dir"], isStr) ?? null;
+    const workers = this.get(["workers"], (x): x is string | number => isStr(x) || isNum(x)) ?? 0;
     this.config = {
       source: this.file,
       exports: infos.map((x) => x.config),
       interfaces,
       stateDir,
       logLevel,
+      workers: workers === "auto" ? availableParallelism() : Number(workers),
       metrics: this.resolveMetrics(),
       control: this.resolveControl(),
     };

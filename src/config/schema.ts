@@ -280,6 +280,16 @@ export const configSchema = {
       description:
         "Where the state initiators set on exports (config strings, MAC mask lists, reservations) is kept, one file per export name, so it survives restarts. Without it that state lives only as long as the process. The packaged configuration uses `/var/lib/aoed`.",
     },
+    workers: {
+      type: ["integer", "string"],
+      minimum: 0,
+      maximum: 64,
+      pattern: "^auto$",
+      default: 0,
+      "x-expect": "a number of worker threads from 0 to 64, or auto",
+      description:
+        "Threads that serve ATA reads and writes besides the main thread, for machines where one core is not enough. Each interface's frames are shared out by the kernel (PACKET_FANOUT): reads and writes by their tag to the workers, everything else (discovery, config strings, MAC masks, reservations, FLUSH) to the main thread. `auto`: one per CPU. 0: the main thread serves everything, which is best when the machine also runs the initiators. Each worker may hold up to `queue-length` requests per export. Read at start only.",
+    },
     metrics: metricsSchema,
     "control-socket": {
       type: ["string", "boolean"],

@@ -72,6 +72,8 @@ export interface Config {
   interfaces: Record<string, InterfaceConfig>;
   stateDir: string | null;
   logLevel: string;
+  /** Data-path worker threads besides the main thread (`auto` resolved); 0: none. */
+  workers: number;
   /** null: no metrics endpoint. */
   metrics: MetricsConfig | null;
   /** null: no control socket. */

@@ -16,8 +16,10 @@ import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/file-backend.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { linkState, Port } from "./port.js";
+import { SharedAccessLists } from "./shared-state.js";
 import { emptyState, StateStore } from "./state-store.js";
-import { Target } from "./target.js";
+import { Target, type TargetState } from "./target.js";
+import { WorkerPool } from "./workers.js";
 
 export interface ApplySummary {
   added: string[];
@@ -68,6 +70,13 @@ function grew(target: Target): boolean {
   }
 }
 
+/** Mask and reservation in shared memory for the worker threads, starting from `state`. */
+function publishedLists(state: TargetState): SharedAccessLists {
+  const lists = new SharedAccessLists();
+  lists.publish(state.mask, state.reserve);
+  return lists;
+}
+
 export class Engine {
   readonly ports = new Map<string, Port>();
   readonly targets = new Map<string, Target>();
@@ -76,7 +85,23 @@ export class Engine {
   /** Drains of replaced or removed targets still answering in-flight requests. */
   private readonly draining = new Set<Promise<void>>();
 
-  constructor(private readonly log: Logger) {}
+  /** Data-path worker threads; null when the main thread serves everything (`workers: 0`). */
+  private pool: WorkerPool | null = null;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly opts: { prettyLogs?: boolean } = {},
+  ) {}
+
+  /** Data-path worker threads running (fixed at start). */
+  get workers(): number {
+    return this.pool?.size ?? 0;
+  }
+
+  /** Frames each worker thread has received (worker i at i - 1); empty without workers. */
+  workerFrames(): readonly number[] {
+    return this.pool?.rxFrames ?? [];
+  }
 
   /** The config in effect. */
   get running(): Config | null {
@@ -84,7 +109,18 @@ export class Engine {
   }
 
   async start(config: Config, linkCheckMs = 1000): Promise<void> {
-    await this.apply(config);
+    if (config.workers > 0)
+      this.pool = new WorkerPool(config.workers, this.log, {
+        logLevel: config.logLevel,
+        pretty: this.opts.prettyLogs ?? false,
+      });
+    try {
+      await this.apply(config);
+    } catch (err) {
+      await this.pool?.stop();
+      this.pool = null;
+      throw err;
+    }
     this.linkTimer = setInterval(() => this.checkLinks(), linkCheckMs);
     this.linkTimer.unref();
   }
@@ -164,7 +200,12 @@ export class Engine {
           .reduce((n, e) => n + e.queueLength, 0);
         newPorts.set(
           name,
-          Port.open(name, { mtu: settings.mtu, ringBytes: settings.ringBytes, queueSlots }),
+          Port.open(name, {
+            mtu: settings.mtu,
+            ringBytes: settings.ringBytes,
+            queueSlots,
+            ...(this.pool ? { fanout: { id: 0, program: this.pool.program } } : {}),
+          }),
         );
       }
     } catch (err) {
@@ -188,10 +229,28 @@ export class Engine {
     const heirs = new Map(
       build.flatMap((b) => (b.old && b.backend !== b.old.backend ? [[b.old, b.backend!]] : [])),
     );
+    const announce: Target[] = [];
+    for (const b of build) {
+      const ports = b.cfg.interfaces.map((n) => this.ports.get(n)!);
+      const maxSectors = Math.max(...ports.map((p) => maxSectorsForMtu(p.mtu)));
+      const state = b.old?.state ?? store?.load(b.cfg.name) ?? emptyState();
+      const target = new Target(b.cfg, b.backend!, maxSectors, this.log, {
+        state,
+        stats: b.old?.stats,
+        ...(this.pool ? { lists: b.old?.sharedLists ?? publishedLists(state) } : {}),
+        // Looked up at each change, so a new state-dir applies to every export.
+        onStateChange: (s) => this.store?.save(b.cfg.name, s),
+      });
+      this.targets.set(b.cfg.name, target);
+      for (const p of ports) p.attach(target);
+      announce.push(target);
+    }
+    for (const t of announce) for (const n of t.cfg.interfaces) t.announce(this.ports.get(n)!);
+
     const retire = (t: Target) => {
       for (const p of this.ports.values()) p.detach(t);
       const closeBackend = !reusedBackends.has(t.backend);
-      const done = t.drain().then(async () => {
+      const done = Promise.all([t.drain(), this.pool?.releasedBy(t)]).then(async () => {
         if (!closeBackend) return;
         await t.backend.close();
         await heirs
@@ -208,30 +267,18 @@ export class Engine {
       void done.finally(() => this.draining.delete(done));
       return done;
     };
-    const retiring = [...removed, ...build.flatMap((b) => (b.old ? [b.old] : []))].map(retire);
     for (const t of removed) this.targets.delete(t.name);
 
-    const announce: Target[] = [];
-    for (const b of build) {
-      const ports = b.cfg.interfaces.map((n) => this.ports.get(n)!);
-      const maxSectors = Math.max(...ports.map((p) => maxSectorsForMtu(p.mtu)));
-      const target = new Target(b.cfg, b.backend!, maxSectors, this.log, {
-        state: b.old?.state ?? store?.load(b.cfg.name) ?? emptyState(),
-        stats: b.old?.stats,
-        // Looked up at each change, so a new state-dir applies to every export.
-        onStateChange: (s) => this.store?.save(b.cfg.name, s),
-      });
-      this.targets.set(b.cfg.name, target);
-      for (const p of ports) p.attach(target);
-      announce.push(target);
-    }
-    for (const t of announce) for (const n of t.cfg.interfaces) t.announce(this.ports.get(n)!);
+    // Workers learn the new picture before anything retired may close under them.
+    const workersApplied = this.pool?.apply(this.ports, this.targets.values(), next.logLevel);
+    const retiring = [...removed, ...build.flatMap((b) => (b.old ? [b.old] : []))].map(retire);
 
     this.config = next;
     this.store = store;
     void Promise.all(retiring).then(() => {
       for (const [, port] of retiredPorts) port.close();
     });
+    await workersApplied;
     return summary;
   }
 
@@ -300,9 +347,11 @@ export class Engine {
     await this.queue;
     const targets = [...this.targets.values()];
     this.targets.clear();
+    const workersStopped = this.pool?.stop();
+    this.pool = null;
     await Promise.all(
       targets.map(async (t) => {
-        await t.drain();
+        await Promise.all([t.drain(), workersStopped]);
         await new Promise<void>((resolve) =>
           t.backend.flush((err) => {
             if (err)

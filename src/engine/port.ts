@@ -5,6 +5,7 @@
  * during one event-loop turn goes out with a single kick.
  */
 import fs from "node:fs";
+import type { FanoutRequest } from "../net/native.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_VERSION,
@@ -72,6 +73,8 @@ export interface PortOptions {
   ringBytes: number | null;
   /** Sum of the queue lengths of the exports served here, to size the rings. */
   queueSlots: number;
+  /** Share the interface with worker threads' sockets (src/engine/steering.ts). */
+  fanout?: FanoutRequest;
 }
 
 const MiB = 1024 * 1024;
@@ -110,6 +113,8 @@ export class Port implements ReplyPort {
     readonly name: string,
     private readonly sock: PacketSocket,
     mtu: number,
+    /** Bytes of each ring, for worker threads' sockets on this interface. */
+    readonly ringBytes: number,
   ) {
     this.macBytes = Buffer.from(sock.mac);
     this.mac = readMac(this.macBytes, 0);
@@ -121,9 +126,13 @@ export class Port implements ReplyPort {
 
   static open(name: string, opts: PortOptions): Port {
     const ringBytes = opts.ringBytes ?? ringBytesFor(opts.queueSlots, linkState(name)?.mtu ?? 9000);
-    const sock = PacketSocket.open(name, { rxRingBytes: ringBytes, txRingBytes: ringBytes });
+    const sock = PacketSocket.open(name, {
+      rxRingBytes: ringBytes,
+      txRingBytes: ringBytes,
+      ...(opts.fanout ? { fanout: opts.fanout } : {}),
+    });
     const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
-    const port = new Port(name, sock, mtu);
+    const port = new Port(name, sock, mtu, ringBytes);
     sock.start(port.onFrame, port.onBatchEnd);
     return port;
   }
@@ -134,6 +143,11 @@ export class Port implements ReplyPort {
 
   detach(target: Target): void {
     if (this.targets.get(target.key) === target) this.targets.delete(target.key);
+  }
+
+  /** The PACKET_FANOUT group worker threads join to share this interface; 0 when none. */
+  get fanoutId(): number {
+    return this.sock.fanoutId;
   }
 
   get exportCount(): number {
@@ -217,9 +231,12 @@ export class Port implements ReplyPort {
     this.sock.stop();
   }
 
+  /** Frames the kernel dropped on the receive rings of worker threads' sockets on this interface. */
+  readonly workerKernel = { rxDrops: 0 };
+
   kernelStats(): { rxFrames: number; rxDrops: number } {
     const s = this.sock.stats();
-    return { rxFrames: s.rxFrames, rxDrops: s.rxDrops };
+    return { rxFrames: s.rxFrames, rxDrops: s.rxDrops + this.workerKernel.rxDrops };
   }
 
   close(): void {

@@ -39,6 +39,11 @@ export class Reloader {
       );
       return { ok: false, errors };
     }
+    if (result.config.workers !== this.engine.workers)
+      this.log.warn(
+        { running: this.engine.workers, configured: result.config.workers },
+        "workers: takes effect at the next restart",
+      );
     try {
       const summary = await this.engine.apply(result.config);
       if (!this.fixedLogLevel) this.log.level = result.config.logLevel;

@@ -40,6 +40,7 @@ import { copySmall } from "./bytes.js";
 import { LatencyHistogram } from "./latency.js";
 import type { ReplyPort } from "./port.js";
 import { type OpKind, Request } from "./request.js";
+import type { SharedAccessLists } from "./shared-state.js";
 
 /** How long a burst of backend errors is summarized before the next one is logged in full. */
 const BURST_MS = 10_000;
@@ -103,6 +104,9 @@ export class Target {
   readonly stats: TargetStats;
   private current: TargetState;
   private readonly onStateChange: (state: TargetState) => void;
+  /** With worker threads: the mask and reservation every thread serving this export enforces. */
+  readonly sharedLists: SharedAccessLists | null;
+  private listsVersion = -1;
   private readonly acl: Acl;
   private readonly sectors: number;
   private readonly identify: Buffer;
@@ -118,18 +122,20 @@ export class Target {
     readonly cfg: ExportConfig,
     readonly backend: Backend,
     /** The largest sectors-per-request any of this target's ports can carry. */
-    maxSectors: number,
+    readonly maxSectors: number,
     private readonly log: Logger,
     /** On reload a replacement target carries its predecessor's state and counters. */
     carried: {
       state?: TargetState;
       stats?: TargetStats;
       onStateChange?: (state: TargetState) => void;
+      lists?: SharedAccessLists;
     } = {},
   ) {
     this.current = carried.state ?? { config: Buffer.alloc(0), mask: [], reserve: [] };
     this.stats = carried.stats ?? newTargetStats();
     this.onStateChange = carried.onStateChange ?? (() => {});
+    this.sharedLists = carried.lists ?? null;
     this.name = cfg.name;
     this.shelf = cfg.shelf;
     this.slot = cfg.slot;
@@ -147,11 +153,21 @@ export class Target {
   }
 
   get state(): TargetState {
+    const lists = this.sharedLists;
+    if (lists !== null && lists.version !== this.listsVersion) {
+      const { version, mask, reserve } = lists.read();
+      this.listsVersion = version;
+      this.current = { ...this.current, mask, reserve };
+    }
     return this.current;
   }
 
   private setState(next: TargetState): void {
     this.current = next;
+    if (this.sharedLists !== null) {
+      this.sharedLists.publish(next.mask, next.reserve);
+      this.listsVersion = this.sharedLists.version;
+    }
     this.onStateChange(next);
   }
 

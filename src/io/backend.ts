@@ -42,4 +42,22 @@ export interface Backend {
   close(): Promise<void>;
   /** Takes the exclusive claim on a block device opened with sharedClaim (no-op otherwise). */
   claimExclusive?(): Promise<void>;
+  /** How a worker thread can serve this backend on the same descriptors; absent when it cannot. */
+  share?(): SharedBackend;
+}
+
+/**
+ * A backend as a worker thread adopts it (src/io/file-backend.ts
+ * adoptFileBackend): the descriptors stay open and owned by the main thread,
+ * which closes them only after every worker has let go.
+ */
+export interface SharedBackend {
+  path: string;
+  fd: number;
+  /** O_DIRECT descriptor, -1 when direct I/O is off. */
+  directFd: number;
+  size: number;
+  offset: number;
+  readOnly: boolean;
+  caps: BackendCapabilities;
 }

@@ -6,7 +6,13 @@
  */
 import fs from "node:fs";
 import type { UringProbeResult } from "../net/native.js";
-import type { Backend, BackendCapabilities, IoCallback, IoEngine } from "./backend.js";
+import type {
+  Backend,
+  BackendCapabilities,
+  IoCallback,
+  IoEngine,
+  SharedBackend,
+} from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
 import { type IoOwner, IoRing, type IoRingStats, probeUring } from "./uring.js";
 
@@ -321,6 +327,34 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   }
 }
 
+/**
+ * A worker thread's backend over descriptors the main thread opened (see
+ * Backend.share): the same engine, with this thread's own io_uring; close()
+ * waits for its operations and leaves the descriptors open.
+ */
+export function adoptFileBackend(shared: SharedBackend): Backend {
+  const { path, fd, directFd, size, offset, readOnly } = shared;
+  const caps = { ...shared.caps };
+  let backend: FileBackend;
+  if (caps.engine === "io_uring") {
+    let ring: IoRing | null = null;
+    try {
+      ring = acquireRing();
+    } catch (err) {
+      caps.engine = "threads";
+      caps.engineNote = `io_uring setup failed in a worker thread: ${(err as Error).message}`;
+    }
+    backend =
+      ring === null
+        ? new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps)
+        : new UringFileBackend(path, fd, directFd, size, offset, readOnly, caps, ring);
+  } else if (caps.engine === "sync")
+    backend = new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps);
+  else backend = new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps);
+  backend.ownsDescriptors = false;
+  return backend;
+}
+
 function windowSize(path: string, total: number, offset: number, length: number | null): number {
   if (offset > total)
     throw new BackendError(path, `offset ${offset} is past the end (${total} bytes)`);
@@ -335,6 +369,8 @@ abstract class FileBackend implements Backend, IoOwner {
   pending = 0;
   onIdle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
+  /** False in a worker thread: the main thread closes the descriptors. */
+  ownsDescriptors = true;
 
   constructor(
     readonly path: string,
@@ -357,6 +393,11 @@ abstract class FileBackend implements Backend, IoOwner {
     return alignedBuffer(Math.ceil(bytes / a) * a, Math.max(a, 4096));
   }
 
+  share(): SharedBackend {
+    const { path, fd, directFd, size, offset, readOnly, caps } = this;
+    return { path, fd, directFd, size, offset, readOnly, caps };
+  }
+
   /** The O_DIRECT fd when the request is aligned for it, else the buffered one. */
   protected fdFor(len: number, pos: number): number {
     const a = this.caps.alignment;
@@ -372,9 +413,11 @@ abstract class FileBackend implements Backend, IoOwner {
     this.closing ??= (async () => {
       if (this.pending > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
       this.onIdle = null;
-      await closeFd(this.fd);
-      if (this.directFd >= 0) await closeFd(this.directFd);
-      if (this.claimFd >= 0) await closeFd(this.claimFd);
+      if (this.ownsDescriptors) {
+        await closeFd(this.fd);
+        if (this.directFd >= 0) await closeFd(this.directFd);
+        if (this.claimFd >= 0) await closeFd(this.claimFd);
+      }
       await this.release();
     })();
     return this.closing;

@@ -48,6 +48,17 @@ export function targetVector(stats: TargetStats): number[] {
   return v;
 }
 
+/** Adds a targetVector() difference (a worker thread's counts) into `stats`. */
+export function addTargetVector(stats: TargetStats, delta: readonly number[]): void {
+  TARGET_COUNTERS.forEach((k, i) => {
+    stats[k] += delta[i]!;
+  });
+  const lat = stats.latency;
+  for (let i = 0; i < lat.counts.length; i++) lat.counts[i]! += delta[TARGET_BUCKETS_AT + i]!;
+  lat.sum += delta[TARGET_SUM_AT]!;
+  lat.count += delta[TARGET_COUNT_AT]!;
+}
+
 /** The counters of PortStats, in vector order; the kernel's receive drops come last. */
 export const PORT_COUNTERS = [
   "rxFrames",
@@ -82,6 +93,18 @@ export function portVector(port: PortView): number[] {
   const v: number[] = PORT_COUNTERS.map((k) => port.stats[k]);
   v.push(kernelDrops(port));
   return v;
+}
+
+/** Adds a portVector() difference (a worker thread's socket) into `stats` and the kernel counts. */
+export function addPortVector(
+  stats: PortStats,
+  kernel: { rxDrops: number },
+  delta: readonly number[],
+): void {
+  PORT_COUNTERS.forEach((k, i) => {
+    stats[k] += delta[i]!;
+  });
+  kernel.rxDrops += delta[PORT_COUNTERS.length]!;
 }
 
 interface Entry<S> {

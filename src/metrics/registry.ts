@@ -313,6 +313,14 @@ export function createMetricsRegistry(
   );
   perInterface("aoed_interface_mtu_bytes", "MTU in use on the interface.", "gauge", (p) => p.mtu);
 
+  // ---- per worker thread (`workers:`)
+  add(
+    "aoed_worker_receive_frames_total",
+    "AoE frames a data-path worker thread received, over all interfaces: how evenly the kernel spreads reads and writes. No samples without workers.",
+    "counter",
+    () => (engine.workerFrames?.() ?? []).map((value, i) => ({ labels: { worker: i + 1 }, value })),
+  );
+
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   return registry;
 }

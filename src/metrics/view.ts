@@ -36,6 +36,8 @@ export interface PortView {
 export interface EngineView {
   readonly targets: ReadonlyMap<string, TargetView>;
   readonly ports: ReadonlyMap<string, PortView>;
+  /** Frames each data-path worker thread received (worker i at i - 1). */
+  workerFrames?(): readonly number[];
 }
 
 /** "e1.0" */

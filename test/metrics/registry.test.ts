@@ -43,6 +43,7 @@ describe("metrics text", () => {
       ["aoed_interface_receive_drops_total", "counter"],
       ["aoed_interface_transmit_ring_full_total", "counter"],
       ["aoed_interface_mtu_bytes", "gauge"],
+      ["aoed_worker_receive_frames_total", "counter"],
     ]);
     for (const [name, type] of types) {
       expect(name).toMatch(/^aoed_[a-z_]+$/);

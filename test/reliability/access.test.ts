@@ -68,7 +68,8 @@ class Sniffer {
   }
 }
 
-describe("access: denied MACs, reservations, MAC masks", () => {
+// Once with the main thread serving everything, once with reads and writes on two worker threads.
+describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i)", (workers) => {
   let net: VethPair;
   let mvMe: Macvlan;
   let mvOther: Macvlan;
@@ -96,7 +97,7 @@ describe("access: denied MACs, reservations, MAC masks", () => {
     };
     fs.writeFileSync(
       path.join(dir, "aoed.yaml"),
-      `control-socket: ${sock}\nmetrics: false\nexports:\n${exp("denied", 1, `    deny: [${ME}]\n`)}${exp(
+      `workers: ${workers}\ncontrol-socket: ${sock}\nmetrics: false\nexports:\n${exp("denied", 1, `    deny: [${ME}]\n`)}${exp(
         "rejected",
         2,
         `    policy: reject\n    accept: [${OTHER}]\n`,
