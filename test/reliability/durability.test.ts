@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, type TargetInfo, TimeoutError } from "../../src/client/client.js";
 import { probeUring } from "../../src/io/uring.js";
 import { AtaCmd, AtaFlag } from "../../src/protocol/constants.js";
-import { type AoedProc, startAoed } from "../helpers/aoed-proc.js";
+import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { fdFlags, fsType, hasIoUring, KernelTrace, O_DSYNC } from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern, SECTOR, SectorModel } from "../helpers/patterns.js";
@@ -62,7 +62,7 @@ describe.each(ENGINES)("durability, AOED_IO=%s", (engine) => {
   let net: VethPair;
   let dir: string;
   let config: string;
-  let daemon: AoedProc | null = null;
+  let daemon: Daemon | null = null;
   let client: AoeClient;
   let syncT: TargetInfo;
   let cachedT: TargetInfo;
@@ -70,13 +70,13 @@ describe.each(ENGINES)("durability, AOED_IO=%s", (engine) => {
   const cachedImg = () => path.join(dir, "cached.img");
 
   const start = async (wrap?: string[]) => {
-    const opts: Parameters<typeof startAoed>[1] = {
+    const opts: Parameters<typeof startDaemon>[1] = {
       netns: net.netns,
       // The socket is left behind by every SIGKILL: keep it in our directory.
       env: { AOED_IO: engine, AOED_SOCKET: path.join(dir, "aoed.sock") },
     };
     if (wrap) opts.wrap = wrap;
-    daemon = await startAoed(["--config", config], opts);
+    daemon = await startDaemon(["--config", config], opts);
     return daemon;
   };
 

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, AtaErrorReply, type TargetInfo } from "../../src/client/client.js";
 import type { StatsResult } from "../../src/control/protocol.js";
 import { probeUring } from "../../src/io/uring.js";
-import { AOED, type AoedProc, startAoed } from "../helpers/aoed-proc.js";
+import { AOED, type Daemon, startDaemon } from "../helpers/daemon.js";
 import { FuseFaults, fuseUnavailable } from "../helpers/fuse-faults.js";
 import { fdFlags, hasIoUring } from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
@@ -94,7 +94,7 @@ describe.each(ENGINES)("backend faults, AOED_IO=%s", (engine) => {
   let net: VethPair;
   let dir: string;
   let sock: string;
-  let daemon: AoedProc;
+  let daemon: Daemon;
   let client: AoeClient;
   let fuse: FuseFaults | null = null;
   let small: Mounted; // tmpfs for ENOSPC on a regular file
@@ -200,7 +200,10 @@ exports:
 ${(Object.keys(EXPORTS) as Name[]).map((n) => exportYaml(n)).join("")}`,
     );
     client = AoeClient.open(net.a, { timeoutMs: 500, tries: 4 });
-    daemon = await startAoed(["--config", config], { netns: net.netns, env: { AOED_IO: engine } });
+    daemon = await startDaemon(["--config", config], {
+      netns: net.netns,
+      env: { AOED_IO: engine },
+    });
     expect(hasIoUring(daemon.pid)).toBe(engine === "uring");
     for (const info of await client.discover({ shelf: 9, timeoutMs: 300 })) {
       const name = (Object.keys(EXPORTS) as Name[]).find((n) => EXPORTS[n].slot === info.slot)!;

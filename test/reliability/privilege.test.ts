@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, type TargetInfo } from "../../src/client/client.js";
 import type { StatusResult } from "../../src/control/protocol.js";
 import { aoectl } from "../helpers/aoectl.js";
-import { type DaemonAs, runDaemonAs, setprivAs, startDaemonAs } from "../helpers/daemon-as.js";
+import { type Daemon, startDaemon } from "../helpers/daemon.js";
+import { runDaemonAs, setprivAs } from "../helpers/daemon-as.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 
 const MiB = 1024 * 1024;
@@ -31,7 +32,7 @@ describe("aoed as nobody with only CAP_NET_RAW", () => {
   let dir: string;
   let sock: string;
   let image: string;
-  let daemon: DaemonAs;
+  let daemon: Daemon;
   let client: AoeClient;
   let target: TargetInfo;
   const config = (name: string, exportPath: string, extra = "") => {
@@ -57,7 +58,10 @@ describe("aoed as nobody with only CAP_NET_RAW", () => {
     fs.truncateSync(image, 4 * MiB);
     fs.chownSync(image, NOBODY, NOBODY);
     fs.chmodSync(image, 0o600);
-    daemon = await startDaemonAs(AS_NOBODY, ["--config", config("ok", image)], net.netns);
+    daemon = await startDaemon(["--config", config("ok", image)], {
+      netns: net.netns,
+      wrap: AS_NOBODY,
+    });
     client = AoeClient.open(net.a, { timeoutMs: 300, tries: 3 });
     [target] = (await client.discover({ shelf: 2, slot: 7, timeoutMs: 500 })) as [TargetInfo];
   });
