@@ -43,6 +43,7 @@ OUTDIR=""
 CLIENT_IO=""
 CLIENT_EXTRA=""
 SUMMARY_ONLY=""
+BUFFERS="" # interfaces.aoe0.buffers in every config (empty: aoed's default ring size)
 PER_SHELF=250 # startup exports: shelf i / 250, slot i % 250
 
 AOED_BIN=${AOED_BIN:-$ROOT/dist/src/bin/aoed.cjs}
@@ -62,6 +63,8 @@ usage: $0 [options]
   -S MIB      spread: size of each export's file (default $SIZE_MB); the single export gets N x MIB
   -N M        exports in the startup test (default $NSTART)
   -z MIB      startup: size of each sparse file (default $SPARSE_MB)
+  -b N        set \`buffers: N\` (64 KiB units) for the interface in every config, so
+              that both spread cases get the same ring size (default: aoed sizes them)
   -o DIR      output directory (default bench/results/scale-<date>)
   -I MODE     client I/O mode: ring | rxring | mmsg (default: aoe-load's)
   -x "ARGS"   extra aoe-load arguments for the spread runs
@@ -75,7 +78,7 @@ EOF
 	exit 2
 }
 
-while getopts "R:T:t:W:q:m:n:S:N:z:o:I:x:s:h" o; do
+while getopts "R:T:t:W:q:m:n:S:N:z:b:o:I:x:s:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	T) TESTS=$OPTARG ;;
@@ -87,6 +90,7 @@ while getopts "R:T:t:W:q:m:n:S:N:z:o:I:x:s:h" o; do
 	S) SIZE_MB=$OPTARG ;;
 	N) NSTART=$OPTARG ;;
 	z) SPARSE_MB=$OPTARG ;;
+	b) BUFFERS=$OPTARG ;;
 	o) OUTDIR=$OPTARG ;;
 	I) CLIENT_IO=$OPTARG ;;
 	x) CLIENT_EXTRA=$OPTARG ;;
@@ -252,8 +256,9 @@ config_head() {
 log-level: info
 metrics: off
 control-socket: off
-exports:
 EOT
+	[[ -z $BUFFERS ]] || printf 'interfaces:\n  %s:\n    buffers: %d\n' "$IFACE" "$BUFFERS"
+	echo "exports:"
 }
 
 # one export: path shelf slot [read-only]
@@ -487,7 +492,7 @@ main() {
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 		echo "node: $(node --version)  aoed: $AOED_BIN  git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo -)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
-		echo "args: tests=$TESTS rounds=$ROUNDS secs=$SECS warmup=$WARMUP q=$QD mtu=$MTU spread_exports=$NSPREAD size_mb=$SIZE_MB startup_exports=$NSTART sparse_mb=$SPARSE_MB client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
+		echo "args: tests=$TESTS rounds=$ROUNDS secs=$SECS warmup=$WARMUP q=$QD mtu=$MTU spread_exports=$NSPREAD size_mb=$SIZE_MB buffers=${BUFFERS:-auto} startup_exports=$NSTART sparse_mb=$SPARSE_MB client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
 		echo "AOED_NODE_ARGS=$AOED_NODE_ARGS AOED_ARGS=$AOED_ARGS AOED_IO=${AOED_IO:-}"
 	} >"$OUTDIR/params.txt"
 	setup_net
