@@ -6,6 +6,9 @@
  * N ATA READ SECTORS EXT (0x24) or WRITE SECTORS EXT (0x34) requests in
  * flight for a duration and prints one JSON line.
  *
+ * With -L COUNT the requests are spread round robin over the exports
+ * SHELF.SLOT .. SHELF.(SLOT+COUNT-1), all of which are discovered first.
+ *
  * See usage() or bench/README.md for the options.
  */
 #include "aoe-pktio.h"
@@ -25,6 +28,8 @@
 
 #define TMO_MAX_NS 1000000000ull /* retransmit backoff cap */
 
+#define MAX_SPAN 255 /* slots 0..254 of one shelf */
+
 struct slot {
 	uint32_t tag;
 	uint32_t gen;
@@ -34,12 +39,22 @@ struct slot {
 	uint64_t tmo;     /* current timeout, doubles on every retransmit */
 	int tries;
 	int active;
+	int t; /* index of the target (export) in targets[] */
+};
+
+/* One export we send requests to: only targets[0] without -L. */
+struct target {
+	uint8_t mac[6];
+	int slot, bufcnt, maxsect, fw, found;
+	uint64_t capacity;
+	uint64_t ops; /* good completions in the measured window */
 };
 
 static struct {
 	const char *ifname;
 	int shelf, slot, qd, write, random, sectors, verify, force_qd, busy;
 	int mode, max_tries, discover_only, verbose;
+	int span; /* -L: number of consecutive slots the requests are spread over */
 	double seconds, warmup, timeout_ms, discover_s;
 	uint64_t lba_start, lba_count;
 	int have_range;
@@ -53,12 +68,15 @@ static struct {
 	.discover_s = 5,
 	.max_tries = 10,
 	.mode = PKTIO_RXRING,
+	.span = 1,
 };
 
 static struct pktio io;
 static uint8_t tmac[6];
 static int tshelf, tslot, tbufcnt, tmaxsect, tfw;
 static uint64_t tcapacity;
+static struct target targets[MAX_SPAN];
+static unsigned next_target; /* round robin over targets[] */
 
 static struct slot *slots;
 static int qd;
@@ -126,27 +144,27 @@ static int check_pattern(const uint8_t *d, uint64_t lba, int nsect)
 	return 0;
 }
 
-static void build_header(uint8_t *f, uint8_t cmd, uint32_t tag)
+static void build_header(uint8_t *f, uint8_t cmd, uint32_t tag, int t)
 {
-	memcpy(f, tmac, 6);
+	memcpy(f, targets[t].mac, 6);
 	memcpy(f + 6, io.mac, 6);
 	f[12] = 0x88;
 	f[13] = 0xA2;
 	f[14] = 0x10;
 	f[15] = 0;
 	put_be16(f + 16, (uint16_t)tshelf);
-	f[18] = (uint8_t)tslot;
+	f[18] = (uint8_t)targets[t].slot;
 	f[19] = cmd;
 	put_be32(f + 20, tag);
 }
 
-static void send_ata(uint8_t acmd, uint8_t aflags, uint8_t cnt, uint64_t lba, uint32_t tag,
+static void send_ata(int t, uint8_t acmd, uint8_t aflags, uint8_t cnt, uint64_t lba, uint32_t tag,
 		     int with_data)
 {
 	uint8_t *f = pktio_tx_get(&io);
 	if (!f)
 		return; /* ring full: the request is "lost"; the timeout resends it */
-	build_header(f, 0, tag);
+	build_header(f, 0, tag, t);
 	f[24] = aflags;
 	f[25] = 0;
 	f[26] = cnt;
@@ -171,9 +189,9 @@ static void transmit(int i, uint64_t now)
 	s->t_send = now;
 	s->tries++;
 	if (phase_write)
-		send_ata(0x34, 0x40 | 0x01, (uint8_t)opt.sectors, s->lba, s->tag, 1);
+		send_ata(s->t, 0x34, 0x40 | 0x01, (uint8_t)opt.sectors, s->lba, s->tag, 1);
 	else
-		send_ata(0x24, 0x40, (uint8_t)opt.sectors, s->lba, s->tag, 0);
+		send_ata(s->t, 0x24, 0x40, (uint8_t)opt.sectors, s->lba, s->tag, 0);
 }
 
 /* Start a new request in slot i; returns 0 if there is no more work. */
@@ -194,6 +212,11 @@ static int issue_new(int i, uint64_t now)
 			next_lba = 0;
 	}
 	chunks_issued++;
+	if (opt.span > 1) {
+		s->t = (int)next_target;
+		if (++next_target == (unsigned)opt.span)
+			next_target = 0;
+	}
 	s->tries = 0;
 	s->tmo = (uint64_t)(opt.timeout_ms * 1e6);
 	s->active = 1;
@@ -218,6 +241,7 @@ static void complete(int i, uint64_t now, int ok)
 			lat_max = lat;
 		lat_sum += lat;
 		ops++;
+		targets[s->t].ops++;
 	}
 	if (!interrupted && now < measure_end)
 		issue_new(i, now);
@@ -231,7 +255,8 @@ static void handle_response(const uint8_t *f, unsigned len, uint64_t now)
 		return; /* not a v1 response */
 	if (f[19] != 0)
 		return; /* config announcements and the like */
-	if (memcmp(f + 6, tmac, 6) || get_be16(f + 16) != tshelf || f[18] != tslot)
+	int t = f[18] - tslot;
+	if (get_be16(f + 16) != tshelf || t < 0 || t >= opt.span || memcmp(f + 6, targets[t].mac, 6))
 		return; /* some other target */
 	uint32_t tag = get_be32(f + 20);
 	unsigned i = tag & SLOT_MASK;
@@ -241,6 +266,12 @@ static void handle_response(const uint8_t *f, unsigned len, uint64_t now)
 		return;
 	}
 	struct slot *s = &slots[i];
+	if (s->active && s->tag == tag && s->t != t) {
+		/* our tag, but answered by another export of the -L range */
+		unknown++;
+		errors++;
+		return;
+	}
 	if (!s->active || s->tag != tag) {
 		/* an older generation of one of our slots: late answer to a
 		 * request we already retransmitted (or a duplicate) */
@@ -345,6 +376,34 @@ static void run_phase(uint64_t t_end)
 
 /* ---- discovery ---- */
 
+/* Queues a query config (read) to shelf.slot, broadcast; -1 if the TX ring is full. */
+static int send_query(uint16_t shelf, uint8_t slot, uint32_t tag)
+{
+	uint8_t *f = pktio_tx_get(&io);
+	if (!f)
+		return -1;
+	memset(f, 0xff, 6);
+	memcpy(f + 6, io.mac, 6);
+	f[12] = 0x88;
+	f[13] = 0xA2;
+	f[14] = 0x10;
+	f[15] = 0;
+	put_be16(f + 16, shelf);
+	f[18] = slot;
+	f[19] = 1;
+	put_be32(f + 20, tag);
+	memset(f + 24, 0, 8);
+	pktio_tx_commit(&io, f, 32);
+	return 0;
+}
+
+/* A query config response without the error flag (an answer or an announcement). */
+static int is_config_response(const uint8_t *f, unsigned len)
+{
+	return len >= 32 && f[12] == 0x88 && f[13] == 0xA2 && (f[14] >> 4) == 1 &&
+	       (f[14] & 0x08) && !(f[14] & 0x04) && f[19] == 1;
+}
+
 static int discover(void)
 {
 	uint64_t deadline = now_ns() + (uint64_t)(opt.discover_s * 1e9);
@@ -354,30 +413,15 @@ static int discover(void)
 	while (now_ns() < deadline && !interrupted) {
 		uint64_t now = now_ns();
 		if (now >= next_send) {
-			uint8_t *f = pktio_tx_get(&io);
-			if (f) {
-				memset(f, 0xff, 6);
-				memcpy(f + 6, io.mac, 6);
-				f[12] = 0x88;
-				f[13] = 0xA2;
-				f[14] = 0x10;
-				f[15] = 0;
-				put_be16(f + 16, qsh);
-				f[18] = qsl;
-				f[19] = 1;
-				put_be32(f + 20, 0xC0F16000u);
-				memset(f + 24, 0, 8);
-				pktio_tx_commit(&io, f, 32);
+			if (send_query(qsh, qsl, 0xC0F16000u) == 0)
 				pktio_flush(&io);
-			}
 			next_send = now + 200000000ull;
 		}
 		unsigned len;
 		uint8_t *f;
 		while ((f = pktio_rx_next(&io, &len)) != NULL) {
 			int found = 0;
-			if (len >= 32 && f[12] == 0x88 && f[13] == 0xA2 && (f[14] >> 4) == 1 &&
-			    (f[14] & 0x08) && !(f[14] & 0x04) && f[19] == 1) {
+			if (is_config_response(f, len)) {
 				uint16_t sh = get_be16(f + 16);
 				uint8_t sl = f[18];
 				if ((opt.shelf < 0 || sh == opt.shelf) && (opt.slot < 0 || sl == opt.slot)) {
@@ -391,19 +435,94 @@ static int discover(void)
 				}
 			}
 			pktio_rx_release(&io);
-			if (found)
+			if (found) {
+				struct target *t = &targets[0];
+				memcpy(t->mac, tmac, 6);
+				t->slot = tslot;
+				t->bufcnt = tbufcnt;
+				t->maxsect = tmaxsect;
+				t->fw = tfw;
+				t->found = 1;
 				return 0;
+			}
 		}
 		pktio_wait(&io, 20000000);
 	}
 	return -1;
 }
 
-static int identify(void)
+/*
+ * -L: discover every export SHELF.SLOT .. SHELF.(SLOT+span-1). A query to
+ * each one still missing goes out every 200 ms (announcements count too).
+ * The globals tmac, tbufcnt, tmaxsect, tfw describe the first export, except
+ * that tbufcnt and tmaxsect are the smallest of all.
+ */
+static int discover_span(void)
+{
+	uint64_t deadline = now_ns() + (uint64_t)(opt.discover_s * 1e9);
+	uint64_t next_send = 0;
+	int nfound = 0;
+	while (now_ns() < deadline && !interrupted) {
+		uint64_t now = now_ns();
+		if (now >= next_send) {
+			for (int k = 0; k < opt.span; k++)
+				if (!targets[k].found &&
+				    send_query((uint16_t)opt.shelf, (uint8_t)(opt.slot + k),
+					       0xC0F16000u | (uint32_t)k) < 0)
+					break;
+			pktio_flush(&io);
+			next_send = now + 200000000ull;
+		}
+		unsigned len;
+		uint8_t *f;
+		while ((f = pktio_rx_next(&io, &len)) != NULL) {
+			if (is_config_response(f, len) && get_be16(f + 16) == opt.shelf) {
+				int k = f[18] - opt.slot;
+				if (k >= 0 && k < opt.span && !targets[k].found) {
+					struct target *t = &targets[k];
+					memcpy(t->mac, f + 6, 6);
+					t->slot = f[18];
+					t->bufcnt = get_be16(f + 24);
+					t->fw = get_be16(f + 26);
+					t->maxsect = f[28] ? f[28] : 2;
+					t->found = 1;
+					nfound++;
+				}
+			}
+			pktio_rx_release(&io);
+		}
+		if (nfound == opt.span)
+			break;
+		pktio_wait(&io, 20000000);
+	}
+	if (nfound < opt.span) {
+		for (int k = 0; k < opt.span; k++)
+			if (!targets[k].found)
+				fprintf(stderr, "aoe-load: e%d.%d did not answer\n", opt.shelf,
+					opt.slot + k);
+		return -1;
+	}
+	memcpy(tmac, targets[0].mac, 6);
+	tshelf = opt.shelf;
+	tslot = opt.slot;
+	tfw = targets[0].fw;
+	tbufcnt = targets[0].bufcnt;
+	tmaxsect = targets[0].maxsect;
+	for (int k = 1; k < opt.span; k++) {
+		if (targets[k].bufcnt < tbufcnt)
+			tbufcnt = targets[k].bufcnt;
+		if (targets[k].maxsect < tmaxsect)
+			tmaxsect = targets[k].maxsect;
+	}
+	return 0;
+}
+
+/* IDENTIFY DEVICE to targets[t]; sets its capacity (and tcapacity). */
+static int identify(int t)
 {
 	for (int attempt = 0; attempt < 5 && !interrupted; attempt++) {
-		uint32_t tag = 0x1D000000u | (uint32_t)attempt;
-		send_ata(0xEC, 0x00, 1, 0, tag, 0);
+		uint32_t tag = 0x1D000000u | (uint32_t)t << 8 | (uint32_t)attempt;
+		send_ata(t, 0xEC, 0x00, 1, 0, tag, 0);
 		pktio_flush(&io);
 		uint64_t deadline = now_ns() + 300000000ull;
 		while (now_ns() < deadline) {
@@ -422,6 +541,7 @@ static int identify(void)
 						cap = (uint64_t)(d[120] | d[121] << 8) |
 						      (uint64_t)(d[122] | d[123] << 8) << 16;
 					tcapacity = cap;
+					targets[t].capacity = cap;
 					done = 1;
 				}
 				pktio_rx_release(&io);
@@ -456,6 +576,8 @@ static void usage(void)
 		"usage: aoe-load -i IFACE [options]\n"
 		"  -i IFACE   interface to use (required)\n"
 		"  -s SHELF   target shelf (default: any)     -l SLOT  target slot (default: any)\n"
+		"  -L COUNT   spread requests round robin over slots SLOT..SLOT+COUNT-1 of SHELF\n"
+		"             (needs -s and -l; the queue depth is the total over all of them)\n"
 		"  -q DEPTH   requests in flight (1); capped by the target's buffer count unless -f\n"
 		"  -f         do not cap the queue depth by the advertised buffer count\n"
 		"  -t SECS    measured duration (5)            -W SECS  warm-up before measuring (0)\n"
@@ -489,6 +611,19 @@ static void print_json(double secs, const char *phase)
 	double elapsed = (now_ns() - phase_t0) / 1e9;
 	double cpu = cpu_seconds() - cpu_mark;
 	uint64_t bytes = ops * (uint64_t)opt.sectors * 512u;
+	/* -L only: how evenly the good completions were spread over the exports */
+	char span_json[128] = "";
+	if (opt.span > 1) {
+		uint64_t lo = UINT64_MAX, hi = 0;
+		for (int k = 0; k < opt.span; k++) {
+			if (targets[k].ops < lo)
+				lo = targets[k].ops;
+			if (targets[k].ops > hi)
+				hi = targets[k].ops;
+		}
+		snprintf(span_json, sizeof span_json, ",\"slots\":%d,\"slot_ops_min\":%llu,\"slot_ops_max\":%llu",
+			 opt.span, (unsigned long long)lo, (unsigned long long)hi);
+	}
 	printf("{\"ops\":%llu,\"seconds\":%.3f,\"req_per_s\":%.0f,\"mb_per_s\":%.1f,"
 	       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"errors\":%llu,\"retransmits\":%llu,"
 	       "\"timeouts\":%llu,"
@@ -499,7 +634,7 @@ static void print_json(double secs, const char *phase)
 	       "\"bufcnt\":%d,\"max_sectors\":%d,\"mtu\":%d,\"io\":\"%s\",\"busy_poll\":%s,"
 	       "\"target\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"shelf\":%d,\"slot\":%d,"
 	       "\"firmware\":\"0x%04x\",\"capacity\":%llu,\"client_cpu_s\":%.3f,"
-	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s}\n",
+	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s%s}\n",
 	       (unsigned long long)ops, secs, secs > 0 ? ops / secs : 0,
 	       secs > 0 ? bytes / secs / 1e6 : 0, percentile(0.50), percentile(0.99),
 	       (unsigned long long)errors, (unsigned long long)retransmits,
@@ -514,7 +649,7 @@ static void print_json(double secs, const char *phase)
 	       opt.busy ? "true" : "false", tmac[0], tmac[1], tmac[2], tmac[3], tmac[4], tmac[5],
 	       tshelf, tslot, tfw, (unsigned long long)tcapacity, cpu,
 	       (unsigned long long)ops_all, elapsed, phase ? ",\"phase\":\"" : "",
-	       phase ? phase : "", phase ? "\"" : "");
+	       phase ? phase : "", phase ? "\"" : "", span_json);
 	fflush(stdout);
 }
 
@@ -527,6 +662,9 @@ static void reset_stats(void)
 	io.tx_full = io.tx_errors = 0;
 	chunks_issued = chunks_done = 0;
 	next_lba = 0;
+	next_target = 0;
+	for (int k = 0; k < opt.span; k++)
+		targets[k].ops = 0;
 	for (int i = 0; i < qd; i++)
 		slots[i].active = 0;
 }
@@ -552,7 +690,7 @@ int main(int argc, char **argv)
 {
 	int c;
 	opt.seed = now_ns() ^ ((uint64_t)getpid() << 32);
-	while ((c = getopt(argc, argv, "i:s:l:q:t:wrn:b:VT:R:m:BD:dS:W:fvh")) != -1) {
+	while ((c = getopt(argc, argv, "i:s:l:L:q:t:wrn:b:VT:R:m:BD:dS:W:fvh")) != -1) {
 		switch (c) {
 		case 'i':
 			opt.ifname = optarg;
@@ -562,6 +700,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			opt.slot = (int)strtol(optarg, NULL, 0);
+			break;
+		case 'L':
+			opt.span = atoi(optarg);
 			break;
 		case 'q':
 			opt.qd = atoi(optarg);
@@ -628,6 +769,12 @@ int main(int argc, char **argv)
 	}
 	if (!opt.ifname || opt.qd < 1 || opt.qd > MAX_QD || opt.timeout_ms <= 0)
 		usage();
+	if (opt.span < 1 || opt.span > MAX_SPAN ||
+	    (opt.span > 1 && (opt.shelf < 0 || opt.shelf >= 0xFFFF || opt.slot < 0 ||
+			      opt.slot + opt.span - 1 > 254))) {
+		fprintf(stderr, "aoe-load: -L COUNT needs -s SHELF and -l SLOT, with SLOT+COUNT-1 <= 254\n");
+		usage();
+	}
 	rng_state = opt.seed | 1;
 
 	struct sigaction sa;
@@ -638,24 +785,37 @@ int main(int argc, char **argv)
 
 	if (pktio_open(&io, opt.ifname, opt.mode, 4096, 2048, 8 << 20) < 0)
 		return 1;
-	if (discover() < 0) {
-		fprintf(stderr, "aoe-load: no target e%d.%d answered on %s\n", opt.shelf, opt.slot,
-			opt.ifname);
+	if (opt.span > 1 ? discover_span() < 0 : discover() < 0) {
+		if (opt.span > 1)
+			fprintf(stderr, "aoe-load: not every target e%d.%d..%d answered on %s\n",
+				opt.shelf, opt.slot, opt.slot + opt.span - 1, opt.ifname);
+		else
+			fprintf(stderr, "aoe-load: no target e%d.%d answered on %s\n", opt.shelf,
+				opt.slot, opt.ifname);
 		return 3;
 	}
-	if (identify() < 0) {
-		if (!opt.have_range) {
-			fprintf(stderr, "aoe-load: IDENTIFY failed and no -b range given\n");
-			return 3;
+	for (int k = 0; k < opt.span; k++) {
+		if (identify(k) < 0) {
+			if (!opt.have_range) {
+				fprintf(stderr, "aoe-load: IDENTIFY failed and no -b range given\n");
+				return 3;
+			}
 		}
 	}
+	/* -L: the LBA range has to fit the smallest export */
+	for (int k = 0; k < opt.span; k++)
+		if (targets[k].capacity && targets[k].capacity < tcapacity)
+			tcapacity = targets[k].capacity;
+	char span_field[32] = "";
+	if (opt.span > 1)
+		snprintf(span_field, sizeof span_field, ",\"slots\":%d", opt.span);
 	if (opt.verbose || opt.discover_only)
 		fprintf(opt.discover_only ? stdout : stderr,
 			"{\"target\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"shelf\":%d,\"slot\":%d,"
 			"\"bufcnt\":%d,\"max_sectors\":%d,\"firmware\":\"0x%04x\",\"capacity\":%llu,"
-			"\"mtu\":%d}\n",
+			"\"mtu\":%d%s}\n",
 			tmac[0], tmac[1], tmac[2], tmac[3], tmac[4], tmac[5], tshelf, tslot, tbufcnt,
-			tmaxsect, tfw, (unsigned long long)tcapacity, io.mtu);
+			tmaxsect, tfw, (unsigned long long)tcapacity, io.mtu, span_field);
 	if (opt.discover_only)
 		return 0;
 
@@ -685,8 +845,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	qd = opt.qd;
-	if (!opt.force_qd && tbufcnt > 0 && qd > tbufcnt)
-		qd = tbufcnt;
+	/* -L: the smallest buffer count times the number of exports (round robin
+	 * keeps each export's share at about qd / COUNT) */
+	if (!opt.force_qd && tbufcnt > 0 && qd > tbufcnt * opt.span)
+		qd = tbufcnt * opt.span;
 	if (opt.verbose && qd != opt.qd)
 		fprintf(stderr, "aoe-load: queue depth %d capped to buffer count %d\n", opt.qd, qd);
 

@@ -223,7 +223,7 @@ export const interfaceSchema = {
       maximum: 16384,
       "x-expect": "a number of 64 KiB receive buffers from 1 to 16384",
       description:
-        "The size of each of the interface's two packet rings (receive and transmit), in 64 KiB units: 64 is 4 MiB each. Default: room for every request slot of the exports on the interface twice over, at least 4 MiB and at most 256 MiB per ring. Raise it if `aoed_interface_receive_drops_total` grows.",
+        "The size of each of the interface's two packet rings (receive and transmit), in 64 KiB units: 64 is 4 MiB each. Default: room for every request slot of the exports on the interface twice over, at least 4 MiB and at most 16 MiB per ring. Raise it if `aoed_interface_receive_drops_total` grows.",
     },
   },
 } as const;

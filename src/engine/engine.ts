@@ -146,14 +146,22 @@ export class Engine {
     // Plan: which exports stay as they are, which need a new target and whether
     // that target can reuse the running backend.
     const build: { cfg: ExportConfig; old: Target | null; backend: Backend | null }[] = [];
+    // Interfaces whose settings stay: compared once each, not once per export.
+    const sameIface = new Map<string, boolean>();
+    const ifaceSame = (n: string): boolean => {
+      let same = sameIface.get(n);
+      if (same === undefined) {
+        same =
+          prev !== null &&
+          !reopen.has(n) &&
+          isDeepStrictEqual(prev.interfaces[n], next.interfaces[n]);
+        sameIface.set(n, same);
+      }
+      return same;
+    };
     for (const cfg of next.exports) {
       const old = this.targets.get(cfg.name) ?? null;
-      const portsSame =
-        old !== null &&
-        prev !== null &&
-        cfg.interfaces.every(
-          (n) => !reopen.has(n) && isDeepStrictEqual(prev.interfaces[n], next.interfaces[n]),
-        );
+      const portsSame = old !== null && prev !== null && cfg.interfaces.every(ifaceSame);
       if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !grew(old)) {
         summary.unchanged.push(cfg.name);
         continue;

@@ -90,10 +90,19 @@ export function linkState(name: string): { ifindex: number; mtu: number } | null
   }
 }
 
-/** Ring bytes: room for every queue slot twice over in frame-sized slots, within sane bounds. */
+/**
+ * The default ring size when the interface sets no `buffers:`: room for every
+ * queue slot twice over in frame-sized slots, at least 4 MiB and at most
+ * MAX_AUTO_RING. The kernel allocates and maps the whole ring up front, so
+ * this is resident memory (twice: RX and TX) and start-up time; with many
+ * exports the sum of their queue lengths is far more than one interface can
+ * have arriving at once (16 MiB is 8192 frames at MTU 1500).
+ */
+const MAX_AUTO_RING = 16 * MiB;
+
 function ringBytesFor(queueSlots: number, mtu: number): number {
   const slot = 1 << Math.ceil(Math.log2(mtu + 14 + 96));
-  return Math.min(256 * MiB, Math.max(4 * MiB, queueSlots * 2 * slot));
+  return Math.min(MAX_AUTO_RING, Math.max(4 * MiB, queueSlots * 2 * slot));
 }
 
 export class Port implements ReplyPort {

@@ -28,7 +28,9 @@ export class Reloader {
   }
 
   private async run(reason: string): Promise<ReloadResult> {
+    const started = performance.now();
     const result = await loadConfigFile(this.path);
+    const loadMs = Math.round(performance.now() - started);
     for (const w of result.warnings) this.log.warn(formatDiagnostic(w));
     if (!result.ok) {
       const errors = result.errors.map((e) => formatDiagnostic(e));
@@ -47,7 +49,8 @@ export class Reloader {
     try {
       const summary = await this.engine.apply(result.config);
       if (!this.fixedLogLevel) this.log.level = result.config.logLevel;
-      this.log.info({ reason, ...summary }, "config reloaded");
+      const durationMs = Math.round(performance.now() - started);
+      this.log.info({ reason, ...summary, durationMs, loadMs }, "config reloaded");
       return { ok: true, summary };
     } catch (err) {
       const message = (err as Error).message;
