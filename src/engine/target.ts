@@ -171,8 +171,13 @@ export class Target {
     this.onStateChange(next);
   }
 
+  /** Requests of this target in flight in each worker thread, as last reported. */
+  readonly inFlightElsewhere: number[] = [];
+
   get inFlight(): number {
-    return this.inflight;
+    let n = this.inflight;
+    for (const w of this.inFlightElsewhere) n += w;
+    return n;
   }
 
   get sizeBytes(): number {

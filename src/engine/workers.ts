@@ -180,9 +180,11 @@ export class WorkerPool {
         this.release(m.id, member);
         return;
       case "stats":
-        for (const [id, d] of m.targets) {
+        for (const [id, d, inFlight] of m.targets) {
           const t = this.byId.get(id);
-          if (t !== undefined) addTargetVector(t.stats, d);
+          if (t === undefined) continue;
+          addTargetVector(t.stats, d);
+          t.inFlightElsewhere[member.index - 1] = inFlight;
         }
         for (const [name, d] of m.ports) {
           this.rxFrames[member.index - 1]! += d[portIndex("rxFrames")]!;
