@@ -7,7 +7,8 @@
         "native/packet.cc",
         "native/blockdev.cc",
         "native/uring.cc",
-        "native/notify.cc"
+        "native/notify.cc",
+        "native/fd-poller.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

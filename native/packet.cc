@@ -28,6 +28,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "fd-poller.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +43,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -280,7 +281,7 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
   return !fan.enabled || JoinFanout(fan, n, st, f);
 }
 
-class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
+class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Owner {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PacketHandle",
@@ -298,7 +299,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
 
   PacketHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketHandle>(info) {
     Napi::Env env = info.Env();
-    env_ = env;
     if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() ||
         !info[3].IsNumber()) {
       throw Napi::TypeError::New(
@@ -388,59 +388,18 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
 
     // Close the poll handle and the socket when the environment (a worker
     // thread, or the main thread at exit) goes away without close().
-    if (napi_add_async_cleanup_hook(env, &PacketHandle::EnvCleanup, this, &cleanupHook_) !=
-        napi_ok) {
-      cleanupHook_ = nullptr;
-    }
+    poller_.AddCleanupHook(env);
   }
 
-  ~PacketHandle() override {
-    // Reached by garbage collection (never while polling: the poll callback
-    // reference keeps this object alive until close()). No JS calls here.
-    ReleaseNative(nullptr);
-    if (cleanupHook_ != nullptr) {
-      napi_remove_async_cleanup_hook(cleanupHook_);
-      cleanupHook_ = nullptr;
-    }
-    if (asyncCtx_) (void)asyncCtx_.release();  // napi_async_destroy is not safe here
-  }
+  // Reached by garbage collection. No JS calls here.
+  ~PacketHandle() override { ReleaseNative(); }
 
  private:
-  struct Poller {
-    uv_poll_t handle;
-    PacketHandle* owner;
-    napi_async_cleanup_hook_handle done;  // signalled once the handle is closed
-  };
-
-  static void EnvCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
-    auto* self = static_cast<PacketHandle*>(arg);
-    self->cleanupHook_ = nullptr;
-    self->ReleaseNative(hook);
-  }
-
-  // Stops polling, unmaps, closes the fd. Uses no JavaScript. If `done` is
-  // given it is removed once the poll handle has finished closing.
-  void ReleaseNative(napi_async_cleanup_hook_handle done) {
-    if (closed_) {
-      if (done != nullptr) napi_remove_async_cleanup_hook(done);
-      return;
-    }
+  // Stops polling, unmaps, closes the fd. Uses no JavaScript.
+  void ReleaseNative() override {
+    if (closed_) return;
     closed_ = true;
-    if (poller_ != nullptr) {
-      Poller* p = poller_;
-      poller_ = nullptr;
-      p->owner = nullptr;
-      p->done = done;
-      uv_poll_stop(&p->handle);
-      uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
-        Poller* q = static_cast<Poller*>(h->data);
-        napi_async_cleanup_hook_handle d = q->done;
-        delete q;
-        if (d != nullptr) napi_remove_async_cleanup_hook(d);
-      });
-    } else if (done != nullptr) {
-      napi_remove_async_cleanup_hook(done);
-    }
+    poller_.Stop();
     if (map_ != nullptr) {
       Mapping* m = map_;
       map_ = nullptr;
@@ -466,15 +425,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
       }
     }
     if (m != nullptr) m->Unmap();
-    if (cleanupHook_ != nullptr) {
-      napi_remove_async_cleanup_hook(cleanupHook_);
-      cleanupHook_ = nullptr;
-    }
-    ReleaseNative(nullptr);
-    if (!inCallback_) {  // else CallJs drops them once the callback returns
-      pollCb_.Reset();
-      asyncCtx_.reset();
-    }
+    poller_.Close();
+    ReleaseNative();
     return env.Undefined();
   }
 
@@ -518,11 +470,9 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
     return ev;
   }
 
-  void ApplyEvents() {
-    if (poller_ == nullptr) return;
-    int r = events_ != 0 ? uv_poll_start(&poller_->handle, events_, &PacketHandle::OnPoll)
-                         : uv_poll_stop(&poller_->handle);
-    if (r < 0) throw ErrnoError(env_, -r, ifname_ + ": uv_poll_start");
+  void ApplyEvents(Napi::Env env) {
+    int r = poller_.SetEvents(events_);
+    if (r < 0) throw ErrnoError(env, -r, ifname_ + ": uv_poll_start");
   }
 
   // startPoll(cb, readable, writable): cb(status, events) runs on the event
@@ -531,28 +481,13 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
   Napi::Value StartPoll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
-    if (poller_ != nullptr) throw Napi::Error::New(env, ifname_ + ": already polling");
+    if (poller_.polling()) throw Napi::Error::New(env, ifname_ + ": already polling");
     if (info.Length() < 1 || !info[0].IsFunction()) {
       throw Napi::TypeError::New(env, "startPoll(cb, readable, writable)");
     }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
-    }
-    auto* p = new Poller{};
-    p->owner = this;
-    int r = uv_poll_init(loop, &p->handle, fd_);
-    if (r < 0) {
-      delete p;
-      throw ErrnoError(env, -r, ifname_ + ": uv_poll_init");
-    }
-    p->handle.data = p;
-    poller_ = p;
-    if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
-    pollCb_ = Napi::Persistent(info[0].As<Napi::Function>());
-    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "aoed.PacketSocket");
+    poller_.Start(env, fd_, info[0].As<Napi::Function>(), "aoed.PacketSocket", ifname_);
     events_ = EventsFrom(info, 1);
-    ApplyEvents();
+    ApplyEvents(env);
     return env.Undefined();
   }
 
@@ -561,27 +496,15 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
     int ev = EventsFrom(info, 0);
     if (ev != events_) {
       events_ = ev;
-      ApplyEvents();
+      ApplyEvents(info.Env());
     }
     return info.Env().Undefined();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    ref_ = true;
-    if (poller_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
-    return info.Env().Undefined();
-  }
+  void Ref(const Napi::CallbackInfo&) { poller_.Ref(); }
+  void Unref(const Napi::CallbackInfo&) { poller_.Unref(); }
 
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    ref_ = false;
-    if (poller_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
-    return info.Env().Undefined();
-  }
-
-  static void OnPoll(uv_poll_t* h, int status, int events) {
-    Poller* p = static_cast<Poller*>(h->data);
-    PacketHandle* self = p->owner;
-    if (self == nullptr) return;
+  void OnPoll(int status, int events) override {
     int st = 0;
     if (status < 0) {
       // libuv stops the watcher on POLLERR. For a packet socket that means a
@@ -589,51 +512,28 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle> {
       // while down): read it (which clears it) and keep polling.
       int soerr = 0;
       socklen_t len = sizeof soerr;
-      if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
+      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
         st = -soerr;
-        if (self->events_ != 0) uv_poll_start(h, self->events_, &PacketHandle::OnPoll);
+        if (events_ != 0) poller_.SetEvents(events_);
       } else {
         st = status;
-        self->events_ = 0;  // the watcher stays stopped; JS may re-arm it
+        events_ = 0;  // the watcher stays stopped; JS may re-arm it
       }
       events = 0;
     }
-    self->CallJs(st, events);
+    Napi::Env env = Env();
+    poller_.Call(Value(), {Napi::Number::New(env, st), Napi::Number::New(env, events)});
   }
 
-  void CallJs(int status, int events) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    if (pollCb_.IsEmpty() || !asyncCtx_) return;
-    inCallback_ = true;
-    try {
-      pollCb_.MakeCallback(Value(), {Napi::Number::New(env, status), Napi::Number::New(env, events)},
-                           *asyncCtx_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
-    inCallback_ = false;
-    if (closed_) {  // close() was called from inside the callback
-      pollCb_.Reset();
-      asyncCtx_.reset();
-    }
-  }
-
-  napi_env env_ = nullptr;
   std::string ifname_;
   int fd_ = -1;
   int ifindex_ = 0;
   bool closed_ = false;
-  bool ref_ = true;
-  bool inCallback_ = false;
   int events_ = 0;
   Mapping* map_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> rxAb_;
   Napi::Reference<Napi::ArrayBuffer> txAb_;
-  Poller* poller_ = nullptr;
-  Napi::FunctionReference pollCb_;
-  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
-  napi_async_cleanup_hook_handle cleanupHook_ = nullptr;
+  FdPoller poller_{this};
 };
 
 // interfaceMtu(ifname) -> number, without needing CAP_NET_RAW.

@@ -30,6 +30,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "fd-poller.h"
+
 #include <errno.h>
 #include <linux/io_uring.h>
 #include <sys/eventfd.h>
@@ -40,7 +42,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -123,7 +124,7 @@ Napi::Object CqOffsets(Napi::Env env, const io_cqring_offsets& o) {
   return r;
 }
 
-class UringHandle : public Napi::ObjectWrap<UringHandle> {
+class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owner {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UringHandle",
@@ -139,7 +140,6 @@ class UringHandle : public Napi::ObjectWrap<UringHandle> {
 
   UringHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UringHandle>(info) {
     Napi::Env env = info.Env();
-    env_ = env;
     if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
       throw Napi::TypeError::New(env,
                                  "uringSetup(entries: number, flags: number, cqEntries: number)");
@@ -241,61 +241,19 @@ class UringHandle : public Napi::ObjectWrap<UringHandle> {
         Napi::PropertyDescriptor::Value("cqOff", CqOffsets(env, p.cq_off), ro),
     });
 
-    if (napi_add_async_cleanup_hook(env, &UringHandle::EnvCleanup, this, &cleanupHook_) !=
-        napi_ok) {
-      cleanupHook_ = nullptr;
-    }
+    poller_.AddCleanupHook(env);
   }
 
-  ~UringHandle() override {
-    // Garbage collected without close() (never while polling: the callback
-    // reference keeps this object alive until close()). No JS calls here.
-    ReleaseNative(nullptr);
-    if (cleanupHook_ != nullptr) {
-      napi_remove_async_cleanup_hook(cleanupHook_);
-      cleanupHook_ = nullptr;
-    }
-    if (asyncCtx_) (void)asyncCtx_.release();  // napi_async_destroy is not safe here
-  }
+  // Garbage collected without close(). No JS calls here.
+  ~UringHandle() override { ReleaseNative(); }
 
  private:
-  struct Poller {
-    uv_poll_t handle;
-    UringHandle* owner;
-    int efd;
-    napi_async_cleanup_hook_handle done;
-  };
-
-  static void EnvCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
-    auto* self = static_cast<UringHandle*>(arg);
-    self->cleanupHook_ = nullptr;
-    self->ReleaseNative(hook);
-  }
-
-  // Stops polling, closes the eventfd and the ring, drops the handle's share
-  // of the mappings. Uses no JavaScript.
-  void ReleaseNative(napi_async_cleanup_hook_handle done) {
-    if (closed_) {
-      if (done != nullptr) napi_remove_async_cleanup_hook(done);
-      return;
-    }
+  // Stops polling (the poller closes the eventfd), closes the ring, drops the
+  // handle's share of the mappings. Uses no JavaScript.
+  void ReleaseNative() override {
+    if (closed_) return;
     closed_ = true;
-    if (poller_ != nullptr) {
-      Poller* p = poller_;
-      poller_ = nullptr;
-      p->owner = nullptr;
-      p->done = done;
-      uv_poll_stop(&p->handle);
-      uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
-        Poller* q = static_cast<Poller*>(h->data);
-        napi_async_cleanup_hook_handle d = q->done;
-        close(q->efd);  // only now: libuv may still hold it in its epoll set
-        delete q;
-        if (d != nullptr) napi_remove_async_cleanup_hook(d);
-      });
-    } else if (done != nullptr) {
-      napi_remove_async_cleanup_hook(done);
-    }
+    poller_.Stop();
     if (maps_ != nullptr) {
       Maps* m = maps_;
       maps_ = nullptr;
@@ -319,15 +277,8 @@ class UringHandle : public Napi::ObjectWrap<UringHandle> {
       }
     }
     if (m != nullptr) m->Unmap();
-    if (cleanupHook_ != nullptr) {
-      napi_remove_async_cleanup_hook(cleanupHook_);
-      cleanupHook_ = nullptr;
-    }
-    ReleaseNative(nullptr);
-    if (!inCallback_) {
-      pollCb_.Reset();
-      asyncCtx_.reset();
-    }
+    poller_.Close();
+    ReleaseNative();
     return env.Undefined();
   }
 
@@ -362,13 +313,9 @@ class UringHandle : public Napi::ObjectWrap<UringHandle> {
   Napi::Value StartPoll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) throw CodedError(env, EBADF, "io_uring: ring is closed");
-    if (poller_ != nullptr) throw Napi::Error::New(env, "io_uring: already polling");
+    if (poller_.polling()) throw Napi::Error::New(env, "io_uring: already polling");
     if (info.Length() < 1 || !info[0].IsFunction()) {
       throw Napi::TypeError::New(env, "startPoll(cb: () => void)");
-    }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      throw Napi::Error::New(env, "napi_get_uv_event_loop failed");
     }
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) throw ErrnoError(env, errno, "eventfd");
@@ -377,77 +324,32 @@ class UringHandle : public Napi::ObjectWrap<UringHandle> {
       close(efd);
       throw ErrnoError(env, e, "io_uring: IORING_REGISTER_EVENTFD");
     }
-    auto* p = new Poller{};
-    p->owner = this;
-    p->efd = efd;
-    int r = uv_poll_init(loop, &p->handle, efd);
-    if (r < 0) {
-      close(efd);
-      delete p;
-      throw ErrnoError(env, -r, "io_uring: uv_poll_init");
-    }
-    p->handle.data = p;
-    poller_ = p;
-    pollCb_ = Napi::Persistent(info[0].As<Napi::Function>());
-    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "aoed.IoRing");
-    r = uv_poll_start(&p->handle, UV_READABLE, &UringHandle::OnPoll);
+    efd_ = efd;
+    poller_.Start(env, efd, info[0].As<Napi::Function>(), "aoed.IoRing", "io_uring",
+                  /*ownFd=*/true);
+    int r = poller_.SetEvents(UV_READABLE);
     if (r < 0) throw ErrnoError(env, -r, "io_uring: uv_poll_start");
-    if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
     return env.Undefined();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    ref_ = true;
-    if (poller_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
-    return info.Env().Undefined();
-  }
+  void Ref(const Napi::CallbackInfo&) { poller_.Ref(); }
+  void Unref(const Napi::CallbackInfo&) { poller_.Unref(); }
 
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    ref_ = false;
-    if (poller_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
-    return info.Env().Undefined();
-  }
-
-  static void OnPoll(uv_poll_t* h, int status, int events) {
-    Poller* p = static_cast<Poller*>(h->data);
-    UringHandle* self = p->owner;
-    if (self == nullptr) return;
+  void OnPoll(int status, int events) override {
     uint64_t v;
-    while (read(p->efd, &v, sizeof v) < 0 && errno == EINTR) {
+    while (read(efd_, &v, sizeof v) < 0 && errno == EINTR) {
     }
-    self->CallJs();
+    poller_.Call(Value(), {});
   }
 
-  void CallJs() {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    if (pollCb_.IsEmpty() || !asyncCtx_) return;
-    inCallback_ = true;
-    try {
-      pollCb_.MakeCallback(Value(), {}, *asyncCtx_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
-    inCallback_ = false;
-    if (closed_) {
-      pollCb_.Reset();
-      asyncCtx_.reset();
-    }
-  }
-
-  napi_env env_ = nullptr;
   int fd_ = -1;
+  int efd_ = -1;  // owned by poller_, which closes it
   bool closed_ = false;
-  bool ref_ = true;
-  bool inCallback_ = false;
   Maps* maps_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> sqAb_;
   Napi::Reference<Napi::ArrayBuffer> cqAb_;
   Napi::Reference<Napi::ArrayBuffer> sqesAb_;
-  Poller* poller_ = nullptr;
-  Napi::FunctionReference pollCb_;
-  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
-  napi_async_cleanup_hook_handle cleanupHook_ = nullptr;
+  FdPoller poller_{this};
 };
 
 Napi::Value UringProbe(const Napi::CallbackInfo& info) {
