@@ -45,7 +45,8 @@ usage: $0 [options]
   -m "MTUS"   MTUs to test (default "$MTUS")
   -q "QDS"    queue depths (default "$QDS")
   -w "LIST"   workloads: randread seqread seqwrite randwrite (default "$WORKLOADS")
-  -T "LIST"   targets: vblade reflect aoed (default "$TARGETS")
+  -T "LIST"   targets: vblade reflect aoed, or NAME with its template in \$CMD_NAME
+              (default "$TARGETS")
   -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
   -S MIB      backing file size (default $SIZE_MB on tmpfs, $DISK_SIZE_MB with -D)
   -D DIR      disk-backed: the backing file is DIR/aoebench-<MIB>m.img on a real disk,
@@ -149,7 +150,7 @@ summarize() {
 	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)"] = $r)) as $vb
 	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
 	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, (.tgt | torder))[]
+	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, (.tgt | torder), .tgt)[]
 	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)"]) as $v
 	    | "| \(.kind) | \(.mtu) | \(.workload) | \(.q) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.devqd | r(1)) | \(.devutil | r(0)) | \(.devawait | r(2)) | \(.cpupct | r(0)) | \(.busy | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
 	' "$1"
@@ -357,7 +358,14 @@ start_target() {
 	vblade) tmpl=$VBLADE_CMD ;;
 	reflect) tmpl=$REFLECT_CMD ;;
 	aoed) tmpl=$AOED_CMD ;;
-	*) log "unknown target $name"; return 1 ;;
+	*)
+		local var="CMD_$name"
+		if [[ ! $name =~ ^[A-Za-z0-9_]+$ || -z ${!var:-} ]]; then
+			log "unknown target $name (no \$CMD_$name)"
+			return 1
+		fi
+		tmpl=${!var}
+		;;
 	esac
 	cmd=$(expand "$tmpl")
 	drop_cache
@@ -423,7 +431,7 @@ run_cell() { # target workload q round
 	local dio=null
 	case $tgt in
 	vblade) [[ " $(expand "$VBLADE_CMD") " == *" -d "* ]] && dio=true || dio=false ;;
-	aoed) [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false ;;
+	aoed | aoed_*) [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false ;;
 	esac
 	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
