@@ -122,11 +122,12 @@ summarize() {
 	def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
 	def torder: {"vblade":0,"reflect":1,"aoed":2}[.] // 9;
 	def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" else "" end);
-	[ group_by([(.backing // "tmpfs"), .mtu_set, .workload, .q_set, .tgt])[]
+	[ group_by([(.backing // "tmpfs"), .mtu_set, .workload, .q_set, (.force_qd // false), .tgt])[]
 	  | (map(select(.failed != true))) as $ok | ($ok | map(backing) | unique) as $kinds | {
 		backing: (.[0].backing // "tmpfs"),
 		kind: (if ($kinds | length) == 0 then (.[0].backing // "tmpfs") else ($kinds | join("/")) end),
 		mtu: .[0].mtu_set, workload: .[0].workload, q: .[0].q_set, tgt: .[0].tgt,
+		f: (.[0].force_qd // false),
 		n: ($ok | length),
 		failed: (length - ($ok | length)),
 		qd: ($ok | map(.qd // 0) | max),
@@ -147,12 +148,12 @@ summarize() {
 		devutil: ($ok | map(select(.dev_util != null) | .dev_util * 100) | median),
 		busy: ($ok | map(select(.machine_busy_pct != null) | .machine_busy_pct) | median)
 	} ] as $rows
-	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)"] = $r)) as $vb
+	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)/\($r.f)"] = $r)) as $vb
 	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
 	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, (.tgt | torder), .tgt)[]
-	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)"]) as $v
-	    | "| \(.kind) | \(.mtu) | \(.workload) | \(.q) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.devqd | r(1)) | \(.devutil | r(0)) | \(.devawait | r(2)) | \(.cpupct | r(0)) | \(.busy | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
+	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, .f, (.tgt | torder), .tgt)[]
+	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)/\(.f)"]) as $v
+	    | "| \(.kind) | \(.mtu) | \(.workload) | \(.q)\(if .f then " -f" else "" end) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.devqd | r(1)) | \(.devutil | r(0)) | \(.devawait | r(2)) | \(.cpupct | r(0)) | \(.busy | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
 	' "$1"
 }
 
@@ -437,10 +438,11 @@ run_cell() { # target workload q round
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
 		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
-		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" \
+		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" \
 		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, target_alive: $alive,
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
+		 | if $force == 1 then . + {force_qd: true} else . end
 		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
 		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
 		       machine_steal_pct: (100 * $ncpu * ($cb[1] - $ca[1]) / ($cb[2] - $ca[2]))} else . end)
@@ -468,7 +470,9 @@ run_cell() { # target workload q round
 record_failed() { # target workload q round: a run that produced no result
 	jq -nc --arg tgt "$1" --arg wl "$2" --argjson q "$3" --argjson mtu "$CUR_MTU" --argjson round "$4" \
 		--arg backing "$BACKING" \
-		'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing}' >>"$RESULTS"
+		--argjson force "$FORCE_QD" \
+		'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing}
+		 | if $force == 1 then . + {force_qd: true} else . end' >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------- main
