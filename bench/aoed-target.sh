@@ -1,10 +1,14 @@
 #!/bin/sh
 # Runs aoed as a benchmark target: one export of FILE as SHELF.SLOT on IFACE.
 # Usage: aoed-target.sh IFACE FILE SHELF SLOT   (extra aoed flags in $AOED_ARGS)
+# Environment: AOED_DIRECT_IO (direct-io, default false), AOED_WRITE_CACHE
+# (write-cache, default true), AOED_IO (aoed's I/O engine: uring, threads,
+# sync; default auto), AOED_CONF_DIR (where the config goes; default: beside
+# FILE. run-bench.sh points it at its private scratch directory).
 set -eu
 iface=$1 file=$2 shelf=$3 slot=$4
 root=$(cd "$(dirname "$0")/.." && pwd)
-conf="$file.aoed.yaml" # beside the backing file, removed with it
+conf="${AOED_CONF_DIR:-$(dirname "$file")}/aoed-$shelf.$slot.yaml"
 cat > "$conf" <<EOT
 log-level: warn
 metrics: off

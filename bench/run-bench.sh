@@ -19,6 +19,8 @@ WORKLOADS="randread seqread seqwrite"
 TARGETS="vblade reflect aoed"
 SIZE_MB=1024
 SECTORS=auto
+DISK_DIR=""     # -D: disk-backed mode, backing file in this directory
+DISK_SIZE_MB=8192
 OUTDIR=""
 FORCE_QD=0
 CLIENT_IO=""
@@ -29,6 +31,7 @@ SLOT=0
 PIN=""
 
 # (templates contain braces, so no ${VAR:=default} here)
+VBLADE_CMD_SET=${VBLADE_CMD:+1}
 [[ -n ${VBLADE_CMD:-} ]] || VBLADE_CMD='vblade {shelf} {slot} {iface} {file}'
 [[ -n ${REFLECT_CMD:-} ]] || REFLECT_CMD="$REFLECT"' -i {iface} -s {shelf} -l {slot}'
 AOED_CMD=${AOED_CMD-"$BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"}
@@ -42,9 +45,13 @@ usage: $0 [options]
   -m "MTUS"   MTUs to test (default "$MTUS")
   -q "QDS"    queue depths (default "$QDS")
   -w "LIST"   workloads: randread seqread seqwrite randwrite (default "$WORKLOADS")
-  -T "LIST"   targets: vblade reflect aoed (default "$TARGETS")
+  -T "LIST"   targets: vblade reflect aoed, or NAME with its template in \$CMD_NAME
+              (default "$TARGETS")
   -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
-  -S MIB      backing file size on tmpfs (default $SIZE_MB)
+  -S MIB      backing file size (default $SIZE_MB on tmpfs, $DISK_SIZE_MB with -D)
+  -D DIR      disk-backed: the backing file is DIR/aoebench-<MIB>m.img on a real disk,
+              written once with random data and reused; vblade runs with -d (O_DIRECT),
+              aoed with direct-io: true; defaults become -m 9000 -n 8 (4 KiB requests)
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
   -I MODE     client I/O mode: ring | rxring | mmsg (default: aoe-load's)
@@ -53,38 +60,55 @@ usage: $0 [options]
   -Q          quick run: -R 1 -t 2 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
+  AOED_DIRECT_IO, AOED_WRITE_CACHE, AOED_IO  passed to aoed-target.sh / aoed
+              (AOED_DIRECT_IO defaults to true with -D, false on tmpfs)
   AOED_CMD    aoed command template (default: bench/aoed-target.sh, which writes a
               one-export config and runs dist/src/bin/aoed.cjs; empty skips aoed)
               placeholders: {iface} {file} {shelf} {slot} {mtu}
-  VBLADE_CMD  default: '$VBLADE_CMD' (e.g. add -b 64 to raise its buffer count)
+  VBLADE_CMD  default: '$VBLADE_CMD', with -D: 'vblade -d ...'
+              (e.g. add -b 64 to raise its buffer count)
   REFLECT_CMD default: 'aoe-reflect -i {iface} -s {shelf} -l {slot}'
 EOF
 	exit 2
 }
 
-while getopts "R:t:W:m:q:w:T:n:S:o:fI:x:P:Qs:h" o; do
+MTUS_SET="" SECTORS_SET="" SIZE_SET=""
+while getopts "R:t:W:m:q:w:T:n:S:D:o:fI:x:P:Qs:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	t) SECS=$OPTARG ;;
 	W) WARMUP=$OPTARG ;;
-	m) MTUS=$OPTARG ;;
+	m) MTUS=$OPTARG MTUS_SET=1 ;;
 	q) QDS=$OPTARG ;;
 	w) WORKLOADS=$OPTARG ;;
 	T) TARGETS=$OPTARG ;;
-	n) SECTORS=$OPTARG ;;
-	S) SIZE_MB=$OPTARG ;;
+	n) SECTORS=$OPTARG SECTORS_SET=1 ;;
+	S) SIZE_MB=$OPTARG SIZE_SET=1 ;;
+	D) DISK_DIR=$OPTARG ;;
 	o) OUTDIR=$OPTARG ;;
 	f) FORCE_QD=1 ;;
 	I) CLIENT_IO=$OPTARG ;;
 	x) CLIENT_EXTRA=$OPTARG ;;
 	P) PIN=$OPTARG ;;
-	Q) ROUNDS=1 SECS=2 WARMUP=0.3 MTUS=1500 QDS="1 32" WORKLOADS="randread seqwrite" ;;
+	Q) ROUNDS=1 SECS=2 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
 	esac
 done
 
 command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
+
+if [[ -n $DISK_DIR ]]; then
+	# 4 KiB requests need a jumbo MTU: (1500-36)/512 = 2 sectors at most.
+	[[ -n $MTUS_SET ]] || MTUS=9000
+	[[ -n $SECTORS_SET ]] || SECTORS=8
+	[[ -n $SIZE_SET ]] || SIZE_MB=$DISK_SIZE_MB
+	[[ -n $VBLADE_CMD_SET ]] || VBLADE_CMD='vblade -d {shelf} {slot} {iface} {file}'
+	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-true}
+	BACKING=disk
+else
+	BACKING=tmpfs
+fi
 
 # ---------------------------------------------------------------- summary
 # Markdown table of medians over rounds, with ratios against vblade.
@@ -97,9 +121,13 @@ summarize() {
 	def ratio(a; b): if a == null or b == null or b == 0 then "-" else (a / b | r(2)) end;
 	def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
 	def torder: {"vblade":0,"reflect":1,"aoed":2}[.] // 9;
-	[ group_by([.mtu_set, .workload, .q_set, .tgt])[]
-	  | (map(select(.failed != true))) as $ok | {
+	def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" else "" end);
+	[ group_by([(.backing // "tmpfs"), .mtu_set, .workload, .q_set, (.force_qd // false), .tgt])[]
+	  | (map(select(.failed != true))) as $ok | ($ok | map(backing) | unique) as $kinds | {
+		backing: (.[0].backing // "tmpfs"),
+		kind: (if ($kinds | length) == 0 then (.[0].backing // "tmpfs") else ($kinds | join("/")) end),
 		mtu: .[0].mtu_set, workload: .[0].workload, q: .[0].q_set, tgt: .[0].tgt,
+		f: (.[0].force_qd // false),
 		n: ($ok | length),
 		failed: (length - ($ok | length)),
 		qd: ($ok | map(.qd // 0) | max),
@@ -114,14 +142,18 @@ summarize() {
 		cpupct: ($ok | map(select(.target_cpu_pct != null) | .target_cpu_pct) | median),
 		err: ($ok | map(.errors) | add),
 		retx: ($ok | map(.retransmits) | add),
-		stale: ($ok | map(.stale // 0) | add)
+		stale: ($ok | map(.stale // 0) | add),
+		devqd: ($ok | map(select(.dev_avg_qd != null) | .dev_avg_qd) | median),
+		devawait: ($ok | map(select(.dev_r_await_ms != null) | .dev_r_await_ms) | median),
+		devutil: ($ok | map(select(.dev_util != null) | .dev_util * 100) | median),
+		busy: ($ok | map(select(.machine_busy_pct != null) | .machine_busy_pct) | median)
 	} ] as $rows
-	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.mtu)/\($r.workload)/\($r.q)"] = $r)) as $vb
-	| "| MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | target CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
-	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-	  ( $rows | sort_by(.mtu, (.workload | wlorder), .q, (.tgt | torder))[]
-	    | . as $x | ($vb["\(.mtu)/\(.workload)/\(.q)"]) as $v
-	    | "| \(.mtu) | \(.workload) | \(.q) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.cpupct | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
+	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)/\($r.f)"] = $r)) as $vb
+	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
+	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, .f, (.tgt | torder), .tgt)[]
+	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)/\(.f)"]) as $v
+	    | "| \(.kind) | \(.mtu) | \(.workload) | \(.q)\(if .f then " -f" else "" end) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.devqd | r(1)) | \(.devutil | r(0)) | \(.devawait | r(2)) | \(.cpupct | r(0)) | \(.busy | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
 	' "$1"
 }
 
@@ -146,6 +178,10 @@ NSA="aoebench-a-$$"
 NSB="aoebench-b-$$"
 IFACE=aoe0
 TMPFS=""
+WORKDIR=""      # private scratch dir (disk mode): aoed's config
+BACKFILE=""     # the backing file the targets export
+FILL_TMP=""     # a backing file being written (removed if interrupted)
+DEV=""          # disk mode: block device name in /proc/diskstats
 TARGET_PID=""
 CLIENT_PID=""
 HZ=$(getconf CLK_TCK)
@@ -209,6 +245,11 @@ cleanup() {
 		umount "$TMPFS" 2>/dev/null || true
 		rmdir "$TMPFS" 2>/dev/null || true
 	fi
+	if [[ -n $WORKDIR ]]; then
+		rm -f "$WORKDIR"/*.yaml 2>/dev/null || true
+		rmdir "$WORKDIR" 2>/dev/null || true
+	fi
+	[[ -z $FILL_TMP ]] || rm -f "$FILL_TMP"
 	exit $rc
 }
 trap cleanup EXIT
@@ -246,11 +287,70 @@ tree_ticks() {
 expand() { # template -> command line
 	local t=$1
 	t=${t//\{iface\}/$IFACE}
-	t=${t//\{file\}/$TMPFS/disk}
+	t=${t//\{file\}/$BACKFILE}
 	t=${t//\{shelf\}/$SHELF}
 	t=${t//\{slot\}/$SLOT}
 	t=${t//\{mtu\}/$CUR_MTU}
 	echo "$t"
+}
+
+# Disk mode: DIR/aoebench-<MIB>m.img, written once from /dev/urandom (every
+# block really allocated and holding data, unlike a sparse or fallocated file,
+# whose reads may never reach the disk), then reused while its size is right.
+prepare_disk_file() {
+	local dir=$1 bytes=$((SIZE_MB * 1024 * 1024)) f
+	mkdir -p "$dir"
+	f="$dir/aoebench-${SIZE_MB}m.img"
+	if [[ -f $f && $(stat -c %s "$f") -eq $bytes && $(($(stat -c %b "$f") * $(stat -c %B "$f"))) -ge $bytes ]]; then
+		log "reusing backing file $f ($SIZE_MB MiB)"
+	else
+		local avail
+		avail=$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1024) }')
+		if [[ ! -f $f && $avail -lt $((SIZE_MB + 1024)) ]]; then
+			log "not enough room in $dir: $avail MiB free, need $SIZE_MB + 1024"
+			exit 1
+		fi
+		rm -f "$f"
+		log "writing backing file $f: $SIZE_MB MiB of random data (once; later runs reuse it)"
+		FILL_TMP="$f.partial"
+		dd if=/dev/urandom of="$FILL_TMP" bs=4M count=$((SIZE_MB / 4)) iflag=fullblock oflag=direct status=none
+		if ((SIZE_MB % 4)); then
+			dd if=/dev/urandom of="$FILL_TMP" bs=1M seek=$((SIZE_MB / 4 * 4)) count=$((SIZE_MB % 4)) \
+				iflag=fullblock oflag=direct conv=notrunc status=none
+		fi
+		sync "$FILL_TMP"
+		mv "$FILL_TMP" "$f"
+		FILL_TMP=""
+	fi
+	BACKFILE=$f
+	# the whole disk that holds it, for the device counters in /proc/diskstats
+	local src
+	src=$(findmnt -no SOURCE --target "$dir" 2>/dev/null | head -n1)
+	src=${src##*/}
+	if [[ -n $src ]] && awk -v d="$src" '$3 == d { f = 1 } END { exit !f }' /proc/diskstats; then
+		DEV=$src
+	else
+		log "no /proc/diskstats entry for the filesystem of $dir: disk counters off"
+	fi
+}
+
+# Drops the backing file's pages from the page cache (posix_fadvise DONTNEED),
+# so a buffered target does not start with a warm cache.
+drop_cache() {
+	[[ $BACKING == disk ]] || return 0
+	dd if="$BACKFILE" iflag=nocache count=0 status=none 2>/dev/null || true
+}
+
+# reads, ms reading, io_ticks, time_in_queue of $DEV, and now in ns
+disk_sample() {
+	[[ -n $DEV ]] || { echo ""; return; }
+	awk -v d="$DEV" '$3 == d { printf "%s %s %s %s ", $4, $7, $13, $14 }' /proc/diskstats
+	date +%s%N
+}
+
+# busy and steal jiffies of all CPUs together (/proc/stat), and the CPU count
+cpu_sample() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
 start_target() {
@@ -259,9 +359,17 @@ start_target() {
 	vblade) tmpl=$VBLADE_CMD ;;
 	reflect) tmpl=$REFLECT_CMD ;;
 	aoed) tmpl=$AOED_CMD ;;
-	*) log "unknown target $name"; return 1 ;;
+	*)
+		local var="CMD_$name"
+		if [[ ! $name =~ ^[A-Za-z0-9_]+$ || -z ${!var:-} ]]; then
+			log "unknown target $name (no \$CMD_$name)"
+			return 1
+		fi
+		tmpl=${!var}
+		;;
 	esac
 	cmd=$(expand "$tmpl")
+	drop_cache
 	log "start $name: $cmd"
 	# ip netns exec execs (no fork) and so does sh -c exec: $! is the target itself
 	$TPIN ip netns exec "$NSA" sh -c "exec $cmd" >>"$OUTDIR/$name.log" 2>&1 &
@@ -297,7 +405,11 @@ run_cell() { # target workload q round
 	[[ -n $CLIENT_EXTRA ]] && args+=($CLIENT_EXTRA)
 	local limit
 	limit=$(awk -v s="$SECS" -v w="$WARMUP" 'BEGIN { printf "%d", s + w + 30 }')
+	local d0 d1 c0 c1 load
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	t0=$(tree_ticks "$TARGET_PID")
+	d0=$(disk_sample)
+	c0=$(cpu_sample)
 	# in the background + wait, so a signal to the harness is handled at once
 	timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
 		-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" "${args[@]}" \
@@ -306,6 +418,8 @@ run_cell() { # target workload q round
 	rc=0
 	wait "$CLIENT_PID" || rc=$?
 	CLIENT_PID=""
+	d1=$(disk_sample)
+	c1=$(cpu_sample)
 	out=$(cat "$OUTDIR/client.out")
 	t1=$(tree_ticks "$TARGET_PID")
 	local alive=true
@@ -314,21 +428,51 @@ run_cell() { # target workload q round
 		log "client failed (rc $rc) for $tgt $wl q$q"
 		out='{"failed":true}'
 	fi
+	# direct I/O as configured: vblade -d, aoed-target.sh's AOED_DIRECT_IO
+	local dio=null
+	case $tgt in
+	vblade) [[ " $(expand "$VBLADE_CMD") " == *" -d "* ]] && dio=true || dio=false ;;
+	aoed | aoed_*) [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false ;;
+	esac
 	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
+		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
+		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
+		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" \
 		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, target_alive: $alive,
-		      target_cpu_s: ($ticks / $hz)}
+		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
+		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
+		 | if $force == 1 then . + {force_qd: true} else . end
+		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
+		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
+		       machine_steal_pct: (100 * $ncpu * ($cb[1] - $ca[1]) / ($cb[2] - $ca[2]))} else . end)
+		 | if $tgt == "aoed" and $aoed_io != "" then . + {aoed_io: $aoed_io} else . end
+		 | if $dev != "" and $d0 != "" and $d1 != "" then
+		       ($d0 | split(" ") | map(tonumber)) as $a | ($d1 | split(" ") | map(tonumber)) as $b
+		       | (($b[4] - $a[4]) / 1e6) as $ms | ($b[0] - $a[0]) as $rd
+		       | . + {dev: $dev, dev_reads: $rd, dev_r_per_s: ($rd / $ms * 1000),
+		              dev_r_await_ms: (if $rd > 0 then ($b[1] - $a[1]) / $rd else null end),
+		              dev_util: (($b[2] - $a[2]) / $ms), dev_avg_qd: (($b[3] - $a[3]) / $ms)}
+		   else . end
 		 | if .ops_all and .ops_all > 0 then
 		       . + {cpu_s_per_gb: (.target_cpu_s / (.ops_all * .sectors * 512 / 1e9)),
 		            target_cpu_pct: (100 * .target_cpu_s / .elapsed_s)}
 		   else . end' | tee -a "$RESULTS" |
-		jq -r '"    \(.tgt) \(.workload) q\(.q_set): \(.req_per_s // "FAILED") req/s, \(.mb_per_s // "-") MB/s, p99 \(.p99_us // "-") us, cpu \(.target_cpu_s) s, err \(.errors // "-"), retx \(.retransmits // "-")"' >&2
+		jq -r '"    \(.tgt) \(.workload) q\(.q_set): \(.req_per_s // "FAILED") req/s, \(.mb_per_s // "-") MB/s, p99 \(.p99_us // "-") us, cpu \(.target_cpu_s) s, err \(.errors // "-"), retx \(.retransmits // "-")\(if .dev then ", disk \(.dev_r_per_s | round) r/s qd \(.dev_avg_qd * 10 | round / 10)" else "" end), machine \(.machine_busy_pct // 0 | round) %, load \(.loadavg[0])"' >&2
 	if [[ $alive == false ]]; then
 		log "$tgt died during $wl q$q"
 		wait "$TARGET_PID" 2>/dev/null || true
 		TARGET_PID=""
 		return 1
 	fi
+}
+
+record_failed() { # target workload q round: a run that produced no result
+	jq -nc --arg tgt "$1" --arg wl "$2" --argjson q "$3" --argjson mtu "$CUR_MTU" --argjson round "$4" \
+		--arg backing "$BACKING" \
+		--argjson force "$FORCE_QD" \
+		'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing}
+		 | if $force == 1 then . + {force_qd: true} else . end' >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------- main
@@ -355,24 +499,39 @@ main() {
 	done
 	[[ ${#ACTIVE_TARGETS[@]} -gt 0 ]] || { log "no targets"; exit 1; }
 
-	TMPFS=$(mktemp -d /tmp/aoebench-tmpfs.XXXXXX)
-	mount -t tmpfs -o "size=$((SIZE_MB + 64))m" tmpfs "$TMPFS"
-	fallocate -l "$((SIZE_MB * 1024 * 1024))" "$TMPFS/disk"
+	if [[ $BACKING == disk ]]; then
+		WORKDIR=$(mktemp -d /tmp/aoebench-work.XXXXXX)
+		prepare_disk_file "$DISK_DIR"
+	else
+		TMPFS=$(mktemp -d /tmp/aoebench-tmpfs.XXXXXX)
+		mount -t tmpfs -o "size=$((SIZE_MB + 64))m" tmpfs "$TMPFS"
+		fallocate -l "$((SIZE_MB * 1024 * 1024))" "$TMPFS/disk"
+		WORKDIR=$TMPFS BACKFILE=$TMPFS/disk
+	fi
+	# aoed-target.sh writes its config here (not beside a backing file on a real disk)
+	export AOED_CONF_DIR=$WORKDIR
 	DISK_SECTORS=$((SIZE_MB * 2048))
 
 	ncells=$(($(wc -w <<<"$MTUS") * $(wc -w <<<"$WORKLOADS") * $(wc -w <<<"$QDS") * ${#ACTIVE_TARGETS[@]} * ROUNDS))
-	log "targets: ${ACTIVE_TARGETS[*]}; MTUs: $MTUS; workloads: $WORKLOADS; q: $QDS; rounds: $ROUNDS"
+	log "targets: ${ACTIVE_TARGETS[*]}; backing: $BACKING $BACKFILE; MTUs: $MTUS; sectors: $SECTORS; workloads: $WORKLOADS; q: $QDS; rounds: $ROUNDS"
 	log "$ncells runs of ${SECS}s + ${WARMUP}s warm-up (about $(awk -v n="$ncells" -v s="$SECS" -v w="$WARMUP" 'BEGIN{printf "%d", n*(s+w+0.2)/60+1}') min); results in $OUTDIR"
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
 		echo "args: rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
+		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
+		echo "loadavg: $(cat /proc/loadavg)"
+		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
 		echo "VBLADE_CMD=$VBLADE_CMD"
 		echo "REFLECT_CMD=$REFLECT_CMD"
 		echo "AOED_CMD=$AOED_CMD"
 	} >"$OUTDIR/params.txt"
 
 	for CUR_MTU in $MTUS; do
+		if [[ $SECTORS != auto ]] && ((SECTORS > (CUR_MTU - 36) / 512)); then
+			log "MTU $CUR_MTU carries at most $(((CUR_MTU - 36) / 512)) sectors per frame, not $SECTORS: skipping it"
+			continue
+		fi
 		setup_net "$CUR_MTU"
 		log "MTU $CUR_MTU: namespaces $NSA <-> $NSB"
 		for round in $(seq "$ROUNDS"); do
@@ -380,16 +539,14 @@ main() {
 				log "MTU $CUR_MTU round $round/$ROUNDS target $tgt"
 				if ! start_target "$tgt"; then
 					for wl in $WORKLOADS; do for q in $QDS; do
-						jq -nc --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" --argjson round "$round" \
-							'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round}' >>"$RESULTS"
+						record_failed "$tgt" "$wl" "$q" "$round"
 					done; done
 					continue
 				fi
 				for wl in $WORKLOADS; do
 					for q in $QDS; do
 						if [[ -z $TARGET_PID ]]; then
-							jq -nc --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" --argjson round "$round" \
-								'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round}' >>"$RESULTS"
+							record_failed "$tgt" "$wl" "$q" "$round"
 							continue
 						fi
 						run_cell "$tgt" "$wl" "$q" "$round" || true

@@ -137,8 +137,23 @@ export function chooseIoEngine(requested?: IoEngineRequest, inMemory = false): I
 let sharedRing: IoRing | null = null;
 let ringUsers = 0;
 
+/**
+ * $AOED_URING_SUBMIT_BATCH (experimental): submit every N queued operations
+ * instead of once per event-loop callback (IoRingOptions.submitBatch). 0 or
+ * unset: once per callback.
+ */
+export function submitBatchFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const v = (env.AOED_URING_SUBMIT_BATCH ?? "").trim();
+  if (v === "") return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`AOED_URING_SUBMIT_BATCH=${v}: expected a whole number >= 0`);
+  return n;
+}
+
 function acquireRing(): IoRing {
-  if (sharedRing === null) sharedRing = IoRing.open({ entries: 256 });
+  if (sharedRing === null)
+    sharedRing = IoRing.open({ entries: 256, submitBatch: submitBatchFromEnv() });
   ringUsers++;
   return sharedRing;
 }

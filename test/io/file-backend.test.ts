@@ -15,6 +15,7 @@ import {
   isMemoryBacked,
   type OpenOptions,
   openFileBackend,
+  submitBatchFromEnv,
 } from "../../src/io/file-backend.js";
 import { probeUring } from "../../src/io/uring.js";
 
@@ -98,6 +99,16 @@ describe("I/O engine selection", () => {
     expect(ioEngineFromEnv({ AOED_IO: "auto" })).toBe("auto");
     expect(ioEngineFromEnv({ AOED_IO: "sync" })).toBe("sync");
     expect(() => ioEngineFromEnv({ AOED_IO: "aio" })).toThrow(/AOED_IO=aio/);
+  });
+
+  it("reads AOED_URING_SUBMIT_BATCH", () => {
+    expect(submitBatchFromEnv({})).toBe(0);
+    expect(submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: " 4 " })).toBe(4);
+    expect(submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "0" })).toBe(0);
+    expect(() => submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "-1" })).toThrow(
+      /AOED_URING_SUBMIT_BATCH=-1/,
+    );
+    expect(() => submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "x" })).toThrow(/whole number/);
   });
 
   it("picks io_uring when the probe passes, and the thread pool on request", () => {

@@ -138,6 +138,40 @@ describe.skipIf(!probe.ok)("IoRing", () => {
     expect(ring.pending).toBe(0);
   });
 
+  it("submitBatch hands SQEs to the kernel while the batch is still being queued", async () => {
+    const early = IoRing.open({ entries: 8, cqEntries: 16, submitBatch: 2 });
+    try {
+      expect(early.submitBatch).toBe(2);
+      const BLOCK = 4096;
+      const { fd } = openTmp("early", "w+", BLOCK * 64);
+      const model = randomBytes(BLOCK * 64);
+      fs.writeSync(fd, model, 0, model.length, 0);
+      // 40 reads queued in one callback: more than the SQ (8) and the CQ (16) hold.
+      const bufs = Array.from({ length: 40 }, () => Buffer.alloc(BLOCK));
+      let errors = 0;
+      await new Promise<void>((resolve) => {
+        let left = bufs.length;
+        bufs.forEach((b, i) => {
+          early.read(fd, b, BLOCK, ((i * 7) % 64) * BLOCK, (err) => {
+            if (err) errors++;
+            if (--left === 0) resolve();
+          });
+        });
+        // Submitted in pairs already, before this callback returns.
+        expect(early.stats.submitted).toBeGreaterThanOrEqual(8);
+      });
+      expect(errors).toBe(0);
+      bufs.forEach((b, i) => {
+        const at = ((i * 7) % 64) * BLOCK;
+        expect(b.equals(model.subarray(at, at + BLOCK))).toBe(true);
+      });
+      expect(early.stats.submitted).toBe(40);
+      expect(early.pending).toBe(0);
+    } finally {
+      await early.close();
+    }
+  });
+
   it("interleaves reads, writes and flushes of many buffers in one batch", async () => {
     const { fd } = openTmp("mixed", "w+", 1024 * KiB);
     const bufs = Array.from({ length: 200 }, (_, i) => Buffer.alloc(1024, i & 0xff));
