@@ -3,7 +3,7 @@
 # Usage: aoed-target.sh IFACE FILE SHELF SLOT   (extra aoed flags in $AOED_ARGS)
 # Environment: AOED_DIRECT_IO (direct-io, default false), AOED_WRITE_CACHE
 # (write-cache, default true), AOED_IO (aoed's I/O engine: uring, threads,
-# sync; default auto), AOED_CONF_DIR (where the config goes; default: beside
+# sync; default auto), AOED_WORKERS (workers, default 0), AOED_CONF_DIR (where the config goes; default: beside
 # FILE. run-bench.sh points it at its private scratch directory).
 set -eu
 iface=$1 file=$2 shelf=$3 slot=$4
@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 conf="${AOED_CONF_DIR:-$(dirname "$file")}/aoed-$shelf.$slot.yaml"
 cat > "$conf" <<EOT
 log-level: warn
+workers: ${AOED_WORKERS:-0}
 metrics: off
 control-socket: off
 exports:

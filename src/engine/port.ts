@@ -78,6 +78,14 @@ export interface PortOptions {
 }
 
 const MiB = 1024 * 1024;
+/**
+ * The first replies of a receive batch go out after this many, the rest at its
+ * end: the initiator can send more while the batch is still being worked on,
+ * for one extra kick per batch. Measured side by side on the 2-core VM (1 KiB
+ * requests, MTU 1500): +20% at queue depth 8, within noise at 32; a kick every
+ * 4 replies instead costs 15% at 32.
+ */
+const EARLY_KICK = 4;
 
 /** An interface as sysfs shows it now; null when it does not exist. */
 export function linkState(name: string): { ifindex: number; mtu: number } | null {
@@ -170,28 +178,42 @@ export class Port implements ReplyPort {
     return tx;
   }
 
-  /** Queues the acquired slot for sending; the kick happens once per event-loop turn. */
+  /**
+   * Queues the acquired slot for sending. Replies built while a receive batch
+   * is walked go out with one kick at its end; others (completions of
+   * asynchronous I/O) with one kick per event-loop turn.
+   */
   commit(len: number): void {
     this.sock.txCommit(len);
     this.stats.txFrames++;
     this.stats.txBytes += Math.max(len, MIN_FRAME);
     if (!this.pendingFlush) {
       this.pendingFlush = true;
-      setImmediate(this.flush);
+      if (!this.inBatch) setImmediate(this.flush);
     }
+    if (this.inBatch && ++this.batchReplies === EARLY_KICK) this.flush();
   }
 
+  /** Replies built in the current receive batch. */
+  private batchReplies = 0;
+
   private readonly flush = (): void => {
+    if (!this.pendingFlush) return;
     this.pendingFlush = false;
     this.sock.flush();
   };
 
+  /** Between the first frame of a receive batch and its end. */
+  private inBatch = false;
+
   private readonly onBatchEnd = (): void => {
-    // Replies built while draining the receive ring go out now, not a turn later.
-    if (this.pendingFlush) this.sock.flush();
+    this.inBatch = false;
+    this.batchReplies = 0;
+    this.flush();
   };
 
   private readonly onFrame = (buf: Buffer, off: number, len: number): void => {
+    this.inBatch = true;
     const stats = this.stats;
     stats.rxFrames++;
     stats.rxBytes += len;
@@ -238,6 +260,10 @@ export class Port implements ReplyPort {
   /** Stops delivering received frames (the port is being replaced); replies still go out. */
   stopReceiving(): void {
     this.sock.stop();
+    // A batch cut short ends here: what it answered still goes out.
+    this.inBatch = false;
+    this.batchReplies = 0;
+    this.flush();
   }
 
   /** Frames the kernel dropped on the receive rings of worker threads' sockets on this interface. */
