@@ -8,7 +8,8 @@
         "native/blockdev.cc",
         "native/uring.cc",
         "native/notify.cc",
-        "native/fd-poller.cc"
+        "native/fd-poller.cc",
+        "native/mapped.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

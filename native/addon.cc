@@ -31,12 +31,14 @@ void InitPacket(Napi::Env env, Napi::Object exports);
 void InitBlockdev(Napi::Env env, Napi::Object exports);
 void InitUring(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
+void InitMapped(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPacket(env, exports);
   InitBlockdev(env, exports);
   InitUring(env, exports);
   InitNotify(env, exports);
+  InitMapped(env, exports);
   return exports;
 }
 

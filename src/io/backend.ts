@@ -15,7 +15,8 @@ export interface BackendCapabilities {
   alignment: number;
   /**
    * How the I/O is done, for the logs: "io_uring", "threads" (libuv's
-   * thread pool) or "sync" (pread/pwrite on the event loop: files in memory,
+   * thread pool), "mmap" (files in memory, mapped: a read or write is a
+   * memcpy on the event loop) or "sync" (pread/pwrite on the event loop: files in memory,
    * or on request). Absent for backends that do no system I/O.
    */
   engine?: IoEngine;
@@ -23,7 +24,7 @@ export interface BackendCapabilities {
   engineNote?: string;
 }
 
-export type IoEngine = "io_uring" | "threads" | "sync";
+export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
 
 export interface Backend {
   readonly path: string;

@@ -5,7 +5,7 @@
  * measurements on memory-backed files. caps.engine says which one is in effect.
  */
 import fs from "node:fs";
-import type { UringProbeResult } from "../net/native.js";
+import { loadNative, type UringProbeResult } from "../net/native.js";
 import type {
   Backend,
   BackendCapabilities,
@@ -36,12 +36,12 @@ export interface OpenOptions {
 }
 
 /**
- * "auto": pread/pwrite on the event loop for files in memory (tmpfs, ramfs),
- * else io_uring when available, else the thread pool. "uring": io_uring or
- * fail. "threads": the thread pool. "sync": pread/pwrite on the event loop for
- * any file (a disk that stalls then stalls the whole daemon).
+ * "auto": files in memory (tmpfs, ramfs) mapped, else io_uring when
+ * available, else the thread pool. "uring": io_uring or fail. "threads": the
+ * thread pool. "sync": pread/pwrite on the event loop. "mmap": any regular
+ * file mapped. With sync and mmap a disk that stalls stalls the whole daemon.
  */
-export type IoEngineRequest = "auto" | "uring" | "threads" | "sync";
+export type IoEngineRequest = "auto" | "uring" | "threads" | "sync" | "mmap";
 
 export interface IoEngineChoice {
   engine: IoEngine;
@@ -63,14 +63,15 @@ export async function isMemoryBacked(path: string): Promise<boolean> {
   }
 }
 
-/** Reads $AOED_IO: uring, threads, sync or auto (the default). */
+/** Reads $AOED_IO: uring, threads, sync, mmap or auto (the default). */
 export function ioEngineFromEnv(env: NodeJS.ProcessEnv = process.env): IoEngineRequest {
   const v = (env.AOED_IO ?? "").trim().toLowerCase();
   if (v === "" || v === "auto") return "auto";
   if (v === "uring" || v === "io_uring") return "uring";
   if (v === "threads" || v === "threadpool") return "threads";
   if (v === "sync") return "sync";
-  throw new Error(`AOED_IO=${env.AOED_IO}: expected uring, threads, sync or auto`);
+  if (v === "mmap") return "mmap";
+  throw new Error(`AOED_IO=${env.AOED_IO}: expected uring, threads, sync, mmap or auto`);
 }
 
 function readSysctl(name: string): string | null {
@@ -117,13 +118,13 @@ export function describeUringFailure(p: UringProbeResult): string {
  */
 export function chooseIoEngine(requested?: IoEngineRequest, inMemory = false): IoEngineChoice {
   const want = requested ?? ioEngineFromEnv();
-  if (want === "threads" || want === "sync") return { engine: want };
+  if (want === "threads" || want === "sync" || want === "mmap") return { engine: want };
   if (want === "auto" && inMemory)
     return {
-      engine: "sync",
+      engine: "mmap",
       note:
-        "the file is in memory (tmpfs): io_uring would hand every request to a kernel " +
-        "worker, pread/pwrite on the event loop is cheaper and never waits for a disk " +
+        "the file is in memory (tmpfs): mapped, a read or write is a copy on the event " +
+        "loop, cheaper than any system call and never waiting for a disk " +
         "(AOED_IO=uring to override)",
     };
   const p = probeUring();
@@ -262,7 +263,13 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   }
   const isBlock = st.isBlockDevice();
   if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
-  const choice = chooseIoEngine(want, !isBlock && want === "auto" && (await isMemoryBacked(path)));
+  const inMemory = !isBlock && (want === "auto" || want === "mmap") && (await isMemoryBacked(path));
+  const choice = chooseIoEngine(want, inMemory);
+  if (choice.engine === "mmap" && !inMemory && !opts.writeCache && !opts.readOnly) {
+    // Stores through a mapping skip O_DSYNC: with the write cache off, pwrite it is.
+    choice.engine = "sync";
+    choice.note = "write-cache is off: pwrite with O_DSYNC instead of a mapping";
+  }
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
   const baseFlags =
@@ -332,7 +339,14 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
           ring,
         );
     }
-    if (choice.engine === "sync")
+    if (choice.engine === "mmap") {
+      const map = mapWindow(fd, opts.offset + size, opts.readOnly, isBlock);
+      if (map !== null)
+        return new MappedFileBackend(path, fd, size, opts.offset, opts.readOnly, caps, map);
+      caps.engine = "sync";
+      caps.engineNote = "nothing to map (an empty file or a block device): pread/pwrite";
+    }
+    if (caps.engine === "sync")
       return new SyncFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
     return new ThreadPoolFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
   } catch (err) {
@@ -363,6 +377,12 @@ export function adoptFileBackend(shared: SharedBackend): Backend {
       ring === null
         ? new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps)
         : new UringFileBackend(path, fd, directFd, size, offset, readOnly, caps, ring);
+  } else if (caps.engine === "mmap") {
+    const map = mapWindow(fd, offset + size, readOnly, caps.blockDevice);
+    backend =
+      map === null
+        ? new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps)
+        : new MappedFileBackend(path, fd, size, offset, readOnly, caps, map);
   } else if (caps.engine === "sync")
     backend = new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps);
   else backend = new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps);
@@ -541,13 +561,97 @@ class SyncFileBackend extends FileBackend {
   }
 
   flush(cb: IoCallback): void {
-    let err: NodeJS.ErrnoException | null = null;
-    try {
-      fs.fdatasyncSync(this.fd);
-    } catch (e) {
-      err = e as NodeJS.ErrnoException;
+    cb(fdatasyncNow(this.fd));
+  }
+}
+
+/** fdatasync on the event loop: the error, or null. */
+function fdatasyncNow(fd: number): NodeJS.ErrnoException | null {
+  try {
+    fs.fdatasyncSync(fd);
+    return null;
+  } catch (e) {
+    return e as NodeJS.ErrnoException;
+  }
+}
+
+/** The file mapped up to the end of the export's window; null when there is nothing to map. */
+function mapWindow(
+  fd: number,
+  end: number,
+  readOnly: boolean,
+  isBlock: boolean,
+): ArrayBuffer | null {
+  if (isBlock || end === 0) return null;
+  return loadNative().mapFile(fd, end, !readOnly);
+}
+
+/**
+ * The file mapped into memory: a read or write is one copy between the mapping
+ * and the request's buffer, no system call. For files in memory (tmpfs), where
+ * pread/pwrite cost several times the copy itself. A file truncated under the
+ * mapping fails the request with EIO instead of killing the process.
+ */
+class MappedFileBackend extends FileBackend {
+  private readonly native = loadNative();
+
+  constructor(
+    path: string,
+    fd: number,
+    size: number,
+    offset: number,
+    readOnly: boolean,
+    caps: BackendCapabilities,
+    private readonly map: ArrayBuffer,
+  ) {
+    super(path, fd, -1, size, offset, readOnly, caps);
+  }
+
+  private copied(err: number, op: string, at: number, cb: IoCallback): void {
+    if (err === 0) {
+      cb(null);
+      return;
     }
-    cb(err);
+    const e: NodeJS.ErrnoException = new Error(
+      `${this.path}: ${op} at ${at} faulted: the file is shorter than the export (truncated?)`,
+    );
+    e.code = "EIO";
+    cb(e);
+  }
+
+  /** What a pread/pwrite would have failed with, before touching the mapping; null if none. */
+  private refused(op: "read" | "write", at: number, len: number): NodeJS.ErrnoException | null {
+    const mapped = this.map.byteLength; // 0 once closed
+    if (mapped === 0 || (op === "write" && this.readOnly)) {
+      const e: NodeJS.ErrnoException = new Error(`${this.path}: ${op}: bad file descriptor`);
+      e.code = "EBADF";
+      return e;
+    }
+    if (at + len > mapped) return shortIo(op, this.path, at, Math.max(0, mapped - at), len);
+    return null;
+  }
+
+  read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    const no = this.refused("read", at, len);
+    if (no !== null) cb(no);
+    else this.copied(this.native.copyGuarded(this.map, at, buf, 0, len), "read", at, cb);
+  }
+
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const at = pos + this.offset;
+    const no = this.refused("write", at, len);
+    if (no !== null) cb(no);
+    else this.copied(this.native.copyGuarded(buf, 0, this.map, at, len), "write", at, cb);
+  }
+
+  flush(cb: IoCallback): void {
+    cb(fdatasyncNow(this.fd));
+  }
+
+  protected override release(): Promise<void> {
+    this.native.unmapFile(this.map);
+    return Promise.resolve();
   }
 }
 

@@ -167,6 +167,18 @@ export interface NativeAddon {
   physicalBlockSize(fd: number): number;
   alignedBuffer(size: number, align: number): ArrayBuffer;
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
+  /** mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC. */
+  mapFile(fd: number, length: number, writable: boolean): ArrayBuffer;
+  /** Detaches a mapFile() buffer and unmaps it now; a no-op for anything else. */
+  unmapFile(map: ArrayBuffer): void;
+  /** memcpy that answers EIO (5) instead of crashing when a mapping faults (file truncated); else 0. */
+  copyGuarded(
+    src: ArrayBuffer | ArrayBufferView,
+    srcOffset: number,
+    dst: ArrayBuffer | ArrayBufferView,
+    dstOffset: number,
+    length: number,
+  ): number;
   /** Sets up a tiny ring once and checks the opcodes aoed needs. Never throws. */
   uringProbe(): UringProbeResult;
   /** io_uring_setup + mmaps. cqEntries 0: the kernel's default (2 x entries). Throws on failure. */

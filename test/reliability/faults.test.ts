@@ -37,7 +37,9 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const AOECTL = path.join(path.dirname(AOED), "aoectl.js");
-const ENGINES = probeUring().ok ? (["threads", "uring"] as const) : (["threads"] as const);
+const ENGINES = probeUring().ok
+  ? (["threads", "uring", "mmap"] as const)
+  : (["threads", "mmap"] as const);
 const noLoop = loopUnavailable();
 const noFuse = fuseUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,172 @@
+// Memory-mapped backing files, for stores that live in memory (tmpfs):
+//   mapFile(fd, length, writable) -> ArrayBuffer over mmap(MAP_SHARED)
+//   unmapFile(ArrayBuffer)        detaches it and unmaps now (else the GC does)
+//   copyGuarded(src, srcOff, dst, dstOff, len) -> 0 | EIO
+// A read or write is then a memcpy instead of a pread/pwrite system call.
+// A file truncated under its mapping raises SIGBUS on access; copyGuarded
+// turns that into EIO for the one copy instead of killing the process.
+
+#include <napi.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
+
+namespace {
+
+struct Mapping {
+  void* addr;
+  size_t len;
+};
+
+// Mappings by address, so unmapFile() can find the one behind an ArrayBuffer
+// and the finalizer knows it is already gone. Worker threads map too.
+std::mutex gMapsLock;
+std::unordered_map<void*, Mapping*> gMaps;
+
+void FinalizeMapping(Napi::Env, void*, Mapping* m) {
+  std::lock_guard<std::mutex> hold(gMapsLock);
+  if (m->addr != nullptr) {
+    gMaps.erase(m->addr);
+    munmap(m->addr, m->len);
+  }
+  delete m;
+}
+
+// The copy in progress on this thread, if any: where SIGBUS jumps back to.
+// volatile and fenced: the compiler must not drop the store before the copy.
+thread_local sigjmp_buf* volatile tGuard = nullptr;
+struct sigaction gPrevBus;
+std::once_flag gBusInstalled;
+
+void OnBus(int sig, siginfo_t* info, void* ctx) {
+  if (tGuard != nullptr) siglongjmp(*tGuard, 1);
+  // Not ours: whoever handled SIGBUS before us, else the default (a crash).
+  if ((gPrevBus.sa_flags & SA_SIGINFO) != 0 && gPrevBus.sa_sigaction != nullptr) {
+    gPrevBus.sa_sigaction(sig, info, ctx);
+  } else if (gPrevBus.sa_handler != SIG_DFL && gPrevBus.sa_handler != SIG_IGN) {
+    gPrevBus.sa_handler(sig);
+  } else {
+    signal(SIGBUS, SIG_DFL);
+    raise(SIGBUS);
+  }
+}
+
+void InstallBusHandler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = OnBus;
+  // SA_NODEFER: leaving the handler by siglongjmp must not leave SIGBUS blocked.
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, &gPrevBus);
+}
+
+int CopyGuarded(void* dst, const void* src, size_t n) {
+  sigjmp_buf jump;
+  // No signal mask saved: that would be a system call per copy.
+  if (sigsetjmp(jump, 0) != 0) {
+    tGuard = nullptr;
+    return EIO;
+  }
+  tGuard = &jump;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  std::memcpy(dst, src, n);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  tGuard = nullptr;
+  return 0;
+}
+
+// The bytes of an ArrayBuffer or a view (Buffer, typed array).
+bool BytesOf(Napi::Value v, uint8_t** data, size_t* len) {
+  if (v.IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(ab.Data());
+    *len = ab.ByteLength();
+    return true;
+  }
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    *data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    *len = ta.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBoolean()) {
+    throw Napi::TypeError::New(env, "mapFile(fd: number, length: number, writable: boolean)");
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  double length = info[1].As<Napi::Number>().DoubleValue();
+  if (!(length >= 1) || length > double(SIZE_MAX) || length != double(size_t(length))) {
+    throw Napi::RangeError::New(env, "mapFile: length must be a whole number of bytes >= 1");
+  }
+  bool writable = info[2].As<Napi::Boolean>().Value();
+  std::call_once(gBusInstalled, InstallBusHandler);
+  size_t len = size_t(length);
+  void* addr = mmap(nullptr, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) throw ErrnoError(env, errno, "mmap of the backing file");
+  auto* m = new Mapping{addr, len};
+  {
+    std::lock_guard<std::mutex> hold(gMapsLock);
+    gMaps[addr] = m;
+  }
+  return Napi::ArrayBuffer::New(env, addr, len, FinalizeMapping, m);
+}
+
+Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    throw Napi::TypeError::New(env, "unmapFile(map: ArrayBuffer)");
+  }
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  void* addr = ab.Data();
+  std::lock_guard<std::mutex> hold(gMapsLock);
+  auto it = gMaps.find(addr);
+  if (it == gMaps.end()) return env.Undefined();  // not a mapping, or unmapped already
+  Mapping* m = it->second;
+  gMaps.erase(it);
+  ab.Detach();
+  munmap(m->addr, m->len);
+  m->addr = nullptr;
+  return env.Undefined();
+}
+
+Napi::Value CopyGuardedJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* src;
+  uint8_t* dst;
+  size_t srcLen, dstLen;
+  if (info.Length() < 5 || !BytesOf(info[0], &src, &srcLen) || !info[1].IsNumber() ||
+      !BytesOf(info[2], &dst, &dstLen) || !info[3].IsNumber() || !info[4].IsNumber()) {
+    throw Napi::TypeError::New(
+        env, "copyGuarded(src, srcOffset: number, dst, dstOffset: number, length: number)");
+  }
+  double so = info[1].As<Napi::Number>().DoubleValue();
+  double doff = info[3].As<Napi::Number>().DoubleValue();
+  double n = info[4].As<Napi::Number>().DoubleValue();
+  if (!(so >= 0 && doff >= 0 && n >= 0) || so + n > double(srcLen) || doff + n > double(dstLen)) {
+    throw Napi::RangeError::New(env, "copyGuarded: range outside a buffer");
+  }
+  return Napi::Number::New(env, CopyGuarded(dst + size_t(doff), src + size_t(so), size_t(n)));
+}
+
+}  // namespace
+
+void InitMapped(Napi::Env env, Napi::Object exports) {
+  exports.Set("mapFile", Napi::Function::New<MapFile>(env, "mapFile"));
+  exports.Set("unmapFile", Napi::Function::New<UnmapFile>(env, "unmapFile"));
+  exports.Set("copyGuarded", Napi::Function::New<CopyGuardedJs>(env, "copyGuarded"));
+}
