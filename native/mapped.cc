@@ -45,7 +45,8 @@ void FinalizeMapping(Napi::Env, void*, Mapping* m) {
 
 // The copy in progress on this thread, if any: where SIGBUS jumps back to.
 // volatile and fenced: the compiler must not drop the store before the copy.
-thread_local sigjmp_buf* volatile tGuard = nullptr;
+// initial-exec: no lazy TLS allocation can happen inside the signal handler.
+thread_local sigjmp_buf* volatile tGuard __attribute__((tls_model("initial-exec"))) = nullptr;
 struct sigaction gPrevBus;
 std::once_flag gBusInstalled;
 
@@ -110,8 +111,9 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
   double length = info[1].As<Napi::Number>().DoubleValue();
-  if (!(length >= 1) || length > double(SIZE_MAX) || length != double(size_t(length))) {
-    throw Napi::RangeError::New(env, "mapFile: length must be a whole number of bytes >= 1");
+  // An ArrayBuffer holds at most 4 GiB on Node 20; a bigger one would be refused after mapping.
+  if (!(length >= 1) || length > double(uint64_t(1) << 32) || length != double(size_t(length))) {
+    throw Napi::RangeError::New(env, "mapFile: length must be a whole number of bytes from 1 to 4 GiB");
   }
   bool writable = info[2].As<Napi::Boolean>().Value();
   std::call_once(gBusInstalled, InstallBusHandler);

@@ -8,6 +8,7 @@
 //   fanoutId (0 without fanout)
 // and methods
 //   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
+//   setSteering(program) -> 0 | errno   PACKET_FANOUT_DATA for the group
 //   stats() -> {packets, drops} PACKET_STATISTICS (reading resets them)
 //   refreshMtu() -> number      SIOCGIFMTU
 //   startPoll(cb, readable, writable)  uv_poll; cb(status, events)
@@ -287,6 +288,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     return DefineClass(env, "PacketHandle",
                        {
                            InstanceMethod<&PacketHandle::Kick>("kick"),
+                           InstanceMethod<&PacketHandle::SetSteering>("setSteering"),
                            InstanceMethod<&PacketHandle::Stats>("stats"),
                            InstanceMethod<&PacketHandle::RefreshMtu>("refreshMtu"),
                            InstanceMethod<&PacketHandle::StartPoll>("startPoll"),
@@ -428,6 +430,23 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     poller_.Close();
     ReleaseNative();
     return env.Undefined();
+  }
+
+  // PACKET_FANOUT_DATA: a new steering program for the whole fanout group.
+  Napi::Value SetSteering(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsBuffer()) {
+      throw Napi::TypeError::New(env, "setSteering(program: Buffer)");
+    }
+    Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+    size_t count = b.Length() / sizeof(sock_filter);
+    if (count == 0 || count > BPF_MAXINSNS || b.Length() % sizeof(sock_filter) != 0) {
+      throw Napi::RangeError::New(env, ifname_ + ": bad steering program");
+    }
+    std::vector<sock_filter> prog(count);
+    std::memcpy(prog.data(), b.Data(), b.Length());
+    if (closed_) return Napi::Number::New(env, EBADF);
+    return Napi::Number::New(env, SetFilter(fd_, SOL_PACKET, PACKET_FANOUT_DATA, prog) ? 0 : errno);
   }
 
   Napi::Value Kick(const Napi::CallbackInfo& info) {

@@ -267,6 +267,12 @@ const YAML_CORE = FAILSAFE_SCHEMA.extend({
   ],
 });
 
+/**
+ * A directive (`%YAML 1.1` changes how scalars resolve) or a line starting
+ * inside a flow collection (js-yaml accepts indentation yaml refuses).
+ */
+const DIRECTIVE_OR_FLOW_LINE = /^(%|\s*[[\]{}])/m;
+
 /** An anchor, alias or tag at the start of a token: such files take the careful path. */
 const ANCHOR_ALIAS_OR_TAG = /(^|[\s[{,:-])[&*!]/;
 
@@ -277,7 +283,7 @@ const ANCHOR_ALIAS_OR_TAG = /(^|[\s[{,:-])[&*!]/;
  * Document path reports it with positions and guards against alias bombs.
  */
 export function fastData(text: string): { data: unknown } | undefined {
-  if (ANCHOR_ALIAS_OR_TAG.test(text)) return undefined;
+  if (ANCHOR_ALIAS_OR_TAG.test(text) || DIRECTIVE_OR_FLOW_LINE.test(text)) return undefined;
   try {
     return { data: loadYamlData(text, { schema: YAML_CORE }) ?? null };
   } catch {
@@ -736,7 +742,7 @@ class Loader {
       interfaces,
       stateDir,
       logLevel,
-      workers: workers === "auto" ? availableParallelism() : Number(workers),
+      workers: workers === "auto" ? Math.min(availableParallelism(), 64) : Number(workers),
       metrics: this.resolveMetrics(),
       control: this.resolveControl(),
     };

@@ -288,7 +288,7 @@ export const configSchema = {
       default: 0,
       "x-expect": "a number of worker threads from 0 to 64, or auto",
       description:
-        "Threads that serve ATA reads and writes besides the main thread, for machines where one core is not enough. Each interface's frames are shared out by the kernel (PACKET_FANOUT): reads and writes by their tag to the workers, everything else (discovery, config strings, MAC masks, reservations, FLUSH) to the main thread. `auto`: one per CPU. 0: the main thread serves everything, which is best when the machine also runs the initiators. Each worker may hold up to `queue-length` requests per export. Read at start only.",
+        "Threads that serve ATA reads and writes besides the main thread, for machines where one core is not enough. Each interface's frames are shared out by the kernel (PACKET_FANOUT): reads and writes by their tag to the workers, everything else (discovery, config strings, MAC masks, reservations, FLUSH) to the main thread. `auto`: one per CPU, at most 64. 0: the main thread serves everything, which is best when the machine also runs the initiators. Each worker may hold up to `queue-length` requests per export. Read at start only.",
     },
     metrics: metricsSchema,
     "control-socket": {

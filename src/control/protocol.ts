@@ -92,7 +92,10 @@ export interface InterfaceCounters {
   rxBytes: number;
   txFrames: number;
   txBytes: number;
-  ignored: Record<"short" | "version" | "response" | "own" | "wildcard" | "unknown_target", number>;
+  ignored: Record<
+    "short" | "version" | "response" | "own" | "wildcard" | "unknown_target" | "steering",
+    number
+  >;
   /** Frames the kernel dropped on the receive ring. */
   kernelDrops: number;
   txRingFull: number;

@@ -385,6 +385,7 @@ class Handler {
             own: s.ignoredOwn,
             wildcard: s.ignoredWildcard,
             unknown_target: s.notForUs,
+            steering: s.ignoredSteering,
           },
           kernelDrops,
           txRingFull: s.txRingFull,

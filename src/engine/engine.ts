@@ -18,6 +18,7 @@ import { maxSectorsForMtu } from "../protocol/constants.js";
 import { linkState, Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { emptyState, StateStore } from "./state-store.js";
+import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
 import { Target, type TargetState } from "./target.js";
 import { WorkerPool } from "./workers.js";
 
@@ -70,6 +71,8 @@ function grew(target: Target): boolean {
   }
 }
 
+const TO_MAIN = encodeProgram(TO_MAIN_ONLY);
+
 /** Mask and reservation in shared memory for the worker threads, starting from `state`. */
 function publishedLists(state: TargetState): SharedAccessLists {
   const lists = new SharedAccessLists();
@@ -111,7 +114,7 @@ export class Engine {
   async start(config: Config, linkCheckMs = 1000): Promise<void> {
     if (config.workers > 0)
       this.pool = new WorkerPool(config.workers, this.log, {
-        logLevel: config.logLevel,
+        logLevel: this.log.level,
         pretty: this.opts.prettyLogs ?? false,
       });
     try {
@@ -177,6 +180,8 @@ export class Engine {
     // Fallible part: open new backends and any port whose interface is new or re-set.
     const opened: Backend[] = [];
     const newPorts = new Map<string, Port>();
+    /** Running ports being replaced whose workers no longer get frames (undone on failure). */
+    const resteered: Port[] = [];
     try {
       const results = await Promise.allSettled(
         build.map((b) =>
@@ -206,17 +211,14 @@ export class Engine {
         const queueSlots = next.exports
           .filter((e) => e.interfaces.includes(name))
           .reduce((n, e) => n + e.queueLength, 0);
-        newPorts.set(
-          name,
-          Port.open(name, {
-            mtu: settings.mtu,
-            ringBytes: settings.ringBytes,
-            queueSlots,
-            ...(this.pool ? { fanout: { id: 0, program: this.pool.program } } : {}),
-          }),
-        );
+        if (running && this.pool) {
+          running.steer(TO_MAIN);
+          resteered.push(running);
+        }
+        newPorts.set(name, this.openPort(name, settings, queueSlots));
       }
     } catch (err) {
+      for (const p of resteered) p.steer(this.pool!.program);
       for (const p of newPorts.values()) p.close();
       await Promise.all(opened.map((b) => b.close()));
       throw err;
@@ -253,7 +255,6 @@ export class Engine {
       for (const p of ports) p.attach(target);
       announce.push(target);
     }
-    for (const t of announce) for (const n of t.cfg.interfaces) t.announce(this.ports.get(n)!);
 
     const retire = (t: Target) => {
       for (const p of this.ports.values()) p.detach(t);
@@ -278,7 +279,7 @@ export class Engine {
     for (const t of removed) this.targets.delete(t.name);
 
     // Workers learn the new picture before anything retired may close under them.
-    const workersApplied = this.pool?.apply(this.ports, this.targets.values(), next.logLevel);
+    const workersApplied = this.pool?.apply(this.ports, this.targets.values(), this.log.level);
     const retiring = [...removed, ...build.flatMap((b) => (b.old ? [b.old] : []))].map(retire);
 
     this.config = next;
@@ -287,7 +288,33 @@ export class Engine {
       for (const [, port] of retiredPorts) port.close();
     });
     await workersApplied;
+    // Announced once the workers serve them too, so the first reads are not dropped there.
+    for (const t of announce)
+      for (const n of t.cfg.interfaces) {
+        const port = this.ports.get(n);
+        if (port !== undefined && this.targets.get(t.name) === t) t.announce(port);
+      }
     return summary;
+  }
+
+  /**
+   * A port of the main thread; with workers, the first member of a new fanout
+   * group. Joining fails on a link that is down (Linux before 6.13), so then
+   * the main thread serves the interface alone until it is bound again.
+   */
+  private openPort(name: string, settings: InterfaceConfig, queueSlots: number): Port {
+    const opts = { mtu: settings.mtu, ringBytes: settings.ringBytes, queueSlots };
+    if (this.pool === null) return Port.open(name, opts);
+    try {
+      return Port.open(name, { ...opts, fanout: { id: 0, program: this.pool.program } });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+      this.log.warn(
+        { interface: name, err: (err as Error).message },
+        "cannot share the interface with the worker threads; the main thread serves it alone",
+      );
+      return Port.open(name, opts);
+    }
   }
 
   /**
@@ -355,7 +382,7 @@ export class Engine {
     await this.queue;
     const targets = [...this.targets.values()];
     this.targets.clear();
-    const workersStopped = this.pool?.stop();
+    const workersStopped = this.pool?.stop() ?? Promise.resolve();
     this.pool = null;
     await Promise.all(
       targets.map(async (t) => {
@@ -370,6 +397,7 @@ export class Engine {
         await t.backend.close();
       }),
     );
+    await workersStopped;
     await this.settled();
     for (const port of this.ports.values()) port.close();
     this.ports.clear();

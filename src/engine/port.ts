@@ -1,14 +1,17 @@
 /**
  * A port is one interface's packet socket, shared by every export on it.
  * It filters and dispatches received frames to targets by shelf/slot, and
- * hands targets transmit slots to build replies in place. Everything sent
- * during one event-loop turn goes out with a single kick.
+ * hands targets transmit slots to build replies in place. Replies built while
+ * a receive batch is walked go out with it (the first few early); the others
+ * with one kick per event-loop turn.
  */
 import fs from "node:fs";
 import type { FanoutRequest } from "../net/native.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_VERSION,
+  AtaCmd,
+  AtaOff,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
   Command,
@@ -36,6 +39,8 @@ export interface PortStats {
   ignoredWildcard: number;
   /** Addressed to a shelf/slot nobody here exports. */
   notForUs: number;
+  /** Not a read or write, on a worker thread's socket: the steering program sends those to the main thread. */
+  ignoredSteering: number;
   /** Replies lost because the transmit ring was full (the initiator retransmits). */
   txRingFull: number;
 }
@@ -52,6 +57,7 @@ export function newPortStats(): PortStats {
     ignoredOwn: 0,
     ignoredWildcard: 0,
     notForUs: 0,
+    ignoredSteering: 0,
     txRingFull: 0,
   };
 }
@@ -75,6 +81,8 @@ export interface PortOptions {
   queueSlots: number;
   /** Share the interface with worker threads' sockets (src/engine/steering.ts). */
   fanout?: FanoutRequest;
+  /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
+  readsAndWritesOnly?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -86,6 +94,18 @@ const MiB = 1024 * 1024;
  * 4 replies instead costs 15% at 32.
  */
 const EARLY_KICK = 4;
+
+/** An ATA READ/WRITE SECTORS (EXT): what the steering program gives worker threads. */
+function isReadOrWrite(buf: Buffer, off: number): boolean {
+  if (buf[off + Off.command] !== Command.ata) return false;
+  const cmd = buf[off + AtaOff.cmdStatus];
+  return (
+    cmd === AtaCmd.readSectors ||
+    cmd === AtaCmd.readSectorsExt ||
+    cmd === AtaCmd.writeSectors ||
+    cmd === AtaCmd.writeSectorsExt
+  );
+}
 
 /** An interface as sysfs shows it now; null when it does not exist. */
 export function linkState(name: string): { ifindex: number; mtu: number } | null {
@@ -132,6 +152,7 @@ export class Port implements ReplyPort {
     mtu: number,
     /** Bytes of each ring, for worker threads' sockets on this interface. */
     readonly ringBytes: number,
+    private readonly readsAndWritesOnly: boolean,
   ) {
     this.macBytes = Buffer.from(sock.mac);
     this.mac = readMac(this.macBytes, 0);
@@ -149,7 +170,7 @@ export class Port implements ReplyPort {
       ...(opts.fanout ? { fanout: opts.fanout } : {}),
     });
     const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
-    const port = new Port(name, sock, mtu, ringBytes);
+    const port = new Port(name, sock, mtu, ringBytes, opts.readsAndWritesOnly ?? false);
     sock.start(port.onFrame, port.onBatchEnd);
     return port;
   }
@@ -160,6 +181,15 @@ export class Port implements ReplyPort {
 
   detach(target: Target): void {
     if (this.targets.get(target.key) === target) this.targets.delete(target.key);
+  }
+
+  /**
+   * Steers this port's fanout group: every frame to this (main-thread) socket,
+   * or back to `program`. A port about to be replaced stops feeding its workers
+   * first, so no frame is served by the old group's workers and the new group.
+   */
+  steer(program: Buffer): void {
+    if (this.sock.fanoutId !== 0) this.sock.setSteering(program);
   }
 
   /** The PACKET_FANOUT group worker threads join to share this interface; 0 when none. */
@@ -233,6 +263,10 @@ export class Port implements ReplyPort {
     const src = readMac(buf, off + Off.src);
     if (src === this.mac) {
       stats.ignoredOwn++;
+      return;
+    }
+    if (this.readsAndWritesOnly && !isReadOrWrite(buf, off)) {
+      stats.ignoredSteering++;
       return;
     }
     const shelf = buf.readUInt16BE(off + Off.shelf);

@@ -47,8 +47,13 @@ export class Reloader {
         "workers: takes effect at the next restart",
       );
     try {
-      const summary = await this.engine.apply(result.config);
+      // Before the apply: worker threads take the level the apply hands them.
+      const level = this.log.level;
       if (!this.fixedLogLevel) this.log.level = result.config.logLevel;
+      const summary = await this.engine.apply(result.config).catch((err: unknown) => {
+        this.log.level = level;
+        throw err;
+      });
       const durationMs = Math.round(performance.now() - started);
       this.log.info({ reason, ...summary, durationMs, loadMs }, "config reloaded");
       return { ok: true, summary };

@@ -10,49 +10,67 @@
 
 /** The MAC mask list holds at most 255 entries (its count is one byte); so does a reservation. */
 const MAX_LIST = 255;
-// Int32 header: version, mask length, reserve length; then two Float64 lists (MACs are 48-bit).
-const HEADER_BYTES = 16;
+// Int32 words, every one read and written with Atomics (so the seqlock also holds on
+// weakly ordered CPUs): version, mask length, reserve length, pad; then the two lists,
+// each MAC (48 bits) as a high and a low word.
 const VERSION = 0;
 const MASK_LEN = 1;
 const RESERVE_LEN = 2;
+const MASK_AT = 4;
+const RESERVE_AT = MASK_AT + 2 * MAX_LIST;
+const WORDS = RESERVE_AT + 2 * MAX_LIST;
+const TWO_32 = 2 ** 32;
 
 export class SharedAccessLists {
   readonly buffer: SharedArrayBuffer;
-  private readonly header: Int32Array;
-  private readonly mask: Float64Array;
-  private readonly reserve: Float64Array;
+  private readonly words: Int32Array;
 
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(HEADER_BYTES + 2 * MAX_LIST * 8);
-    this.header = new Int32Array(this.buffer, 0, 4);
-    this.mask = new Float64Array(this.buffer, HEADER_BYTES, MAX_LIST);
-    this.reserve = new Float64Array(this.buffer, HEADER_BYTES + MAX_LIST * 8, MAX_LIST);
+    this.buffer = buffer ?? new SharedArrayBuffer(WORDS * 4);
+    this.words = new Int32Array(this.buffer);
+  }
+
+  private store(at: number, macs: readonly number[], n: number): void {
+    for (let i = 0; i < n; i++) {
+      const mac = macs[i]!;
+      Atomics.store(this.words, at + 2 * i, Math.floor(mac / TWO_32));
+      Atomics.store(this.words, at + 2 * i + 1, mac | 0);
+    }
+  }
+
+  private load(at: number, n: number): number[] {
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++)
+      out[i] =
+        Atomics.load(this.words, at + 2 * i) * TWO_32 +
+        (Atomics.load(this.words, at + 2 * i + 1) >>> 0);
+    return out;
   }
 
   /** Changes with every publish(); cheap enough to read per frame. */
   get version(): number {
-    return Atomics.load(this.header, VERSION);
+    return Atomics.load(this.words, VERSION);
   }
 
   publish(mask: readonly number[], reserve: readonly number[]): void {
-    Atomics.add(this.header, VERSION, 1);
+    Atomics.add(this.words, VERSION, 1);
     const m = Math.min(mask.length, MAX_LIST);
     const r = Math.min(reserve.length, MAX_LIST);
-    for (let i = 0; i < m; i++) this.mask[i] = mask[i]!;
-    for (let i = 0; i < r; i++) this.reserve[i] = reserve[i]!;
-    Atomics.store(this.header, MASK_LEN, m);
-    Atomics.store(this.header, RESERVE_LEN, r);
-    Atomics.add(this.header, VERSION, 1);
+    this.store(MASK_AT, mask, m);
+    this.store(RESERVE_AT, reserve, r);
+    Atomics.store(this.words, MASK_LEN, m);
+    Atomics.store(this.words, RESERVE_LEN, r);
+    Atomics.add(this.words, VERSION, 1);
   }
 
   /** A consistent copy of both lists and the version they are from. */
   read(): { version: number; mask: number[]; reserve: number[] } {
     for (;;) {
-      const version = Atomics.load(this.header, VERSION);
+      const version = Atomics.load(this.words, VERSION);
       if (version & 1) continue;
-      const mask = Array.from(this.mask.subarray(0, Atomics.load(this.header, MASK_LEN)));
-      const reserve = Array.from(this.reserve.subarray(0, Atomics.load(this.header, RESERVE_LEN)));
-      if (Atomics.load(this.header, VERSION) === version) return { version, mask, reserve };
+      const mask = this.load(MASK_AT, Atomics.load(this.words, MASK_LEN));
+      const reserve = this.load(RESERVE_AT, Atomics.load(this.words, RESERVE_LEN));
+      if (Atomics.load(this.words, VERSION) === version) return { version, mask, reserve };
     }
   }
 }

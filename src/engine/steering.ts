@@ -89,6 +89,12 @@ export function steeringProgram(workers: number): BpfInsn[] {
   ];
 }
 
+/**
+ * Everything to member 0: for a group being replaced, whose main-thread socket
+ * no longer reads, so its workers get nothing the replacement group also serves.
+ */
+export const TO_MAIN_ONLY: BpfInsn[] = [stmt(BPF_RET | BPF_K, 0)];
+
 /** struct sock_filter[] in the host's byte order, as setsockopt wants it. */
 export function encodeProgram(program: BpfInsn[]): Buffer {
   const out = Buffer.alloc(program.length * 8);

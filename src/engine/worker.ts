@@ -82,6 +82,7 @@ function openPort(spec: PortSpec): Port {
     ringBytes: spec.ringBytes,
     queueSlots: 0,
     fanout: { id: spec.fanoutId, program: Buffer.alloc(0) },
+    readsAndWritesOnly: true,
   });
 }
 
@@ -110,7 +111,8 @@ function apply(m: Extract<ToWorker, { type: "apply" }>): void {
     retirePort(p);
   }
   for (const spec of m.ports) {
-    if (ports.has(spec.name)) continue;
+    // Without a group (the main thread could not create one) a socket here would see every frame.
+    if (ports.has(spec.name) || spec.fanoutId === 0) continue;
     try {
       ports.set(spec.name, openPort(spec));
     } catch (err) {

@@ -6,8 +6,8 @@
  * workers' counters into the main thread's, so metrics and aoectl see totals.
  *
  * Workers accelerate; they are not needed for service. A worker that cannot
- * join an interface, or dies, leaves its share of the frames to the fanout
- * group's other members, the main thread among them.
+ * join an interface leaves its share of the frames to the fanout group's other
+ * members, the main thread among them. A worker that dies stops the process.
  */
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
@@ -88,7 +88,7 @@ export class WorkerPool {
       } else {
         const shared = t.backend.share?.();
         const lists = t.sharedLists;
-        // Backends without descriptors to share (tests' fakes) stay on the main thread.
+        // Only tests' fake backends have no descriptors to share, and they run without workers.
         if (shared === undefined || lists === null) continue;
         id = this.nextId++;
         this.ids.set(t, id);
@@ -197,26 +197,44 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * A worker that exits on its own is a bug, and its in-flight I/O cannot be
+   * accounted for (io_uring may still write into buffers it owned): stop the
+   * process rather than serve on (systemd restarts it).
+   */
   private onExit(member: Member, code: number): void {
     if (!member.alive) return;
     member.alive = false;
-    if (!this.stopping)
-      this.log.error(
-        { worker: member.index, code },
-        "worker thread exited; the main thread and other workers serve its share",
-      );
-    for (const resolve of member.applying.values()) resolve();
-    member.applying.clear();
-    for (const id of [...this.releasing.keys()]) this.release(id, member);
+    if (this.stopping) {
+      // Gone (terminated after the grace period, or done): nothing waits on it any more.
+      for (const resolve of member.applying.values()) resolve();
+      member.applying.clear();
+      for (const id of [...this.releasing.keys()]) this.release(id, member);
+      return;
+    }
+    this.log.fatal({ worker: member.index, code }, "worker thread exited; stopping aoed");
+    process.exit(1);
   }
 
   private stopping = false;
 
-  /** Every worker answers what it has in flight, lets go of every backend and exits. */
-  async stop(): Promise<void> {
+  /**
+   * Every worker answers what it has in flight, lets go of every backend and
+   * exits; one still busy after `graceMs` (a backend that hangs) is terminated.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     const stop: ToWorker = { type: "stop" };
     for (const m of this.live()) m.thread.postMessage(stop);
-    await Promise.all(this.members.map((m) => m.stopped));
+    const all = Promise.all(this.members.map((m) => m.stopped));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), graceMs);
+    });
+    if ((await Promise.race([all, late])) === "late") {
+      this.log.error({ seconds: graceMs / 1000 }, "worker threads still busy; terminating them");
+      await Promise.all(this.members.map((m) => m.thread.terminate()));
+    }
+    clearTimeout(timer);
   }
 }

@@ -16,7 +16,7 @@ export interface BackendCapabilities {
   /**
    * How the I/O is done, for the logs: "io_uring", "threads" (libuv's
    * thread pool), "mmap" (files in memory, mapped: a read or write is a
-   * memcpy on the event loop) or "sync" (pread/pwrite on the event loop: files in memory,
+   * memcpy on the event loop) or "sync" (pread/pwrite on the event loop: on request,
    * or on request). Absent for backends that do no system I/O.
    */
   engine?: IoEngine;

@@ -4,6 +4,7 @@
  * libuv's thread pool. AOED_IO=sync (pread/pwrite on the event loop) exists for
  * measurements on memory-backed files. caps.engine says which one is in effect.
  */
+import { constants as bufferConstants } from "node:buffer";
 import fs from "node:fs";
 import { loadNative, type UringProbeResult } from "../net/native.js";
 import type {
@@ -181,6 +182,7 @@ export class BackendError extends Error {
 }
 
 const SECTOR = 512;
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 const { O_RDONLY, O_RDWR, O_DSYNC, O_EXCL, O_DIRECT, O_NOATIME = 0 } = fs.constants;
 
 function openFd(path: string, flags: number): Promise<number> {
@@ -264,7 +266,11 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   const isBlock = st.isBlockDevice();
   if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
   const inMemory = !isBlock && (want === "auto" || want === "mmap") && (await isMemoryBacked(path));
-  const choice = chooseIoEngine(want, inMemory);
+  // direct-io asks for O_DIRECT (tmpfs takes it since Linux 6.6): not a mapping.
+  const choice = chooseIoEngine(
+    want === "mmap" && opts.directIo ? "auto" : want,
+    inMemory && !opts.directIo,
+  );
   if (choice.engine === "mmap" && !inMemory && !opts.writeCache && !opts.readOnly) {
     // Stores through a mapping skip O_DSYNC: with the write cache off, pwrite it is.
     choice.engine = "sync";
@@ -344,7 +350,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       if (map !== null)
         return new MappedFileBackend(path, fd, size, opts.offset, opts.readOnly, caps, map);
       caps.engine = "sync";
-      caps.engineNote = "nothing to map (an empty file or a block device): pread/pwrite";
+      caps.engineNote = "not mapped (empty, over 4 GiB, or a block device): pread/pwrite";
     }
     if (caps.engine === "sync")
       return new SyncFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
@@ -582,7 +588,8 @@ function mapWindow(
   readOnly: boolean,
   isBlock: boolean,
 ): ArrayBuffer | null {
-  if (isBlock || end === 0) return null;
+  // A mapping is one ArrayBuffer, at most 4 GiB (buffer.constants.MAX_LENGTH).
+  if (isBlock || end === 0 || end > MAX_LENGTH) return null;
   return loadNative().mapFile(fd, end, !readOnly);
 }
 

@@ -71,6 +71,7 @@ export const PORT_COUNTERS = [
   "ignoredOwn",
   "ignoredWildcard",
   "notForUs",
+  "ignoredSteering",
   "txRingFull",
 ] as const satisfies readonly (keyof PortStats)[];
 

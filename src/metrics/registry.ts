@@ -71,6 +71,7 @@ export const IGNORE_REASONS: readonly [string, PortCounter][] = [
   ["own", "ignoredOwn"],
   ["wildcard", "ignoredWildcard"],
   ["unknown_target", "notForUs"],
+  ["steering", "ignoredSteering"],
 ];
 
 /** A metric whose samples are computed when it is scraped. */
@@ -291,7 +292,7 @@ export function createMetricsRegistry(
   );
   add(
     "aoed_interface_ignored_frames_total",
-    "Received frames ignored, by reason: short, version (not AoE version 1), response (another target's reply), own (looped back), wildcard (broadcast shelf/slot on anything but discovery), unknown_target (a shelf/slot not exported here).",
+    "Received frames ignored, by reason: short, version (not AoE version 1), response (another target's reply), own (looped back), wildcard (broadcast shelf/slot on anything but discovery), unknown_target (a shelf/slot not exported here), steering (anything but a read or write on a worker thread's socket: should stay 0).",
     "counter",
     () =>
       snapshot().interfaces.flatMap((p) =>

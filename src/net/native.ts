@@ -46,6 +46,8 @@ export interface NativePacketHandle {
   readonly txFrameCount: number;
   /** send(fd, NULL, 0, MSG_DONTWAIT): returns 0 or a (positive) errno. */
   kick(): number;
+  /** Replaces the fanout group's steering program (PACKET_FANOUT_DATA): 0 or an errno. */
+  setSteering(program: Buffer): number;
   /** PACKET_STATISTICS; reading resets the kernel counters. packets includes drops. */
   stats(): { packets: number; drops: number };
   /** SIOCGIFMTU now. Throws if the interface is gone. */

@@ -202,6 +202,11 @@ export class PacketSocket {
     return this.closedFlag;
   }
 
+  /** Replaces the steering program of this socket's fanout group: 0 or an errno. */
+  setSteering(program: Buffer): number {
+    return this.h.setSteering(program);
+  }
+
   /** The PACKET_FANOUT group this socket is in; 0 when none. */
   get fanoutId(): number {
     return this.h.fanoutId;

@@ -100,6 +100,8 @@ describe("fast YAML path", () => {
       "a: &x 1\nb: *x\n",
       "a: !!int 5\n",
       "a:\n\t- 1\n",
+      "%YAML 1.1\n---\na: 010\n",
+      "exports: [\n{ path: /x }\n]\n",
     ])
       expect(fastData(text)).toBeUndefined();
   });

@@ -1,8 +1,8 @@
 /**
  * The built daemon as a child process for integration tests: optionally in a
  * network namespace, with extra environment (AOED_IO=threads|uring) or under a
- * command prefix such as strace or setpriv. ip, strace -o and setpriv all
- * exec, and the daemon logs its own pid, so signals reach the daemon itself.
+ * command prefix such as strace or setpriv. The daemon logs its own pid, and
+ * signals go to that pid, so they reach the daemon and not a wrapper.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import os from "node:os";
