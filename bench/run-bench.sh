@@ -188,49 +188,8 @@ HZ=$(getconf CLK_TCK)
 
 log() { echo "[$(date +%T)] $*" | tee -a "$LOG" >&2; }
 
-# all descendants of a PID
-descendants() {
-	ps -e -o pid=,ppid= | awk -v root="$1" '
-		{ par[$1] = $2 }
-		END {
-			inset[root] = 1
-			do {
-				changed = 0
-				for (p in par)
-					if (!(p in inset) && (par[p] in inset)) { inset[p] = 1; changed = 1 }
-			} while (changed)
-			for (p in inset) if (p != root) print p
-		}'
-}
-
-stop_target() {
-	[[ -n $TARGET_PID ]] || return 0
-	local kids p i
-	kids=$(descendants "$TARGET_PID" | tr '\n' ' ')
-	# the target first, so it can stop (and reap) its own children
-	kill -TERM "$TARGET_PID" 2>/dev/null || true
-	for i in $(seq 30); do
-		kill -0 "$TARGET_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$TARGET_PID" 2>/dev/null || true
-	wait "$TARGET_PID" 2>/dev/null || true
-	# then whatever it left behind
-	for p in $kids; do kill -TERM "$p" 2>/dev/null || true; done
-	for i in $(seq 10); do
-		local alive=0
-		for p in $kids; do kill -0 "$p" 2>/dev/null && alive=1; done
-		[[ $alive == 0 ]] && break
-		sleep 0.1
-	done
-	for p in $kids; do kill -KILL "$p" 2>/dev/null || true; done
-	TARGET_PID=""
-}
-
-teardown_net() {
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-}
+# shellcheck source=bench/netns.sh
+source "$BENCH/netns.sh"
 
 cleanup() {
 	local rc=$?
@@ -255,24 +214,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-setup_net() {
-	local mtu=$1 ns
-	teardown_net
-	ip netns add "$NSA"
-	ip netns add "$NSB"
-	for ns in "$NSA" "$NSB"; do
-		# before the veth exists, so its ends never get IPv6 (no ND/MLD frames)
-		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
-	done
-	ip -n "$NSA" link add "$IFACE" type veth peer name "$IFACE" netns "$NSB"
-	for ns in "$NSA" "$NSB"; do
-		ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$IFACE.disable_ipv6=1" 2>/dev/null || true
-		ip -n "$ns" link set "$IFACE" mtu "$mtu"
-		ip -n "$ns" link set "$IFACE" up
-		ip -n "$ns" link set lo up
-	done
-}
 
 # CPU ticks (utime+stime, plus reaped children) of a process tree
 tree_ticks() {

@@ -183,21 +183,11 @@ HZ=$(getconf CLK_TCK)
 
 log() { echo "[$(date +%T)] $*" | tee -a "$LOG" >&2; }
 
+# shellcheck source=bench/netns.sh
+source "$BENCH/netns.sh"
+
 # microseconds since the epoch, without a fork
 now_us() { echo "${EPOCHREALTIME/./}"; }
-
-stop_target() {
-	[[ -n $TARGET_PID ]] || return 0
-	local i
-	kill -TERM "$TARGET_PID" 2>/dev/null || true
-	for i in $(seq 50); do
-		kill -0 "$TARGET_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$TARGET_PID" 2>/dev/null || true
-	wait "$TARGET_PID" 2>/dev/null || true
-	TARGET_PID=""
-}
 
 stop_client() {
 	[[ -n $CLIENT_PID ]] || return 0
@@ -206,16 +196,11 @@ stop_client() {
 	CLIENT_PID=""
 }
 
-teardown_net() {
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-}
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_client
-	stop_target
+	stop_target 50
 	teardown_net
 	if [[ -n $TMPFS ]]; then
 		umount "$TMPFS" 2>/dev/null || true
@@ -226,24 +211,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-setup_net() {
-	local ns
-	teardown_net
-	ip netns add "$NSA"
-	ip netns add "$NSB"
-	for ns in "$NSA" "$NSB"; do
-		# before the veth exists, so its ends never get IPv6 (no ND/MLD frames)
-		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
-	done
-	ip -n "$NSA" link add "$IFACE" type veth peer name "$IFACE" netns "$NSB"
-	for ns in "$NSA" "$NSB"; do
-		ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$IFACE.disable_ipv6=1" 2>/dev/null || true
-		ip -n "$ns" link set "$IFACE" mtu "$MTU"
-		ip -n "$ns" link set "$IFACE" up
-		ip -n "$ns" link set lo up
-	done
-}
 
 # CPU ticks (utime+stime) of a process
 ticks() {
@@ -297,7 +264,7 @@ spread_run() { # variant(one|many) round
 	start_target "spread-$variant-r$round" "$conf"
 	if ! discover "${args[@]}"; then
 		log "spread $variant: the daemon did not answer discovery"
-		stop_target
+		stop_target 50
 		jq -nc --arg v "$variant" --argjson round "$round" '{test: "spread", variant: $v, round: $round, failed: true}' >>"$RESULTS"
 		return 0
 	fi
@@ -318,7 +285,7 @@ spread_run() { # variant(one|many) round
 		log "spread $variant: client failed (rc $rc)"
 		out='{"failed":true}'
 	fi
-	stop_target
+	stop_target 50
 	echo "$out" | jq -c --arg v "$variant" --argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" \
 		'. + {test: "spread", variant: $v, round: $round, target_cpu_s: ($ticks / $hz)}
 		 | if .ops_all and .ops_all > 0 then . + {target_us_per_req: (1e6 * .target_cpu_s / .ops_all)} else . end' |
@@ -416,7 +383,7 @@ startup_run() { # round
 	CLIENT_PID=""
 	if [[ $rc -ne 0 ]] || ! kill -0 "$TARGET_PID" 2>/dev/null; then
 		log "startup: the last export was not discovered (rc $rc)"
-		stop_target
+		stop_target 50
 		jq -nc --argjson round "$round" '{test: "startup", round: $round, failed: true}' >>"$RESULTS"
 		return 0
 	fi
@@ -456,7 +423,7 @@ startup_run() { # round
 	self_ms=$(log_lines "$lf" "$rl" | jq -r '.durationMs // .ms // .duration_ms // empty' | head -n1)
 	sleep 1
 	mem2=$(mem_json "$TARGET_PID" reload)
-	stop_target
+	stop_target 50
 	local failed_reloads
 	failed_reloads=$(log_lines "$lf" '.msg? // "" | test("config not reloaded")' | wc -l)
 	[[ $failed_reloads -eq 0 ]] || log "startup: $failed_reloads reload(s) failed, see $lf"
@@ -495,7 +462,7 @@ main() {
 		echo "args: tests=$TESTS rounds=$ROUNDS secs=$SECS warmup=$WARMUP q=$QD mtu=$MTU spread_exports=$NSPREAD size_mb=$SIZE_MB buffers=${BUFFERS:-auto} startup_exports=$NSTART sparse_mb=$SPARSE_MB client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
 		echo "AOED_NODE_ARGS=$AOED_NODE_ARGS AOED_ARGS=$AOED_ARGS AOED_IO=${AOED_IO:-}"
 	} >"$OUTDIR/params.txt"
-	setup_net
+	setup_net "$MTU"
 	log "namespaces $NSA <-> $NSB, MTU $MTU; results in $OUTDIR"
 	for t in $TESTS; do
 		case $t in
