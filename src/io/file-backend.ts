@@ -322,39 +322,8 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       engine: choice.engine,
     };
     if (choice.note !== undefined) caps.engineNote = choice.note;
-    if (choice.engine === "io_uring") {
-      let ring: IoRing | null = null;
-      try {
-        ring = acquireRing();
-      } catch (err) {
-        // The probe passed but this ring could not be set up (e.g. out of memory).
-        if (want === "uring")
-          throw new BackendError(path, `cannot set up io_uring: ${(err as Error).message}`);
-        caps.engine = "threads";
-        caps.engineNote = `io_uring setup failed: ${(err as Error).message}`;
-      }
-      if (ring !== null)
-        return new UringFileBackend(
-          path,
-          fd,
-          directFd,
-          size,
-          opts.offset,
-          opts.readOnly,
-          caps,
-          ring,
-        );
-    }
-    if (choice.engine === "mmap") {
-      const map = mapWindow(fd, opts.offset + size, opts.readOnly, isBlock);
-      if (map !== null)
-        return new MappedFileBackend(path, fd, size, opts.offset, opts.readOnly, caps, map);
-      caps.engine = "sync";
-      caps.engineNote = "not mapped (empty, over 4 GiB, or a block device): pread/pwrite";
-    }
-    if (caps.engine === "sync")
-      return new SyncFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
-    return new ThreadPoolFileBackend(path, fd, directFd, size, opts.offset, opts.readOnly, caps);
+    const on = { path, fd, directFd, size, offset: opts.offset, readOnly: opts.readOnly, caps };
+    return backendOn(on, want === "uring" ? "required" : "");
   } catch (err) {
     await closeFd(fd);
     if (directFd >= 0) await closeFd(directFd);
@@ -368,30 +337,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
  * waits for its operations and leaves the descriptors open.
  */
 export function adoptFileBackend(shared: SharedBackend): Backend {
-  const { path, fd, directFd, size, offset, readOnly } = shared;
-  const caps = { ...shared.caps };
-  let backend: FileBackend;
-  if (caps.engine === "io_uring") {
-    let ring: IoRing | null = null;
-    try {
-      ring = acquireRing();
-    } catch (err) {
-      caps.engine = "threads";
-      caps.engineNote = `io_uring setup failed in a worker thread: ${(err as Error).message}`;
-    }
-    backend =
-      ring === null
-        ? new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps)
-        : new UringFileBackend(path, fd, directFd, size, offset, readOnly, caps, ring);
-  } else if (caps.engine === "mmap") {
-    const map = mapWindow(fd, offset + size, readOnly, caps.blockDevice);
-    backend =
-      map === null
-        ? new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps)
-        : new MappedFileBackend(path, fd, size, offset, readOnly, caps, map);
-  } else if (caps.engine === "sync")
-    backend = new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps);
-  else backend = new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps);
+  const backend = backendOn({ ...shared, caps: { ...shared.caps } }, " in a worker thread");
   backend.ownsDescriptors = false;
   return backend;
 }
@@ -694,6 +640,36 @@ class UringFileBackend extends FileBackend {
   protected override release(): Promise<void> {
     return releaseRing(this.ring);
   }
+}
+
+/**
+ * The backend for `on.caps.engine` on descriptors already open; where that
+ * engine cannot be had here (no io_uring ring, nothing to map) the next best,
+ * said in caps. `uring` "required": no io_uring ring is an error; otherwise it
+ * is noted, with this text after "io_uring setup failed".
+ */
+function backendOn(on: SharedBackend, uring: string): FileBackend {
+  const { path, fd, directFd, size, offset, readOnly, caps } = on;
+  if (caps.engine === "io_uring") {
+    try {
+      return new UringFileBackend(path, fd, directFd, size, offset, readOnly, caps, acquireRing());
+    } catch (err) {
+      // The probe passed but this ring could not be set up (e.g. out of memory).
+      if (uring === "required")
+        throw new BackendError(path, `cannot set up io_uring: ${(err as Error).message}`);
+      caps.engine = "threads";
+      caps.engineNote = `io_uring setup failed${uring}: ${(err as Error).message}`;
+    }
+  }
+  if (caps.engine === "mmap") {
+    const map = mapWindow(fd, offset + size, readOnly, caps.blockDevice);
+    if (map !== null) return new MappedFileBackend(path, fd, size, offset, readOnly, caps, map);
+    caps.engine = "sync";
+    caps.engineNote = "not mapped (empty, over 4 GiB, or a block device): pread/pwrite";
+  }
+  if (caps.engine === "sync")
+    return new SyncFileBackend(path, fd, directFd, size, offset, readOnly, caps);
+  return new ThreadPoolFileBackend(path, fd, directFd, size, offset, readOnly, caps);
 }
 
 function shortIo(
