@@ -3,7 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: ["test/e2e/**", "node_modules/**"],
+    // test/e2e and test/soak have configs of their own (npm run test:e2e, test:soak).
+    exclude: ["test/e2e/**", "test/soak/**", "node_modules/**"],
     // Integration tests spawn the built daemon: compile once before any test runs.
     globalSetup: ["test/helpers/build.ts"],
     testTimeout: 30_000,

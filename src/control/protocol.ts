@@ -98,6 +98,8 @@ export interface InterfaceCounters {
   >;
   /** Frames the kernel dropped on the receive ring. */
   kernelDrops: number;
+  /** Frames for another host's MAC (a promiscuous link or a bridge port) that the daemon skipped. */
+  otherHost: number;
   txRingFull: number;
 }
 

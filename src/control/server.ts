@@ -367,8 +367,9 @@ class Handler {
       interfaces: [...engine.ports.values()].map((p): InterfaceCounters => {
         const s = p.stats;
         let kernelDrops = 0;
+        let otherHost = 0;
         try {
-          kernelDrops = p.kernelStats().rxDrops;
+          ({ rxDrops: kernelDrops, otherHost } = p.kernelStats());
         } catch {
           // the interface may be gone
         }
@@ -388,6 +389,7 @@ class Handler {
             steering: s.ignoredSteering,
           },
           kernelDrops,
+          otherHost,
           txRingFull: s.txRingFull,
         };
       }),

@@ -300,12 +300,16 @@ export class Port implements ReplyPort {
     this.flush();
   }
 
-  /** Frames the kernel dropped on the receive rings of worker threads' sockets on this interface. */
-  readonly workerKernel = { rxDrops: 0 };
+  /** What the receive rings of worker threads' sockets on this interface dropped or skipped. */
+  readonly workerKernel = { rxDrops: 0, otherHost: 0 };
 
-  kernelStats(): { rxFrames: number; rxDrops: number } {
+  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number } {
     const s = this.sock.stats();
-    return { rxFrames: s.rxFrames, rxDrops: s.rxDrops + this.workerKernel.rxDrops };
+    return {
+      rxFrames: s.rxFrames,
+      rxDrops: s.rxDrops + this.workerKernel.rxDrops,
+      otherHost: s.rxIgnored + this.workerKernel.otherHost,
+    };
   }
 
   close(): void {

@@ -59,7 +59,7 @@ export function addTargetVector(stats: TargetStats, delta: readonly number[]): v
   lat.count += delta[TARGET_COUNT_AT]!;
 }
 
-/** The counters of PortStats, in vector order; the kernel's receive drops come last. */
+/** The counters of PortStats, in vector order; the receive ring's drops and other-host frames come last. */
 export const PORT_COUNTERS = [
   "rxFrames",
   "rxBytes",
@@ -90,22 +90,32 @@ export function kernelDrops(port: PortView): number {
   }
 }
 
+/** Frames for another host's MAC the receive ring delivered and the port skipped; 0 if the socket cannot say. */
+export function otherHostFrames(port: PortView): number {
+  try {
+    return port.kernelStats().otherHost;
+  } catch {
+    return 0;
+  }
+}
+
 export function portVector(port: PortView): number[] {
   const v: number[] = PORT_COUNTERS.map((k) => port.stats[k]);
-  v.push(kernelDrops(port));
+  v.push(kernelDrops(port), otherHostFrames(port));
   return v;
 }
 
 /** Adds a portVector() difference (a worker thread's socket) into `stats` and the kernel counts. */
 export function addPortVector(
   stats: PortStats,
-  kernel: { rxDrops: number },
+  kernel: { rxDrops: number; otherHost: number },
   delta: readonly number[],
 ): void {
   PORT_COUNTERS.forEach((k, i) => {
     stats[k] += delta[i]!;
   });
   kernel.rxDrops += delta[PORT_COUNTERS.length]!;
+  kernel.otherHost += delta[PORT_COUNTERS.length + 1]!;
 }
 
 interface Entry<S> {

@@ -30,7 +30,8 @@ export interface PortView {
   readonly macBytes: Buffer;
   readonly stats: PortStats;
   readonly exportCount: number;
-  kernelStats(): { rxFrames: number; rxDrops: number };
+  /** otherHost: frames for another host's MAC the receive ring delivered and the port skipped. */
+  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number };
 }
 
 export interface EngineView {

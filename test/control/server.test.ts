@@ -115,6 +115,7 @@ describe("control socket", () => {
     e.targets.get("lv1")!.stats.latency.observe(0.002);
     Object.assign(e.ports.get("eth0")!.stats, { rxFrames: 9, notForUs: 2 });
     e.ports.get("eth0")!.kernel.rxDrops = 5;
+    e.ports.get("eth0")!.kernel.otherHost = 3;
     const r = await controlRequest<StatsResult>(sock, { cmd: "stats" });
     expect(r.time).toBeGreaterThan(0);
     const lv1 = r.exports.find((x) => x.name === "lv1")!;
@@ -140,6 +141,7 @@ describe("control socket", () => {
       rxFrames: 9,
       ignored: { unknown_target: 2, short: 0 },
       kernelDrops: 5,
+      otherHost: 3,
     });
   });
 

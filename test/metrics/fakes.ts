@@ -40,7 +40,7 @@ export class FakePort implements PortView {
   readonly stats = newPortStats();
   readonly macBytes: Buffer;
   exportCount = 1;
-  kernel = { rxFrames: 0, rxDrops: 0 };
+  kernel = { rxFrames: 0, rxDrops: 0, otherHost: 0 };
   kernelBroken = false;
 
   constructor(
@@ -51,7 +51,7 @@ export class FakePort implements PortView {
     this.macBytes = Buffer.from(mac.replace(/:/g, ""), "hex");
   }
 
-  kernelStats(): { rxFrames: number; rxDrops: number } {
+  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number } {
     if (this.kernelBroken) throw new Error("ENODEV");
     return { ...this.kernel };
   }
