@@ -17,7 +17,10 @@
  * Replies from TARGET_MAC are matched to corpus entries by tag. RESULTS gets,
  * per entry, how often it was sent and answered, plus up to SAMPLES replies
  * per entry (their first SAMPLE_BYTES bytes), every reply that could not be
- * matched and every reply from another MAC. A JSON summary goes to stdout.
+ * matched and every reply from another MAC. A JSON summary goes to stdout,
+ * with the receive ring's PACKET_STATISTICS (frames the kernel delivered or
+ * dropped on it), so replies that never reached us are counted, not guessed.
+ * Before exiting, every frame queued on the transmit ring has left.
  *
  * Corpus: "AOEFZC01", u32 count, then per entry u16 length, u16 flags (0),
  * bytes. Results: "AOEFZR01", u32 count, per entry u32 sent, u32 replies,
@@ -37,6 +40,9 @@
 #define PROBE_TAG 0xA5000000u
 #define TAG_KIND(t) ((t) & 0xFF000000u)
 #define PROBE_TIMEOUT_NS 200000000ull
+/* At the end, outstanding probes are waited for until the wire has been quiet this long. */
+#define QUIET_NS 2000000000ull
+#define TX_DRAIN_NS 10000000000ull
 
 struct entry {
 	uint8_t *bytes;
@@ -59,6 +65,8 @@ static uint32_t unmatched;
 static uint8_t target_mac[6], probe_mac[6], ignore_mac[6];
 static uint64_t replies, announcements, foreign, probe_acks, probe_timeouts, ignored_dst;
 static uint32_t acked; /* probes answered (or given up on), in order */
+static uint64_t last_rx;    /* when a frame last arrived */
+static uint64_t kernel_packets, kernel_drops; /* PACKET_STATISTICS, summed: reading resets them */
 
 static int parse_mac(const char *s, uint8_t *out)
 {
@@ -164,8 +172,47 @@ static void drain(struct pktio *io)
 	unsigned len;
 	uint8_t *p;
 	while ((p = pktio_rx_next(io, &len)) != NULL) {
+		last_rx = now_ns();
 		on_reply(p, len);
 		pktio_rx_release(io);
+	}
+}
+
+static void read_kernel_stats(struct pktio *io)
+{
+	struct tpacket_stats st;
+	socklen_t len = sizeof st;
+	if (getsockopt(io->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0)
+		die("getsockopt(PACKET_STATISTICS)");
+	kernel_packets += st.tp_packets; /* includes the drops */
+	kernel_drops += st.tp_drops;
+}
+
+/* Waits until the kernel has taken every frame queued on the transmit ring. */
+static void drain_tx(struct pktio *io)
+{
+	uint64_t deadline = now_ns() + TX_DRAIN_NS;
+	for (unsigned i = 0; i < io->tx_nr; i++) {
+		struct tpacket2_hdr *h = (struct tpacket2_hdr *)pktio_frame(io, io->tx_base, i);
+		for (;;) {
+			uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+			if (st == TP_STATUS_AVAILABLE)
+				break;
+			if (st & TP_STATUS_WRONG_FORMAT) {
+				io->tx_errors++;
+				__atomic_store_n(&h->tp_status, TP_STATUS_AVAILABLE, __ATOMIC_RELEASE);
+				break;
+			}
+			if (now_ns() > deadline) {
+				fprintf(stderr, "transmit ring slot %u still not sent after %llu s\n", i,
+					TX_DRAIN_NS / 1000000000ull);
+				exit(1);
+			}
+			io->tx_dirty = 1;
+			pktio_flush(io);
+			pktio_wait(io, 1000000);
+			drain(io);
+		}
 	}
 }
 
@@ -282,10 +329,14 @@ int main(int argc, char **argv)
 	}
 	uint64_t sent_done = now_ns();
 
-	/* Wait for the outstanding probes, then linger for late I/O replies. */
-	uint64_t until = now_ns() + 2000000000ull;
-	while (acked < probes && now_ns() < until) {
-		pktio_flush(&io);
+	/*
+	 * Wait for the outstanding probes while replies keep coming (a slow target
+	 * is waited for; a lost probe or answer shows as a quiet wire), then
+	 * linger for late I/O replies.
+	 */
+	drain_tx(&io);
+	last_rx = now_ns();
+	while (probe_acks < probes && now_ns() - last_rx < QUIET_NS) {
 		pktio_wait(&io, 1000000);
 		drain(&io);
 	}
@@ -294,6 +345,7 @@ int main(int argc, char **argv)
 		pktio_wait(&io, 10000000);
 		drain(&io);
 	}
+	read_kernel_stats(&io);
 
 	FILE *f = fopen(argv[3], "wb");
 	if (!f)
@@ -321,9 +373,9 @@ int main(int argc, char **argv)
 	       "\"probeAcks\":%" PRIu64 ",\"probeTimeouts\":%" PRIu64 ",\"replies\":%" PRIu64
 	       ",\"unmatched\":%u,\"announcements\":%" PRIu64 ",\"foreign\":%" PRIu64
 	       ",\"clientFrames\":%" PRIu64 ",\"txFull\":%" PRIu64 ",\"txErrors\":%" PRIu64
-	       ",\"timedOut\":%s}\n",
+	       ",\"rxKernelPackets\":%" PRIu64 ",\"rxKernelDrops\":%" PRIu64 ",\"timedOut\":%s}\n",
 	       sent, secs, secs > 0 ? (double)sent / secs : 0.0, probes, probe_acks, probe_timeouts,
 	       replies, unmatched, announcements, foreign, ignored_dst, tx_full, io.tx_errors,
-	       timed_out ? "true" : "false");
+	       kernel_packets, kernel_drops, timed_out ? "true" : "false");
 	return 0;
 }

@@ -14,6 +14,9 @@ import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
+import type { ExportCounters, InterfaceCounters, StatsResult } from "../../src/control/protocol.js";
+import { run } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 import { broadcastDiscovery, type FrameWorld, frameArb } from "./frames.js";
 import {
   type ExportSpec,
@@ -193,6 +196,9 @@ export interface ToolSummary {
   clientFrames: number;
   txFull: number;
   txErrors: number;
+  /** The tool's receive ring: frames the kernel delivered or dropped (PACKET_STATISTICS). */
+  rxKernelPackets: number;
+  rxKernelDrops: number;
   timedOut: boolean;
 }
 
@@ -478,4 +484,140 @@ export function corpusCoverage(entries: Entry[], w: WireWorld): Record<string, n
     }
   }
   return c;
+}
+
+/** Packet counters of a link, as `ip -s link` reports them (veth counts its drops as tx_dropped on the sending end). */
+export interface LinkCounters {
+  rxPackets: number;
+  txPackets: number;
+  txDropped: number;
+}
+
+export function linkCounters(ifname: string, netns: string | null = null): LinkCounters {
+  const argv = ["ip", ...(netns ? ["-n", netns] : []), "-j", "-s", "link", "show", "dev", ifname];
+  const [link] = JSON.parse(run(argv)) as {
+    stats64: { rx: { packets: number }; tx: { packets: number; dropped: number } };
+  }[];
+  if (!link) throw new Error(`${argv.join(" ")}: no such link`);
+  const { rx, tx } = link.stats64;
+  return { rxPackets: rx.packets, txPackets: tx.packets, txDropped: tx.dropped };
+}
+
+/**
+ * The wire between the fuzzer (end A, with the well-behaved client on a
+ * macvlan of it) and the daemon (end B, in its namespace): counters of all
+ * three links and of the daemon's interface, taken together.
+ */
+export interface WireLinks {
+  a: string;
+  b: string;
+  netns: string;
+  macvlan: string;
+}
+
+export interface WireSnapshot {
+  a: LinkCounters;
+  b: LinkCounters;
+  macvlan: LinkCounters;
+  daemon: InterfaceCounters;
+  exports: ExportCounters[];
+}
+
+export function wireSnapshot(links: WireLinks, stats: StatsResult): WireSnapshot {
+  const daemon = stats.interfaces.find((i) => i.name === links.b);
+  if (!daemon) throw new Error(`aoectl stats lists no interface ${links.b}`);
+  return {
+    a: linkCounters(links.a),
+    b: linkCounters(links.b, links.netns),
+    macvlan: linkCounters(links.macvlan),
+    daemon,
+    exports: stats.exports,
+  };
+}
+
+/** Frames dropped on the way and counted, between two snapshots and by the tool's receive ring. */
+export interface WireDrops {
+  /** veth A -> B (requests): the sending end's tx_dropped. */
+  toDaemon: number;
+  /** The daemon's receive ring was full (PACKET_STATISTICS tp_drops). */
+  daemonRing: number;
+  /** No transmit slot for a reply. */
+  daemonTxRingFull: number;
+  /** veth B -> A (replies). */
+  fromDaemon: number;
+  /** The tool's receive ring was full (its PACKET_STATISTICS tp_drops). */
+  toolRing: number;
+}
+
+export function wireDrops(s0: WireSnapshot, s1: WireSnapshot, tool: ToolSummary): WireDrops {
+  return {
+    toDaemon: s1.a.txDropped - s0.a.txDropped,
+    daemonRing: s1.daemon.kernelDrops - s0.daemon.kernelDrops,
+    daemonTxRingFull: s1.daemon.txRingFull - s0.daemon.txRingFull,
+    fromDaemon: s1.b.txDropped - s0.b.txDropped,
+    toolRing: tool.rxKernelDrops,
+  };
+}
+
+/**
+ * The conservation laws of the wire, exactly, as `what: left = right`
+ * strings for expect(...).toEqual(...) (a failure shows both sides):
+ * every frame the tool and the client sent left A or was dropped by veth;
+ * every frame that reached B was walked by the daemon, skipped as another
+ * host's or dropped on its full ring; every reply the daemon committed left B
+ * or was dropped by veth. Call once the daemon is idle (waitForQuiet).
+ */
+export function wireIdentities(s0: WireSnapshot, s1: WireSnapshot, tool: ToolSummary) {
+  const d = (f: (s: WireSnapshot) => number) => f(s1) - f(s0);
+  const line = (what: string, left: number, right: number) => ({
+    got: `${what}: ${left} = ${right}`,
+    want: `${what}: ${right} = ${right}`,
+  });
+  return [
+    line(
+      "frames sent by the tool and the client = frames that left A + veth drops",
+      tool.sent + tool.probes + d((s) => s.macvlan.txPackets + s.macvlan.txDropped),
+      d((s) => s.a.txPackets + s.a.txDropped),
+    ),
+    line(
+      "frames that left A = frames that reached B",
+      d((s) => s.a.txPackets),
+      d((s) => s.b.rxPackets),
+    ),
+    line(
+      "frames that reached B = walked by aoed + another host's + dropped on its ring",
+      d((s) => s.b.rxPackets),
+      d((s) => s.daemon.rxFrames + s.daemon.otherHost + s.daemon.kernelDrops),
+    ),
+    line(
+      "replies aoed committed = frames that left B + veth drops",
+      d((s) => s.daemon.txFrames),
+      d((s) => s.b.txPackets + s.b.txDropped),
+    ),
+  ];
+}
+
+/**
+ * Waits until the daemon is idle and its link adds up since it was created
+ * (nothing else sends on these links: IPv6 is off on all of them): nothing
+ * in flight; every frame that reached B walked by aoed, skipped as another
+ * host's or dropped on its full ring; every reply aoed committed sent by B or
+ * dropped by veth. Times out naming the counts if they never add up.
+ */
+export async function waitForQuiet(
+  links: WireLinks,
+  stats: () => Promise<StatsResult>,
+): Promise<WireSnapshot> {
+  return waitFor("aoed idle, with every frame on its link accounted for", async () => {
+    const s = wireSnapshot(links, await stats());
+    const d = s.daemon;
+    const busy = s.exports.filter((e) => e.inFlight > 0).map((e) => e.name);
+    const walked = d.rxFrames + d.otherHost + d.kernelDrops;
+    const left = s.b.txPackets + s.b.txDropped;
+    if (busy.length > 0 || s.b.rxPackets !== walked || d.txFrames !== left)
+      throw new Error(
+        `in flight on [${busy.join(",")}]; reached B ${s.b.rxPackets} vs walked ${d.rxFrames} + other host ${d.otherHost} + ring drops ${d.kernelDrops}; committed ${d.txFrames} vs left B ${s.b.txPackets} + veth drops ${s.b.txDropped}`,
+      );
+    return s;
+  });
 }
