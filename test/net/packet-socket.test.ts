@@ -32,6 +32,7 @@ import {
   setLinkUp,
   type VethPair,
 } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 
 const ETH_P_AOE = 0x88a2;
 const BROADCAST = Buffer.alloc(6, 0xff);
@@ -60,15 +61,18 @@ function collect(sock: PacketSocket): Buffer[] {
   return got;
 }
 
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
+/**
+ * Sends a frame from `from` to `to` and waits until `at` (collecting on `to`) has it. A
+ * receive ring is walked in order, so once it is there, every frame the ring took before it has
+ * been delivered or skipped: "nothing else arrived" can then be asserted, without sleeping.
+ */
+async function roundTrip(from: PacketSocket, to: PacketSocket, at: Buffer[], seq: number) {
+  const marker = makeFrame(to.mac, from.mac, ETH_P_AOE, 60, seq);
+  expect(from.send(marker)).toBe(true);
+  from.flush();
+  await waitFor(`marker frame ${seq} at ${to.ifname}`, () => at.some((f) => f.equals(marker)));
+  return marker;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("PacketSocket on a veth pair (MTU 1500)", () => {
   let pair: VethPair;
@@ -121,19 +125,20 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
         sent.push(f);
       }
       expect(sa.flush()).toBe(0);
-      await sleep(1);
     }
-    await waitFor(() => atB.length >= sent.length);
-    await sleep(20);
-    expect(atB.length).toBe(sent.length);
+    // A marker after the 1000 (B's ring is in wire order), and one back to A after its own frames.
+    const toB = await roundTrip(sa, sb, atB, 1000);
+    const toA = await roundTrip(sb, sa, atA, 1001);
+    expect(atB.length).toBe(sent.length + 1);
     for (let i = 0; i < sent.length; i++) {
       if (!atB[i]!.equals(sent[i]!)) throw new Error(`frame ${i} differs`);
     }
-    expect(atA.length).toBe(0);
+    expect(atB[sent.length]!.equals(toB)).toBe(true);
+    expect(atA).toEqual([toA]);
     const st = sb.stats();
-    expect(st.rxFrames).toBe(1000);
+    expect(st.rxFrames).toBe(1001);
     expect(st.rxDrops).toBe(0);
-    expect(sa.stats().txFrames).toBe(1000);
+    expect(sa.stats().txFrames).toBe(1001);
     sa.stop();
     sb.stop();
   });
@@ -150,7 +155,7 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     viaSlot.copy(slot);
     sa.txCommit(14);
     sa.flush();
-    await waitFor(() => atB.length >= 2);
+    await waitFor("both short frames at B", () => atB.length >= 2);
     expect(atB[0]!.length).toBe(60);
     expect(atB[0]!.subarray(0, 20).equals(short)).toBe(true);
     expect(atB[0]!.subarray(20).every((b) => b === 0)).toBe(true);
@@ -169,10 +174,13 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     const atB = collect(sb);
     for (let i = 0; i < 10; i++) sender.send(makeFrame(BROADCAST, sender.mac, ETH_P_AOE, 64, i));
     sender.flush();
-    await waitFor(() => atB.length >= 10);
-    await sleep(20);
-    expect(atSender.length).toBe(0);
-    expect(atSameIf.length).toBe(0);
+    await waitFor("the 10 broadcasts at B", () => atB.length >= 10);
+    // B answers both sockets on A; their rings took any copy of the broadcasts before that.
+    const back = await roundTrip(sb, sender, atSender, 10);
+    await waitFor("the answer at the other socket on A", () => atSameIf.length > 0);
+    expect(atSender).toEqual([back]);
+    expect(atSameIf).toEqual([back]);
+    expect(atB.length).toBe(10);
     sender.stop();
     sameIf.stop();
     sb.stop();
@@ -189,8 +197,8 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     const marker = makeFrame(BROADCAST, sa.mac, ETH_P_AOE, 100, 4);
     sa.send(marker);
     sa.flush();
-    await waitFor(() => atB.length >= 1);
-    await sleep(20);
+    // The marker went last on the same wire: the ring walked the others before it.
+    await waitFor("the marker at B", () => atB.length >= 1);
     expect(atB.length).toBe(1);
     expect(atB[0]!.equals(marker)).toBe(true);
     const after = sb.stats();
@@ -227,21 +235,24 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     const sb = PacketSocket.open(pair.b, { rxRingBytes: 8192 }); // 4 slots, not started
     open.push(sb);
     expect(sb.rxFrameCount).toBe(4);
+    // 10 frames on a ring of 4 that nobody reads: 4 kept, 6 dropped, and no more, once all arrived.
+    const dropsAtLeast = (n: number) => () => {
+      const d = sb.stats().rxDrops;
+      return d >= n && d;
+    };
     for (let i = 0; i < 10; i++) sa.send(makeFrame(sb.mac, sa.mac, ETH_P_AOE, 100, i));
     sa.flush();
-    await sleep(20);
-    expect(sb.stats().rxDrops).toBe(6);
+    expect(await waitFor("6 drops on the full ring", dropsAtLeast(6))).toBe(6);
     for (let i = 0; i < 3; i++) sa.send(makeFrame(sb.mac, sa.mac, ETH_P_AOE, 100, 100 + i));
     sa.flush();
-    await sleep(20);
-    expect(sb.stats().rxDrops).toBe(9);
+    expect(await waitFor("3 more drops", dropsAtLeast(9))).toBe(9);
     const atB = collect(sb);
-    await waitFor(() => atB.length >= 4);
+    await waitFor("the 4 frames the ring kept", () => atB.length >= 4);
     expect(atB.map((f) => f.readUInt32BE(14))).toEqual([0, 1, 2, 3]);
     // After draining, the ring takes frames again.
     sa.send(makeFrame(sb.mac, sa.mac, ETH_P_AOE, 100, 200));
     sa.flush();
-    await waitFor(() => atB.length >= 5);
+    await waitFor("a frame after draining", () => atB.length >= 5);
     expect(atB[4]!.readUInt32BE(14)).toBe(200);
     sb.close();
   });
@@ -253,12 +264,12 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     sb.onError((e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message));
     const atB = collect(sb);
     setLinkUp(pair.b, false);
-    await waitFor(() => errors.length >= 1);
+    await waitFor("an error for the downed link", () => errors.length >= 1);
     expect(errors[0]).toBe("ENETDOWN");
     setLinkUp(pair.b, true);
-    await waitFor(() => linkInfo(pair.a).up && linkInfo(pair.b).up);
+    await waitFor("both ends up", () => linkInfo(pair.a).up && linkInfo(pair.b).up);
     // Carrier may take a moment after up; resend until one arrives.
-    await waitFor(() => {
+    await waitFor("a frame through the link brought back up", () => {
       sa.send(makeFrame(sb.mac, sa.mac, ETH_P_AOE, 60, 42));
       sa.flush();
       return atB.length >= 1;
@@ -351,7 +362,7 @@ describe("PacketSocket with MTU 9000", () => {
       );
       for (const f of frames) expect(sa.send(f)).toBe(true);
       sa.flush();
-      await waitFor(() => atB.length >= frames.length);
+      await waitFor("the 4 jumbo-MTU frames", () => atB.length >= frames.length);
       for (let i = 0; i < frames.length; i++) expect(atB[i]!.equals(frames[i]!)).toBe(true);
       expect(() => sa.send(Buffer.alloc(9015))).toThrow(RangeError);
     } finally {
@@ -469,10 +480,10 @@ describe("test helpers", () => {
         out += d.toString();
       });
       const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-      await waitFor(() => out.startsWith("ready\n"));
+      await waitFor("the receiver in the namespace", () => out.startsWith("ready\n"));
       sock = PacketSocket.open(pair.a);
       const f = makeFrame(BROADCAST, sock.mac, ETH_P_AOE, 3000, 9);
-      await waitFor(() => {
+      await waitFor("the frame in the namespace", () => {
         sock!.send(f);
         sock!.flush();
         return out.split("\n").length > 2;
