@@ -6,11 +6,15 @@
  * verified data on the same export.
  *
  * Passes when: in-flight never exceeds the queue length (sampled on the
- * control socket throughout, and in the metrics); every flood request that
- * went unanswered is a counted drop (queue drops, kernel drops or a full
- * transmit ring); no request got two answers; RSS stays flat; the client's
- * I/O completes (with retransmits) during the flood, and all it wrote reads
- * back afterwards.
+ * control socket throughout, and in the metrics); every frame is accounted
+ * for on the wire (test/fuzz/wire.ts, wireIdentities); every read or write
+ * the export took was dropped for a full queue or completed; every flood
+ * request that went unanswered is a counted drop (queue drops, ring drops on
+ * either end, a full transmit ring, veth drops); no request got two answers;
+ * RSS stays flat; the client's I/O completes (with retransmits) during the
+ * flood, and all it wrote reads back afterwards. None of it depends on how
+ * fast the daemon is against the flood, or on the I/O engine (mmap on tmpfs
+ * completes synchronously, so nothing need ever be seen in flight).
  */
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -27,6 +31,10 @@ import {
   readResults,
   runTool,
   type ToolSummary,
+  type WireLinks,
+  waitForQuiet,
+  wireDrops,
+  wireIdentities,
   writeCorpus,
 } from "../fuzz/wire.js";
 import { aoectlJson, rssBytes } from "../helpers/aoectl.js";
@@ -34,6 +42,7 @@ import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createMacvlan, type Macvlan } from "../helpers/macvlan.js";
 import { createVethPair, linkInfo, type VethPair } from "../helpers/net.js";
 import { scrapeMetrics } from "../helpers/scrape.js";
+import { ENGINES, expectEngine } from "./engines.js";
 
 const QUEUE = 16;
 const SECTORS = 32768; // 16 MiB
@@ -96,7 +105,8 @@ function discoveryStorm(macs: number, n: number): Entry[] {
   }));
 }
 
-describe("floods from many MACs", () => {
+// Per engine: the same accounting must hold whether requests complete at once or later.
+describe.each(ENGINES)("floods from many MACs, AOED_IO=%s", (engine) => {
   let net: VethPair;
   let mv: Macvlan;
   let dir: string;
@@ -134,7 +144,11 @@ exports:
     );
     bin = buildTool(dir);
     portMac = mac(linkInfo(net.b, net.netns).mac);
-    daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], { netns: net.netns });
+    daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], {
+      netns: net.netns,
+      env: { AOED_IO: engine },
+    });
+    expectEngine(daemon, engine);
     pid = (await aoectlJson<StatusResult>(sock, "status")).daemon.pid;
     client = AoeClient.open(mv.name, { timeoutMs: 40, tries: 200 });
     [target] = (await client.discover({ shelf: 5, slot: 5, timeoutMs: 400 })) as [TargetInfo];
@@ -150,10 +164,13 @@ exports:
     expect(code).toBe(0);
   });
 
-  /** Writes random 4 KiB blocks in the client's range and reads each back until `stop()`. */
+  /**
+   * Writes random 4 KiB blocks in the client's range and reads each back until `stop()`, and at
+   * least 5 times however soon the flood is over; throws if one reads back wrong or goes unanswered.
+   */
   async function verifiedIo(stop: () => boolean): Promise<number> {
     let ops = 0;
-    while (!stop()) {
+    while (!stop() || ops < 5) {
       const lba = (ops * 8 * 13) % CLIENT_SECTORS;
       const data = randomBytes(4096);
       await client.write(target, lba, data);
@@ -171,7 +188,9 @@ exports:
     const results = path.join(dir, `${name}.results`);
     writeCorpus(corpus, entries);
     const ctl = await ControlClient.connect(sock);
-    const before = await ctl.request<StatsResult>({ cmd: "stats" });
+    const links: WireLinks = { a: net.a, b: net.b, netns: net.netns!, macvlan: mv.name };
+    const stats = () => ctl.request<StatsResult>({ cmd: "stats" });
+    const s0 = await waitForQuiet(links, stats);
     const rss0 = await rssBytes(pid);
     let running = true;
     let maxInFlight = 0;
@@ -199,14 +218,15 @@ exports:
         window,
         probeEvery: QUEUE,
         ignoreDst: CLIENT,
-        maxSeconds: 40,
+        // Only reached if the daemon stopped answering: the run is paced by its replies.
+        maxSeconds: 300,
       });
     } finally {
       running = false;
     }
     const clientOps = await io;
     await sampling;
-    const after = await ctl.request<StatsResult>({ cmd: "stats" });
+    const s1 = await waitForQuiet(links, stats);
     ctl.close();
     const rss1 = await rssBytes(pid);
     const res = readResults(results);
@@ -216,17 +236,20 @@ exports:
       replies += r;
       if (r > res.sent[i]!) duplicated++;
     });
-    const e0 = before.exports[0]!;
-    const e1 = after.exports[0]!;
-    const i0 = before.interfaces[0]!;
-    const i1 = after.interfaces[0]!;
+    const e0 = s0.exports[0]!;
+    const e1 = s1.exports[0]!;
+    const io0 = e0.requests.read + e0.requests.write + e0.requests.flush;
+    const io1 = e1.requests.read + e1.requests.write + e1.requests.flush;
+    const drops = wireDrops(s0, s1, summary);
     const seen = {
       ...summary,
       floodReplies: replies,
       duplicated,
       queueDrops: e1.queueDrops - e0.queueDrops,
-      kernelDrops: i1.kernelDrops - i0.kernelDrops,
-      txRingFull: i1.txRingFull - i0.txRingFull,
+      ioTaken: io1 - io0,
+      ioCompleted: e1.latency.count - e0.latency.count,
+      drops,
+      countedDrops: e1.queueDrops - e0.queueDrops + Object.values(drops).reduce((a, b) => a + b),
       maxInFlight,
       inFlightSamples: samples,
       clientVerifiedRoundTrips: clientOps,
@@ -236,6 +259,13 @@ exports:
     console.log(`${name}: ${JSON.stringify(seen)}`);
     // Nothing else answers on this wire: an R-flag frame from another MAC would be a reply from a wrong address.
     expect(res.foreign.map((f) => f.bytes.toString("hex").slice(0, 120))).toEqual([]);
+    expect(summary.txErrors).toBe(0);
+    // Every frame sent reached the daemon or is a counted drop, and every reply it made left.
+    for (const { got, want } of wireIdentities(s0, s1, summary)) expect(got).toBe(want);
+    // Every read, write or flush the export took was dropped for a full queue or completed.
+    expect(`taken ${seen.ioTaken} = queue drops + completed`).toBe(
+      `taken ${seen.queueDrops + seen.ioCompleted} = queue drops + completed`,
+    );
     return { seen, rss0, rss1 };
   }
 
@@ -247,20 +277,14 @@ exports:
     expect(seen.timedOut).toBe(false);
     expect(seen.sent).toBe(1_000_000);
     expect(daemon.proc.exitCode).toBeNull();
-    // Bounded by configuration.
-    expect(seen.inFlightSamples).toBeGreaterThan(10);
+    // Bounded by configuration, whatever the engine (sampled on the control socket, however often).
     expect(seen.maxInFlight).toBeLessThanOrEqual(QUEUE);
-    expect(seen.maxInFlight).toBeGreaterThan(0);
     expect(rss1 - rss0).toBeLessThan(24 * MiB);
-    // The excess was dropped, and every unanswered request is counted.
+    // No request got two answers, and every unanswered one (flood or probe) is a counted drop.
     expect(seen.duplicated).toBe(0);
     expect(seen.unmatched).toBe(0);
-    const unanswered = seen.sent - seen.floodReplies;
-    expect(unanswered).toBeGreaterThan(seen.sent / 4);
-    expect(seen.queueDrops + seen.kernelDrops + seen.txRingFull).toBeGreaterThanOrEqual(unanswered);
-    expect(seen.floodReplies).toBeGreaterThan(0);
-    // The legitimate client kept making progress.
-    expect(seen.clientVerifiedRoundTrips).toBeGreaterThanOrEqual(5);
+    const unanswered = seen.sent - seen.floodReplies + seen.probes - seen.probeAcks;
+    expect(unanswered, "unanswered vs counted drops").toBeLessThanOrEqual(seen.countedDrops);
     // The metrics agree: in-flight back to zero, the drops counted.
     const m = await scrape();
     expect(m.get('aoed_export_in_flight_requests{export="flood",target="e5.5"}')).toBe(0);
@@ -268,7 +292,7 @@ exports:
     expect(m.get('aoed_export_queue_drops_total{export="flood",target="e5.5"}')).toBe(
       stats.exports[0]!.queueDrops,
     );
-  }, 90_000);
+  }, 600_000);
 
   it("a broadcast discovery storm from 1024 MACs: every query answered, client served", async () => {
     const { seen, rss0, rss1 } = await flood("storm", discoveryStorm(1024, 4096), 200_000, 1024);
@@ -276,12 +300,13 @@ exports:
     expect(daemon.proc.exitCode).toBeNull();
     expect(seen.duplicated).toBe(0);
     expect(seen.unmatched).toBe(0);
-    // Discovery needs no queue slot: each query is answered unless a ring overflowed, and that is counted.
-    expect(seen.sent - seen.floodReplies).toBeLessThanOrEqual(seen.kernelDrops + seen.txRingFull);
+    // Discovery needs no queue slot: each query is answered unless a frame was dropped, and that is counted.
+    expect(seen.queueDrops).toBe(0);
+    const unanswered = seen.sent - seen.floodReplies + seen.probes - seen.probeAcks;
+    expect(unanswered, "unanswered vs counted drops").toBeLessThanOrEqual(seen.countedDrops);
     expect(seen.maxInFlight).toBeLessThanOrEqual(QUEUE);
     expect(rss1 - rss0).toBeLessThan(24 * MiB);
-    expect(seen.clientVerifiedRoundTrips).toBeGreaterThanOrEqual(5);
-  }, 90_000);
+  }, 600_000);
 
   it("afterwards everything the client wrote reads back", async () => {
     expect((await client.read(target, 0, CLIENT_SECTORS)).equals(shadow)).toBe(true);
