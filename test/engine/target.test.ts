@@ -237,6 +237,19 @@ describe("Target", () => {
       }
     });
 
+    it("summarizes an open burst of backend errors when drained, without waiting for its timer", async () => {
+      const lines: { msg: string; errors?: number }[] = [];
+      const capture = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l)) });
+      target = new Target(exportConfig(), backend, port.maxSectors, capture);
+      backend.failWith = "EIO";
+      for (let i = 0; i < 3; i++) send(ata(A, AtaCmd.readSectorsExt, i, 1));
+      await settle();
+      expect(lines.map((l) => l.msg)).toEqual(["backend I/O error: answering ABRT"]);
+      await target.drain();
+      expect(lines.at(-1)).toMatchObject({ msg: "backend I/O errors", errors: 3 });
+      expect(lines).toHaveLength(2);
+    });
+
     it("caps sectors per request at the export's setting", async () => {
       make({ sectors: 1 });
       send(ata(A, AtaCmd.readSectorsExt, 0, 2));
