@@ -13,6 +13,7 @@ import {
 } from "../../src/protocol/constants.js";
 import { readMac } from "../../src/protocol/mac.js";
 import { type Message, parse, serialize } from "../../src/protocol/messages.js";
+import { exportConfig } from "../helpers/export-config.js";
 import { MemoryBackend } from "../helpers/memory-backend.js";
 
 const PORT_MAC = Buffer.from("020000000001", "hex");
@@ -35,29 +36,6 @@ class FakePort implements ReplyPort {
   commit(len: number): void {
     this.sent.push(parse(Buffer.from(this.slot.subarray(0, Math.max(len, 60)))));
   }
-}
-
-function exportConfig(over: Partial<ExportConfig> = {}): ExportConfig {
-  return {
-    name: "t0",
-    path: "memory",
-    shelf: 3,
-    slot: 1,
-    interfaces: ["eth0"],
-    queueLength: 4,
-    sectors: 0,
-    readOnly: false,
-    writeCache: true,
-    directIo: false,
-    traceIo: false,
-    offset: 0,
-    length: null,
-    serial: "SER",
-    model: "MODEL",
-    broadcast: true,
-    acl: { policy: "accept", accept: [], deny: [] },
-    ...over,
-  };
 }
 
 const log = pino({ level: "silent" });
