@@ -81,6 +81,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
   let sock: string;
   let daemon: Daemon;
   let me: AoeClient;
+  let meOnce: AoeClient;
   let other: AoeClient;
   let sniffMe: Sniffer;
   const img = (name: string) => path.join(dir, `${name}.img`);
@@ -109,8 +110,11 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     );
     sniffMe = new Sniffer(mvMe.name);
     daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], { netns: net.netns });
-    me = AoeClient.open(mvMe.name, { timeoutMs: 150, tries: 1 });
-    other = AoeClient.open(mvOther.name, { timeoutMs: 300, tries: 3 });
+    // Patient clients for what must be answered, however loaded the machine;
+    // one that tries once, briefly, for what must not be (one frame per command).
+    me = AoeClient.open(mvMe.name, { timeoutMs: 500, tries: 6 });
+    meOnce = AoeClient.open(mvMe.name, { timeoutMs: 150, tries: 1 });
+    other = AoeClient.open(mvOther.name, { timeoutMs: 500, tries: 6 });
     const found = await other.discover({ shelf: 6, timeoutMs: 400 });
     expect(found.map((x) => x.slot)).toEqual([1, 2, 3, 4]);
     [e61, e62, e63, e64] = found as [TargetInfo, TargetInfo, TargetInfo, TargetInfo];
@@ -118,6 +122,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
 
   afterAll(async () => {
     me?.close();
+    meOnce?.close();
     other?.close();
     sniffMe?.close();
     const code = await daemon?.stop();
@@ -142,7 +147,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
   /**
    * Every command an initiator can send, by name, each started on demand: a
    * promise that settles with the reply or an error. Each sends one frame
-   * that reaches the export (the client tries once unless it is `other`).
+   * that reaches the export when the client tries once.
    */
   function everyCommand(c: AoeClient, target: TargetInfo): [string, () => Promise<unknown>][] {
     const ata = (cmdStatus: number, aflags = 0, sectorCount = 1, data = Buffer.alloc(0)) =>
@@ -231,7 +236,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     const file = fs.readFileSync(img(name));
     const seen = sniffMe.frames.length;
     const denied = await counter(name, "aclDenied");
-    const commands = everyCommand(me, target);
+    const commands = everyCommand(meOnce, target);
     const results = Promise.allSettled(commands.map(([, start]) => start()));
     // Every frame reached the export and was refused...
     const refused = await waitFor(`${name} to refuse ${commands.length} frames`, async () => {
@@ -330,9 +335,9 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     });
     const masked = await counter("masked", "maskDenied");
     const pending: Promise<unknown>[] = [];
-    // `other` as a client that tries once, like `me`: one frame per command.
+    // Clients that try once: one frame per command.
     const otherOnce = AoeClient.open(mvOther.name, { timeoutMs: 150, tries: 1 });
-    for (const c of [me, otherOnce]) {
+    for (const c of [meOnce, otherOnce]) {
       pending.push(
         expect(c.read(e64, 0, 1)).rejects.toBeInstanceOf(TimeoutError),
         expect(c.write(e64, 0, Buffer.alloc(512))).rejects.toBeInstanceOf(TimeoutError),
