@@ -734,12 +734,21 @@ export class Target {
     this.stats.latency.reset();
   }
 
-  /** Stops taking requests and resolves once every request in flight has been answered. */
+  /** Stops taking requests and resolves once every request in flight has been answered and an open error burst summarized. */
   drain(): Promise<void> {
     this.accepting = false;
-    if (this.inflight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.drained = resolve;
+    const answered =
+      this.inflight === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.drained = resolve;
+          });
+    // Nothing more will be served: a burst of errors is over, and its summary
+    // must not wait for a timer that a stopping daemon would never see fire.
+    return answered.then(() => {
+      if (this.burst === null) return;
+      clearTimeout(this.burst.timer);
+      this.endBurst();
     });
   }
 }

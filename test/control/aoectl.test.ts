@@ -6,6 +6,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ReloadResult } from "../../src/control/protocol.js";
 import { type ControlServer, startControlServer } from "../../src/control/server.js";
+import { stagedBin } from "../helpers/daemon-as.js";
+import { waitFor } from "../helpers/wait.js";
 import { FakeEngine, FakePort, FakeTarget, mac } from "../metrics/fakes.js";
 
 const AOECTL = path.resolve(import.meta.dirname, "../../dist/src/bin/aoectl.js");
@@ -16,7 +18,7 @@ interface Run {
   stderr: string;
 }
 
-/** Runs aoectl without blocking this process, which serves the socket. */
+/** Runs aoectl without blocking this process, which serves the socket; as `uid`, the copy other users can read. */
 function aoectl(
   args: string[],
   opts: { env?: Record<string, string>; uid?: number; gid?: number } = {},
@@ -24,7 +26,7 @@ function aoectl(
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [AOECTL, ...args],
+      [opts.uid !== undefined ? stagedBin("aoectl.js") : AOECTL, ...args],
       {
         env: { ...process.env, AOED_SOCKET: "", ...opts.env },
         ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}),
@@ -154,33 +156,40 @@ describe("aoectl admin commands", () => {
 
   it("monitor --count 2 prints two tables of rates computed from deltas", async () => {
     const lv0 = engine.targets.get("lv0")!;
-    const tick = setInterval(() => {
-      lv0.stats.reads += 10;
-      lv0.stats.bytesRead += 10 * 4096;
-      lv0.stats.latency.observe(0.001);
-    }, 20);
-    try {
-      const r = await aoectl(["monitor", "0.3", "--count", "2", "--socket", sock]);
-      expect(r.stderr).toBe("");
-      expect(r.code).toBe(0);
-      const tables = r.stdout.split(/^aoed monitor {2}every 0\.3s {2}/m).slice(1);
-      expect(tables).toHaveLength(2);
-      for (const t of tables) {
-        expect(t).toMatch(
-          /^EXPORT\s+TARGET\s+REQ\/S\s+READ MB\/S\s+WRITE MB\/S\s+AVG LAT MS\s+ERRORS\s+DROPS\s+IN-FLIGHT$/m,
-        );
-        const row = /^lv0\s+e1\.0\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+0\s+0\s+0$/m.exec(t);
-        expect(row, t).not.toBeNull();
-        expect(Number(row![1])).toBeGreaterThan(100); // ~500 req/s
-        expect(Number(row![2])).toBeGreaterThan(0.4); // ~2 MB/s
-        expect(row![4]).toBe("1.000");
-        expect(t).toMatch(/^lv1\s+e1\.1\s+0\.0\s+0\.00\s+0\.00\s+-\s+0\s+0\s+0$/m);
-        expect(t).toMatch(/^TOTAL\s/m);
-      }
-      expect(r.stdout).not.toContain("\x1b["); // not a terminal: no screen control
-    } finally {
-      clearInterval(tick);
+    const stats = lv0.stats;
+    // The daemon's counters grow by the same amount between any two samples,
+    // whenever they are taken: 10 reads of 1 MiB, one latency sample of 1 ms.
+    Object.defineProperty(lv0, "stats", {
+      get() {
+        stats.reads += 10;
+        stats.bytesRead += 10 * 1024 * 1024;
+        stats.latency.observe(0.001);
+        return stats;
+      },
+    });
+    const r = await aoectl(["monitor", "0.3", "--count", "2", "--socket", sock]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const tables = r.stdout.split(/^aoed monitor {2}every 0\.3s {2}/m).slice(1);
+    expect(tables).toHaveLength(2);
+    for (const t of tables) {
+      expect(t).toMatch(
+        /^EXPORT\s+TARGET\s+REQ\/S\s+READ MB\/S\s+WRITE MB\/S\s+AVG LAT MS\s+ERRORS\s+DROPS\s+IN-FLIGHT$/m,
+      );
+      const row = /^lv0\s+e1\.0\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+0\s+0\s+0$/m.exec(t);
+      expect(row, t).not.toBeNull();
+      const [reqs, readMBps] = [Number(row![1]), Number(row![2])];
+      // 10 requests over at least the 0.3 s interval (timers may fire a little early).
+      expect(reqs).toBeGreaterThan(0);
+      expect(reqs).toBeLessThanOrEqual(10 / 0.29);
+      // Bytes and requests are deltas over the same interval: 1 MiB per request, up to rounding.
+      expect(Math.abs(readMBps - reqs * 1.048576)).toBeLessThanOrEqual(0.005 + 0.05 * 1.048576);
+      expect(row![3]).toBe("0.00");
+      expect(row![4]).toBe("1.000");
+      expect(t).toMatch(/^lv1\s+e1\.1\s+0\.0\s+0\.00\s+0\.00\s+-\s+0\s+0\s+0$/m);
+      expect(t).toMatch(/^TOTAL\s/m);
     }
+    expect(r.stdout).not.toContain("\x1b["); // not a terminal: no screen control
   });
 
   it("monitor exits cleanly on SIGINT", async () => {
@@ -189,14 +198,7 @@ describe("aoectl admin commands", () => {
     child.stdout!.on("data", (d) => {
       out += d;
     });
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (out.includes("IN-FLIGHT")) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
-    });
+    await waitFor("monitor's first table", () => out.includes("IN-FLIGHT"));
     child.kill("SIGINT");
     const code = await new Promise((resolve) => child.on("exit", (c) => resolve(c)));
     expect(code).toBe(0);

@@ -13,6 +13,7 @@ import {
 } from "../../src/protocol/constants.js";
 import { readMac } from "../../src/protocol/mac.js";
 import { type Message, parse, serialize } from "../../src/protocol/messages.js";
+import { exportConfig } from "../helpers/export-config.js";
 import { MemoryBackend } from "../helpers/memory-backend.js";
 
 const PORT_MAC = Buffer.from("020000000001", "hex");
@@ -35,29 +36,6 @@ class FakePort implements ReplyPort {
   commit(len: number): void {
     this.sent.push(parse(Buffer.from(this.slot.subarray(0, Math.max(len, 60)))));
   }
-}
-
-function exportConfig(over: Partial<ExportConfig> = {}): ExportConfig {
-  return {
-    name: "t0",
-    path: "memory",
-    shelf: 3,
-    slot: 1,
-    interfaces: ["eth0"],
-    queueLength: 4,
-    sectors: 0,
-    readOnly: false,
-    writeCache: true,
-    directIo: false,
-    traceIo: false,
-    offset: 0,
-    length: null,
-    serial: "SER",
-    model: "MODEL",
-    broadcast: true,
-    acl: { policy: "accept", accept: [], deny: [] },
-    ...over,
-  };
 }
 
 const log = pino({ level: "silent" });
@@ -235,6 +213,19 @@ describe("Target", () => {
       } finally {
         vi.useRealTimers();
       }
+    });
+
+    it("summarizes an open burst of backend errors when drained, without waiting for its timer", async () => {
+      const lines: { msg: string; errors?: number }[] = [];
+      const capture = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l)) });
+      target = new Target(exportConfig(), backend, port.maxSectors, capture);
+      backend.failWith = "EIO";
+      for (let i = 0; i < 3; i++) send(ata(A, AtaCmd.readSectorsExt, i, 1));
+      await settle();
+      expect(lines.map((l) => l.msg)).toEqual(["backend I/O error: answering ABRT"]);
+      await target.drain();
+      expect(lines.at(-1)).toMatchObject({ msg: "backend I/O errors", errors: 3 });
+      expect(lines).toHaveLength(2);
     });
 
     it("caps sectors per request at the export's setting", async () => {

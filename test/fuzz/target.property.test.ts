@@ -15,6 +15,7 @@ import { Port } from "../../src/engine/port.js";
 import { Target } from "../../src/engine/target.js";
 import type { FrameHandler } from "../../src/net/packet-socket.js";
 import { FIRMWARE_VERSION } from "../../src/version.js";
+import { exportConfig } from "../helpers/export-config.js";
 import { MemoryBackend } from "../helpers/memory-backend.js";
 import { buildFrame, type FrameWorld, frameArb } from "./frames.js";
 import {
@@ -111,25 +112,9 @@ interface ExportDef {
   readOnly?: boolean;
 }
 
-function exportConfig(d: ExportDef): ExportConfig {
-  return {
-    path: "memory",
-    interfaces: ["fake"],
-    queueLength: 4,
-    sectors: 0,
-    readOnly: d.readOnly ?? false,
-    writeCache: true,
-    directIo: false,
-    traceIo: false,
-    offset: 0,
-    length: null,
-    serial: "SER",
-    model: "MODEL",
-    broadcast: true,
-    acl: { policy: "accept", accept: [], deny: [] },
-    ...d.cfg,
-  };
-}
+/** The export's settings over the shared defaults (interface "fake"). */
+const configOf = (d: ExportDef): ExportConfig =>
+  exportConfig({ interfaces: ["fake"], readOnly: d.readOnly ?? false, ...d.cfg });
 
 const DEFS: ExportDef[] = [
   {
@@ -159,7 +144,7 @@ const DEFS: ExportDef[] = [
 
 /** The spec's view of an export on a port of this MTU, from the config (not from Target). */
 function specFor(d: ExportDef, mtu: number): ExportSpec {
-  const cfg = exportConfig(d);
+  const cfg = configOf(d);
   const portMax = Math.min(255, Math.floor((mtu - 36) / 512));
   const deny = new Set(cfg.acl.deny.map((m) => num(mac(m))));
   const accept = new Set(cfg.acl.accept.map((m) => num(mac(m))));
@@ -202,7 +187,7 @@ function rig(mtus: number[]) {
   const ports = socks.map(openPort);
   const backends = DEFS.map((d) => new MemoryBackend(d.sectors * 512, d.readOnly ?? false));
   const maxSectors = Math.max(...mtus.map((m) => Math.min(255, Math.floor((m - 36) / 512))));
-  const targets = DEFS.map((d, i) => new Target(exportConfig(d), backends[i]!, maxSectors, log));
+  const targets = DEFS.map((d, i) => new Target(configOf(d), backends[i]!, maxSectors, log));
   for (const p of ports) for (const t of targets) p.attach(t);
   const states: SpecState[] = DEFS.map(() => emptySpecState());
   const disks = DEFS.map((d) => Buffer.alloc(d.sectors * 512));

@@ -1,6 +1,7 @@
 /** Runs the built aoectl (dist/) against a daemon's control socket, as root or as another user; reads a process's RSS. */
 import { execFile } from "node:child_process";
 import path from "node:path";
+import { stagedBin } from "./daemon-as.js";
 
 const AOECTL = path.resolve(import.meta.dirname, "../../dist/src/bin/aoectl.js");
 
@@ -10,9 +11,10 @@ export interface AoectlResult {
   stderr: string;
 }
 
-/** `aoectl ARGS --socket SOCK`; `prefix` runs it through e.g. setpriv as another user. */
-export function aoectl(sock: string, args: string[], prefix: string[] = []): Promise<AoectlResult> {
-  const argv = [...prefix, process.execPath, AOECTL, ...args, "--socket", sock];
+/** `aoectl ARGS --socket SOCK`; `as` (setprivAs) runs the staged copy as another user. */
+export function aoectl(sock: string, args: string[], as: string[] = []): Promise<AoectlResult> {
+  const bin = as.length > 0 ? stagedBin("aoectl.js") : AOECTL;
+  const argv = [...as, process.execPath, bin, ...args, "--socket", sock];
   return new Promise((resolve) => {
     execFile(argv[0]!, argv.slice(1), { timeout: 20_000 }, (err, stdout, stderr) => {
       const code = err ? (err as { code?: unknown }).code : 0;

@@ -4,7 +4,18 @@
  * (`ip netns exec NS setpriv ... node aoed --config FILE`).
  */
 import { spawnSync } from "node:child_process";
-import { AOED } from "./daemon.js";
+import path from "node:path";
+import { inject } from "vitest";
+
+/**
+ * A built program (aoed.cjs, aoectl.js) that another user can run: the global
+ * setup's copy (build.ts), since the clone may sit where others cannot enter.
+ */
+export function stagedBin(name: "aoed.cjs" | "aoectl.js"): string {
+  const root = inject("stagedRoot");
+  if (root === null) throw new Error(inject("stagedProblem") ?? "no staged copy of aoed");
+  return path.join(root, "dist", "src", "bin", name);
+}
 
 /** setpriv arguments: become `user`:`group` with no supplementary groups and only `caps` (e.g. ["net_raw"]). */
 export function setprivAs(user: string, group: string, caps: string[]): string[] {
@@ -21,7 +32,7 @@ export function setprivAs(user: string, group: string, caps: string[]): string[]
 }
 
 function argv(prefix: string[], args: string[], netns: string | null): string[] {
-  const cmd = [...prefix, process.execPath, AOED, ...args];
+  const cmd = [...prefix, process.execPath, stagedBin("aoed.cjs"), ...args];
   return netns ? ["ip", "netns", "exec", netns, ...cmd] : cmd;
 }
 

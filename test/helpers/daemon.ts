@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
+import { stagedBin } from "./daemon-as.js";
 
 export const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 let started = 0;
@@ -16,8 +17,10 @@ export interface DaemonOptions {
   netns?: string | null;
   /** Extra environment (e.g. { AOED_IO: "threads" }). */
   env?: Record<string, string>;
-  /** A command the daemon runs under, e.g. ["strace", "-f", "-o", file] or setprivAs(...). */
+  /** A command the daemon runs under, e.g. ["strace", "-f", "-o", file]. */
   wrap?: string[];
+  /** setprivAs(...): run the copy other users can read (stagedBin) as another user. */
+  as?: string[];
 }
 
 export interface Daemon {
@@ -42,7 +45,9 @@ export interface Daemon {
 
 /** Starts it and resolves once it logs "aoed ready"; rejects with its output if it exits first. */
 export async function startDaemon(args: string[], opts: DaemonOptions = {}): Promise<Daemon> {
-  const argv = [...(opts.wrap ?? []), process.execPath, AOED, ...args];
+  const argv = opts.as
+    ? [...(opts.wrap ?? []), ...opts.as, process.execPath, stagedBin("aoed.cjs"), ...args]
+    : [...(opts.wrap ?? []), process.execPath, AOED, ...args];
   // Each test daemon gets its own control socket unless its config names one.
   const env = {
     ...process.env,

@@ -2,47 +2,36 @@
  * ACLs on real frames: a denied initiator gets nothing back for any command,
  * discovery included, while an accepted one on the same wire is served.
  */
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AoeClient, TimeoutError } from "../../src/client/client.js";
+import { type AoeClient, TimeoutError } from "../../src/client/client.js";
 import { AtaCmd, ConfigCmd, MaskCmd, ReserveCmd } from "../../src/protocol/constants.js";
 import { macToString, readMac } from "../../src/protocol/mac.js";
 import type { Message } from "../../src/protocol/messages.js";
-import { type Daemon, startDaemon } from "../helpers/daemon.js";
-import { createVethPair, type VethPair } from "../helpers/net.js";
+import { type NetDaemon, sparseFile, startNetDaemon } from "../helpers/net-daemon.js";
 
 describe("ACLs over veth", () => {
-  let net: VethPair;
-  let dir: string;
-  let daemon: Daemon;
+  let fx: NetDaemon;
   let client: AoeClient;
   const frames: Message[] = [];
 
   beforeAll(async () => {
-    net = createVethPair({ netns: true });
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-acl-"));
-    client = AoeClient.open(net.a, { timeoutMs: 200, tries: 2 });
-    client.onUnsolicited((m) => frames.push(m));
-    const me = macToString(readMac(client.mac, 0));
-    const img = path.join(dir, "d.img");
-    fs.writeFileSync(img, "");
-    fs.truncateSync(img, 1024 * 1024);
-    const exp = (slot: number, acl: string) =>
-      `  - name: x${slot}\n    path: ${img}\n    read-only: true\n    shelf: 5\n    slot: ${slot}\n    interfaces: [${net.b}]\n${acl}`;
-    fs.writeFileSync(
-      path.join(dir, "aoed.yaml"),
-      `acls:\n  me: [${me}]\nexports:\n${exp(0, "    deny: [me]\n")}${exp(1, "    policy: reject\n    accept: [02:00:00:00:00:99]\n")}${exp(2, "    policy: reject\n    accept: [me]\n    deny: [me]\n")}${exp(3, "    policy: reject\n    accept: [me]\n")}`,
-    );
-    daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], { netns: net.netns });
+    fx = await startNetDaemon({
+      client: { timeoutMs: 200, tries: 2 },
+      config: ({ dir, iface, client }) => {
+        client.onUnsolicited((m) => frames.push(m));
+        const me = macToString(readMac(client.mac, 0));
+        const img = sparseFile(path.join(dir, "d.img"), 1024 * 1024);
+        const exp = (slot: number, acl: string) =>
+          `  - name: x${slot}\n    path: ${img}\n    read-only: true\n    shelf: 5\n    slot: ${slot}\n    interfaces: [${iface}]\n${acl}`;
+        return `acls:\n  me: [${me}]\nexports:\n${exp(0, "    deny: [me]\n")}${exp(1, "    policy: reject\n    accept: [02:00:00:00:00:99]\n")}${exp(2, "    policy: reject\n    accept: [me]\n    deny: [me]\n")}${exp(3, "    policy: reject\n    accept: [me]\n")}`;
+      },
+    });
+    client = fx.client;
   });
 
   afterAll(async () => {
-    client?.close();
-    await daemon?.stop();
-    net?.destroy();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await fx?.close();
   });
 
   it("discovery shows only the export that accepts us", async () => {

@@ -3,11 +3,10 @@
  * one end of a veth pair; the TypeScript initiator uses the other end.
  */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AoeClient,
+  type AoeClient,
   AoeErrorReply,
   AtaErrorReply,
   type TargetInfo,
@@ -21,15 +20,13 @@ import {
   MaskDcmd,
   ReserveCmd,
 } from "../../src/protocol/constants.js";
-import { type Daemon, startDaemon } from "../helpers/daemon.js";
-import { createVethPair, type VethPair } from "../helpers/net.js";
+import { type NetDaemon, sparseFile, startNetDaemon } from "../helpers/net-daemon.js";
 
 const MiB = 1024 * 1024;
 
 describe("aoed on a veth pair", () => {
-  let net: VethPair;
+  let fx: NetDaemon;
   let dir: string;
-  let daemon: Daemon;
   let client: AoeClient;
   const announced: string[] = [];
   let targets: TargetInfo[];
@@ -40,51 +37,39 @@ describe("aoed on a veth pair", () => {
   };
 
   beforeAll(async () => {
-    net = await createVethPair({ netns: true });
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-it-"));
-    const img = (name: string, size: number) => {
-      const p = path.join(dir, name);
-      fs.writeFileSync(p, "");
-      fs.truncateSync(p, size);
-      return p;
-    };
-    const config = path.join(dir, "aoed.yaml");
-    fs.writeFileSync(
-      config,
-      `exports:
+    fx = await startNetDaemon({
+      config: ({ dir, iface, client }) => {
+        client.onUnsolicited((m) => {
+          if (m.kind === "config" && m.tag === 0) announced.push(`e${m.shelf}.${m.slot}`);
+        });
+        const img = (name: string, size: number) => sparseFile(path.join(dir, name), size);
+        return `exports:
   - name: big
     path: ${img("big.img", 64 * MiB)}
     shelf: 1
     slot: 0
-    interfaces: [${net.b}]
+    interfaces: [${iface}]
   - name: small
     path: ${img("small.img", 8 * MiB)}
     shelf: 1
     slot: 1
-    interfaces: [${net.b}]
+    interfaces: [${iface}]
     serial: SMALL-1
   - name: ro
     path: ${img("ro.img", 1 * MiB)}
     shelf: 2
     slot: 0
-    interfaces: [${net.b}]
+    interfaces: [${iface}]
     read-only: true
-`,
-    );
-    client = AoeClient.open(net.a, { timeoutMs: 300, tries: 3 });
-    client.onUnsolicited((m) => {
-      if (m.kind === "config" && m.tag === 0) announced.push(`e${m.shelf}.${m.slot}`);
+`;
+      },
     });
-    daemon = await startDaemon(["--config", config], { netns: net.netns });
+    ({ client, dir } = fx);
     targets = await client.discover({ timeoutMs: 500 });
   });
 
   afterAll(async () => {
-    client?.close();
-    const code = await daemon?.stop();
-    await net?.destroy();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    expect(code).toBe(0);
+    expect(await fx?.close()).toBe(0);
   });
 
   it("announces every export at start", () => {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient } from "../../src/client/client.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, run, type VethPair } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 
 describe("links that come and go", () => {
   let net: VethPair;
@@ -45,13 +46,6 @@ describe("links that come and go", () => {
       return await c.discover({ timeoutMs: 300 });
     } finally {
       c.close();
-    }
-  };
-  const until = async (what: string, check: () => Promise<boolean>) => {
-    const deadline = Date.now() + 15_000;
-    while (!(await check())) {
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for ${what}; stderr: ${daemon.stderr()}`);
     }
   };
 
@@ -101,10 +95,7 @@ describe("links that come and go", () => {
     });
     try {
       await daemon.waitForLog(/bound again/, { from });
-      await until("the announcement", async () => {
-        await new Promise((r) => setTimeout(r, 100));
-        return announced.length > 0;
-      });
+      await waitFor("the announcement on the new link", () => announced.length > 0);
       expect(announced).toContain(1);
       expect((await c.discover({ timeoutMs: 300 })).map((t) => t.slot)).toEqual([1]);
     } finally {
@@ -118,7 +109,10 @@ describe("links that come and go", () => {
     run(["ip", "link", "set", flaky.a, "mtu", "9000"]);
     run(["ip", "-n", net.netns!, "link", "set", flaky.b, "mtu", "9000"]);
     await daemon.waitForLog(/bound again/, { from });
-    await until("max sectors 17", async () => (await discoverOn(flaky.a))[0]?.maxSectors === 17);
+    await waitFor(
+      "discovery to offer 17 sectors",
+      async () => (await discoverOn(flaky.a))[0]?.maxSectors === 17,
+    );
     const c = AoeClient.open(flaky.a, { timeoutMs: 300, tries: 3 });
     try {
       const [t] = await c.discover({ timeoutMs: 300 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, AtaErrorReply } from "../../src/client/client.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 
 function losetup(file: string): string | null {
   try {
@@ -28,6 +29,20 @@ const exclusiveOpenFails = (dev: string) => {
     return (err as NodeJS.ErrnoException).code === "EBUSY";
   }
 };
+
+/** The open flags of each of the process's descriptors on `file` (from /proc/PID/fdinfo). */
+function openOn(pid: number, file: string): number[] {
+  const dir = `/proc/${pid}/fd`;
+  return fs.readdirSync(dir).flatMap((fd) => {
+    try {
+      if (fs.readlinkSync(path.join(dir, fd)) !== file) return [];
+      const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8");
+      return [Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(info)![1]!, 8)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
 
 describe("reload of a block-device export", () => {
   let net: VethPair;
@@ -71,6 +86,8 @@ describe("reload of a block-device export", () => {
     await client.write(t!, 0, Buffer.alloc(512, 0x42));
     expect(exclusiveOpenFails(dev!)).toBe(true);
 
+    const rw = openOn(daemon.pid, dev!).length;
+    expect(rw).toBeGreaterThan(0);
     const from = daemon.logs.length;
     rewrite(true);
     const line = await daemon.waitForLog(/config (not )?reloaded/, { from });
@@ -78,8 +95,13 @@ describe("reload of a block-device export", () => {
     expect(line).toMatchObject({ changed: ["blk"] });
     await expect(client.write(t!, 0, Buffer.alloc(512, 1))).rejects.toBeInstanceOf(AtaErrorReply);
     expect((await client.read(t!, 0, 1)).every((b) => b === 0x42)).toBe(true);
-    // The claim moved to the new backend: still nobody else may open it exclusively.
-    await new Promise((r) => setTimeout(r, 200));
+    // The claim moves to the new backend once the old one has drained and closed:
+    // its read-write descriptors go, and the new one opens a descriptor of its own for the claim.
+    await waitFor("the old backend to close and the new one to claim the device", () => {
+      const now = openOn(daemon.pid, dev!);
+      return now.every((flags) => (flags & 3) === fs.constants.O_RDONLY) && now.length === rw + 1;
+    });
+    // Still nobody else may open it exclusively.
     expect(exclusiveOpenFails(dev!)).toBe(true);
     expect(daemon.logs.some((l) => /exclusive claim/.test(String(l.msg)))).toBe(false);
   });

@@ -21,6 +21,7 @@ import { AoeError, ReserveCmd } from "../../src/protocol/constants.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { scrapeMetrics } from "../helpers/scrape.js";
+import { waitFor } from "../helpers/wait.js";
 
 const MiB = 1024 * 1024;
 const SECTORS = (4 * MiB) / 512;
@@ -91,17 +92,24 @@ describe("data-path worker threads", () => {
       expect(files[slot]!.subarray(at, at + 1024).equals(buf)).toBe(true);
     }
 
-    // Worker counters reach the metrics within 100 ms.
-    await new Promise((r) => setTimeout(r, 300));
-    const m = await scrapeMetrics(net.netns!);
-    const w1 = m.get('aoed_worker_receive_frames_total{worker="1"}') ?? 0;
-    const w2 = m.get('aoed_worker_receive_frames_total{worker="2"}') ?? 0;
-    expect(w1).toBeGreaterThan(100);
-    expect(w2).toBeGreaterThan(100);
-    const reads = (slot: number) =>
-      m.get(`aoed_export_requests_total{export="w${slot}",target="e7.${slot}",op="read"}`);
-    expect(reads(0)).toBeGreaterThanOrEqual(320);
-    expect(reads(1)).toBeGreaterThanOrEqual(320);
+    // Worker counters reach the metrics a little later. 16 lanes x 20 reads on
+    // each export, and every read and write (1280 frames, more if retransmitted)
+    // is steered to a worker.
+    const counter = (m: Map<string, number>, name: string) => m.get(name) ?? 0;
+    const reads = (m: Map<string, number>, slot: number) =>
+      counter(m, `aoed_export_requests_total{export="w${slot}",target="e7.${slot}",op="read"}`);
+    const workerFrames = (m: Map<string, number>, w: number) =>
+      counter(m, `aoed_worker_receive_frames_total{worker="${w}"}`);
+    const m = await waitFor("the metrics to count every read, on the workers", async () => {
+      const m = await scrapeMetrics(net.netns!);
+      return reads(m, 0) >= 320 &&
+        reads(m, 1) >= 320 &&
+        workerFrames(m, 1) + workerFrames(m, 2) >= 1280
+        ? m
+        : null;
+    });
+    expect(workerFrames(m, 1)).toBeGreaterThan(0);
+    expect(workerFrames(m, 2)).toBeGreaterThan(0);
   });
 
   it("enforces a reservation in the workers from the next frame on", async () => {
@@ -142,6 +150,7 @@ describe("data-path worker threads", () => {
   it("replaces the interface's fanout group under verified I/O: every read sees the last write", async () => {
     let stop = false;
     let ios = 0;
+    let failed: Error | null = null;
     // Each write carries its sequence number; a write served twice (an old worker
     // and the new group) could land after a newer one and show an older number.
     // That race is narrow, so passing does not prove it away; the steering of the
@@ -156,7 +165,9 @@ describe("data-path worker threads", () => {
           throw new Error(`read ${back.readUInt32BE(0)} after writing ${n}`);
         ios++;
       }
-    })();
+    })().catch((e: Error) => {
+      failed = e;
+    });
     const before = daemon.logs.length;
     // A ring size for the interface: the port and its fanout group are replaced.
     writeConfig("    read-only: true\n", `interfaces:\n  ${net.b}: { buffers: 96 }\n`);
@@ -167,10 +178,13 @@ describe("data-path worker threads", () => {
     // w0's settings did not change: it is rebuilt because its port was.
     expect(reloaded.changed).toContain("w0");
     const after = ios;
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor("verified I/O through the new fanout group", () => {
+      if (failed) throw failed;
+      return ios >= after + 20;
+    });
     stop = true;
     await io;
-    expect(ios).toBeGreaterThan(after);
+    expect(failed).toBeNull();
     const m = await scrapeMetrics(net.netns!);
     expect(
       m.get(`aoed_interface_ignored_frames_total{interface="${net.b}",reason="steering"}`),

@@ -15,6 +15,7 @@ import { createNotifier, formatMessage, notifyReloads } from "../../src/bin/sd-n
 import { AoeClient } from "../../src/client/client.js";
 import { loadNative } from "../../src/net/native.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 
 const AOED = path.resolve(import.meta.dirname, "../../dist/src/bin/aoed.cjs");
 
@@ -340,9 +341,7 @@ ${exports
     expect(d.pid).toBe(daemon.pid);
     expect(stdout).toMatch(/aoed ready/);
     // The announcement left before READY=1; allow for its delivery to this process.
-    const deadline = Date.now() + 1000;
-    while (announced.length === 0 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor("the announcement", () => announced.length > 0);
     expect(announced).toEqual(["e7.0"]);
   });
 
@@ -363,10 +362,7 @@ ${exports
     let ready = await r.next();
     while (ready.fields.READY !== "1") ready = await r.next();
     expect(ready.fields.STATUS).toMatch(/^serving (1|2) export\(s\)$/);
-    const deadline = Date.now() + 10_000;
-    while (!announced.includes("e7.1") && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(announced).toContain("e7.1");
+    await waitFor("the announcement of the added export e7.1", () => announced.includes("e7.1"));
   });
 
   it("sends STOPPING=1 at SIGTERM and exits 0", async () => {

@@ -26,7 +26,8 @@ import {
   type TargetInfo,
   TimeoutError,
 } from "../../src/client/client.js";
-import type { StatusResult } from "../../src/control/protocol.js";
+import { controlRequest } from "../../src/control/client.js";
+import type { StatsResult, StatusResult } from "../../src/control/protocol.js";
 import { PacketSocket } from "../../src/net/packet-socket.js";
 import {
   AtaCmd,
@@ -37,16 +38,19 @@ import {
   ReserveCmd,
 } from "../../src/protocol/constants.js";
 import type { Message } from "../../src/protocol/messages.js";
-import { aoectl, aoectlJson } from "../helpers/aoectl.js";
+import { aoectl } from "../helpers/aoectl.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createMacvlan, type Macvlan } from "../helpers/macvlan.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
+import { waitFor } from "../helpers/wait.js";
 
 const MiB = 1024 * 1024;
 const ME = "02:a1:00:00:00:01";
 const OTHER = "02:a2:00:00:00:02";
 const NOBODY = "02:00:00:00:00:99";
 const mac = (hex: string) => Buffer.from(hex.replace(/:/g, ""), "hex");
+/** A discovery collects answers for this long. */
+const DISCOVERY_MS = 300;
 
 /** Counts AoE responses arriving on an interface (every copy, whoever asked). */
 class Sniffer {
@@ -77,6 +81,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
   let sock: string;
   let daemon: Daemon;
   let me: AoeClient;
+  let meOnce: AoeClient;
   let other: AoeClient;
   let sniffMe: Sniffer;
   const img = (name: string) => path.join(dir, `${name}.img`);
@@ -105,8 +110,11 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     );
     sniffMe = new Sniffer(mvMe.name);
     daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], { netns: net.netns });
-    me = AoeClient.open(mvMe.name, { timeoutMs: 150, tries: 1 });
-    other = AoeClient.open(mvOther.name, { timeoutMs: 300, tries: 3 });
+    // Patient clients for what must be answered, however loaded the machine;
+    // one that tries once, briefly, for what must not be (one frame per command).
+    me = AoeClient.open(mvMe.name, { timeoutMs: 500, tries: 6 });
+    meOnce = AoeClient.open(mvMe.name, { timeoutMs: 150, tries: 1 });
+    other = AoeClient.open(mvOther.name, { timeoutMs: 500, tries: 6 });
     const found = await other.discover({ shelf: 6, timeoutMs: 400 });
     expect(found.map((x) => x.slot)).toEqual([1, 2, 3, 4]);
     [e61, e62, e63, e64] = found as [TargetInfo, TargetInfo, TargetInfo, TargetInfo];
@@ -114,6 +122,7 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
 
   afterAll(async () => {
     me?.close();
+    meOnce?.close();
     other?.close();
     sniffMe?.close();
     const code = await daemon?.stop();
@@ -125,10 +134,22 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
   });
 
   const exportState = async (name: string) =>
-    (await aoectlJson<StatusResult>(sock, "status")).exports.find((x) => x.name === name)!.state;
+    (await controlRequest<StatusResult>(sock, { cmd: "status" })).exports.find(
+      (x) => x.name === name,
+    )!.state;
 
-  /** Every command an initiator can send, as promises that settle with the reply or an error. */
-  function everyCommand(c: AoeClient, target: TargetInfo): Promise<unknown>[] {
+  /** A counter of the export in `aoectl stats` (workers' counts included). */
+  const counter = async (name: string, key: "aclDenied" | "maskDenied") =>
+    (await controlRequest<StatsResult>(sock, { cmd: "stats" })).exports.find(
+      (x) => x.name === name,
+    )![key];
+
+  /**
+   * Every command an initiator can send, by name, each started on demand: a
+   * promise that settles with the reply or an error. Each sends one frame
+   * that reaches the export when the client tries once.
+   */
+  function everyCommand(c: AoeClient, target: TargetInfo): [string, () => Promise<unknown>][] {
     const ata = (cmdStatus: number, aflags = 0, sectorCount = 1, data = Buffer.alloc(0)) =>
       c.ata(target, { aflags, sectorCount, cmdStatus, lba: 0, data });
     const raw = (command: number) =>
@@ -148,31 +169,63 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
         }),
       );
     return [
-      ata(AtaCmd.identifyDevice),
-      ata(AtaCmd.readSectorsExt, AtaFlag.lba48, 2),
-      ata(AtaCmd.readSectors, 0, 1),
-      ata(AtaCmd.writeSectorsExt, AtaFlag.lba48 | AtaFlag.write, 2, Buffer.alloc(1024, 0xee)),
-      ata(AtaCmd.writeSectors, AtaFlag.write, 1, Buffer.alloc(512, 0xee)),
-      ata(AtaCmd.flushCacheExt, 0, 0),
-      ata(AtaCmd.flushCache, 0, 0),
-      ata(AtaCmd.checkPowerMode, 0, 0),
-      ata(0xb0), // SMART: unsupported, would be ABRT
-      c.config(target, ConfigCmd.read),
-      c.config(target, ConfigCmd.test, ""),
-      c.config(target, ConfigCmd.testPrefix, ""),
-      c.config(target, ConfigCmd.set, "mine"),
-      c.config(target, ConfigCmd.forceSet, "mine"),
-      c.macMask(target, MaskCmd.read),
-      c.macMask(target, MaskCmd.edit, [{ dcmd: MaskDcmd.add, mac: c.mac }]),
-      c.reserve(target, ReserveCmd.read),
-      c.reserve(target, ReserveCmd.set, [c.mac]),
-      c.reserve(target, ReserveCmd.forceSet, [c.mac]),
-      raw(4), // unknown: would be AoE error 1
-      raw(0xf0), // vendor
-      c.discover({ shelf: target.shelf, slot: target.slot, timeoutMs: 300 }),
-      c.discover({ timeoutMs: 300 }),
-      c.discover({ shelf: target.shelf, timeoutMs: 300, dst: target.macBytes }),
+      ["identify", () => ata(AtaCmd.identifyDevice)],
+      ["read ext", () => ata(AtaCmd.readSectorsExt, AtaFlag.lba48, 2)],
+      ["read", () => ata(AtaCmd.readSectors, 0, 1)],
+      [
+        "write ext",
+        () =>
+          ata(AtaCmd.writeSectorsExt, AtaFlag.lba48 | AtaFlag.write, 2, Buffer.alloc(1024, 0xee)),
+      ],
+      ["write", () => ata(AtaCmd.writeSectors, AtaFlag.write, 1, Buffer.alloc(512, 0xee))],
+      ["flush ext", () => ata(AtaCmd.flushCacheExt, 0, 0)],
+      ["flush", () => ata(AtaCmd.flushCache, 0, 0)],
+      ["check power", () => ata(AtaCmd.checkPowerMode, 0, 0)],
+      ["smart", () => ata(0xb0)], // unsupported: ABRT
+      ["config read", () => c.config(target, ConfigCmd.read)],
+      ["config test", () => c.config(target, ConfigCmd.test, "")],
+      ["config test prefix", () => c.config(target, ConfigCmd.testPrefix, "")],
+      ["config set", () => c.config(target, ConfigCmd.set, "mine")],
+      ["config force set", () => c.config(target, ConfigCmd.forceSet, "mine")],
+      ["mask read", () => c.macMask(target, MaskCmd.read)],
+      ["mask edit", () => c.macMask(target, MaskCmd.edit, [{ dcmd: MaskDcmd.add, mac: c.mac }])],
+      ["reserve read", () => c.reserve(target, ReserveCmd.read)],
+      ["reserve set", () => c.reserve(target, ReserveCmd.set, [c.mac])],
+      ["reserve force set", () => c.reserve(target, ReserveCmd.forceSet, [c.mac])],
+      ["unknown command", () => raw(4)], // AoE error 1
+      ["vendor command", () => raw(0xf0)], // never answered
+      [
+        "discovery",
+        () => c.discover({ shelf: target.shelf, slot: target.slot, timeoutMs: DISCOVERY_MS }),
+      ],
+      ["wildcard discovery", () => c.discover({ timeoutMs: DISCOVERY_MS })],
+      [
+        "unicast discovery",
+        () => c.discover({ shelf: target.shelf, timeoutMs: DISCOVERY_MS, dst: target.macBytes }),
+      ],
     ];
+  }
+
+  /**
+   * Nothing came back for frames the daemon has refused: a reply to them
+   * would have been sent before they were counted, so before the reply to a
+   * frame sent afterwards that must be answered (IDENTIFY of the reserved
+   * export, which admits everyone), and the sniffer sees frames in order.
+   */
+  async function nothingBefore(sniffer: Sniffer, c: AoeClient, slot: number, seen: number) {
+    await c.identify(e63);
+    const marker = await waitFor("the sniffer's copy of the IDENTIFY reply", () => {
+      const i = sniffer.frames.findIndex(
+        (f, i) => i >= seen && f.readUInt16BE(16) === 6 && f[18] === 3 && f[19] === 0,
+      );
+      return i >= 0 ? i : null;
+    });
+    const before = sniffer.frames.slice(seen, marker);
+    expect(
+      before
+        .filter((f) => f.readUInt16BE(16) === 6 && f[18] === slot)
+        .map((f) => f.toString("hex").slice(0, 80)),
+    ).toEqual([]);
   }
 
   it.each([
@@ -182,26 +235,48 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     const target = slot === 1 ? e61 : e62;
     const file = fs.readFileSync(img(name));
     const seen = sniffMe.frames.length;
-    const results = await Promise.allSettled(everyCommand(me, target));
-    for (const [i, r] of results.entries()) {
+    const denied = await counter(name, "aclDenied");
+    const commands = everyCommand(meOnce, target);
+    const results = Promise.allSettled(commands.map(([, start]) => start()));
+    // Every frame reached the export and was refused...
+    const refused = await waitFor(`${name} to refuse ${commands.length} frames`, async () => {
+      const n = (await counter(name, "aclDenied")) - denied;
+      return n >= commands.length ? n : null;
+    });
+    expect(refused).toBe(commands.length);
+    // ... and got nothing back.
+    await nothingBefore(sniffMe, me, slot, seen);
+    for (const [i, r] of (await results).entries()) {
+      const what = commands[i]![0];
       if (r.status === "fulfilled") {
         // Only the discoveries fulfil: with nothing from this export.
-        expect(Array.isArray(r.value), `command #${i} was answered`).toBe(true);
+        expect(Array.isArray(r.value), `${what} was answered`).toBe(true);
         expect((r.value as TargetInfo[]).filter((x) => x.shelf === 6 && x.slot === slot)).toEqual(
           [],
         );
-      } else expect(r.reason, `command #${i}`).toBeInstanceOf(TimeoutError);
+      } else expect(r.reason, what).toBeInstanceOf(TimeoutError);
     }
-    expect(sniffMe.from(6, slot, seen).map((f) => f.toString("hex").slice(0, 80))).toEqual([]);
     // Nothing changed.
     expect(fs.readFileSync(img(name)).equals(file)).toBe(true);
     expect(await exportState(name)).toEqual({ config: "", macmask: [], reserve: [] });
-    // The same commands from an admitted MAC are answered (the sniffer would have seen ours).
-    const answered = await Promise.allSettled(everyCommand(other, target));
-    expect(answered.filter((r) => r.status === "fulfilled").length).toBeGreaterThan(15);
-    await aoectl(sock, ["clear", "reserve", name]);
-    await aoectl(sock, ["clear", "macmask", name]);
-    await aoectl(sock, ["clear", "config", name]);
+    // The same commands from an admitted MAC are answered (the vendor command never is),
+    // in the order sent: the config test comes before the set that would fail it.
+    const admitted = everyCommand(other, target).filter(([what]) => what !== "vendor command");
+    const answered = await Promise.allSettled(admitted.map(([, start]) => start()));
+    for (const [i, r] of answered.entries()) {
+      const what = admitted[i]![0];
+      if (r.status === "rejected")
+        expect([AoeErrorReply, AtaErrorReply], `${what}: ${r.reason}`).toContain(
+          (r.reason as object).constructor,
+        );
+      else if (what.endsWith("discovery"))
+        expect(
+          (r.value as TargetInfo[]).map((x) => `${x.shelf}.${x.slot}`),
+          what,
+        ).toContain(`6.${slot}`);
+    }
+    for (const what of ["reserve", "macmask", "config"] as const)
+      await controlRequest(sock, { cmd: "clear", what, export: name });
   });
 
   it("a reserved export refuses other MACs' reads and writes with error 6 but answers their discovery", async () => {
@@ -248,21 +323,45 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
   });
 
   it("a MAC mask admitting only a stranger locks everyone out until `aoectl clear macmask`", async () => {
+    const seen = sniffMe.frames.length;
     const edit = await me.macMask(e64, MaskCmd.edit, [{ dcmd: MaskDcmd.add, mac: mac(NOBODY) }]);
     expect(
       edit.kind === "macmask" && edit.arg.directives.map((d) => d.mac.toString("hex")),
     ).toEqual([mac(NOBODY).toString("hex")]);
-    await new Promise((r) => setTimeout(r, 50)); // the sniffer's copy of the edit's reply
-    const seen = sniffMe.frames.length;
-    for (const c of [me, other]) {
-      await expect(c.read(e64, 0, 1)).rejects.toBeInstanceOf(TimeoutError);
-      await expect(c.write(e64, 0, Buffer.alloc(512))).rejects.toBeInstanceOf(TimeoutError);
-      await expect(
-        c.macMask(e64, MaskCmd.edit, [{ dcmd: MaskDcmd.delete, mac: mac(NOBODY) }]),
-      ).rejects.toBeInstanceOf(TimeoutError);
-      expect((await c.discover({ shelf: 6, timeoutMs: 300 })).map((x) => x.slot)).not.toContain(4);
+    // Past the sniffer's copy of the edit's reply.
+    const locked = await waitFor("the sniffer's copy of the mask edit's reply", () => {
+      const n = sniffMe.from(6, 4, seen).length;
+      return n > 0 ? sniffMe.frames.length : null;
+    });
+    const masked = await counter("masked", "maskDenied");
+    const pending: Promise<unknown>[] = [];
+    // Clients that try once: one frame per command.
+    const otherOnce = AoeClient.open(mvOther.name, { timeoutMs: 150, tries: 1 });
+    for (const c of [meOnce, otherOnce]) {
+      pending.push(
+        expect(c.read(e64, 0, 1)).rejects.toBeInstanceOf(TimeoutError),
+        expect(c.write(e64, 0, Buffer.alloc(512))).rejects.toBeInstanceOf(TimeoutError),
+        expect(
+          c.macMask(e64, MaskCmd.edit, [{ dcmd: MaskDcmd.delete, mac: mac(NOBODY) }]),
+        ).rejects.toBeInstanceOf(TimeoutError),
+        c
+          .discover({ shelf: 6, timeoutMs: DISCOVERY_MS })
+          .then((found) => expect(found.map((x) => x.slot)).not.toContain(4)),
+      );
     }
-    expect(sniffMe.from(6, 4, seen)).toEqual([]);
+    // Each refused frame is counted.
+    const frames = 8;
+    await waitFor(`the masked export to refuse ${frames} frames`, async () => {
+      const n = (await counter("masked", "maskDenied")) - masked;
+      if (n > frames) throw new Error(`${n} frames refused, more than the ${frames} sent`);
+      return n === frames;
+    });
+    await nothingBefore(sniffMe, me, 4, locked);
+    try {
+      await Promise.all(pending);
+    } finally {
+      otherOnce.close();
+    }
     expect((await aoectl(sock, ["show", "macmask", "masked"])).stdout).toContain(NOBODY);
     expect(await aoectl(sock, ["clear", "macmask", "masked"])).toMatchObject({
       code: 0,

@@ -60,7 +60,7 @@ describe("aoed as nobody with only CAP_NET_RAW", () => {
     fs.chmodSync(image, 0o600);
     daemon = await startDaemon(["--config", config("ok", image)], {
       netns: net.netns,
-      wrap: AS_NOBODY,
+      as: AS_NOBODY,
     });
     client = AoeClient.open(net.a, { timeoutMs: 300, tries: 3 });
     [target] = (await client.discover({ shelf: 2, slot: 7, timeoutMs: 500 })) as [TargetInfo];
