@@ -451,17 +451,16 @@ abstract class FileBackend implements Backend, IoOwner {
     // Alone (nothing else written and not yet durable): the faster of the two ways.
     const lone = gc.idle ? this.lone.next() : null;
     const t0 = lone === null ? 0 : performance.now();
-    gc.outstanding++;
     if (lone === "dsync") {
-      gc.stats.dsyncWrites++;
+      gc.dsyncStarted();
       this.rawWrite(buf, len, pos, true, (err) => {
-        gc.outstanding--;
-        if (err) gc.dsyncFailed(err);
-        else this.lone.observe("dsync", performance.now() - t0);
+        if (err === null) this.lone.observe("dsync", performance.now() - t0);
+        gc.dsyncDone(err);
         cb(err);
       });
       return;
     }
+    gc.outstanding++;
     this.rawWrite(buf, len, pos, false, (err) => {
       gc.outstanding--;
       if (err) cb(err);

@@ -91,6 +91,8 @@ export class GroupCommit {
   private kickQueued = false;
   /** Writes issued and not yet handed to completed() (plain or DSYNC). */
   outstanding = 0;
+  /** RWF_DSYNC writes in flight: each is a sync of its own, so no fdatasync starts meanwhile. */
+  private dsyncing = 0;
 
   constructor(
     /** Starts one fdatasync of the backing store. */
@@ -121,9 +123,24 @@ export class GroupCommit {
     }
   }
 
-  /** A lone write made durable by itself (RWF_DSYNC) failed: it may have eaten other writes' errors. */
-  dsyncFailed(err: NodeJS.ErrnoException): void {
-    if (this.outstanding > 0 || this.syncing || this.waiting.length > 0) this.failed ??= err;
+  /** A lone write goes out with RWF_DSYNC. */
+  dsyncStarted(): void {
+    this.outstanding++;
+    this.dsyncing++;
+    this.stats.dsyncWrites++;
+  }
+
+  /**
+   * The RWF_DSYNC write is done. If it failed while other writes were
+   * outstanding, its sync may have reported (and cleared) their errors: the
+   * backend fails as after a failed fdatasync.
+   */
+  dsyncDone(err: NodeJS.ErrnoException | null): void {
+    this.outstanding--;
+    this.dsyncing--;
+    if (err !== null && (this.outstanding > 0 || this.syncing || this.waiting.length > 0))
+      this.failed ??= err;
+    if (this.dsyncing === 0 && this.waiting.length > 0) this.kick();
   }
 
   /** The error every write and flush gets once a sync has failed. */
@@ -142,7 +159,7 @@ export class GroupCommit {
 
   private readonly kick = (): void => {
     this.kickQueued = false;
-    if (this.syncing || this.waiting.length === 0) return;
+    if (this.syncing || this.dsyncing > 0 || this.waiting.length === 0) return;
     const batch = this.waiting;
     this.waiting = [];
     if (this.failed !== null) {

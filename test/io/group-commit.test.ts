@@ -85,14 +85,26 @@ describe("GroupCommit", () => {
     expect(h.log.some((l) => l.startsWith("ack"))).toBe(false);
   });
 
+  it("no fdatasync starts while an RWF_DSYNC write (a sync of its own) is in flight", async () => {
+    const h = harness();
+    h.gc.dsyncStarted();
+    h.write("b");
+    await tick();
+    expect(h.syncs).toHaveLength(0);
+    h.gc.dsyncDone(null);
+    expect(h.syncs).toHaveLength(1);
+  });
+
   it("a failed RWF_DSYNC write fails the export only when other writes were outstanding", () => {
     const eio = Object.assign(new Error("EIO"), { code: "EIO" });
     const alone = harness();
-    alone.gc.dsyncFailed(eio);
+    alone.gc.dsyncStarted();
+    alone.gc.dsyncDone(eio);
     expect(alone.gc.failed).toBeNull();
     const shared = harness();
-    shared.gc.outstanding = 1;
-    shared.gc.dsyncFailed(eio);
+    shared.gc.dsyncStarted();
+    shared.gc.outstanding++; // a plain write issued meanwhile
+    shared.gc.dsyncDone(eio);
     expect(shared.gc.failed).toBe(eio);
   });
 });
