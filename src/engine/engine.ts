@@ -60,6 +60,11 @@ function inheritsClaim(old: Target | null, next: ExportConfig): boolean {
   }
 }
 
+/** A backend failed by a failed sync (src/io/group-commit.ts), or a file that grew: opened anew on reload. */
+function mustReopen(target: Target): boolean {
+  return (target.backend.failed ?? null) !== null || grew(target);
+}
+
 /** True when the file behind a running export has grown since it was opened. */
 function grew(target: Target): boolean {
   const e = target.cfg;
@@ -165,11 +170,12 @@ export class Engine {
     for (const cfg of next.exports) {
       const old = this.targets.get(cfg.name) ?? null;
       const portsSame = old !== null && prev !== null && cfg.interfaces.every(ifaceSame);
-      if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !grew(old)) {
+      if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !mustReopen(old)) {
         summary.unchanged.push(cfg.name);
         continue;
       }
-      const reuse = old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !grew(old);
+      const reuse =
+        old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !mustReopen(old);
       build.push({ cfg, old, backend: reuse ? old.backend : null });
       (old ? summary.changed : summary.added).push(cfg.name);
     }

@@ -4,6 +4,8 @@
  * Callbacks, not promises: the data path must not allocate a promise per request.
  */
 
+import type { SyncStats } from "./group-commit.js";
+
 export type IoCallback = (err: NodeJS.ErrnoException | null) => void;
 
 export interface BackendCapabilities {
@@ -22,6 +24,12 @@ export interface BackendCapabilities {
   engine?: IoEngine;
   /** Why "auto" chose another engine than io_uring (absent otherwise). */
   engineNote?: string;
+  /**
+   * Present when write-cache is off on a store that needs syncing: writes are
+   * group-committed (src/io/group-commit.ts). `dsync`: a lone write may be
+   * written with RWF_DSYNC instead (the filesystem honours it).
+   */
+  groupCommit?: { dsync: boolean };
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
@@ -40,6 +48,13 @@ export interface Backend {
   write(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
   /** Makes every completed write durable. */
   flush(cb: IoCallback): void;
+  /**
+   * The failed sync that failed this backend (writes and flushes fail until it
+   * is reopened), or null.
+   */
+  readonly failed?: NodeJS.ErrnoException | null;
+  /** Sync counters, when writes are group-committed. */
+  readonly syncStats?: Readonly<SyncStats>;
   close(): Promise<void>;
   /** Takes the exclusive claim on a block device opened with sharedClaim (no-op otherwise). */
   claimExclusive?(): Promise<void>;

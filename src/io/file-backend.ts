@@ -15,13 +15,14 @@ import type {
   SharedBackend,
 } from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
+import { GroupCommit, LoneWriteChooser, type SyncStats } from "./group-commit.js";
 import { type IoOwner, IoRing, type IoRingStats, probeUring } from "./uring.js";
 
 export interface OpenOptions {
   path: string;
   readOnly: boolean;
   directIo: boolean;
-  /** false: open O_DSYNC so every write is durable before it completes. */
+  /** false: every write is durable before it completes (group commit, src/io/group-commit.ts). */
   writeCache: boolean;
   /** Window into the store, bytes; length null = to the end. */
   offset: number;
@@ -54,14 +55,24 @@ export interface IoEngineChoice {
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
 
+// Filesystems whose write path syncs an RWF_DSYNC write like fdatasync would
+// (generic_write_sync). Others (FUSE, network filesystems) get write + fdatasync.
+const DSYNC_HONOURED = new Set([
+  0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */,
+]);
+
+async function fsMagic(path: string): Promise<number | null> {
+  try {
+    return (await fs.promises.statfs(path)).type;
+  } catch {
+    return null;
+  }
+}
+
 /** Whether `path` is a file in memory (tmpfs, ramfs): reading it never waits for a disk. */
 export async function isMemoryBacked(path: string): Promise<boolean> {
-  try {
-    const { type } = await fs.promises.statfs(path);
-    return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
-  } catch {
-    return false;
-  }
+  const type = await fsMagic(path);
+  return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
 }
 
 /** Reads $AOED_IO: uring, threads, sync, mmap or auto (the default). */
@@ -183,7 +194,7 @@ export class BackendError extends Error {
 
 const SECTOR = 512;
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
-const { O_RDONLY, O_RDWR, O_DSYNC, O_EXCL, O_DIRECT, O_NOATIME = 0 } = fs.constants;
+const { O_RDONLY, O_RDWR, O_EXCL, O_DIRECT, O_NOATIME = 0 } = fs.constants;
 
 function openFd(path: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) =>
@@ -272,16 +283,20 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     inMemory && !opts.directIo,
   );
   if (choice.engine === "mmap" && !inMemory && !opts.writeCache && !opts.readOnly) {
-    // Stores through a mapping skip O_DSYNC: with the write cache off, pwrite it is.
+    // Writes must be group-committed with fdatasync: pwrite, not stores into a mapping.
     choice.engine = "sync";
-    choice.note = "write-cache is off: pwrite with O_DSYNC instead of a mapping";
+    choice.note = "write-cache is off: pwrite and fdatasync instead of a mapping";
   }
+  // A file in memory has nothing to sync to: group commit only where a sync means something.
+  const groupCommit =
+    !opts.writeCache && !opts.readOnly && !inMemory
+      ? { dsync: isBlock || DSYNC_HONOURED.has((await fsMagic(path)) ?? 0) }
+      : undefined;
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
+  // No O_DSYNC even with the write cache off: one fdatasync covers a group of writes.
   const baseFlags =
-    (opts.readOnly ? O_RDONLY : O_RDWR) |
-    (opts.writeCache ? 0 : O_DSYNC) |
-    (isBlock && !opts.sharedClaim ? O_EXCL : 0);
+    (opts.readOnly ? O_RDONLY : O_RDWR) | (isBlock && !opts.sharedClaim ? O_EXCL : 0);
   let fd: number;
   try {
     fd = isBlock ? await openFd(path, baseFlags) : await openFileFd(path, baseFlags);
@@ -322,6 +337,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       engine: choice.engine,
     };
     if (choice.note !== undefined) caps.engineNote = choice.note;
+    if (groupCommit !== undefined) caps.groupCommit = groupCommit;
     const on = { path, fd, directFd, size, offset: opts.offset, readOnly: opts.readOnly, caps };
     return backendOn(on, want === "uring" ? "required" : "");
   } catch (err) {
@@ -358,6 +374,9 @@ abstract class FileBackend implements Backend, IoOwner {
   private closing: Promise<void> | null = null;
   /** False in a worker thread: the main thread closes the descriptors. */
   ownsDescriptors = true;
+  /** Serializes syncs and fails the backend after a failed one; null when read-only. */
+  private readonly commit: GroupCommit | null;
+  private readonly lone: LoneWriteChooser;
 
   constructor(
     readonly path: string,
@@ -368,7 +387,15 @@ abstract class FileBackend implements Backend, IoOwner {
     protected readonly offset: number,
     readonly readOnly: boolean,
     readonly caps: BackendCapabilities,
-  ) {}
+  ) {
+    this.commit = readOnly ? null : new GroupCommit((cb) => this.rawSync(cb), path);
+    this.lone = new LoneWriteChooser(caps.groupCommit?.dsync === true && this.canDsync());
+  }
+
+  /** Whether rawWrite can do an RWF_DSYNC write. */
+  protected canDsync(): boolean {
+    return false;
+  }
 
   get label(): string {
     return this.path;
@@ -392,8 +419,65 @@ abstract class FileBackend implements Backend, IoOwner {
   }
 
   abstract read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
-  abstract write(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
-  abstract flush(cb: IoCallback): void;
+  /** One write as it is; `dsync`: with RWF_DSYNC (only when canDsync()). */
+  protected abstract rawWrite(
+    buf: Buffer,
+    len: number,
+    pos: number,
+    dsync: boolean,
+    cb: IoCallback,
+  ): void;
+  /** One fdatasync of the store. */
+  protected abstract rawSync(cb: IoCallback): void;
+
+  get failed(): NodeJS.ErrnoException | null {
+    return this.commit?.failed ?? null;
+  }
+
+  get syncStats(): Readonly<SyncStats> | undefined {
+    return this.caps.groupCommit && this.commit ? this.commit.stats : undefined;
+  }
+
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const gc = this.commit;
+    if (gc === null || this.caps.groupCommit === undefined) {
+      this.rawWrite(buf, len, pos, false, cb);
+      return;
+    }
+    if (gc.failed !== null) {
+      cb(gc.failedError());
+      return;
+    }
+    // Alone (nothing else written and not yet durable): the faster of the two ways.
+    const lone = gc.idle ? this.lone.next() : null;
+    const t0 = lone === null ? 0 : performance.now();
+    if (lone === "dsync") {
+      gc.dsyncStarted();
+      this.rawWrite(buf, len, pos, true, (err) => {
+        if (err === null) this.lone.observe("dsync", performance.now() - t0);
+        gc.dsyncDone(err);
+        cb(err);
+      });
+      return;
+    }
+    gc.outstanding++;
+    this.rawWrite(buf, len, pos, false, (err) => {
+      gc.outstanding--;
+      if (err) cb(err);
+      else if (lone === null) gc.completed(cb);
+      else
+        gc.completed((e) => {
+          if (e === null) this.lone.observe("sync", performance.now() - t0);
+          cb(e);
+        });
+    });
+  }
+
+  /** A FLUSH: a sync that starts after every write completed so far; fails once a sync has failed. */
+  flush(cb: IoCallback): void {
+    if (this.commit === null) this.rawSync(cb);
+    else this.commit.completed(cb);
+  }
 
   /** Waits for operations in progress (their fds must not be reused under them), then closes. */
   close(): Promise<void> {
@@ -444,7 +528,7 @@ class ThreadPoolFileBackend extends FileBackend {
     });
   }
 
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
     const at = pos + this.offset;
     const fd = this.fdFor(len, at);
     this.pending++;
@@ -465,7 +549,7 @@ class ThreadPoolFileBackend extends FileBackend {
     step(0);
   }
 
-  flush(cb: IoCallback): void {
+  protected rawSync(cb: IoCallback): void {
     this.pending++;
     fs.fdatasync(this.fd, (err) => {
       this.done();
@@ -493,7 +577,7 @@ class SyncFileBackend extends FileBackend {
     cb(err);
   }
 
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
     const at = pos + this.offset;
     const fd = this.fdFor(len, at);
     let err: NodeJS.ErrnoException | null = null;
@@ -512,7 +596,7 @@ class SyncFileBackend extends FileBackend {
     cb(err);
   }
 
-  flush(cb: IoCallback): void {
+  protected rawSync(cb: IoCallback): void {
     cb(fdatasyncNow(this.fd));
   }
 }
@@ -591,14 +675,14 @@ class MappedFileBackend extends FileBackend {
     else this.copied(this.native.copyGuarded(this.map, at, buf, 0, len), "read", at, cb);
   }
 
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
     const at = pos + this.offset;
     const no = this.refused("write", at, len);
     if (no !== null) cb(no);
     else this.copied(this.native.copyGuarded(buf, 0, this.map, at, len), "write", at, cb);
   }
 
-  flush(cb: IoCallback): void {
+  protected rawSync(cb: IoCallback): void {
     cb(fdatasyncNow(this.fd));
   }
 
@@ -607,6 +691,9 @@ class MappedFileBackend extends FileBackend {
     return Promise.resolve();
   }
 }
+
+/** pwritev2(2) flag: this write is durable (as with O_DSYNC) before it completes. */
+const RWF_DSYNC = 0x2;
 
 /** io_uring: SQEs written in place, one io_uring_enter per event-loop batch. */
 class UringFileBackend extends FileBackend {
@@ -628,12 +715,16 @@ class UringFileBackend extends FileBackend {
     this.ring.read(this.fdFor(len, at), buf, len, at, cb, this);
   }
 
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
-    const at = pos + this.offset;
-    this.ring.write(this.fdFor(len, at), buf, len, at, cb, this);
+  protected override canDsync(): boolean {
+    return true;
   }
 
-  flush(cb: IoCallback): void {
+  protected rawWrite(buf: Buffer, len: number, pos: number, dsync: boolean, cb: IoCallback): void {
+    const at = pos + this.offset;
+    this.ring.write(this.fdFor(len, at), buf, len, at, cb, this, dsync ? RWF_DSYNC : 0);
+  }
+
+  protected rawSync(cb: IoCallback): void {
     this.ring.fdatasync(this.fd, cb, this);
   }
 

@@ -204,6 +204,7 @@ export class IoRing {
   private kind = new Uint8Array(0);
   private fds = new Int32Array(0);
   private lens = new Uint32Array(0);
+  private rwFlags = new Uint32Array(0);
   /** Bytes already transferred (short writes). */
   private dones = new Uint32Array(0);
   private poss = new Float64Array(0);
@@ -289,17 +290,28 @@ export class IoRing {
 
   /** Reads exactly `len` bytes at `pos` into `buf`; a short read is an EIO error. */
   read(fd: number, buf: Buffer, len: number, pos: number, cb: IoCallback, owner?: IoOwner): void {
-    this.start(K_READ, fd, buf, len, pos, cb, owner ?? null);
+    this.start(K_READ, fd, buf, len, pos, cb, owner ?? null, 0);
   }
 
-  /** Writes exactly `len` bytes of `buf` at `pos`, continuing after short writes. */
-  write(fd: number, buf: Buffer, len: number, pos: number, cb: IoCallback, owner?: IoOwner): void {
-    this.start(K_WRITE, fd, buf, len, pos, cb, owner ?? null);
+  /**
+   * Writes exactly `len` bytes of `buf` at `pos`, continuing after short
+   * writes. `rwFlags`: pwritev2(2) flags (RWF_DSYNC), kept for the continuations.
+   */
+  write(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    cb: IoCallback,
+    owner?: IoOwner,
+    rwFlags = 0,
+  ): void {
+    this.start(K_WRITE, fd, buf, len, pos, cb, owner ?? null, rwFlags);
   }
 
   /** fdatasync(fd) (IORING_FSYNC_DATASYNC). */
   fdatasync(fd: number, cb: IoCallback, owner?: IoOwner): void {
-    this.start(K_FSYNC, fd, null, 0, 0, cb, owner ?? null);
+    this.start(K_FSYNC, fd, null, 0, 0, cb, owner ?? null, 0);
   }
 
   /**
@@ -324,6 +336,7 @@ export class IoRing {
     pos: number,
     cb: IoCallback,
     owner: IoOwner | null,
+    rwFlags: number,
   ): void {
     if (buf !== null && !(len >= 0 && len <= buf.length && len === len >>> 0))
       throw new RangeError(`len ${len} must be an integer in 0..${buf.length}`);
@@ -339,6 +352,7 @@ export class IoRing {
     this.kind[slot] = kind;
     this.fds[slot] = fd;
     this.lens[slot] = len;
+    this.rwFlags[slot] = rwFlags;
     this.dones[slot] = 0;
     this.poss[slot] = pos;
     this.cbs[slot] = cb;
@@ -402,7 +416,7 @@ export class IoRing {
     s[i + 4] = addrLo;
     s[i + 5] = (addr - addrLo) / TWO32;
     s[i + 6] = this.lens[slot]! - done;
-    s[i + 7] = kind === K_FSYNC ? k.FSYNC_DATASYNC : 0; // rw_flags / fsync_flags
+    s[i + 7] = kind === K_FSYNC ? k.FSYNC_DATASYNC : this.rwFlags[slot]!; // fsync_flags / rw_flags
     s[i + 8] = slot; // user_data
     s[i + 9] = 0;
     s[i + 10] = 0; // buf_index, personality
@@ -637,6 +651,7 @@ export class IoRing {
     this.kind = copy(this.kind, (n) => new Uint8Array(n));
     this.fds = copy(this.fds, (n) => new Int32Array(n));
     this.lens = copy(this.lens, (n) => new Uint32Array(n));
+    this.rwFlags = copy(this.rwFlags, (n) => new Uint32Array(n));
     this.dones = copy(this.dones, (n) => new Uint32Array(n));
     this.poss = copy(this.poss, (n) => new Float64Array(n));
     this.addrs = copy(this.addrs, (n) => new Float64Array(n));

@@ -84,7 +84,8 @@ export function buildIdentify(info: IdentifyInfo): Buffer {
   page.writeUInt32LE(lba28, Word.lba28Capacity * 2);
   w(Word.majorVersion, 0x00f0); // ATA/ATAPI-4 through -7
   const features = Bit.lba48 | Bit.flushCache | Bit.flushCacheExt;
-  w(Word.supported82, Bit.writeCache);
+  // A volatile write cache exists exactly when write-cache is on: supported and enabled together.
+  w(Word.supported82, info.writeCache ? Bit.writeCache : 0);
   w(Word.supported83, VALID | features);
   w(Word.supported84, VALID);
   w(Word.enabled85, info.writeCache ? Bit.writeCache : 0);

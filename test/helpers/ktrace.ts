@@ -6,8 +6,9 @@
  * - `KernelTrace`: a private tracefs instance (its own buffer and enables,
  *   so it disturbs no one else's tracing) recording ext4_sync_file_enter for
  *   one inode (every fsync/fdatasync and every O_DSYNC write that reaches
- *   ext4, from a syscall or from io_uring alike) and io_uring_submit_req for
- *   one process (which io_uring opcodes it submits).
+ *   ext4, from a syscall or from io_uring alike), ext4's write_end for one
+ *   inode (a buffered write's data is in the page cache) and
+ *   io_uring_submit_req for one process (which io_uring opcodes it submits).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -69,6 +70,13 @@ export interface SyncEvent {
   ret?: number;
 }
 
+/** A buffered write's bytes copied into the page cache (one per page it touches). */
+export interface WriteEndEvent {
+  t: number;
+  pos: number;
+  len: number;
+}
+
 let instances = 0;
 
 export class KernelTrace {
@@ -126,6 +134,15 @@ export class KernelTrace {
     return this;
   }
 
+  /** Records buffered writes' data reaching the page cache of inode `ino` from now on. */
+  writesOf(ino: number): this {
+    for (const e of ["ext4_da_write_end", "ext4_write_end"]) {
+      this.set(`events/ext4/${e}/filter`, `ino == ${ino}`);
+      this.set(`events/ext4/${e}/enable`, "1");
+    }
+    return this;
+  }
+
   /** Records the io_uring SQEs process `pid` submits from now on. */
   uringOf(pid: number): this {
     this.set("events/io_uring/io_uring_submit_req/filter", `common_pid == ${pid}`);
@@ -162,6 +179,18 @@ export class KernelTrace {
       if (m[5] !== undefined) e.datasync = m[5] === "1";
       if (m[6] !== undefined) e.ret = Number(m[6]);
       out.push(e);
+    }
+    return out;
+  }
+
+  writes(): WriteEndEvent[] {
+    const out: WriteEndEvent[] = [];
+    for (const l of this.lines()) {
+      const m =
+        /\s(\d+\.\d+): ext4_(?:da_)?write_end: dev \S+ ino \d+ pos (\d+) len (\d+) copied (\d+)/.exec(
+          l,
+        );
+      if (m) out.push({ t: Number(m[1]), pos: Number(m[2]), len: Number(m[4]) });
     }
     return out;
   }

@@ -1,0 +1,192 @@
+/**
+ * Group commit for `write-cache: false`: writes go to the file without
+ * O_DSYNC, and one fdatasync covers every write completed since the previous
+ * one started.
+ *
+ * - A write's callback runs only after a sync that started after the write
+ *   completed has itself completed (writes completing while a sync runs wait
+ *   for the next one).
+ * - One sync in flight per backend: under load the batch grows by itself, up
+ *   to the writes the export lets be in flight (its queue length).
+ * - A lone write (nothing else outstanding) may instead be written with
+ *   RWF_DSYNC, one operation instead of two: `LoneWriteChooser` times both
+ *   ways and keeps the faster.
+ * - A failed sync fails every write it covered and every write and flush after
+ *   it ("fsyncgate": after a failed fsync the kernel may have dropped the dirty
+ *   pages and marked them clean, so a later sync succeeding proves nothing).
+ *   The backend stays failed until it is reopened.
+ */
+import type { IoCallback } from "./backend.js";
+
+export interface SyncStats {
+  /** Syncs (fdatasync) started. */
+  syncs: number;
+  /** Writes acknowledged after a sync covered them. */
+  syncedWrites: number;
+  /** The most writes one sync covered. */
+  maxBatch: number;
+  /** Lone writes written with RWF_DSYNC instead. */
+  dsyncWrites: number;
+  /** Syncs that failed. */
+  syncErrors: number;
+}
+
+export function newSyncStats(): SyncStats {
+  return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };
+}
+
+/** How a lone write is made durable. */
+export type LoneWay = "dsync" | "sync";
+
+/** Lone writes between two tries of the way not in use. */
+const EXPLORE_EVERY = 32;
+/** Weight of a new latency sample in the moving average. */
+const ALPHA = 0.2;
+
+/**
+ * Picks how to make a lone write durable: one RWF_DSYNC write, or a write then
+ * fdatasync. Which is faster depends on the filesystem and the device (on
+ * ext4 the DSYNC write skips one io_uring round trip; on some devices the
+ * separate flush overlaps better), so both are timed (moving average) and the
+ * faster is used, with the other tried every EXPLORE_EVERY lone writes so a
+ * change in the device is noticed.
+ */
+export class LoneWriteChooser {
+  private readonly avg = { dsync: 0, sync: 0 };
+  private count = 0;
+
+  constructor(private readonly dsyncAllowed: boolean) {}
+
+  next(): LoneWay {
+    if (!this.dsyncAllowed) return "sync";
+    const n = this.count++;
+    // Both measured first; then the faster, with the other every EXPLORE_EVERY.
+    if (this.avg.dsync === 0) return "dsync";
+    if (this.avg.sync === 0) return "sync";
+    const best: LoneWay = this.avg.dsync <= this.avg.sync ? "dsync" : "sync";
+    if (n % EXPLORE_EVERY === 0) return best === "dsync" ? "sync" : "dsync";
+    return best;
+  }
+
+  observe(way: LoneWay, ms: number): void {
+    const a = this.avg[way];
+    this.avg[way] = a === 0 ? ms : a + ALPHA * (ms - a);
+  }
+
+  /** The current averages in milliseconds (0: not measured yet), for status output. */
+  get averages(): Readonly<{ dsync: number; sync: number }> {
+    return this.avg;
+  }
+}
+
+export class GroupCommit {
+  readonly stats = newSyncStats();
+  /** The first failed sync's error; writes and flushes fail from then on. */
+  failed: NodeJS.ErrnoException | null = null;
+  /** Completed writes (and flushes) waiting for a sync to start. */
+  private waiting: IoCallback[] = [];
+  /** Those covered by the sync in flight. */
+  private covered: IoCallback[] = [];
+  private syncing = false;
+  private kickQueued = false;
+  /** Writes issued and not yet handed to completed() (plain or DSYNC). */
+  outstanding = 0;
+  /** RWF_DSYNC writes in flight: each is a sync of its own, so no fdatasync starts meanwhile. */
+  private dsyncing = 0;
+
+  constructor(
+    /** Starts one fdatasync of the backing store. */
+    private readonly sync: (cb: IoCallback) => void,
+    private readonly path: string,
+  ) {}
+
+  /** Nothing written and not yet durable: a new write would be alone. */
+  get idle(): boolean {
+    return this.outstanding === 0 && !this.syncing && this.waiting.length === 0;
+  }
+
+  /**
+   * A write (or a FLUSH, which needs every completed write durable) that has
+   * completed: `cb` runs once a sync started after now has completed.
+   */
+  completed(cb: IoCallback): void {
+    if (this.failed !== null) {
+      cb(this.failedError());
+      return;
+    }
+    this.waiting.push(cb);
+    // Started after the current batch of completions has been handed over,
+    // so writes completed together share the sync.
+    if (!this.syncing && !this.kickQueued) {
+      this.kickQueued = true;
+      queueMicrotask(this.kick);
+    }
+  }
+
+  /** A lone write goes out with RWF_DSYNC. */
+  dsyncStarted(): void {
+    this.outstanding++;
+    this.dsyncing++;
+    this.stats.dsyncWrites++;
+  }
+
+  /**
+   * The RWF_DSYNC write is done. If it failed while other writes were
+   * outstanding, its sync may have reported (and cleared) their errors: the
+   * backend fails as after a failed fdatasync.
+   */
+  dsyncDone(err: NodeJS.ErrnoException | null): void {
+    this.outstanding--;
+    this.dsyncing--;
+    if (err !== null && (this.outstanding > 0 || this.syncing || this.waiting.length > 0))
+      this.failed ??= err;
+    if (this.dsyncing === 0 && this.waiting.length > 0) this.kick();
+  }
+
+  /** The error every write and flush gets once a sync has failed. */
+  failedError(): NodeJS.ErrnoException {
+    const first = this.failed!;
+    const err: NodeJS.ErrnoException = new Error(
+      `${this.path}: fdatasync failed earlier (${first.code ?? first.message}); writes since then may ` +
+        "be lost, so writes and flushes fail until the export is reopened (aoectl reload or a restart)",
+    );
+    err.code = "EIO";
+    err.errno = -5;
+    err.syscall = "fdatasync";
+    err.path = this.path;
+    return err;
+  }
+
+  private readonly kick = (): void => {
+    this.kickQueued = false;
+    if (this.syncing || this.dsyncing > 0 || this.waiting.length === 0) return;
+    const batch = this.waiting;
+    this.waiting = [];
+    if (this.failed !== null) {
+      this.finish(batch, this.failedError());
+      return;
+    }
+    this.syncing = true;
+    this.covered = batch;
+    this.stats.syncs++;
+    if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;
+    this.sync(this.synced);
+  };
+
+  private readonly synced = (err: NodeJS.ErrnoException | null): void => {
+    this.syncing = false;
+    const batch = this.covered;
+    this.covered = [];
+    if (err !== null) {
+      this.stats.syncErrors++;
+      this.failed ??= err;
+    } else this.stats.syncedWrites += batch.length;
+    this.finish(batch, err);
+    // Writes that completed during this sync have waited long enough.
+    if (this.waiting.length > 0) this.kick();
+  };
+
+  private finish(batch: IoCallback[], err: NodeJS.ErrnoException | null): void {
+    for (const cb of batch) cb(err);
+  }
+}

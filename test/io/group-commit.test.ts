@@ -1,0 +1,182 @@
+/**
+ * Group commit (src/io/group-commit.ts): a write is called back only after a
+ * sync that started after it completed; one sync at a time; a failed sync
+ * fails what it covered and everything after it. Then the same through real
+ * file backends on each engine: fewer syncs than writes, data in the file.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { IoCallback } from "../../src/io/backend.js";
+import { openFileBackend } from "../../src/io/file-backend.js";
+import { GroupCommit, LoneWriteChooser } from "../../src/io/group-commit.js";
+import { probeUring } from "../../src/io/uring.js";
+
+/** A sync the test completes by hand, with a log of what happened in which order. */
+function harness() {
+  const log: string[] = [];
+  const syncs: IoCallback[] = [];
+  const gc = new GroupCommit((cb) => {
+    log.push("sync-start");
+    syncs.push(cb);
+  }, "/img");
+  const write = (name: string) => {
+    log.push(`done ${name}`);
+    gc.completed((err) => log.push(`${err ? "fail" : "ack"} ${name}`));
+  };
+  const endSync = (err: NodeJS.ErrnoException | null = null) => {
+    log.push(err ? "sync-failed" : "sync-end");
+    syncs.shift()!(err);
+  };
+  return { gc, log, syncs, write, endSync };
+}
+
+const tick = () => new Promise<void>((r) => queueMicrotask(r));
+
+describe("GroupCommit", () => {
+  it("writes completed together share one sync; those completed during it wait for the next", async () => {
+    const h = harness();
+    h.write("a");
+    h.write("b");
+    expect(h.log).toEqual(["done a", "done b"]); // the sync starts once the batch is handed over
+    await tick();
+    expect(h.syncs).toHaveLength(1);
+    h.write("c"); // completed while the sync runs: not covered by it
+    await tick();
+    expect(h.syncs).toHaveLength(1); // one sync in flight at a time
+    h.endSync();
+    expect(h.log).toEqual([
+      "done a",
+      "done b",
+      "sync-start",
+      "done c",
+      "sync-end",
+      "ack a",
+      "ack b",
+      "sync-start",
+    ]);
+    h.endSync();
+    expect(h.log.slice(-2)).toEqual(["sync-end", "ack c"]);
+    expect(h.gc.stats).toMatchObject({ syncs: 2, syncedWrites: 3, maxBatch: 2, syncErrors: 0 });
+    expect(h.gc.idle).toBe(true);
+  });
+
+  it("a failed sync fails the writes it covered, those waiting, and every later one", async () => {
+    const h = harness();
+    h.write("a");
+    await tick();
+    h.write("b");
+    const eio: NodeJS.ErrnoException = Object.assign(new Error("EIO: i/o error, fdatasync"), {
+      code: "EIO",
+    });
+    h.endSync(eio);
+    expect(h.log).toContain("fail a");
+    await tick();
+    expect(h.log).toContain("fail b"); // completed during the failed sync: its pages may be gone too
+    expect(h.log.filter((l) => l === "sync-start")).toHaveLength(1);
+    expect(h.gc.failed).toBe(eio);
+    const later: (NodeJS.ErrnoException | null)[] = [];
+    h.gc.completed((err) => later.push(err));
+    expect(later).toHaveLength(1);
+    expect(later[0]?.code).toBe("EIO");
+    expect(later[0]?.message).toMatch(/\/img: fdatasync failed earlier \(EIO\).*reopened/);
+    expect(h.gc.stats.syncErrors).toBe(1);
+    expect(h.log.some((l) => l.startsWith("ack"))).toBe(false);
+  });
+
+  it("no fdatasync starts while an RWF_DSYNC write (a sync of its own) is in flight", async () => {
+    const h = harness();
+    h.gc.dsyncStarted();
+    h.write("b");
+    await tick();
+    expect(h.syncs).toHaveLength(0);
+    h.gc.dsyncDone(null);
+    expect(h.syncs).toHaveLength(1);
+  });
+
+  it("a failed RWF_DSYNC write fails the export only when other writes were outstanding", () => {
+    const eio = Object.assign(new Error("EIO"), { code: "EIO" });
+    const alone = harness();
+    alone.gc.dsyncStarted();
+    alone.gc.dsyncDone(eio);
+    expect(alone.gc.failed).toBeNull();
+    const shared = harness();
+    shared.gc.dsyncStarted();
+    shared.gc.outstanding++; // a plain write issued meanwhile
+    shared.gc.dsyncDone(eio);
+    expect(shared.gc.failed).toBe(eio);
+  });
+});
+
+describe("LoneWriteChooser", () => {
+  it("measures both ways, then keeps the faster and still tries the other now and then", () => {
+    const c = new LoneWriteChooser(true);
+    const first = [c.next(), c.next()];
+    expect(first).toEqual(["dsync", "dsync"]); // dsync until measured
+    c.observe("dsync", 2);
+    expect(c.next()).toBe("sync");
+    c.observe("sync", 0.5);
+    const picks = Array.from({ length: 64 }, () => c.next());
+    expect(picks.filter((p) => p === "sync").length).toBeGreaterThan(56);
+    expect(picks).toContain("dsync");
+  });
+
+  it("never picks RWF_DSYNC where it is not honoured", () => {
+    const c = new LoneWriteChooser(false);
+    expect(Array.from({ length: 40 }, () => c.next()).every((w) => w === "sync")).toBe(true);
+  });
+});
+
+const engines = probeUring().ok
+  ? (["threads", "uring", "sync"] as const)
+  : (["threads", "sync"] as const);
+
+describe.each(engines)("file backend with write-cache off, %s", (io) => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-group-"));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("32 concurrent writes: each acknowledged after a sync, fewer syncs than writes, at most 32 per sync", async () => {
+    const file = path.join(dir, `${io}.img`);
+    fs.writeFileSync(file, Buffer.alloc(1 << 20));
+    const b = await openFileBackend({
+      path: file,
+      readOnly: false,
+      directIo: false,
+      writeCache: false,
+      offset: 0,
+      length: null,
+      io,
+    });
+    expect(b.caps.groupCommit).toBeDefined();
+    const errors: unknown[] = [];
+    let acked = 0;
+    const rounds = 10;
+    for (let r = 0; r < rounds; r++) {
+      let left = 32;
+      await new Promise<void>((resolve) => {
+        for (let i = 0; i < 32; i++) {
+          const buf = b.allocBuffer(1024);
+          buf.fill(r * 32 + i + 1);
+          b.write(buf, 1024, (r * 32 + i) * 1024, (err) => {
+            if (err) errors.push(err);
+            acked++;
+            if (--left === 0) resolve();
+          });
+        }
+      });
+    }
+    expect(errors).toEqual([]);
+    const s = b.syncStats!;
+    // Every write is covered by a sync or was a lone RWF_DSYNC write.
+    expect(s.syncedWrites + s.dsyncWrites).toBe(acked);
+    expect(s.maxBatch).toBeLessThanOrEqual(32);
+    expect(s.syncs).toBeLessThan(acked / 2);
+    await b.close();
+    const data = fs.readFileSync(file);
+    for (let n = 0; n < rounds * 32; n++) expect(data[n * 1024 + 1023]).toBe((n + 1) & 0xff);
+  });
+});
