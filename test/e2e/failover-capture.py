@@ -5,27 +5,32 @@ Reads tshark fields on stdin, one AoE frame per line, tab-separated (the
 statistics pass of run-guest.sh):
   frame.len aoe.version aoe.response aoe.cmd aoe.flags_error aoe.ata.status
   aoe.tag frame.time_epoch frame.interface_id aoe.major aoe.minor
-(interface 0 = br0, 1 = br1; major and minor in hex) and the orchestrator's events file
-(failover-target.sh: "<event> <epoch>" lines). Prints one line
+(interface 0 = br0, 1 = br1; major and minor in hex), the orchestrator's
+events file (failover-target.sh: "<event> <epoch>" lines) and how many frames
+the capture dropped (dumpcap's count). Prints one line
   E2E-FAILOVER key=value ...
 and a "FAIL <reason>" line per failed check; exit status 1 if any failed.
 
 Checks, for e0.2's ATA traffic (node C, reachable on br0 through aoe2 and on
 br1 through aoe3):
-  - every response left on the link its request came in on (same tag);
+  - every response left on the link its request came in on (same tag), and
+    each one's request is in the capture, unless the capture dropped it;
+  - the restart happened under load: the initiator sent e0.2 requests while
+    node C was away;
   - while aoe3 was down, br0 carried answers and br1 none;
   - after aoe3 came back, both links carried answers again.
 Measures, not checked: the longest time the initiator waited for e0.2 with
-no answer around node C's restart, and e0.0's silence around node A's loss.
+no answer around node C's restart.
 """
 
 import sys
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: failover-capture.py EVENTS_FILE < tshark-fields", file=sys.stderr)
+    if len(sys.argv) != 3:
+        print("usage: failover-capture.py EVENTS_FILE CAPTURE_DROPS < tshark-fields", file=sys.stderr)
         return 2
+    capture_drops = int(sys.argv[2])
     events: dict[str, float] = {}
     with open(sys.argv[1], encoding="utf-8") as f:
         for line in f:
@@ -60,12 +65,15 @@ def main() -> int:
             if req_iface[tag] != iface:
                 mismatched += 1
     out.update(e02_answers=answered, wrong_link=mismatched, no_request=unmatched)
+    out.update(capture_drops=capture_drops)
     if answered == 0:
         fails.append("no e0.2 answers in the capture")
     if mismatched:
         fails.append(f"{mismatched} e0.2 answers left on another link than their request")
-    if unmatched:
-        fails.append(f"{unmatched} e0.2 answers to requests not seen on either link")
+    if unmatched > capture_drops:
+        fails.append(
+            f"{unmatched} e0.2 answers to requests not seen on either link, and the capture dropped only {capture_drops} frames"
+        )
 
     # ---- link loss
     down, up = events.get("link-down"), events.get("link-up")
@@ -93,12 +101,14 @@ def main() -> int:
 
     # ---- restart: the longest wait with a request out and no answer
     term, ready = events.get("restart-sigterm"), events.get("restart-ready")
-    if term is not None and ready is not None:
+    if term is None or ready is None:
+        fails.append("no restart-sigterm/restart-ready events")
+    else:
+        asked = sum(1 for fr in frames if fr[3] == "e0.2" and not fr[2] and term < fr[0] < ready)
+        out["restart_requests_while_away"] = asked
         out["restart_no_answer_ms"] = round(longest_silence("e0.2", frames, term - 1, ready + 30) * 1000)
-    # ---- node loss: e0.0 silent from the kill until node A is back and asked
-    kill, back = events.get("kill-node-a"), events.get("node-a-ready")
-    if kill is not None and back is not None:
-        out["nodeloss_no_answer_ms"] = round(longest_silence("e0.0", frames, kill - 1, back + 60) * 1000)
+        if asked == 0:
+            fails.append("no e0.2 requests while node C restarted: it was not under load")
 
     print("E2E-FAILOVER " + " ".join(f"{k}={v}" for k, v in out.items()))
     for f in fails:
@@ -107,7 +117,7 @@ def main() -> int:
 
 
 def longest_silence(dev: str, frames: list, start: float, end: float) -> float:
-    """Longest time in [start, end] from a request with no answer since to the next answer of dev."""
+    """Longest time in [start, end] from dev's first request after an answer to its next answer."""
     longest = 0.0
     waiting_since = None
     for t, _, rsp, d, _ in frames:

@@ -371,12 +371,20 @@ if [ "$SCEN" = failover ]; then
     ) &
     LOOP_PID=$!
     LOOP_DEV=$1
+    LOOP_SYS=/sys/block/$(echo "${1#/dev/}" | tr / !)
     LOOP_OFF=$2
   }
   loop_ok() { grep -c '^ok' /tmp/loop.log; }
   loop_failed() { grep -q '^fail' /tmp/loop.log; }
   # loop_wait N LIMIT_S: until N passes are done; 1 on a failed pass or timeout
   loop_wait() { wait_until "$2" 'loop_failed || [ "$(loop_ok)" -ge '"$1"' ]' && ! loop_failed; }
+  # loop_busy: the first pass is done and the next one has requests in flight,
+  # so a failure the host makes now lands in the middle of a pass, not between
+  # two (fio takes a while to start)
+  loop_busy() {
+    loop_wait 1 120 && wait_until 30 "loop_failed || awk '{exit !(\$1 + \$2 > 0)}' '$LOOP_SYS/inflight'" &&
+      ! loop_failed
+  }
   # loop_stop STEP: end the loop after its current pass and check every pass;
   # then verify the last one once more. Sets LAST (its seed).
   loop_stop() {
@@ -430,7 +438,7 @@ if [ "$SCEN" = failover ]; then
   for i in 0 1; do echo "E2E-INFO md_data_offset_e0.$i=$(cat "$md/dev-etherd!e0.$i/offset")"; done
   echo "E2E-INFO md_size_kib=$(cat $md/component_size)"
   loop_start /dev/md0 "$NL_OFF" 1000
-  loop_wait 1 120 || ok=0
+  loop_busy || ok=0
   if [ $ok = 1 ] && host kill-node-a; then
     t=$(now)
     if wait_until 60 'grep -q faulty "$md/dev-etherd!e0.0/state"'; then
@@ -502,7 +510,7 @@ if [ "$SCEN" = failover ]; then
     ok=1
     mon_start e0.2
     loop_start /dev/etherd/e0.2 "$2" "$3"
-    loop_wait 1 120 || ok=0
+    loop_busy || ok=0
   }
   io_end() {
     loop_stop "$1" || ok=0
