@@ -75,7 +75,16 @@ export interface E2EResult {
 export function e2eUnavailableReason(): string | undefined {
   if (process.platform !== "linux") return "not Linux";
   if (typeof process.getuid === "function" && process.getuid() !== 0) return "not root";
-  for (const tool of ["qemu-system-x86_64", "ip", "aoeping", "fio", "tshark", "busybox", "mdadm"]) {
+  for (const tool of [
+    "qemu-system-x86_64",
+    "ip",
+    "aoeping",
+    "fio",
+    "tshark",
+    "busybox",
+    "mdadm",
+    "curl",
+  ]) {
     const r = spawnSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     if (r.status !== 0) return `missing ${tool} (see test/e2e/README.md)`;
   }
