@@ -44,6 +44,17 @@ RL_OFF=$(param e2e_reload_off_mb 64)
 RL_MB=$(param e2e_reload_mb 16)
 RL_MAX=$(param e2e_reload_max 150)
 RL_DONE=$(param e2e_reload_done e2.0)
+NL_OFF=$(param e2e_nodeloss_off_mb 8)
+RS_OFF=$(param e2e_restart_off_mb 0)
+LL_OFF=$(param e2e_linkloss_off_mb 16)
+FO_MB=$(param e2e_failover_mb 8)
+# the devices every scenario discovers; failover adds e0.2, seen on two paths
+DEVS="0 1"
+IFACES="eth0"
+if [ "$SCEN" = failover ]; then
+  DEVS="0 1 2"
+  IFACES="eth0 eth1"
+fi
 
 T0=$(cut -d' ' -f1 /proc/uptime)
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -95,24 +106,30 @@ echo 1 >/proc/sys/kernel/printk_ratelimit_burst 2>/dev/null
 # ------------------------------------------------------------------ network
 begin net
 modprobe virtio_pci && modprobe virtio_net
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-if [ ! -e /sys/class/net/eth0 ]; then
-  fail net "no eth0"
-  finish
-fi
-ip link set eth0 mtu "$MTU"
-ip link set eth0 up
-m=$(cat /sys/class/net/eth0/mtu)
-if [ "$m" = "$MTU" ]; then
-  pass net "eth0 mtu=$m mac=$(cat /sys/class/net/eth0/address)"
-else
-  fail net "eth0 mtu is $m, wanted $MTU"
-fi
+ok=1
+msg=""
+for e in $IFACES; do
+  i=0
+  while [ ! -e /sys/class/net/$e ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  if [ ! -e /sys/class/net/$e ]; then
+    fail net "no $e"
+    finish
+  fi
+  ip link set $e mtu "$MTU"
+  ip link set $e up
+  m=$(cat /sys/class/net/$e/mtu)
+  msg="$msg $e mtu=$m mac=$(cat /sys/class/net/$e/address)"
+  [ "$m" = "$MTU" ] || { fail net "$e mtu is $m, wanted $MTU"; ok=0; }
+done
+[ $ok = 1 ] && pass net "$msg"
 
 # ------------------------------------------------------------------ discover
 begin discover
 modprobe aoe aoe_iflist=eth0 aoe_deadsecs=20 || fail discover "modprobe aoe failed"
+# a list with a space would not survive modprobe's option parsing
+echo "$IFACES" >/sys/module/aoe/parameters/aoe_iflist
+# ntargets eX.Y: how many target MACs (paths) the driver knows for the device
+ntargets() { grep -cE '^[0-9a-f]{12}:' "/sys/kernel/debug/aoe/$1" 2>/dev/null; }
 dev_up() { # n
   s=$(cat "/sys/block/etherd!e0.$1/state" 2>/dev/null) || return 1
   case "$s" in *up*) [ -b "/dev/etherd/e0.$1" ] ;; *) return 1 ;; esac
@@ -121,19 +138,23 @@ t=$(now)
 found=0
 n=0
 while :; do
-  if dev_up 0 && dev_up 1; then found=1; break; fi
+  found=1
+  for i in $DEVS; do dev_up $i || found=0; done
+  # failover: e0.2 must be known through both of its target MACs (one per path)
+  [ "$SCEN" = failover ] && [ "$(ntargets e0.2)" != 2 ] && found=0
+  [ $found = 1 ] && break
   if [ "$(awk -v a="$t" -v b="$(now)" -v to="$DISC_TO" 'BEGIN{print (b-a>to)}')" = 1 ]; then break; fi
   [ -e /dev/etherd/discover ] && echo discover >/dev/etherd/discover && n=$((n + 1))
   sleep 0.5
 done
 if [ $found = 1 ]; then
-  pass discover "e0.0 e0.1 up after $n discover(s)"
+  pass discover "$(for i in $DEVS; do printf 'e0.%s ' $i; done)up after $n discover(s)"
 else
   fail discover "timeout ${DISC_TO}s: $(ls /sys/block | tr '\n' ' ')"
-  for i in 0 1; do cat "/sys/block/etherd!e0.$i/state" 2>/dev/null; done
+  for i in $DEVS; do cat "/sys/block/etherd!e0.$i/state" 2>/dev/null; done
   finish
 fi
-for i in 0 1; do
+for i in $DEVS; do
   d="/sys/block/etherd!e0.$i"
   echo "E2E-INFO dev=e0.$i size=$(cat $d/size) state=$(cat $d/state) mac=$(cat $d/mac) netif=$(cat $d/netif) fwver=$(cat $d/firmware-version) payload=$(cat $d/payload 2>/dev/null)"
 done
@@ -177,29 +198,48 @@ fi
 # adds RL_DONE: once it shows up, the passes stop, the last pass is verified
 # once more, and every etherd device is flushed and discovered afresh: the
 # list must be exactly what aoed exports now (the host compares).
-# rl_fio PASS [extra fio args]: one pass (or, with --verify_only, its check)
-rl_fio() {
-  fio --name=reload$1 --filename=/dev/etherd/e0.0 --rw=randwrite --bsrange=4k-128k \
-    --ioengine=libaio --iodepth=8 --direct=1 --offset=${RL_OFF}M --size=${RL_MB}M \
-    --verify=pattern --verify_pattern="$(printf '0x5eed%04x' "$1")%o" --do_verify=1 \
-    --verify_backlog=64 --verify_fatal=1 --randrepeat=1 --randseed="$1" --verify_state_save=0 \
-    ${2:-} >/tmp/fio.out 2>&1
+# pat_fio DEV OFF_MB MB SEED [extra fio args]: one verified pass (or, with
+# --verify_only, its check): random writes of 4..128 KiB over MB MiB at OFF_MB,
+# with a pattern unique to SEED plus each block's offset, read back as it goes
+# and at the end. Output in $FIO_OUT (default /tmp/fio.out). The host re-checks
+# passes with the same parameters (run-guest.sh, verify_pass).
+pat_fio() {
+  fio --name=pass$4 --filename="$1" --rw=randwrite --bsrange=4k-128k \
+    --ioengine=libaio --iodepth=8 --direct=1 --offset=${2}M --size=${3}M \
+    --verify=pattern --verify_pattern="$(printf '0x5eed%04x' "$4")%o" --do_verify=1 \
+    --verify_backlog=64 --verify_fatal=1 --randrepeat=1 --randseed="$4" --verify_state_save=0 \
+    ${5:-} >"${FIO_OUT:-/tmp/fio.out}" 2>&1
 }
-if [ "$SCEN" = reload ]; then
-  begin reload
-  ok=1
-  : >/tmp/rl.state
+rl_fio() { pat_fio /dev/etherd/e0.0 "$RL_OFF" "$RL_MB" "$@"; }
+# mon_start DEV: in the background, sample DEV's state every 0.5 s (every
+# sample that is not up goes to /tmp/mon.state) and send a discover every
+# second; mon_stop ends it and takes a last sample
+mon_start() {
+  rm -f /tmp/mon.stop
+  : >/tmp/mon.state
   (
     i=0
-    while [ ! -e /tmp/rl.stop ]; do
-      s=$(cat "/sys/block/etherd!e0.0/state" 2>/dev/null)
-      case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone}" >>/tmp/rl.state ;; esac
+    while [ ! -e /tmp/mon.stop ]; do
+      s=$(cat "/sys/block/etherd!$1/state" 2>/dev/null)
+      case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone}" >>/tmp/mon.state ;; esac
       [ $((i % 2)) = 0 ] && echo discover >/dev/etherd/discover
       i=$((i + 1))
       sleep 0.5
     done
   ) &
-  rl_mon=$!
+  MON_PID=$!
+  MON_DEV=$1
+}
+mon_stop() {
+  touch /tmp/mon.stop
+  wait $MON_PID
+  s=$(cat "/sys/block/etherd!$MON_DEV/state" 2>/dev/null)
+  case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone} (at the end)" >>/tmp/mon.state ;; esac
+}
+if [ "$SCEN" = reload ]; then
+  begin reload
+  ok=1
+  mon_start e0.0
   # the driver's own error channel: "retransmit eS.L ...", "unexpected rsp ..."
   cat /dev/etherd/err >/tmp/rl.err 2>/dev/null &
   rl_err=$!
@@ -235,13 +275,10 @@ if [ "$SCEN" = reload ]; then
     fi
   fi
   echo "E2E-INFO reload_passes=$k reload_seed=$k reload_pattern=$(printf '0x5eed%04x' $k) reload_off_mb=$RL_OFF reload_mb=$RL_MB reload_s=$rl_s"
-  touch /tmp/rl.stop
-  wait $rl_mon
+  mon_stop
   kill $rl_err 2>/dev/null
-  s=$(cat "/sys/block/etherd!e0.0/state" 2>/dev/null)
-  case "$s" in up | up,*) ;; *) echo "t=$(now) state=${s:-gone} (at the end)" >>/tmp/rl.state ;; esac
-  if [ -s /tmp/rl.state ]; then
-    fail reload "e0.0 was not up $(wc -l </tmp/rl.state) time(s): $(head -n3 /tmp/rl.state | tr '\n' ' ')"
+  if [ -s /tmp/mon.state ]; then
+    fail reload "e0.0 was not up $(wc -l </tmp/mon.state) time(s): $(head -n3 /tmp/mon.state | tr '\n' ' ')"
     ok=0
   fi
   dmesg | grep -E 'aoe|etherd|blk_|I/O' | grep -iE 'timeout|no mac|error|can.t find|fail|down' >/tmp/rl.dmesg
@@ -280,6 +317,257 @@ if [ "$SCEN" = reload ]; then
     echo "E2E-INFO reload_device $d state=$(cat "/sys/block/etherd!$d/state") size=$(cat "/sys/block/etherd!$d/size")"
   done
   [ $ok = 1 ] && pass reload "$k passes of ${RL_MB} MiB on e0.0 (write+verify, pattern per pass) in ${rl_s}s of config churn, final verify ok, e0.0 up throughout, $rexmit retransmits; discovery now: $cur"
+  finish
+fi
+
+# ------------------------------------------------------------------ failover
+# The failover scenario (aoed, test/e2e/failover-target.sh): node A exports
+# e0.0, node B e0.1, node C e0.2 on two links (aoe2 on br0, aoe3 on br1). The
+# guest asks the host for each failure with an "E2E-HOST <what>" line; the
+# target's orchestrator watches the console, does it, and answers
+# "ok <what> ..." on the guest's ttyS1. Meanwhile verified fio passes run in
+# the background (loop_start); any fio error or verify failure fails the step.
+if [ "$SCEN" = failover ]; then
+  # ttyS1 stays open: a closed serial port drops what arrives
+  exec 3<>/dev/ttyS1
+  stty -F /dev/ttyS1 -echo
+  # host WHAT: ask the host for WHAT and wait for its answer (in HOST_ACK)
+  host() {
+    echo "E2E-HOST $1 (t=$(now))"
+    HOST_ACK=""
+    read -t 120 -r HOST_ACK <&3
+    HOST_ACK=$(echo "$HOST_ACK" | tr -d '\r')
+    echo "  host: ${HOST_ACK:-no answer within 120 s}"
+    case "$HOST_ACK" in "ok $1"*) return 0 ;; *) return 1 ;; esac
+  }
+  # wait_until LIMIT_S CMD...: eval CMD every 0.2 s until it succeeds; 1 after LIMIT_S
+  wait_until() {
+    wu_t=$(now)
+    wu_lim=$1
+    shift
+    until eval "$@"; do
+      [ "$(awk -v a="$wu_t" -v b="$(now)" -v m="$wu_lim" 'BEGIN{print (b-a>=m)}')" = 1 ] && return 1
+      sleep 0.2
+    done
+  }
+  # loop_start DEV OFF_MB SEED0: pat_fio passes of FO_MB MiB one after another in
+  # the background until loop_stop; pass k has seed SEED0+k. /tmp/loop.log gets
+  # "ok SEED" or "fail SEED" per pass; a failure ends the loop.
+  loop_start() {
+    rm -f /tmp/loop.stop
+    : >/tmp/loop.log
+    (
+      k=$3
+      while [ ! -e /tmp/loop.stop ]; do
+        k=$((k + 1))
+        if FIO_OUT=/tmp/loop.fio pat_fio "$1" "$2" "$FO_MB" $k; then
+          echo "ok $k $(now)" >>/tmp/loop.log
+        else
+          echo "fail $k $(now)" >>/tmp/loop.log
+          cp /tmp/loop.fio /tmp/loop.failed
+          break
+        fi
+      done
+    ) &
+    LOOP_PID=$!
+    LOOP_DEV=$1
+    LOOP_SYS=/sys/block/$(echo "${1#/dev/}" | tr / !)
+    LOOP_OFF=$2
+  }
+  loop_ok() { grep -c '^ok' /tmp/loop.log; }
+  loop_failed() { grep -q '^fail' /tmp/loop.log; }
+  # loop_wait N LIMIT_S: until N passes are done; 1 on a failed pass or timeout
+  loop_wait() { wait_until "$2" 'loop_failed || [ "$(loop_ok)" -ge '"$1"' ]' && ! loop_failed; }
+  # loop_busy: the first pass is done and the next one has requests in flight,
+  # so a failure the host makes now lands in the middle of a pass, not between
+  # two (fio takes a while to start)
+  loop_busy() {
+    loop_wait 1 120 && wait_until 30 "loop_failed || awk '{exit !(\$1 + \$2 > 0)}' '$LOOP_SYS/inflight'" &&
+      ! loop_failed
+  }
+  # loop_stop STEP: end the loop after its current pass and check every pass;
+  # then verify the last one once more. Sets LAST (its seed).
+  loop_stop() {
+    touch /tmp/loop.stop
+    wait $LOOP_PID
+    LAST=$(sed -n 's/^ok \([0-9]*\) .*/\1/p' /tmp/loop.log | tail -n1)
+    if loop_failed; then
+      fail "$1" "fio pass $(sed -n 's/^fail //p' /tmp/loop.log) on $LOOP_DEV: $(grep -iE 'error|verify|bad|pattern' /tmp/loop.failed | head -n3 | tr '\n' ' ')"
+      sed 's/^/  | /' /tmp/loop.failed | tail -n 30
+      return 1
+    fi
+    if ! pat_fio "$LOOP_DEV" "$LOOP_OFF" "$FO_MB" "$LAST" --verify_only; then
+      fail "$1" "final verify of pass $LAST on $LOOP_DEV: $(grep -iE 'error|verify|bad|pattern' /tmp/fio.out | head -n3 | tr '\n' ' ')"
+      return 1
+    fi
+    echo "E2E-INFO ${1}_passes=$(loop_ok) ${1}_seed=$LAST ${1}_pattern=$(printf '0x5eed%04x' "$LAST") ${1}_off_mb=$LOOP_OFF ${1}_mb=$FO_MB"
+  }
+  # path_pkts DEV: "MAC frames-sent" per target MAC of DEV (debugfs r: + w:)
+  path_pkts() {
+    awk '/^[0-9a-f]{12}:/ {m = substr($0, 1, 12)} /^\t[rw]:/ {split($0, a, ":"); n[m] += a[2]}
+      END {for (k in n) print k, n[k]}' "/sys/kernel/debug/aoe/$1" | sort
+  }
+  # grown BEFORE AFTER: the MACs whose count grew
+  grown() { echo "$2" | while read -r m c; do
+    b=$(echo "$1" | awk -v m="$m" '$1 == m {print $2}')
+    [ "$c" -gt "${b:-0}" ] && echo "$m"
+  done | tr '\n' ' '; }
+  cat /dev/etherd/err >/tmp/fo.err 2>/dev/null &
+  fo_err=$!
+  dead0=$(cat /sys/module/aoe/parameters/aoe_deadsecs)
+  md="/sys/block/md0/md"
+
+  # -------------------------------------------------------------- node loss
+  # md RAID1 over e0.0 (node A) and e0.1 (node B) with a write-intent bitmap.
+  # The legs are new, all-zero sparse files, so --assume-clean is true (and the
+  # md check at the end proves it). aoe_deadsecs=5: the driver fails e0.0 5 s
+  # after node A stops answering, md fails the leg and carries on with e0.1.
+  begin nodeloss
+  ok=1
+  modprobe raid1
+  echo 1000000 >/proc/sys/dev/raid/speed_limit_max
+  echo 500000 >/proc/sys/dev/raid/speed_limit_min
+  echo 5 >/sys/module/aoe/parameters/aoe_deadsecs
+  # just big enough for the fio region: md's check reads all of it
+  if ! run mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 \
+    --size=$(((NL_OFF + FO_MB + 8) * 1024)) --bitmap=internal --bitmap-chunk=1M --assume-clean --homehost=e2e \
+    /dev/etherd/e0.0 /dev/etherd/e0.1; then
+    fail nodeloss "mdadm --create"
+    finish
+  fi
+  for i in 0 1; do echo "E2E-INFO md_data_offset_e0.$i=$(cat "$md/dev-etherd!e0.$i/offset")"; done
+  echo "E2E-INFO md_size_kib=$(cat $md/component_size)"
+  loop_start /dev/md0 "$NL_OFF" 1000
+  loop_busy || ok=0
+  if [ $ok = 1 ] && host kill-node-a; then
+    t=$(now)
+    if wait_until 60 'grep -q faulty "$md/dev-etherd!e0.0/state"'; then
+      nl_faulty=$(secs "$t")
+      echo "  e0.0 faulty in md ${nl_faulty}s after node A was killed: $(cat $md/dev-etherd!e0.0/state)"
+    else
+      fail nodeloss "e0.0 not faulty in md 60 s after node A was killed: $(cat "$md/dev-etherd!e0.0/state")"
+      ok=0
+    fi
+    # I/O goes on, degraded, on e0.1 alone
+    n=$(loop_ok)
+    loop_wait $((n + 1)) 120 || ok=0
+    deg=$(cat $md/degraded)
+    [ "$deg" = 1 ] || { fail nodeloss "md degraded=$deg after the leg failed"; ok=0; }
+  else
+    fail nodeloss "host did not kill node A"
+    ok=0
+  fi
+  if [ $ok = 1 ] && host start-node-a; then
+    # md lets go of the failed leg, the driver finds node A again, md takes it back
+    run mdadm /dev/md0 --remove /dev/etherd/e0.0 || ok=0
+    t=$(now)
+    echo e0.0 >/dev/etherd/revalidate 2>/dev/null
+    if wait_until 60 'dev_up 0 || { echo discover >/dev/etherd/discover; false; }'; then
+      nl_reval=$(secs "$t")
+    else
+      fail nodeloss "e0.0 not up 60 s after node A restarted: $(cat "/sys/block/etherd!e0.0/state")"
+      ok=0
+    fi
+    t=$(now)
+    if [ $ok = 1 ] && run mdadm /dev/md0 --re-add /dev/etherd/e0.0; then
+      if wait_until "$MD_TO" '[ "$(cat $md/degraded)" = 0 ] && [ "$(cat $md/sync_action)" = idle ]'; then
+        nl_resync=$(secs "$t")
+      else
+        fail nodeloss "no recovery after re-add: $(grep -A3 md0 /proc/mdstat | tr '\n' ' ')"
+        ok=0
+      fi
+    else
+      fail nodeloss "mdadm --re-add e0.0"
+      ok=0
+    fi
+    # one more pass on the healed array
+    n=$(loop_ok)
+    [ $ok = 1 ] && { loop_wait $((n + 1)) 120 || ok=0; }
+  else
+    [ $ok = 1 ] && { fail nodeloss "host did not restart node A"; ok=0; }
+  fi
+  loop_stop nodeloss || ok=0
+  if [ $ok = 1 ]; then
+    echo check >$md/sync_action
+    sleep 0.5
+    wait_until "$MD_TO" '[ "$(cat $md/sync_action)" = idle ]'
+    mm=$(cat $md/mismatch_cnt)
+    [ "$mm" = 0 ] || { fail nodeloss "md check: mismatch_cnt=$mm"; ok=0; }
+  fi
+  grep -A3 md0 /proc/mdstat | sed 's/^/  | /'
+  echo "E2E-INFO nodeloss_faulty_s=${nl_faulty:-} nodeloss_revalidate_s=${nl_reval:-} nodeloss_resync_s=${nl_resync:-} nodeloss_mismatch_cnt=${mm:-}"
+  run mdadm --stop /dev/md0 || { fail nodeloss "mdadm --stop"; ok=0; }
+  echo "$dead0" >/sys/module/aoe/parameters/aoe_deadsecs
+  [ $ok = 1 ] && pass nodeloss "node A killed under verified writes on md0: no I/O error, e0.0 faulty after ${nl_faulty}s, up again ${nl_reval}s after the restart, bitmap resync ${nl_resync}s, md check 0 mismatches, $(loop_ok) passes"
+
+  # ------------------------------------------------------- restart under load
+  # node C is stopped with SIGTERM and started again while fio writes to e0.2;
+  # nothing may fail and e0.2 must stay up (aoe_deadsecs as at the start)
+  # io_begin STEP OFF_MB SEED0: the step starts with e0.2 watched (mon_start)
+  # and one verified pass done; io_end STEP ends both and checks them
+  io_begin() {
+    begin "$1"
+    ok=1
+    mon_start e0.2
+    loop_start /dev/etherd/e0.2 "$2" "$3"
+    loop_busy || ok=0
+  }
+  io_end() {
+    loop_stop "$1" || ok=0
+    mon_stop
+    if [ -s /tmp/mon.state ]; then
+      fail "$1" "e0.2 was not up $(wc -l </tmp/mon.state) time(s): $(head -n3 /tmp/mon.state | tr '\n' ' ')"
+      ok=0
+    fi
+  }
+  io_begin restart "$RS_OFF" 2000
+  if [ $ok = 1 ] && host restart-node-c; then
+    n=$(loop_ok)
+    loop_wait $((n + 2)) 120 || ok=0
+  elif [ $ok = 1 ]; then
+    fail restart "host did not restart node C"
+    ok=0
+  fi
+  io_end restart
+  [ $ok = 1 ] && pass restart "node C restarted under verified writes on e0.2 ($HOST_ACK): no I/O error, e0.2 up throughout, $(loop_ok) passes"
+
+  # ----------------------------------------------------------------- link loss
+  # e0.2 is reached through eth0 (node C's aoe2) and eth1 (its aoe3). The host
+  # takes aoe3 down during verified writes and brings it back; the host's
+  # capture checks which link answered what.
+  io_begin linkloss "$LL_OFF" 3000
+  if [ $ok = 1 ] && host link-down; then
+    n=$(loop_ok)
+    loop_wait $((n + 2)) 120 || ok=0
+    echo "  two passes with aoe3 down"
+  elif [ $ok = 1 ]; then
+    fail linkloss "host did not take aoe3 down"
+    ok=0
+  fi
+  if [ $ok = 1 ] && host link-up; then
+    t=$(now)
+    p0=$(path_pkts e0.2)
+    if wait_until 60 '[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ] || loop_failed'; then
+      ll_back=$(secs "$t")
+      echo "  frames on both paths again ${ll_back}s after the link came back: $(path_pkts e0.2 | tr '\n' ' ')"
+    else
+      fail linkloss "the driver did not use both paths within 60 s: before $(echo "$p0" | tr '\n' ' '), now $(path_pkts e0.2 | tr '\n' ' ')"
+      ok=0
+    fi
+    n=$(loop_ok)
+    [ $ok = 1 ] && { loop_wait $((n + 1)) 120 || ok=0; }
+  elif [ $ok = 1 ]; then
+    fail linkloss "host did not bring aoe3 back"
+    ok=0
+  fi
+  io_end linkloss
+  echo "E2E-INFO linkloss_both_paths_s=${ll_back:-} linkloss_paths=$(path_pkts e0.2 | tr ' \n' '=,')"
+  [ $ok = 1 ] && pass linkloss "aoe3 down and up under verified writes on e0.2: no I/O error, both paths used again after ${ll_back}s, $(loop_ok) passes"
+
+  host metrics || fail linkloss "host did not save the nodes' metrics"
+  kill $fo_err 2>/dev/null
+  echo "E2E-INFO failover_retransmits_e0.2=$(grep -c 'retransmit e0\.2 ' /tmp/fo.err) failover_aoe_err_lines=$(wc -l </tmp/fo.err)"
+  sed 's/^/  etherd\/err| /' /tmp/fo.err | head -n 20
   finish
 fi
 

@@ -12,9 +12,11 @@ export const RUN_GUEST = join(HERE, "run-guest.sh");
 
 /**
  * discover < raw < ext4 < full each include the previous ones; reload (aoed
- * only) is discover plus verified I/O on e0.0 while the config is rewritten.
+ * only) is discover plus verified I/O on e0.0 while the config is rewritten;
+ * failover (aoed, failover-target.sh) is node loss, restart and link loss
+ * under verified I/O.
  */
-export type Scenario = "discover" | "raw" | "ext4" | "full" | "reload";
+export type Scenario = "discover" | "raw" | "ext4" | "full" | "reload" | "failover";
 
 export interface E2EOptions {
   /** MTU of every link and of the guest NIC. Default 1500. */
@@ -23,9 +25,9 @@ export interface E2EOptions {
   scenario?: Scenario;
   /**
    * Target start command, a `sh -c` template run inside the target network
-   * namespace. Placeholders: {iface} {file0} {file1} {mtu} {ns} {out}
-   * (also exported as AOE_IFACE, AOE_FILE0, AOE_FILE1, AOE_MTU, AOE_NETNS,
-   * AOE_OUT). It must export {file0} as e0.0 and {file1} as e0.1 on {iface}
+   * namespace. Placeholders: {iface} {file0} {file1} {file2} {mtu} {ns}
+   * {out} (also exported as AOE_IFACE, AOE_FILE0, AOE_FILE1, AOE_FILE2,
+   * AOE_MTU, AOE_NETNS, AOE_OUT). It must export {file0} as e0.0 and {file1} as e0.1 on {iface}
    * and run until SIGTERM (sent to its process group). Default: two vblades.
    */
   targetCmd?: string;
@@ -73,7 +75,16 @@ export interface E2EResult {
 export function e2eUnavailableReason(): string | undefined {
   if (process.platform !== "linux") return "not Linux";
   if (typeof process.getuid === "function" && process.getuid() !== 0) return "not root";
-  for (const tool of ["qemu-system-x86_64", "ip", "aoeping", "fio", "tshark", "busybox", "mdadm"]) {
+  for (const tool of [
+    "qemu-system-x86_64",
+    "ip",
+    "aoeping",
+    "fio",
+    "tshark",
+    "busybox",
+    "mdadm",
+    "curl",
+  ]) {
     const r = spawnSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     if (r.status !== 0) return `missing ${tool} (see test/e2e/README.md)`;
   }

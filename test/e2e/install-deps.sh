@@ -16,7 +16,8 @@ PKGS=(
   vblade          # reference AoE target
   aoetools        # aoeping
   tshark          # capture + AoE dissector (pulls in dumpcap, capinfos)
-  python3-minimal # aoe-pad-relay.py
+  python3-minimal # aoe-pad-relay.py, failover-capture.py
+  curl            # failover-target.sh reads aoed's metrics
 )
 export DEBIAN_FRONTEND=noninteractive
 missing=()

@@ -15,10 +15,13 @@
 # substituted and the same values exported as AOE_IFACE AOE_FILE0 AOE_FILE1
 # AOE_MTU AOE_NETNS AOE_OUT.  It must export {file0} as shelf 0 slot 0 and
 # {file1} as shelf 0 slot 1 on {iface}, and keep running until SIGTERM.
+# --scenario failover (aoed: test/e2e/failover-target.sh) adds a second bridge
+# and guest NIC, the target links aoe1..aoe3, {file2} and a control channel
+# from the host to the guest; see README.md, "Failures under load".
 # Default (vblade, one process per export):
 #   vblade 0 0 {iface} {file0} & vblade 0 1 {iface} {file1} & wait
 #
-# Usage: run-guest.sh [--mtu 1500|9000] [--scenario discover|raw|ext4|full|reload]
+# Usage: run-guest.sh [--mtu 1500|9000] [--scenario discover|raw|ext4|full|reload|failover]
 #                     [--target-cmd CMD] [--out DIR] [--img-mb N] [--timeout S] [--keep]
 #        run-guest.sh --cleanup-stale   (remove leftovers of harness runs that were SIGKILLed)
 # Every option has an environment twin (E2E_MTU, E2E_SCENARIO, E2E_TARGET_CMD,
@@ -54,6 +57,12 @@ RELOAD_OFF_MB=64
 RELOAD_MB="${E2E_RELOAD_MB:-16}"
 RELOAD_MAX="${E2E_RELOAD_MAX:-150}"
 RELOAD_DONE=e2.0
+# failover scenario: verified fio passes on md0 (node loss) and on e0.2 (restart,
+# link loss); see guest-init.sh
+NODELOSS_OFF_MB=8
+RESTART_OFF_MB=0
+LINKLOSS_OFF_MB=16
+FAILOVER_MB=8
 
 CLEANUP_ONLY=0
 while [ $# -gt 0 ]; do
@@ -86,7 +95,7 @@ timing() { TIMINGS="$TIMINGS $1=$2"; }
 
 [ "$(id -u)" = 0 ] || { echo "run-guest.sh must run as root" >&2; exit 2; }
 case "$MTU" in '' | *[!0-9]*) echo "bad --mtu" >&2; exit 2 ;; esac
-case "$SCENARIO" in discover | raw | ext4 | full | reload) ;; *) echo "bad --scenario" >&2; exit 2 ;; esac
+case "$SCENARIO" in discover | raw | ext4 | full | reload | failover) ;; *) echo "bad --scenario" >&2; exit 2 ;; esac
 [ "$IMG_MB" -ge 256 ] || [ "$SCENARIO" = discover ] || { echo "--img-mb must be >= 256" >&2; exit 2; }
 # layout: ext4 [0,128) MiB of e0.0; md legs [0, 1+MD_MB); raw regions
 # [160, 160+2*RAW_MB); marker sector at 240 MiB
@@ -118,7 +127,7 @@ cleanup_stale() {
     echo "removing stale netns $ns" >&2
     ip netns del "$ns"
   done
-  for f in "$IMG_DIR"/e2e-????p*-disk[01].img; do
+  for f in "$IMG_DIR"/e2e-????p*-disk[012].img; do
     [ -e "$f" ] || continue
     pid="${f##*/e2e-????p}"
     pid="${pid%%-*}"
@@ -137,6 +146,7 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 FILE0="$IMG_DIR/e2e-$ID-disk0.img"
 FILE1="$IMG_DIR/e2e-$ID-disk1.img"
+FILE2="$IMG_DIR/e2e-$ID-disk2.img"
 CAP="$OUT/capture.pcapng"
 QEMU_PID=""
 TARGET_PID=""
@@ -173,7 +183,7 @@ cleanup() {
   local ns
   for ns in $NETNS_MADE; do ip netns del "$ns" 2>/dev/null; done
   if [ "$KEEP" != 1 ]; then
-    rm -f "$FILE0" "$FILE1" "$OUT/md-leg0.bin" "$OUT/md-leg1.bin"
+    rm -f "$FILE0" "$FILE1" "$FILE2" "$OUT/md-leg0.bin" "$OUT/md-leg1.bin"
     # the capture is only interesting when something failed
     [ "$rc" = 0 ] && rm -f "$CAP"
   fi
@@ -217,16 +227,42 @@ mkns "$NS_PROBE"
     ip -n "$NS_PROBE" link set ping0 up &&
     ip -n "$NS_PROBE" link set relay0 up
 } || die "network setup failed"
+# failover: three more target links, each with its own MAC (aoe1 and aoe2 on
+# br0, aoe3 on br1), and a second guest NIC (tap1) on br1, so e0.2 has two
+# independent paths: eth0-br0-aoe2 and eth1-br1-aoe3
+LINKS="$NS_BR br0 $NS_BR tap0 $NS_BR tgtport $NS_BR probeport $NS_TGT aoe0 $NS_PROBE probe0"
+if [ "$SCENARIO" = failover ]; then
+  {
+    ip -n "$NS_BR" link add br1 type bridge stp_state 0 forward_delay 0 &&
+      ip -n "$NS_BR" tuntap add dev tap1 mode tap &&
+      ip -n "$NS_BR" link set tap1 mtu "$MTU" master br1 up &&
+      for n in 1 2 3; do
+        br=br0
+        [ $n = 3 ] && br=br1
+        ip -n "$NS_BR" link add tgtport$n type veth peer name aoe$n netns "$NS_TGT" &&
+          ip -n "$NS_BR" link set tgtport$n mtu "$MTU" master $br up &&
+          ip -n "$NS_TGT" link set aoe$n mtu "$MTU" up || exit 1
+        LINKS="$LINKS $NS_BR tgtport$n $NS_TGT aoe$n"
+      done &&
+      ip -n "$NS_BR" link set br1 mtu "$MTU" up
+  } || die "failover network setup failed"
+  LINKS="$LINKS $NS_BR br1 $NS_BR tap1"
+fi
 ip netns exec "$NS_PROBE" python3 "$HERE/aoe-pad-relay.py" probe0 relay0 >"$OUT/relay.log" 2>&1 &
 RELAY_PID=$!
-for l in "$NS_BR br0" "$NS_BR tap0" "$NS_BR tgtport" "$NS_BR probeport" "$NS_TGT aoe0" "$NS_PROBE probe0"; do
-  set -- $l
+set -- $LINKS
+while [ $# -gt 0 ]; do
   m=$(ip netns exec "$1" cat "/sys/class/net/$2/mtu")
   [ "$m" = "$MTU" ] || die "$2 in $1 has mtu $m"
+  shift 2
 done
 
 if [ "$CAPTURE" = 1 ]; then
-  ip netns exec "$NS_BR" dumpcap -i br0 -f 'ether proto 0x88a2' -B 64 -w "$CAP" >"$OUT/dumpcap.log" 2>&1 &
+  # failover: both bridges into one file (frame.interface_id 0 = br0, 1 = br1)
+  CAP_IFS="-i br0"
+  [ "$SCENARIO" = failover ] && CAP_IFS="-i br0 -i br1"
+  # shellcheck disable=SC2086
+  ip netns exec "$NS_BR" dumpcap $CAP_IFS -f 'ether proto 0x88a2' -B 64 -w "$CAP" >"$OUT/dumpcap.log" 2>&1 &
   DUMPCAP_PID=$!
   for ((i = 0; i < 100; i++)); do
     [ -s "$CAP" ] && break
@@ -239,16 +275,24 @@ timing net "$(phase_dt)"
 
 # ------------------------------------------------------------------ target
 phase_t0
-truncate -s "${IMG_MB}M" "$FILE0" "$FILE1" || die "cannot create backing files in $IMG_DIR"
+truncate -s "${IMG_MB}M" "$FILE0" "$FILE1" "$FILE2" || die "cannot create backing files in $IMG_DIR"
+# failover: the host's channel to the guest (its second serial port, ttyS1).
+# The target writes acknowledgements to ctl.in; QEMU holds both FIFOs open.
+CTL="$OUT/ctl"
+if [ "$SCENARIO" = failover ]; then
+  rm -f "$CTL.in" "$CTL.out"
+  mkfifo "$CTL.in" "$CTL.out" || die "mkfifo $CTL.in $CTL.out"
+fi
 CMD="$TARGET_CMD"
 CMD="${CMD//\{iface\}/aoe0}"
 CMD="${CMD//\{file0\}/$FILE0}"
 CMD="${CMD//\{file1\}/$FILE1}"
+CMD="${CMD//\{file2\}/$FILE2}"
 CMD="${CMD//\{mtu\}/$MTU}"
 CMD="${CMD//\{ns\}/$NS_TGT}"
 CMD="${CMD//\{out\}/$OUT}"
 log "target (netns $NS_TGT): $CMD"
-AOE_IFACE=aoe0 AOE_FILE0="$FILE0" AOE_FILE1="$FILE1" AOE_MTU="$MTU" AOE_NETNS="$NS_TGT" AOE_OUT="$OUT" AOE_SCENARIO="$SCENARIO" \
+AOE_IFACE=aoe0 AOE_FILE0="$FILE0" AOE_FILE1="$FILE1" AOE_FILE2="$FILE2" AOE_MTU="$MTU" AOE_NETNS="$NS_TGT" AOE_OUT="$OUT" AOE_SCENARIO="$SCENARIO" \
   setsid ip netns exec "$NS_TGT" sh -c "$CMD" </dev/null >"$OUT/target.log" 2>&1 &
 TARGET_PID=$!
 
@@ -274,6 +318,9 @@ fi
 timing target_ready "$(phase_dt)"
 if [ "$SCENARIO" = reload ] && [ ! -e "$OUT/churn.log" ]; then
   die "the reload scenario needs a target that runs the config churn and logs to {out}/churn.log (test/e2e/aoed-target.sh does)"
+fi
+if [ "$SCENARIO" = failover ] && [ ! -e "$OUT/failover-events.txt" ]; then
+  die "the failover scenario needs a target that runs the failover orchestrator (test/e2e/failover-target.sh)"
 fi
 log "target answers; aoeping -I 0 0 probe0 (direct)"
 identify_ok() { grep -q '^model:' "$1"; }
@@ -303,6 +350,14 @@ APPEND="$APPEND e2e_payload=$PAYLOAD e2e_raw_off_mb=$RAW_OFF_MB e2e_raw_mb=$RAW_
 APPEND="$APPEND e2e_marker_sector=$MARKER_SECTOR e2e_ext4_mb=$EXT4_MB e2e_md_mb=$MD_MB e2e_md_fio_mb=$MD_FIO_MB"
 APPEND="$APPEND e2e_disc_timeout=${E2E_DISCOVER_TIMEOUT:-60} e2e_md_timeout=${E2E_MD_TIMEOUT:-400}"
 APPEND="$APPEND e2e_reload_off_mb=$RELOAD_OFF_MB e2e_reload_mb=$RELOAD_MB e2e_reload_max=$RELOAD_MAX e2e_reload_done=$RELOAD_DONE"
+APPEND="$APPEND e2e_nodeloss_off_mb=$NODELOSS_OFF_MB e2e_restart_off_mb=$RESTART_OFF_MB"
+APPEND="$APPEND e2e_linkloss_off_mb=$LINKLOSS_OFF_MB e2e_failover_mb=$FAILOVER_MB"
+QEMU_EXTRA=()
+if [ "$SCENARIO" = failover ]; then
+  QEMU_EXTRA=(-netdev tap,id=n1,ifname=tap1,script=no,downscript=no
+    -device "virtio-net-pci,netdev=n1,mac=52:54:00:ae:0e:02,host_mtu=$MTU"
+    -chardev "pipe,id=ctl,path=$CTL" -device isa-serial,chardev=ctl)
+fi
 CON="$OUT/console.log"
 : >"$CON"
 log "booting guest ($KVER, TCG, 1 vCPU); console: $CON"
@@ -311,7 +366,7 @@ ip netns exec "$NS_BR" qemu-system-x86_64 -M pc -accel tcg -cpu max -smp 1 -m 10
   -nodefaults -no-user-config -display none -monitor none -no-reboot \
   -serial "file:$CON" -kernel "$VMLINUX" -initrd "$INITRD" -append "$APPEND" \
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-  -device "virtio-net-pci,netdev=n0,mac=52:54:00:ae:0e:01,host_mtu=$MTU" \
+  -device "virtio-net-pci,netdev=n0,mac=52:54:00:ae:0e:01,host_mtu=$MTU" "${QEMU_EXTRA[@]}" \
   </dev/null >"$OUT/qemu.log" 2>&1 &
 QEMU_PID=$!
 
@@ -363,6 +418,19 @@ fi
 # stop the target first so every write it acknowledged is in the files
 stop_pid "$TARGET_PID" TERM 5 group
 TARGET_PID=""
+# verify_pass WHAT FILE OFF_MB MB SEED PATTERN: a guest pass (pat_fio in
+# guest-init.sh) is in FILE; PASS/FAIL line about WHAT
+verify_pass() {
+  local log="$OUT/host-fio-pass$5.txt"
+  if fio --name=pass$5 --filename="$2" --rw=randwrite --bsrange=4k-128k --ioengine=psync \
+    --offset="$3"M --size="$4"M --verify=pattern --verify_pattern="$6%o" \
+    --verify_only --verify_fatal=1 --randrepeat=1 --randseed="$5" --verify_state_save=0 \
+    >"$log" 2>&1 && grep -q 'READ: bw=' "$log"; then
+    hpass "$1: pass $5 (pattern $6, $4 MiB at $3 MiB) verified in $(basename "$2")"
+  else
+    hfail "$1: pass $5 not in $2: $(grep -iE 'verify|bad|pattern|error' "$log" | head -n3 | tr '\n' ' ')"
+  fi
+}
 if guest_step raw; then
   for i in 0 1; do
     f=$FILE0
@@ -383,7 +451,7 @@ if guest_step raw; then
     fi
   done
 fi
-if guest_step md; then
+if guest_step md || guest_step nodeloss; then
   o0=$(info 'md_data_offset_e0\.0')
   o1=$(info 'md_data_offset_e0\.1')
   kib=$(info md_size_kib)
@@ -398,7 +466,13 @@ if guest_step md; then
     for i in 0 1; do
       f=$FILE0 o=$o0
       [ $i = 1 ] && f=$FILE1 o=$o1
-      dd if="$f" of="$OUT/md-leg$i.bin" bs=1M iflag=skip_bytes skip=$((o * 512)) count=$MD_FIO_MB 2>/dev/null
+      # the md device's contents from this leg: offsets in it are md offsets
+      dd if="$f" of="$OUT/md-leg$i.bin" bs=1M iflag=skip_bytes skip=$((o * 512)) count=$((kib / 1024)) 2>/dev/null
+      if guest_step nodeloss; then
+        verify_pass "node loss, md leg e0.$i" "$OUT/md-leg$i.bin" "$(info nodeloss_off_mb)" "$(info nodeloss_mb)" \
+          "$(info nodeloss_seed)" "$(info nodeloss_pattern)"
+        continue
+      fi
       if fio --name=md --filename="$OUT/md-leg$i.bin" --rw=write --bs=64k --ioengine=psync --offset=0 \
         --size=${MD_FIO_MB}M --verify=crc32c --verify_only --verify_fatal=1 --randrepeat=1 --verify_state_save=0 \
         >"$OUT/host-fio-md$i.txt" 2>&1 && grep -q 'READ: bw=' "$OUT/host-fio-md$i.txt"; then
@@ -430,16 +504,13 @@ if [ "$SCENARIO" = reload ]; then
   seed=$(info reload_seed)
   pat=$(info reload_pattern)
   if [ -n "$seed" ] && [ -n "$pat" ]; then
-    if fio --name=reload$seed --filename="$FILE0" --rw=randwrite --bsrange=4k-128k --ioengine=psync \
-      --offset=${RELOAD_OFF_MB}M --size=${RELOAD_MB}M --verify=pattern --verify_pattern="${pat}%o" \
-      --verify_only --verify_fatal=1 --randrepeat=1 --randseed="$seed" --verify_state_save=0 \
-      >"$OUT/host-fio-reload.txt" 2>&1 && grep -q 'READ: bw=' "$OUT/host-fio-reload.txt"; then
-      hpass "reload: e0.0's last pass (pattern $pat, $RELOAD_MB MiB at $RELOAD_OFF_MB MiB) verified in the backing file"
-    else
-      hfail "reload: e0.0's last pass not in $FILE0: $(grep -iE 'verify|bad|pattern|error' "$OUT/host-fio-reload.txt" | head -n3 | tr '\n' ' ')"
-    fi
+    verify_pass "reload: e0.0's last pass" "$FILE0" "$RELOAD_OFF_MB" "$RELOAD_MB" "$seed" "$pat"
   fi
 fi
+for s in restart linkloss; do
+  guest_step $s || continue
+  verify_pass "$s: e0.2's last pass" "$FILE2" "$(info ${s}_off_mb)" "$(info ${s}_mb)" "$(info ${s}_seed)" "$(info ${s}_pattern)"
+done
 timing host_verify "$(phase_dt)"
 
 # ------------------------------------------------------------------ capture
@@ -457,8 +528,12 @@ if [ "$CAPTURE" = 1 ]; then
   # shorter than 60 bytes (unpadded), requests whose tag never got an answer
   # (the initiator retransmits those with a new tag), frames whose version
   # nibble is not 1 (vblade's start-up announcement carries version 0)
+  # (the last four fields are for failover-capture.py, which reads them from FRAMES)
+  FRAMES=/dev/null
+  [ "$SCENARIO" = failover ] && FRAMES="$OUT/frames.tsv"
   tshark -r "$CAP" -T fields -e frame.len -e aoe.version -e aoe.response -e aoe.cmd \
-    -e aoe.flags_error -e aoe.ata.status -e aoe.tag 2>/dev/null | awk -F'\t' '
+    -e aoe.flags_error -e aoe.ata.status -e aoe.tag -e frame.time_epoch -e frame.interface_id \
+    -e aoe.major -e aoe.minor 2>/dev/null | tee "$FRAMES" | awk -F'\t' '
     function t(v) { return v == "1" || v == "True" }
     function num(v,  i, c, n) {
       v = tolower(v); if (substr(v, 1, 2) != "0x") return v + 0
@@ -485,6 +560,20 @@ if [ "$CAPTURE" = 1 ]; then
     hfail "tshark: capture has ${frames:-0} frames, ${ata:-0} ATA requests"
   else
     hpass "tshark: $frames AoE frames ($ata ATA requests), none malformed"
+  fi
+  if [ "$SCENARIO" = failover ]; then
+    # frames dumpcap dropped, on both bridges (an answer whose request was dropped is not a fault)
+    cdrops=$(sed -n "s/.*Packets received\/dropped on interface '[^']*': [0-9]*\/\([0-9]*\).*/\1/p" "$OUT/dumpcap.log" |
+      awk '{n += $1} END {print n + 0}')
+    python3 "$HERE/failover-capture.py" "$OUT/failover-events.txt" "$cdrops" <"$FRAMES" >"$OUT/failover-capture.txt"
+    fc=$?
+    rm -f "$FRAMES"
+    grep '^E2E-FAILOVER' "$OUT/failover-capture.txt"
+    if [ $fc = 0 ]; then
+      hpass "failover capture: every e0.2 answer on its request's link; br0 alone while aoe3 was down, both links after"
+    else
+      hfail "failover capture: $(sed -n 's/^FAIL //p' "$OUT/failover-capture.txt" | tr '\n' ';')"
+    fi
   fi
   timing tshark "$(phase_dt)"
 fi
