@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # Builds the aoed Debian package from this source tree, without debhelper:
-#   npm run package:deb          -> dist/aoed_<version>_<arch>.deb
+#   npm run package:deb                     -> dist/aoed_<version>_<arch>.deb
+#   npm run package:deb -- --bundle-node    -> dist/aoed_<version>+node<N>_<arch>.deb
+#
+# The default package is Debian-native: it ships no runtime, Depends: nodejs
+# (>= 20) (Debian 13 trixie ships Node.js 20) and runs /usr/bin/node, so
+# Node.js gets the distribution's security updates. --bundle-node ships the
+# Node.js this build runs on in /usr/lib/aoed/node instead, for bookworm
+# (whose nodejs is 18); that copy is updated only by rebuilding the package.
+#
+# Options:
+#   --bundle-node        the bundled-runtime variant (above)
+#   --out DIR            output directory (default: dist/)
+#   --compress METHOD    xz (default), zstd, gzip or none
+#   --maintainer 'NAME <EMAIL>'  the Maintainer: field (default: a placeholder)
 #
 # Needs: node >= 20 with this repo's dev dependencies installed (npm ci),
 # a C++ toolchain for node-gyp, dpkg-deb; dpkg-shlibdeps (dpkg-dev) if present.
 # Nothing outside a temporary staging directory and the output file is written.
-#
-# Environment:
-#   AOED_DEB_NODE      bundled (default): ship the Node.js runtime this build
-#                      runs on in /usr/lib/aoed/node, so the package works on
-#                      bookworm (whose nodejs is 18);
-#                      system: ship no runtime, Depends: nodejs (>= 20), use /usr/bin/node
-#   AOED_DEB_OUT       output directory (default: dist/)
-#   AOED_DEB_COMPRESS  xz (default), zstd, gzip or none
-#   AOED_DEB_MAINTAINER  the Maintainer: field
+# Prints the path of the .deb on the last line of stdout.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PKG=$REPO/packaging
-OUT_DIR=${AOED_DEB_OUT:-$REPO/dist}
-NODE_MODE=${AOED_DEB_NODE:-bundled}
-COMPRESS=${AOED_DEB_COMPRESS:-xz}
-MAINTAINER=${AOED_DEB_MAINTAINER:-aoed developers <aoed@localhost>}
+OUT_DIR=$REPO/dist
+NODE_MODE=system
+COMPRESS=xz
+MAINTAINER="aoed developers <aoed@example.org>"
 
 step() { printf '== %s [%ss]\n' "$*" "$SECONDS" >&2; }
 die() {
@@ -29,7 +34,23 @@ die() {
   exit 1
 }
 
-case $NODE_MODE in bundled | system) ;; *) die "AOED_DEB_NODE must be bundled or system, not '$NODE_MODE'" ;; esac
+while [ $# -gt 0 ]; do
+  case $1 in
+  --bundle-node) NODE_MODE=bundled ;;
+  --out | --compress | --maintainer)
+    [ $# -ge 2 ] || die "$1 needs a value"
+    case $1 in --out) OUT_DIR=$(realpath -m "$2") ;; --compress) COMPRESS=$2 ;; --maintainer) MAINTAINER=$2 ;; esac
+    shift
+    ;;
+  -h | --help)
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+  *) die "unknown option '$1' (see --help)" ;;
+  esac
+  shift
+done
+case $COMPRESS in xz | zstd | gzip | none) ;; *) die "--compress must be xz, zstd, gzip or none, not '$COMPRESS'" ;; esac
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found"
 NODE_BIN=$(readlink -f "$(command -v node)")
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
@@ -38,6 +59,8 @@ NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
 
 VERSION=$(node -p 'require(process.argv[1]).version' "$REPO/package.json")
 DEB_VERSION=${VERSION/-/\~} # 1.2.0-rc.1 -> 1.2.0~rc.1 (sorts before 1.2.0)
+# The bundled variant says which runtime it carries (and sorts after the native one).
+if [ "$NODE_MODE" = bundled ]; then DEB_VERSION=$DEB_VERSION+node$NODE_MAJOR; fi
 ARCH=$(dpkg --print-architecture)
 DEB=$OUT_DIR/aoed_${DEB_VERSION}_${ARCH}.deb
 
@@ -69,6 +92,8 @@ cp -r "$WORK/tsc/src" "$APP/dist/src"
 for entry in aoed.cjs aoectl.js; do
   [ -f "$APP/dist/src/bin/$entry" ] || die "tsc produced no dist/src/bin/$entry"
 done
+# The wrappers in /usr/bin run them with an explicit node: no #! lines in library files.
+find "$APP/dist" -type f -name '*.*js' -exec sed -i '1{/^#!/d}' {} +
 
 # ---------------------------------------------------------------- native addon
 step "building the native addon (node-gyp)"
@@ -83,6 +108,10 @@ if [ -z "${npm_config_nodedir:-}" ]; then
   if [ -n "$nodedir" ] && [ "$nodedir" != undefined ] && [ "$nodedir" != null ]; then
     export npm_config_nodedir=$nodedir
   fi
+fi
+# Debian's hardening flags (fortify, relro, bind-now) for the addon, where dpkg-buildflags is present.
+if command -v dpkg-buildflags >/dev/null; then
+  eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
 fi
 mkdir -p "$WORK/addon"
 cp "$REPO/binding.gyp" "$WORK/addon/"
@@ -101,12 +130,25 @@ step "installing production dependencies (npm ci --omit=dev)"
 cp "$REPO/package.json" "$REPO/package-lock.json" "$APP/"
 (cd "$APP" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
 rm -f "$APP/package-lock.json"
-# Nothing loads these at run time; license files stay.
+# Only what runs: node-addon-api is a build dependency of the addon (compiled
+# above), the command-line front ends of the libraries are never run, and
+# tests, benchmarks, examples, docs and web pages are never loaded. License
+# files stay. (Both YAML parsers stay: src/config uses js-yaml to read values
+# and yaml for positions in messages.)
+rm -rf "$APP/node_modules/node-addon-api" "$APP/node_modules/.bin" "$APP/node_modules/.package-lock.json"
+find "$APP/node_modules" -depth -type d \( -name test -o -name tests -o -name benchmarks -o -name bench \
+  -o -name docs -o -name docsify -o -name example -o -name examples -o -name .github -o -name .husky \) \
+  -exec rm -rf {} +
 find "$APP/node_modules" -type f \( \( -name '*.md' ! -iname 'license*' \) -o -name '*.d.ts' \
   -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '.eslintrc*' -o -name '.npmignore' \
-  -o -name '.gitignore' -o -name '.gitattributes' -o -name '.editorconfig' -o -name '.travis.yml' \) \
-  -exec rm -f {} +
-find "$APP/node_modules" -depth -type d -name .github -exec rm -rf {} +
+  -o -name '.gitignore' -o -name '.gitattributes' -o -name '.editorconfig' -o -name '.travis.yml' \
+  -o -name '*.png' -o -name '*.ico' -o -name '*.html' -o -name CNAME -o -name tsconfig.json \
+  -o -name '*.sh' \) -exec rm -f {} +
+rm -f "$APP/node_modules/js-yaml/bin/js-yaml.js" "$APP/node_modules/yaml/bin.mjs" "$APP/node_modules/pino/bin.js"
+rmdir "$APP/node_modules/js-yaml/bin" 2>/dev/null || true
+# Whatever still starts with #! is a library file: not executable, as lintian expects.
+find "$APP/node_modules" -type f -perm /111 -exec chmod a-x {} +
+find "$APP/node_modules" -depth -type d -empty -delete
 
 # ---------------------------------------------------------------- Node.js runtime
 if [ "$NODE_MODE" = bundled ]; then
@@ -140,8 +182,21 @@ exec $NODE_RUN /usr/lib/aoed/dist/src/bin/$entry "\$@"
 EOF
   chmod 0755 "$ROOT/usr/bin/$bin"
 done
+cat >"$APP/aoed-device-access" <<EOF
+#!/bin/sh
+# Run by aoed.service as root: the service user's ACLs on the exported block devices.
+exec $NODE_RUN /usr/lib/aoed/dist/src/bin/device-access.js "\$@"
+EOF
+chmod 0755 "$APP/aoed-device-access"
 install -D -m 0644 "$PKG/aoed.yaml" "$ROOT/etc/aoed.yaml"
-install -D -m 0644 "$PKG/aoed.service" "$ROOT/lib/systemd/system/aoed.service"
+install -D -m 0644 "$PKG/aoed.service" "$ROOT/usr/lib/systemd/system/aoed.service"
+for tool in aoed aoectl; do
+  install -D -m 0644 "$PKG/bash-completion/$tool" "$ROOT/usr/share/bash-completion/completions/$tool"
+done
+install -D -m 0644 "$PKG/debian/lintian-overrides" "$ROOT/usr/share/lintian/overrides/aoed"
+if [ "$NODE_MODE" = bundled ]; then
+  cat "$PKG/debian/lintian-overrides.bundled-node" >>"$ROOT/usr/share/lintian/overrides/aoed"
+fi
 for page in "$REPO"/docs/man/*.[1-8]; do
   section=${page##*.}
   install -D -m 0644 "$page" "$ROOT/usr/share/man/man$section/$(basename "$page")"
@@ -168,19 +223,22 @@ for script in postinst prerm postrm; do
 done
 echo /etc/aoed.yaml >"$ROOT/DEBIAN/conffiles"
 
-depends="passwd"
+# acl: setfacl/getfacl for aoed-device-access; init-system-helpers: deb-systemd-helper/-invoke.
+depends="acl, init-system-helpers (>= 1.52), passwd"
+elves=("$APP/build/Release/aoed_native.node")
+if [ "$NODE_MODE" = bundled ]; then elves+=("$APP/node/bin/node"); fi
+shlibs=""
+if command -v dpkg-shlibdeps >/dev/null; then
+  mkdir -p "$WORK/shlibs/debian"
+  printf 'Source: aoed\n\nPackage: aoed\nArchitecture: any\n' >"$WORK/shlibs/debian/control"
+  shlibs=$(cd "$WORK/shlibs" && dpkg-shlibdeps -O "${elves[@]/#/-e}" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+fi
+# Without dpkg-shlibdeps: what it says for Node 20 and the addon on bookworm.
+shlibs=${shlibs:-libc6 (>= 2.34), libgcc-s1 (>= 3.4), libstdc++6 (>= 11)}
 if [ "$NODE_MODE" = bundled ]; then
-  shlibs=""
-  if command -v dpkg-shlibdeps >/dev/null; then
-    mkdir -p "$WORK/shlibs/debian"
-    printf 'Source: aoed\n\nPackage: aoed\nArchitecture: any\n' >"$WORK/shlibs/debian/control"
-    shlibs=$(cd "$WORK/shlibs" && dpkg-shlibdeps -O -e"$APP/node/bin/node" \
-      -e"$APP/build/Release/aoed_native.node" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
-  fi
-  # What `dpkg-shlibdeps` says for Node 20 on bookworm, when it is not installed.
-  depends="${shlibs:-libc6 (>= 2.34), libgcc-s1 (>= 3.4), libstdc++6 (>= 5.2)}, $depends"
+  depends="$shlibs, $depends"
 else
-  depends="nodejs (>= 20), libc6, libgcc-s1, libstdc++6, $depends"
+  depends="nodejs (>= 20), $shlibs, $depends"
 fi
 installed_size=$(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)
 cat >"$ROOT/DEBIAN/control" <<EOF
@@ -207,9 +265,6 @@ EOF
 chmod 0644 "$ROOT/DEBIAN/control" "$ROOT/DEBIAN/conffiles" "$ROOT/DEBIAN/md5sums"
 
 mkdir -p "$OUT_DIR"
-case $COMPRESS in xz) zopt=(-Zxz) ;; zstd) zopt=(-Zzstd) ;; gzip) zopt=(-Zgzip) ;; none) zopt=(-Znone) ;;
-*) die "AOED_DEB_COMPRESS must be xz, zstd, gzip or none" ;;
-esac
-dpkg-deb --root-owner-group --threads-max="$(nproc)" "${zopt[@]}" --build "$ROOT" "$DEB" >&2
+dpkg-deb --root-owner-group --threads-max="$(nproc)" "-Z$COMPRESS" --build "$ROOT" "$DEB" >&2
 step "done"
 echo "$DEB"

@@ -1,39 +1,85 @@
 #!/usr/bin/env bash
 # Tests the Debian package the way an admin meets it, in a fresh Debian root:
-#   npm run test:package          (root; ~2.5 min, ~4 min the first time)
+#   npm run test:package     (root) both variants, one after the other:
+#                            the Debian-native package in trixie, the
+#                            --bundle-node one in bookworm
+#   bash packaging/test-deb.sh --suite trixie|bookworm [--deb FILE]
+#                            one of them (--deb: a prebuilt package)
 #
-#  1. builds dist/aoed_<version>_<arch>.deb (packaging/build-deb.sh), unless
-#     AOED_TEST_DEB=/path/to.deb names one;
-#  2. makes a bookworm minbase root with debootstrap (plus systemd, procps and
-#     man-db, to verify the unit and the man pages there), cached as a tarball
-#     in .cache/packaging/ so later runs need no network;
+#  1. builds the package (packaging/build-deb.sh; --bundle-node for bookworm,
+#     whose nodejs is 18) and runs lintian on it, if the host has lintian;
+#  2. makes a minbase root of the suite with debootstrap (plus systemd, procps,
+#     man-db, acl, and trixie's nodejs), cached as a tarball in
+#     .cache/packaging/ so later runs need no network;
 #  3. installs the package with dpkg and checks what it put in place: user and
-#     group, state directory, conffile, unit, man pages, wrappers, that no
-#     system Node.js is needed, `systemd-analyze verify`, `aoed check` and
-#     `aoectl --help`;
-#  4. runs the installed daemon the way the unit does (user aoed, group disk,
-#     CAP_NET_RAW only) on a veth pair between two network namespaces, and
-#     checks the exports are discovered, the control socket and metrics work,
-#     and SIGTERM stops it cleanly;
+#     group, state directory, conffile, unit, man pages, bash completion,
+#     wrappers, the runtime (Debian's nodejs or the bundled one), that only
+#     runtime files ship, `systemd-analyze verify` and `security`, `aoed
+#     check` and `aoectl --help`;
+#  4. runs the installed daemon the way the unit does (user aoed, no
+#     supplementary groups, CAP_NET_RAW only) on a veth pair between two
+#     network namespaces, and checks the exports are discovered, the control
+#     socket and metrics work, and SIGTERM stops it cleanly;
 #  5. boots the root with systemd-nspawn (systemd as PID 1) and drives
-#     aoed.service through start (Type=notify), reload, stop and a broken
-#     config (AOED_TEST_NSPAWN=0 skips this);
+#     aoed.service through start (Type=notify), reload (truthful when the file
+#     is rejected), journald priorities, the watchdog, stop, a broken config
+#     and package upgrades (AOED_TEST_NSPAWN=0 skips this);
 #  6. reinstalls, removes and purges the package.
 # Every chroot mount lives in a private mount namespace and dies with it; the
 # trap deletes the namespaces, the daemon and the temporary root. The host's
 # /etc and systemd are not touched. Ends with "N passed, N failed".
 #
-# Environment: AOED_TEST_DEB (a prebuilt .deb), AOED_DEBOOTSTRAP_MIRROR,
-# AOED_TEST_CACHE (where the root tarball is kept; default .cache/packaging),
-# AOED_TEST_KEEP=1 (keep the temporary root for inspection).
+# Environment: AOED_DEBOOTSTRAP_MIRROR, AOED_TEST_CACHE (where the root
+# tarballs are kept; default .cache/packaging), AOED_TEST_KEEP=1 (keep the
+# temporary root for inspection).
 # Shell snippets for the chroot are single-quoted on purpose:
 # shellcheck disable=SC2016
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SUITE=bookworm
+SUITE=""
+DEB=""
+while [ $# -gt 0 ]; do
+  case $1 in
+  --suite | --deb)
+    [ $# -ge 2 ] || {
+      echo "test-deb: $1 needs a value" >&2
+      exit 2
+    }
+    if [ "$1" = --suite ]; then SUITE=$2; else DEB=$(realpath "$2"); fi
+    shift
+    ;;
+  *)
+    echo "test-deb: unknown option '$1' (usage: test-deb.sh [--suite trixie|bookworm] [--deb FILE])" >&2
+    exit 2
+    ;;
+  esac
+  shift
+done
+if [ -z "$SUITE" ]; then
+  [ -z "$DEB" ] || {
+    echo "test-deb: --deb needs --suite" >&2
+    exit 2
+  }
+  rc=0
+  for suite in trixie bookworm; do
+    printf '\n######## %s\n' "$suite"
+    bash "${BASH_SOURCE[0]}" --suite "$suite" || rc=1
+  done
+  exit $rc
+fi
+case $SUITE in
+# Debian 13: Node.js 20 from Debian, the package depends on it.
+trixie) INCLUDE=systemd,procps,man-db,nodejs,acl BUILD_FLAGS=() ;;
+# Debian 12: nodejs is 18, so the package carries its own runtime (gzip: xz on
+# 90 MB takes minutes, and the contents are what is tested).
+bookworm) INCLUDE=systemd,procps,man-db,acl BUILD_FLAGS=(--bundle-node --compress gzip) ;;
+*)
+  echo "test-deb: --suite must be trixie or bookworm, not '$SUITE'" >&2
+  exit 2
+  ;;
+esac
 MIRROR=${AOED_DEBOOTSTRAP_MIRROR:-http://deb.debian.org/debian}
-INCLUDE=systemd,procps,man-db
 CACHE=${AOED_TEST_CACHE:-$REPO/.cache/packaging}
 ARCH=$(dpkg --print-architecture)
 ROOTFS_KEY=$(printf '%s\n' v1 "$SUITE" minbase "$ARCH" "$INCLUDE" "$MIRROR" | sha256sum | cut -c1-12)
@@ -124,15 +170,24 @@ in_root_ns() {
 }
 
 # ---------------------------------------------------------------- 1. the package
-if [ -n "${AOED_TEST_DEB:-}" ]; then
-  DEB=$AOED_TEST_DEB
-  [ -f "$DEB" ] || die "AOED_TEST_DEB=$DEB: no such file"
+if [ -n "$DEB" ]; then
+  [ -f "$DEB" ] || die "--deb $DEB: no such file"
 else
-  step "building the package (packaging/build-deb.sh)"
-  DEB=$(timeout 1200 bash "$REPO/packaging/build-deb.sh" | tail -n1) || die "build-deb.sh failed"
+  step "building the package (packaging/build-deb.sh ${BUILD_FLAGS[*]})"
+  DEB=$(timeout 1200 bash "$REPO/packaging/build-deb.sh" "${BUILD_FLAGS[@]}" | tail -n1) || die "build-deb.sh failed"
 fi
 VERSION=$(dpkg-deb -f "$DEB" Version)
-echo "package: $DEB ($(du -h "$DEB" | cut -f1), version $VERSION)"
+echo "package: $DEB ($(du -h "$DEB" | cut -f1), version $VERSION, installed size $(dpkg-deb -f "$DEB" Installed-Size) KiB)"
+if command -v lintian >/dev/null; then
+  lintian_out=$(lintian "$DEB" 2>&1 || true)
+  echo "lintian: $(grep -c '^E:' <<<"$lintian_out") error(s), $(grep -c '^W:' <<<"$lintian_out") warning(s)"
+  if grep -q '^[EW]:' <<<"$lintian_out"; then
+    bad "lintian: no errors or warnings (outside packaging/debian/lintian-overrides*)"
+    grep '^[EW]:' <<<"$lintian_out"
+  else
+    ok "lintian: no errors or warnings (outside packaging/debian/lintian-overrides*)"
+  fi
+fi
 
 # ---------------------------------------------------------------- 2. the Debian root
 mkdir -p "$CACHE"
@@ -158,7 +213,7 @@ if [ ! -f "$ROOTFS_TAR" ]; then
   mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
   rm -rf --one-file-system "$boot"
   # Older cache generations are of no further use.
-  find "$CACHE" -maxdepth 1 -name 'rootfs-*.tar.zst' ! -name "$(basename "$ROOTFS_TAR")" -delete
+  find "$CACHE" -maxdepth 1 -name "rootfs-$SUITE-*.tar.zst" ! -name "$(basename "$ROOTFS_TAR")" -delete
 fi
 flock -u 9
 step "unpacking the cached root"
@@ -167,9 +222,9 @@ zstd -q -dc "$ROOTFS_TAR" | tar -C "$ROOT" --numeric-owner --xattrs -xf -
 
 # ---------------------------------------------------------------- 3. install and inspect
 step "dpkg -i $(basename "$DEB")"
-cp "$DEB" "$ROOT/tmp/aoed.deb"
-if in_root "dpkg -i /tmp/aoed.deb" >"$WORK/dpkg-install.log" 2>&1; then
-  ok "dpkg -i installs with its dependencies already in minbase"
+cp "$DEB" "$ROOT/var/tmp/aoed.deb"
+if in_root "dpkg -i /var/tmp/aoed.deb" >"$WORK/dpkg-install.log" 2>&1; then
+  ok "dpkg -i installs with its dependencies ($INCLUDE)"
 else
   cat "$WORK/dpkg-install.log"
   die "dpkg -i failed"
@@ -190,7 +245,12 @@ step "files"
 check "/etc/aoed.yaml is a conffile, unmodified" in_root '
   dpkg-query -W -f="\${Conffiles}\n" aoed | grep -q "^ /etc/aoed.yaml [0-9a-f]\{32\}$" &&
   [ "$(dpkg-query -W -f="\${Conffiles}\n" aoed | awk "/aoed.yaml/ {print \$2}")" = "$(md5sum </etc/aoed.yaml | cut -d" " -f1)" ]'
-check "unit in /lib/systemd/system" in_root 'grep -q "^Type=notify$" /lib/systemd/system/aoed.service'
+check "unit in /usr/lib/systemd/system" in_root 'grep -q "^Type=notify$" /usr/lib/systemd/system/aoed.service'
+check "bash completion for aoed and aoectl" in_root '
+  for t in aoed aoectl; do grep -q "complete -F _$t $t" /usr/share/bash-completion/completions/$t || exit 1; done'
+check "only runtime files: no node-addon-api, tests, benchmarks or library command-line tools" in_root '
+  cd /usr/lib/aoed/node_modules && ! [ -e node-addon-api ] && ! [ -e .bin ] &&
+  [ -z "$(find . -type d \( -name test -o -name tests -o -name benchmarks -o -name examples -o -name docs \))" ]'
 check "unit not enabled on a fresh install" in_root '! [ -e /etc/systemd/system/multi-user.target.wants/aoed.service ]'
 for page in man8/aoed.8 man8/aoectl.8 man5/aoed.yaml.5; do
   check "man page $page.gz" in_root "gzip -t /usr/share/man/$page.gz"
@@ -200,14 +260,20 @@ check "copyright, README.Debian, example config" in_root '
   [ -s /usr/share/doc/aoed/copyright ] && [ -s /usr/share/doc/aoed/README.Debian ] &&
   [ -s /usr/share/doc/aoed/examples/aoed.yaml ]'
 check "wrappers /usr/bin/aoed and /usr/bin/aoectl are executable" in_root '[ -x /usr/bin/aoed ] && [ -x /usr/bin/aoectl ]'
-check "no Node.js on the system's PATH: the package brings its own or depends on one" in_root '
-  if grep -q /usr/lib/aoed/node/ /usr/bin/aoed; then ! command -v node >/dev/null; else dpkg -s nodejs >/dev/null; fi'
+if [ "$SUITE" = trixie ]; then
+  check "Debian-native: no bundled runtime, Depends: nodejs (>= 20), runs /usr/bin/node" in_root '
+    ! [ -e /usr/lib/aoed/node ] && dpkg-query -W -f="\${Depends}" aoed | grep -q "nodejs (>= 20)" &&
+    grep -q "^exec /usr/bin/node " /usr/bin/aoed'
+else
+  check "bundled: its own runtime, none on the system's PATH" in_root '
+    grep -q /usr/lib/aoed/node/ /usr/bin/aoed && ! command -v node >/dev/null'
+fi
 if in_root '[ -x /usr/lib/aoed/node/bin/node ]'; then
   check "bundled node and the addon have all their libraries" in_root '
     ! ldd /usr/lib/aoed/node/bin/node /usr/lib/aoed/build/Release/aoed_native.node | grep -q "not found"'
   check "bundled Node.js license shipped" in_root '[ -s /usr/share/doc/aoed/LICENSE.nodejs ]'
 fi
-check "aoed --version prints the package version" in_root "aoed --version | grep -qx 'aoed ${VERSION%%~*}.*'"
+check "aoed --version prints the package version" in_root "aoed --version | grep -qx 'aoed ${VERSION%%[~+]*}.*'"
 if out=$(in_root 'aoectl --help' 2>&1) && grep -q "^usage: aoectl" <<<"$out"; then
   ok "aoectl --help"
 else
@@ -215,12 +281,12 @@ else
 fi
 
 step "systemd-analyze verify (in the root, with its systemd $(in_root 'systemctl --version | head -1 | cut -d" " -f2'))"
-if out=$(in_root 'systemd-analyze verify /lib/systemd/system/aoed.service' 2>&1); then
+if out=$(in_root 'systemd-analyze verify /usr/lib/systemd/system/aoed.service' 2>&1); then
   ok "systemd-analyze verify aoed.service"
 else
   bad "systemd-analyze verify aoed.service: $out"
 fi
-exposure=$(in_root 'systemd-analyze security --offline=true /lib/systemd/system/aoed.service' 2>&1 |
+exposure=$(in_root 'systemd-analyze security --offline=true /usr/lib/systemd/system/aoed.service' 2>&1 |
   sed -n 's/.*Overall exposure level for aoed.service: \([0-9.]*\).*/\1/p')
 if [ -n "$exposure" ] && awk -v e="$exposure" 'BEGIN { exit !(e <= 3.0) }'; then
   ok "systemd-analyze security: exposure $exposure (at most 3.0)"
@@ -273,13 +339,13 @@ check "aoed check works as user aoed" in_root_ns "$NS_T" \
   'setpriv --reuid=aoed --regid=aoed --init-groups aoed check --config /tmp/aoed-test.yaml >/dev/null'
 
 # ---------------------------------------------------------------- 4. run it as the unit would
-step "aoed as the unit runs it: user aoed, group disk, CAP_NET_RAW only"
-# Keep in step with packaging/aoed.service (User=, SupplementaryGroups=,
-# AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges=, RuntimeDirectory=).
+step "aoed as the unit runs it: user aoed, no supplementary groups, CAP_NET_RAW only"
+# Keep in step with packaging/aoed.service (User=, AmbientCapabilities=,
+# CapabilityBoundingSet=, NoNewPrivileges=, RuntimeDirectory=).
 in_root 'install -d -o aoed -g aoed -m 0755 /run/aoed'
 ip netns exec "$NS_T" unshare --mount --propagation private -- /bin/sh -c '
   mount -t proc proc "$0/proc" && mount -t sysfs -o ro sysfs "$0/sys" || exit 99
-  exec chroot "$0" env -i $CLEAN_ENV setpriv --reuid=aoed --regid=aoed --groups="$(chroot "$0" getent group disk | cut -d: -f3)" \
+  exec chroot "$0" env -i $CLEAN_ENV setpriv --reuid=aoed --regid=aoed --clear-groups \
     --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw --no-new-privs \
     /usr/bin/aoed --config /tmp/aoed-test.yaml' "$ROOT" >"$WORK/aoed.log" 2>&1 &
 DAEMON_PID=$!
@@ -362,15 +428,19 @@ if [ "${AOED_TEST_NSPAWN:-1}" = 1 ]; then
   ip -n "$NS_S" link set "${TAG}t" up
   ip -n "$NS_S" link set "${TAG}i" up
   install -m 0755 "$REPO/packaging/test-systemd-inner.sh" "$ROOT/usr/local/sbin/aoed-systemd-test"
+  can_lower_oom=0
+  if sh -c 'echo -1 >/proc/self/oom_score_adj' 2>/dev/null; then can_lower_oom=1; fi
+  [ "$can_lower_oom" = 1 ] || echo "(this host's root cannot lower oom_score_adj: OOMScoreAdjust= is checked in the unit only)"
   printf '%s\n' "[Unit]" "Description=aoed package test under systemd" "After=multi-user.target" \
-    "[Service]" "Type=oneshot" "ExecStart=/usr/local/sbin/aoed-systemd-test ${TAG}t ${TAG}i" \
-    "TimeoutStartSec=240" "ExecStopPost=/bin/systemctl poweroff --no-block" \
+    "[Service]" "Type=oneshot" "ExecStart=/usr/local/sbin/aoed-systemd-test ${TAG}t ${TAG}i $can_lower_oom" \
+    "TimeoutStartSec=400" "ExecStopPost=/bin/systemctl poweroff --no-block" \
     >"$ROOT/etc/systemd/system/aoed-systemd-test.service"
   ln -sf /etc/systemd/system/aoed-systemd-test.service \
     "$ROOT/etc/systemd/system/multi-user.target.wants/aoed-systemd-test.service"
   rm -f "$ROOT/var/tmp/aoed-systemd-test.out"
   # --keep-unit --register=no: no systemd or machined on the host to talk to.
-  if ! timeout 300 "$NSPAWN" --quiet --directory="$ROOT" --boot --register=no --keep-unit \
+  # CAP_SYS_RESOURCE: so that systemd in there may apply OOMScoreAdjust=-500.
+  if ! timeout 480 "$NSPAWN" --quiet --directory="$ROOT" --boot --register=no --keep-unit --capability=CAP_SYS_RESOURCE \
     --console=pipe --network-namespace-path="/run/netns/$NS_S" --machine="$TAG" \
     >"$WORK/nspawn.log" 2>&1 </dev/null; then
     echo "(systemd-nspawn exited non-zero)"
@@ -394,14 +464,14 @@ if [ "${AOED_TEST_NSPAWN:-1}" = 1 ]; then
   fi
   rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/aoed-systemd-test.service"
   # The next stage checks what the admin's edits leave behind: start from the packaged conffile.
-  in_root 'dpkg-deb --fsys-tarfile /tmp/aoed.deb | tar -xO ./etc/aoed.yaml >/etc/aoed.yaml'
+  in_root 'dpkg-deb --fsys-tarfile /var/tmp/aoed.deb | tar -xO ./etc/aoed.yaml >/etc/aoed.yaml'
 fi
 
 # ---------------------------------------------------------------- 6. reinstall, remove, purge
 step "reinstall, remove, purge"
 echo "# local change" >>"$ROOT/etc/aoed.yaml"
 check "reinstall over itself (postinst configure with the old version)" \
-  in_root 'dpkg -i /tmp/aoed.deb >/dev/null 2>&1'
+  in_root 'dpkg -i /var/tmp/aoed.deb >/dev/null 2>&1'
 check "the admin's conffile change survives" grep -q "^# local change" "$ROOT/etc/aoed.yaml"
 check "dpkg -r" in_root 'dpkg -r aoed >/dev/null 2>&1'
 check "removed: program gone, conffile and state kept" in_root '

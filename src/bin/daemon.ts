@@ -8,7 +8,7 @@ import { watchConfig } from "../config/watch.js";
 import { type AdminServices, startAdminServices } from "../control/services.js";
 import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
-import { createLogger } from "../log.js";
+import { createLogger, isJournalStream, logFormatDefault } from "../log.js";
 import { VERSION } from "../version.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
@@ -26,8 +26,12 @@ async function load(path: string): Promise<Config> {
   const result = await loadConfigFile(path);
   for (const w of result.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   if (!result.ok) {
-    for (const e of result.errors) process.stderr.write(`${formatDiagnostic(e)}\n`);
-    process.stderr.write(`aoed: ${path}: ${result.errors.length} error(s); nothing started\n`);
+    // Under systemd these are the reason the unit failed: priority err (<3>) in the journal.
+    const err = isJournalStream(2) ? "<3>" : "";
+    for (const e of result.errors) process.stderr.write(`${err}${formatDiagnostic(e)}\n`);
+    process.stderr.write(
+      `${err}aoed: ${path}: ${result.errors.length} error(s); nothing started\n`,
+    );
     process.exit(2);
   }
   return result.config;
@@ -73,9 +77,12 @@ async function main(): Promise<void> {
     process.stderr.write(`aoed: --log-format must be json or pretty, not "${format}"\n`);
     process.exit(2);
   }
-  const pretty = format === undefined ? process.stdout.isTTY === true : format === "pretty";
+  const pretty = (format ?? logFormatDefault()) === "pretty";
   const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
+  // From here on: opening many exports can take a while, and a wedged loop is what it catches.
+  const watchdog = systemd.startWatchdog();
+  if (watchdog.periodMs !== null) log.debug({ periodMs: watchdog.periodMs }, "systemd watchdog on");
   const engine = new Engine(log, { prettyLogs: pretty });
   try {
     await engine.start(config);
@@ -129,7 +136,8 @@ async function main(): Promise<void> {
     `aoed ready, serving ${engine.targets.size} export(s)`,
   );
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
-  if (pretty) process.stdout.write(describeConfig(config));
+  // The journal gets the log line only: a table's lines would be separate, unprioritised entries.
+  if (pretty && !isJournalStream(1)) process.stdout.write(describeConfig(config));
   if (values.demo) {
     process.stderr.write(
       `\nDemo export e0.0 is on aoed-demo0. See it from the other end of the veth pair:\n  npx aoectl discover aoed-demo1\n\n`,

@@ -6,6 +6,7 @@
  *   READY=1                          once every export is open and announced
  *   RELOADING=1 + MONOTONIC_USEC=... when a reload starts, READY=1 when it is done
  *   STOPPING=1                       when shutdown begins
+ *   WATCHDOG=1                       every half $WATCHDOG_USEC, from a timer
  * each with a STATUS= line for `systemctl status`. Without $NOTIFY_SOCKET every
  * call does nothing. Node's dgram has no unix datagram sockets, so the one
  * sendto() is the native addon's sdNotify(); the addon is loaded only when
@@ -24,6 +25,13 @@ export interface Notifier {
   reloading(status?: string): void;
   stopping(status?: string): void;
   status(status: string): void;
+  /**
+   * With $WATCHDOG_USEC (WatchdogSec=) meant for this process, sends
+   * WATCHDOG=1 from an event-loop timer every half period, so a loop wedged
+   * for longer than WatchdogSec= misses it and systemd kills and restarts the
+   * daemon. Returns the period in ms (null: no watchdog) and a stop function.
+   */
+  startWatchdog(): { periodMs: number | null; stop: () => void };
 }
 
 export interface NotifierOptions {
@@ -89,6 +97,18 @@ export function createNotifier(opts: NotifierOptions = {}): Notifier {
       notify(withStatus({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() }, status)),
     stopping: (status) => notify(withStatus({ STOPPING: 1 }, status)),
     status: (status) => notify({ STATUS: status }),
+    startWatchdog: () => {
+      const usec = Number(env.WATCHDOG_USEC ?? "");
+      const pid = env.WATCHDOG_PID;
+      // WATCHDOG_PID names the process systemd watches; a child that inherited it must not answer.
+      if (socketPath === null || !(usec > 0) || (pid !== undefined && pid !== String(process.pid)))
+        return { periodMs: null, stop: () => {} };
+      const periodMs = Math.max(1, Math.floor(usec / 2000));
+      const timer = setInterval(() => notify({ WATCHDOG: 1 }), periodMs);
+      timer.unref();
+      notify({ WATCHDOG: 1 });
+      return { periodMs, stop: () => clearInterval(timer) };
+    },
   };
 }
 

@@ -53,6 +53,8 @@ interface Datagram {
 interface Receiver {
   proc: ChildProcess;
   got: Datagram[];
+  /** WATCHDOG=1 keepalives: counted here, skipped by next(). */
+  keepalives: Datagram[];
   next(timeoutMs?: number): Promise<Datagram>;
   close(): void;
 }
@@ -72,6 +74,7 @@ async function receiver(address: string): Promise<Receiver> {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const got: Datagram[] = [];
+  const keepalives: Datagram[] = [];
   let taken = 0;
   const waiters: (() => void)[] = [];
   let partial = "";
@@ -89,7 +92,10 @@ async function receiver(address: string): Promise<Receiver> {
     for (const line of lines) {
       const m = JSON.parse(line) as { bound?: true; pid?: number | null; message?: string };
       if (m.bound) bound();
-      else got.push({ pid: m.pid ?? null, message: m.message!, fields: parseFields(m.message!) });
+      else {
+        const d = { pid: m.pid ?? null, message: m.message!, fields: parseFields(m.message!) };
+        (d.message === "WATCHDOG=1" ? keepalives : got).push(d);
+      }
     }
     for (const w of waiters.splice(0)) w();
   });
@@ -103,6 +109,7 @@ async function receiver(address: string): Promise<Receiver> {
   return {
     proc,
     got,
+    keepalives,
     async next(timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       while (taken >= got.length) {
@@ -189,6 +196,34 @@ describe("sd-notify message handling", () => {
     n.status("a");
     n.status("b");
     expect(errors).toEqual(["cannot notify systemd at @aoed-test: errno 111"]);
+  });
+
+  it("sends WATCHDOG=1 every half WATCHDOG_USEC, only to the process WATCHDOG_PID names", async () => {
+    const sent: string[] = [];
+    const send = (_p: string, m: string) => {
+      sent.push(m);
+      return 0;
+    };
+    const env = { NOTIFY_SOCKET: "/run/x", WATCHDOG_USEC: "40000" };
+    for (const other of [
+      { ...env, WATCHDOG_PID: String(process.pid + 1) },
+      { ...env, WATCHDOG_USEC: "" },
+      { WATCHDOG_USEC: "40000" },
+    ]) {
+      const off = createNotifier({ env: other, send }).startWatchdog();
+      expect(off.periodMs).toBeNull();
+    }
+    expect(sent).toEqual([]);
+    const on = createNotifier({ env: { ...env, WATCHDOG_PID: String(process.pid) }, send });
+    const wd = on.startWatchdog();
+    try {
+      expect(wd.periodMs).toBe(20);
+      expect(sent).toEqual(["WATCHDOG=1"]);
+      await waitFor("three more keepalives", () => sent.length >= 4);
+      expect(new Set(sent)).toEqual(new Set(["WATCHDOG=1"]));
+    } finally {
+      wd.stop();
+    }
   });
 
   it("brackets overlapping reloads with one RELOADING and one READY", async () => {
@@ -309,7 +344,7 @@ ${exports
       if (m.kind === "config" && m.tag === 0) announced.push(`e${m.shelf}.${m.slot}`);
     });
     daemon = spawn("ip", ["netns", "exec", net.netns!, "node", AOED, "--config", config], {
-      env: { ...process.env, NOTIFY_SOCKET: sock },
+      env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: "400000" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     daemon.stdout!.on("data", (d: Buffer) => {
@@ -343,6 +378,12 @@ ${exports
     // The announcement left before READY=1; allow for its delivery to this process.
     await waitFor("the announcement", () => announced.length > 0);
     expect(announced).toEqual(["e7.0"]);
+  });
+
+  it("keeps the watchdog fed from its event loop (WATCHDOG_USEC)", async () => {
+    const seen = r.keepalives.length;
+    await waitFor("two keepalives after READY=1", () => r.keepalives.length >= seen + 2);
+    expect(r.keepalives.every((d) => d.pid === daemon.pid)).toBe(true);
   });
 
   it("brackets a SIGHUP reload with RELOADING=1 and READY=1", async () => {
