@@ -54,15 +54,65 @@ export interface IoEngineChoice {
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
 
-/** Whether `path` is a file in memory (tmpfs, ramfs): reading it never waits for a disk. */
-export async function isMemoryBacked(path: string): Promise<boolean> {
+/**
+ * statfs(2) f_type of filesystems that can stop answering for good: a server
+ * or a user-space daemon is behind every request (linux/magic.h, fs/*).
+ */
+const HANG_PRONE_FS = new Map<number, string>([
+  [0x65735546, "fuse"],
+  [0x6969, "nfs"],
+  [0xff534d42, "cifs"],
+  [0xfe534d42, "smb2"],
+  [0x517b, "smb"],
+  [0x01021997, "9p"],
+  [0x00c36400, "ceph"],
+  [0x6b414653, "afs"],
+  [0x5346414f, "afs"],
+  [0x73757245, "coda"],
+  [0x7461636f, "ocfs2"],
+  [0x01161970, "gfs2"],
+]);
+
+/** statfs(2) f_type of the filesystem holding `path`, null if it cannot be had. */
+async function statfsType(path: string): Promise<number | null> {
   try {
-    const { type } = await fs.promises.statfs(path);
-    return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+    return (await fs.promises.statfs(path)).type;
   } catch {
-    return false;
+    return null;
   }
 }
+
+/** Whether `path` is a file in memory (tmpfs, ramfs): reading it never waits for a disk. */
+export async function isMemoryBacked(path: string): Promise<boolean> {
+  const type = await statfsType(path);
+  return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+}
+
+/** The name of the filesystem holding `path` if it is one that can hang (fuse, nfs, cifs...), else null. */
+export async function hangProneFilesystem(path: string): Promise<string | null> {
+  const type = await statfsType(path);
+  return (type !== null && HANG_PRONE_FS.get(type)) || null;
+}
+
+/**
+ * libuv's thread pool size (the daemon's entry point sets UV_THREADPOOL_SIZE
+ * before the pool starts; libuv's default is 4).
+ */
+function threadPoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+}
+
+/**
+ * How many of a shared pool's workers one export may hold at once: a quarter,
+ * so a backend that hangs leaves the other exports (and fs calls) the rest.
+ */
+export function poolShare(workers: number): number {
+  return Math.max(1, Math.floor(workers / 4));
+}
+
+/** io-wq workers for regular file and block device I/O the shared ring asks for. */
+const URING_WORKERS = 64;
 
 /** Reads $AOED_IO: uring, threads, sync, mmap or auto (the default). */
 export function ioEngineFromEnv(env: NodeJS.ProcessEnv = process.env): IoEngineRequest {
@@ -155,7 +205,11 @@ export function submitBatchFromEnv(env: NodeJS.ProcessEnv = process.env): number
 
 function acquireRing(): IoRing {
   if (sharedRing === null)
-    sharedRing = IoRing.open({ entries: 256, submitBatch: submitBatchFromEnv() });
+    sharedRing = IoRing.open({
+      entries: 256,
+      submitBatch: submitBatchFromEnv(),
+      maxWorkers: URING_WORKERS,
+    });
   ringUsers++;
   return sharedRing;
 }
@@ -240,16 +294,18 @@ function describeOpenError(
   }
 }
 
-/** Finds the smallest alignment O_DIRECT accepts on this fd (512 or 4096). */
-function probeDirectAlignment(fd: number): number {
+/**
+ * Finds the smallest alignment O_DIRECT accepts on this fd (512 or 4096).
+ * On the thread pool: the store may not answer, and the event loop must not wait for it.
+ */
+async function probeDirectAlignment(fd: number): Promise<number> {
   const buf = alignedBuffer(4096, 4096);
   for (const align of [SECTOR, 4096]) {
-    try {
-      fs.readSync(fd, buf, 0, align, 0);
-      return align;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-    }
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+      fs.read(fd, buf, 0, align, 0, (e) => resolve(e)),
+    );
+    if (err === null) return align;
+    if (err.code !== "EINVAL") throw err;
   }
   return 0;
 }
@@ -265,7 +321,9 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   }
   const isBlock = st.isBlockDevice();
   if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
-  const inMemory = !isBlock && (want === "auto" || want === "mmap") && (await isMemoryBacked(path));
+  const fsType = isBlock ? null : await statfsType(path);
+  const inMemory = fsType === TMPFS_MAGIC || fsType === RAMFS_MAGIC;
+  const mayHang = (fsType !== null && HANG_PRONE_FS.get(fsType)) || null;
   // direct-io asks for O_DIRECT (tmpfs takes it since Linux 6.6): not a mapping.
   const choice = chooseIoEngine(
     want === "mmap" && opts.directIo ? "auto" : want,
@@ -275,6 +333,11 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     // Stores through a mapping skip O_DSYNC: with the write cache off, pwrite it is.
     choice.engine = "sync";
     choice.note = "write-cache is off: pwrite with O_DSYNC instead of a mapping";
+  }
+  if (mayHang !== null && (choice.engine === "sync" || choice.engine === "mmap")) {
+    // A copy from a mapping or a pread on the event loop would stop the whole daemon with it.
+    choice.engine = "threads";
+    choice.note = `the file is on ${mayHang}, which can stop answering: the thread pool, never the event loop`;
   }
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
@@ -306,7 +369,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       }
       alignment = isBlock
         ? Math.max(SECTOR, logicalBlockSize(directFd))
-        : probeDirectAlignment(directFd);
+        : await probeDirectAlignment(directFd);
       if (alignment === 0)
         throw new BackendError(
           path,
@@ -322,6 +385,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       engine: choice.engine,
     };
     if (choice.note !== undefined) caps.engineNote = choice.note;
+    if (mayHang !== null) caps.mayHang = mayHang;
     const on = { path, fd, directFd, size, offset: opts.offset, readOnly: opts.readOnly, caps };
     return backendOn(on, want === "uring" ? "required" : "");
   } catch (err) {
@@ -358,6 +422,10 @@ abstract class FileBackend implements Backend, IoOwner {
   private closing: Promise<void> | null = null;
   /** False in a worker thread: the main thread closes the descriptors. */
   ownsDescriptors = true;
+  /** See Backend.issueLimit; set by the engines that run on a shared pool. */
+  issueLimit?: number;
+  /** See IoOwner.forceAsync: the filesystem can hang, so never issued inline. */
+  readonly forceAsync: boolean;
 
   constructor(
     readonly path: string,
@@ -368,7 +436,9 @@ abstract class FileBackend implements Backend, IoOwner {
     protected readonly offset: number,
     readonly readOnly: boolean,
     readonly caps: BackendCapabilities,
-  ) {}
+  ) {
+    this.forceAsync = caps.mayHang !== undefined;
+  }
 
   get label(): string {
     return this.path;
@@ -429,6 +499,8 @@ abstract class FileBackend implements Backend, IoOwner {
 
 /** libuv's thread pool: one fs request (and thread hand-off) per operation. */
 class ThreadPoolFileBackend extends FileBackend {
+  override issueLimit = poolShare(threadPoolSize());
+
   private done(): void {
     if (--this.pending === 0 && this.onIdle !== null) this.onIdle();
   }
@@ -621,6 +693,7 @@ class UringFileBackend extends FileBackend {
     private readonly ring: IoRing,
   ) {
     super(path, fd, directFd, size, offset, readOnly, caps);
+    this.issueLimit = poolShare(ring.boundedWorkers);
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
