@@ -62,7 +62,15 @@ export function formatStatus(s: StatusResult): string {
     s.interfaces.map((i) => [i.name, String(i.mtu), i.mac, String(i.exports)]),
     [1, 3],
   );
-  return `aoed ${d.version} (pid ${d.pid}), up ${duration(d.uptimeSeconds)}, ${s.exports.length} export(s)\n\n${exports}\n\n${ifaces}\n`;
+  // Under the table, where an admin's eye lands: exports whose backend hangs.
+  const stuck = s.exports
+    .filter((e) => e.stuck)
+    .map(
+      (e) =>
+        `${e.name} (${e.target}): backend stuck: oldest request ${duration(e.oldestRequestSeconds)} old, ${e.inFlight} of ${e.queueLength} queue slots held, more requests dropped\n`,
+    )
+    .join("");
+  return `aoed ${d.version} (pid ${d.pid}), up ${duration(d.uptimeSeconds)}, ${s.exports.length} export(s)\n\n${exports}\n\n${stuck === "" ? "" : `${stuck}\n`}${ifaces}\n`;
 }
 
 function avgLatencyMs(sum: number, count: number): string {

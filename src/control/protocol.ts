@@ -49,6 +49,10 @@ export interface ExportStatus {
   interfaces: string[];
   inFlight: number;
   queueLength: number;
+  /** The backend has left a request unanswered for 3 s or more (it hangs). */
+  stuck: boolean;
+  /** Age of the oldest request in flight, seconds (0 when none). */
+  oldestRequestSeconds: number;
   /** What initiators have set: the config string, the MAC mask list, the reservation. */
   state: { config: string; macmask: string[]; reserve: string[] };
 }

@@ -314,6 +314,8 @@ class Handler {
         interfaces: [...t.cfg.interfaces],
         inFlight: t.inFlight,
         queueLength: t.cfg.queueLength,
+        stuck: t.stuck,
+        oldestRequestSeconds: Math.round(t.oldestRequestSeconds * 10) / 10,
         state: {
           config: t.state.config.toString("latin1"),
           macmask: t.state.mask.map(macToString),

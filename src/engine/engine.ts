@@ -15,6 +15,7 @@ import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/file-backend.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
+import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
 import { linkState, Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { emptyState, StateStore } from "./state-store.js";
@@ -34,8 +35,14 @@ function backendKey(e: ExportConfig): unknown[] {
   return [e.path, e.readOnly, e.directIo, e.writeCache, e.offset, e.length];
 }
 
-function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
-  return openFileBackend({
+/**
+ * Opens an export's backend, giving up after FS_TIMEOUT_MS: the stat, statfs
+ * and opens run on the thread pool, and a filesystem that does not answer
+ * must not hang the reload (or every reload after it). A backend that opens
+ * after all is closed again.
+ */
+async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
+  const opening = openFileBackend({
     path: e.path,
     readOnly: e.readOnly,
     directIo: e.directIo,
@@ -44,6 +51,15 @@ function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
     length: e.length,
     sharedClaim,
   });
+  const backend = await within(opening, FS_TIMEOUT_MS, null);
+  if (backend !== null) return backend;
+  void opening.then(
+    (late) => late.close(),
+    () => {},
+  );
+  throw new Error(
+    `${e.path}: the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s (stat, statfs, open): not opened`,
+  );
 }
 
 /**
@@ -60,23 +76,25 @@ function inheritsClaim(old: Target | null, next: ExportConfig): boolean {
   }
 }
 
-/** A backend failed by a failed sync (src/io/group-commit.ts), or a file that grew: opened anew on reload. */
-function mustReopen(target: Target): boolean {
-  return (target.backend.failed ?? null) !== null || grew(target);
+/**
+ * True when the file behind a running export has grown since it was opened.
+ * Not asked of a stuck backend, and a filesystem that does not answer within
+ * FS_TIMEOUT_MS counts as no growth: the reload goes on without it.
+ */
+async function grew(target: Target): Promise<boolean> {
+  const e = target.cfg;
+  if (e.length !== null || target.backend.caps.blockDevice || target.stuck) return false;
+  const st = await boundedStat(e.path);
+  return st !== null && "size" in st && st.size - e.offset >= target.backend.size + 512;
 }
 
-/** True when the file behind a running export has grown since it was opened. */
-function grew(target: Target): boolean {
-  const e = target.cfg;
-  if (e.length !== null || target.backend.caps.blockDevice) return false;
-  try {
-    return fs.statSync(e.path).size - e.offset >= target.backend.size + 512;
-  } catch {
-    return false;
-  }
-}
+/** How long a stop or a replaced export waits for requests in flight before leaving them. */
+export const DRAIN_TIMEOUT_MS = 5000;
 
 const TO_MAIN = encodeProgram(TO_MAIN_ONLY);
+
+/** How often exports are checked for a stuck backend. */
+const STUCK_CHECK_MS = 500;
 
 /** Mask and reservation in shared memory for the worker threads, starting from `state`. */
 function publishedLists(state: TargetState): SharedAccessLists {
@@ -131,7 +149,16 @@ export class Engine {
     }
     this.linkTimer = setInterval(() => this.checkLinks(), linkCheckMs);
     this.linkTimer.unref();
+    this.stuckTimer = setInterval(() => {
+      for (const t of this.targets.values()) t.checkStuck();
+      for (const t of this.retiring) t.checkStuck();
+    }, STUCK_CHECK_MS);
+    this.stuckTimer.unref();
   }
+
+  private stuckTimer: NodeJS.Timeout | null = null;
+  /** Replaced or removed targets still answering requests in flight. */
+  private readonly retiring = new Set<Target>();
 
   /** Applies are serialized: a reload and a link change never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -167,15 +194,24 @@ export class Engine {
       }
       return same;
     };
+    // Opened anew: a backend failed by a failed sync (src/io/group-commit.ts), or a file that grew.
+    const reopened = new Set<Target>();
+    await Promise.all(
+      next.exports.map(async (cfg) => {
+        const old = this.targets.get(cfg.name);
+        if (old !== undefined && ((old.backend.failed ?? null) !== null || (await grew(old))))
+          reopened.add(old);
+      }),
+    );
     for (const cfg of next.exports) {
       const old = this.targets.get(cfg.name) ?? null;
       const portsSame = old !== null && prev !== null && cfg.interfaces.every(ifaceSame);
-      if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !mustReopen(old)) {
+      if (old && portsSame && isDeepStrictEqual(old.cfg, cfg) && !reopened.has(old)) {
         summary.unchanged.push(cfg.name);
         continue;
       }
       const reuse =
-        old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !mustReopen(old);
+        old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !reopened.has(old);
       build.push({ cfg, old, backend: reuse ? old.backend : null });
       (old ? summary.changed : summary.added).push(cfg.name);
     }
@@ -265,7 +301,21 @@ export class Engine {
     const retire = (t: Target) => {
       for (const p of this.ports.values()) p.detach(t);
       const closeBackend = !reusedBackends.has(t.backend);
-      const done = Promise.all([t.drain(), this.pool?.releasedBy(t)]).then(async () => {
+      // Detached at once; a backend that does not answer in time is left, and said so.
+      const late = setTimeout(
+        () =>
+          this.log.warn(
+            { export: t.name, path: t.backend.path, inFlight: t.inFlight },
+            `replaced or removed export still has requests in flight after ${DRAIN_TIMEOUT_MS / 1000} s: left to finish; its backend closes when they complete`,
+          ),
+        DRAIN_TIMEOUT_MS,
+      );
+      late.unref();
+      const drained = Promise.all([t.drain(), this.pool?.releasedBy(t)]);
+      void drained.finally(() => clearTimeout(late));
+      this.retiring.add(t);
+      void drained.finally(() => this.retiring.delete(t));
+      const done = drained.then(async () => {
         if (!closeBackend) return;
         await t.backend.close();
         await heirs
@@ -382,29 +432,54 @@ export class Engine {
     while (this.draining.size > 0) await Promise.all([...this.draining]);
   }
 
-  /** Stops accepting, answers what is in flight, flushes and closes everything. */
+  /**
+   * Stops accepting, answers what is in flight, flushes and closes everything.
+   * An export whose backend does not get there within DRAIN_TIMEOUT_MS is left
+   * as it is (logged): its requests stay unanswered and the initiator
+   * retransmits them to whoever serves the export next.
+   */
   async stop(): Promise<void> {
     if (this.linkTimer) clearInterval(this.linkTimer);
+    if (this.stuckTimer) clearInterval(this.stuckTimer);
     await this.queue;
     const targets = [...this.targets.values()];
     this.targets.clear();
     const workersStopped = this.pool?.stop() ?? Promise.resolve();
     this.pool = null;
+    const deadline = performance.now() + DRAIN_TIMEOUT_MS;
     await Promise.all(
       targets.map(async (t) => {
-        await Promise.all([t.drain(), workersStopped]);
-        await new Promise<void>((resolve) =>
-          t.backend.flush((err) => {
-            if (err)
-              this.log.error({ export: t.name, err: err.message }, "flush at shutdown failed");
-            resolve();
-          }),
+        const closed = (async () => {
+          await Promise.all([t.drain(), workersStopped]);
+          await new Promise<void>((resolve) =>
+            t.backend.flush((err) => {
+              if (err)
+                this.log.error({ export: t.name, err: err.message }, "flush at shutdown failed");
+              resolve();
+            }),
+          );
+          await t.backend.close();
+          return true;
+        })();
+        if (await within(closed, Math.max(0, deadline - performance.now()), false)) return;
+        this.log.warn(
+          { export: t.name, path: t.backend.path, inFlight: t.inFlight },
+          `shutdown: the backend did not finish within ${DRAIN_TIMEOUT_MS / 1000} s; leaving its requests unanswered`,
         );
-        await t.backend.close();
       }),
     );
     await workersStopped;
-    await this.settled();
+    if (
+      !(await within(
+        this.settled().then(() => true),
+        Math.max(0, deadline - performance.now()),
+        false,
+      ))
+    )
+      this.log.warn(
+        { exports: [...this.retiring].map((t) => t.name) },
+        "shutdown: replaced or removed exports still have requests in flight; leaving them",
+      );
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
     this.config = null;

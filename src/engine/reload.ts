@@ -4,7 +4,8 @@
  * and the running config stays exactly as it was.
  */
 import type { Logger } from "pino";
-import { formatDiagnostic, loadConfigFile } from "../config/load.js";
+import { formatDiagnostic, loadConfigFile, type StatInfo } from "../config/load.js";
+import { boundedStat, FS_TIMEOUT_MS } from "./bounded-fs.js";
 import type { ApplySummary, Engine } from "./engine.js";
 
 export type ReloadResult = { ok: true; summary: ApplySummary } | { ok: false; errors: string[] };
@@ -27,9 +28,32 @@ export class Reloader {
     return run;
   }
 
+  /**
+   * The config check's look at each backing file, bounded: a filesystem that
+   * does not answer within FS_TIMEOUT_MS (one whose export is stuck) is taken
+   * to hold what the running export was opened on, so the rest of the reload
+   * goes on; a path no export runs on is an error.
+   */
+  private readonly stat = async (path: string): Promise<StatInfo> => {
+    const st = await boundedStat(path);
+    if (st !== null) return st;
+    const running = [...this.engine.targets.values()].find((t) => t.cfg.path === path);
+    this.log.warn(
+      { path, exports: running ? [running.name] : [] },
+      `stat of a backing file did not answer within ${FS_TIMEOUT_MS / 1000} s`,
+    );
+    if (running === undefined)
+      return {
+        kind: "error",
+        message: `the filesystem did not answer a stat within ${FS_TIMEOUT_MS / 1000} s`,
+      };
+    const { caps, size } = running.backend;
+    return { kind: caps.blockDevice ? "block" : "file", size: running.cfg.offset + size };
+  };
+
   private async run(reason: string): Promise<ReloadResult> {
     const started = performance.now();
-    const result = await loadConfigFile(this.path);
+    const result = await loadConfigFile(this.path, { stat: this.stat });
     const loadMs = Math.round(performance.now() - started);
     for (const w of result.warnings) this.log.warn(formatDiagnostic(w));
     if (!result.ok) {

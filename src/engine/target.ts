@@ -45,6 +45,9 @@ import type { SharedAccessLists } from "./shared-state.js";
 /** How long a burst of backend errors is summarized before the next one is logged in full. */
 const BURST_MS = 10_000;
 
+/** A request in flight this long means the backend is stuck (logged, shown, exported). */
+export const STUCK_AFTER_MS = 3000;
+
 export interface TargetStats {
   reads: number;
   writes: number;
@@ -112,7 +115,16 @@ export class Target {
   private readonly identify: Buffer;
   /** Idle request slots; more are made on demand up to the queue length, so idle exports cost little memory. */
   private readonly free: Request[] = [];
+  /** Every request slot made: the ones with a port are in flight. */
+  private readonly all: Request[] = [];
   private slots = 0;
+  /** Requests handed to the backend and not completed: at most its issueLimit. */
+  private issued = 0;
+  private readonly issueLimit: number;
+  /** Requests in their slots waiting for the backend to take them, oldest first. */
+  private readonly waiting: Request[] = [];
+  /** When (performance.now()) the oldest request of the current stall started; null while none is stuck. */
+  private stuckSince: number | null = null;
   private readonly slotBytes: number;
   private inflight = 0;
   private accepting = true;
@@ -150,6 +162,7 @@ export class Target {
       writeCache: cfg.writeCache,
     });
     this.slotBytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
+    this.issueLimit = backend.issueLimit ?? Number.POSITIVE_INFINITY;
   }
 
   get state(): TargetState {
@@ -173,6 +186,58 @@ export class Target {
 
   /** Requests of this target in flight in each worker thread, as last reported. */
   readonly inFlightElsewhere: number[] = [];
+  /**
+   * When each worker thread's oldest request of this target started, as last
+   * reported (epoch milliseconds, performance.timeOrigin-based; 0 when none).
+   */
+  readonly oldestElsewhere: number[] = [];
+
+  /** When the oldest request in flight on this thread started (epoch ms), 0 when none. */
+  get oldestStart(): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const r of this.all) if (r.port !== null && r.startedAt < oldest) oldest = r.startedAt;
+    return oldest === Number.POSITIVE_INFINITY ? 0 : performance.timeOrigin + oldest;
+  }
+
+  /** Seconds since the oldest request in flight on any thread started; 0 when none. */
+  get oldestRequestSeconds(): number {
+    let oldest = this.oldestStart;
+    for (const w of this.oldestElsewhere) if (w > 0 && (oldest === 0 || w < oldest)) oldest = w;
+    return oldest === 0 ? 0 : (performance.timeOrigin + performance.now() - oldest) / 1000;
+  }
+
+  /** The backend has not completed a request for STUCK_AFTER_MS or longer. */
+  get stuck(): boolean {
+    return this.stuckSince !== null;
+  }
+
+  /**
+   * Called periodically: logs once when a request has been in flight for
+   * STUCK_AFTER_MS (the backend hangs) and once when that is over.
+   */
+  checkStuck(): void {
+    const age = this.oldestRequestSeconds;
+    if (this.stuckSince === null && age * 1000 >= STUCK_AFTER_MS) {
+      this.stuckSince = performance.now() - age * 1000;
+      this.log.warn(
+        {
+          export: this.name,
+          path: this.backend.path,
+          oldestSeconds: Math.round(age * 10) / 10,
+          inFlight: this.inFlight,
+          queueLength: this.cfg.queueLength,
+        },
+        "backend stuck: requests are not completing; new ones beyond the queue length are dropped",
+      );
+    } else if (this.stuckSince !== null && age * 1000 < STUCK_AFTER_MS) {
+      const seconds = (performance.now() - this.stuckSince) / 1000;
+      this.stuckSince = null;
+      this.log.info(
+        { export: this.name, path: this.backend.path, stuckSeconds: Math.round(seconds * 10) / 10 },
+        "backend recovered: requests are completing again",
+      );
+    }
+  }
 
   get inFlight(): number {
     let n = this.inflight;
@@ -311,18 +376,27 @@ export class Target {
         return;
       }
       req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete);
+      this.all.push(req);
       this.slots++;
     }
     this.inflight++;
     req.start(port, buf, off, kind, lba, count);
-    const bytes = count * SECTOR;
-    switch (kind) {
+    // Copied now: the receive slot goes back to the kernel when this returns.
+    if (kind === "write")
+      buf.copy(req.data, 0, off + ATA_HEADER, off + ATA_HEADER + count * SECTOR);
+    if (this.issued < this.issueLimit) this.issue(req);
+    else this.waiting.push(req);
+  }
+
+  private issue(req: Request): void {
+    this.issued++;
+    const bytes = req.count * SECTOR;
+    switch (req.kind) {
       case "read":
-        this.backend.read(req.data, bytes, lba * SECTOR, req.done);
+        this.backend.read(req.data, bytes, req.lba * SECTOR, req.done);
         return;
       case "write":
-        buf.copy(req.data, 0, off + ATA_HEADER, off + ATA_HEADER + bytes);
-        this.backend.write(req.data, bytes, lba * SECTOR, req.done);
+        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done);
         return;
       case "flush":
         this.backend.flush(req.done);
@@ -331,6 +405,9 @@ export class Target {
   }
 
   private readonly complete = (req: Request, err: NodeJS.ErrnoException | null): void => {
+    this.issued--;
+    const next = this.waiting.shift();
+    if (next !== undefined) this.issue(next);
     const port = req.port!;
     const bytes = req.count * SECTOR;
     if (err) {

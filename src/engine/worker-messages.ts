@@ -49,6 +49,9 @@ export type FromWorker =
   | { type: "applied"; seq: number; errors: string[] }
   /** The worker has answered its last request for a target and let go of its descriptors. */
   | { type: "released"; id: number }
-  /** Counters since the last report (export vectors and requests in flight by target id, port vectors by interface). */
-  | { type: "stats"; targets: [number, number[], number][]; ports: [string, number[]][] }
+  /**
+   * Counters since the last report (export vectors, requests in flight and when
+   * the oldest of them started, epoch ms or 0, by target id; port vectors by interface).
+   */
+  | { type: "stats"; targets: [number, number[], number, number][]; ports: [string, number[]][] }
   | { type: "stopped" };

@@ -36,11 +36,11 @@ function delta(source: Target | Port, now: number[]): number[] | null {
 }
 
 function reportStats(): void {
-  const t: [number, number[], number][] = [];
+  const t: [number, number[], number, number][] = [];
   const p: [string, number[]][] = [];
   for (const [id, target] of targets) {
     const d = delta(target, targetVector(target.stats));
-    if (d !== null) t.push([id, d, target.inFlight]);
+    if (d !== null) t.push([id, d, target.inFlight, target.oldestStart]);
   }
   for (const [name, sock] of ports) {
     const d = delta(sock, portVector(sock));
@@ -55,7 +55,7 @@ function retire(id: number, target: Target): void {
   for (const p of ports.values()) p.detach(target);
   const done = target.drain().then(async () => {
     const d = delta(target, targetVector(target.stats));
-    if (d !== null) post({ type: "stats", targets: [[id, d, 0]], ports: [] });
+    if (d !== null) post({ type: "stats", targets: [[id, d, 0, 0]], ports: [] });
     reported.delete(target);
     await target.backend.close();
     post({ type: "released", id });

@@ -180,11 +180,12 @@ export class WorkerPool {
         this.release(m.id, member);
         return;
       case "stats":
-        for (const [id, d, inFlight] of m.targets) {
+        for (const [id, d, inFlight, oldest] of m.targets) {
           const t = this.byId.get(id);
           if (t === undefined) continue;
           addTargetVector(t.stats, d);
           t.inFlightElsewhere[member.index - 1] = inFlight;
+          t.oldestElsewhere[member.index - 1] = oldest;
         }
         for (const [name, d] of m.ports) {
           this.rxFrames[member.index - 1]! += d[portIndex("rxFrames")]!;

@@ -30,6 +30,12 @@ export interface BackendCapabilities {
    * written with RWF_DSYNC instead (the filesystem honours it).
    */
   groupCommit?: { dsync: boolean };
+  /**
+   * The filesystem, when it is one that can stop answering for good (fuse,
+   * nfs, cifs...): its I/O never runs on the event loop, and io_uring hands
+   * it straight to the kernel's workers (IOSQE_ASYNC).
+   */
+  mayHang?: string;
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
@@ -40,6 +46,13 @@ export interface Backend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly caps: BackendCapabilities;
+  /**
+   * Operations the backend is given at once: its share of a pool of workers
+   * shared with other exports (libuv's threads, io_uring's io-wq), so one
+   * that hangs holds no more than that. The target keeps the rest waiting in
+   * its queue slots. Absent: no limit (the engine completes inline).
+   */
+  readonly issueLimit?: number;
   /** A buffer suitable for read/write (aligned when direct I/O is on). */
   allocBuffer(bytes: number): Buffer;
   /** Reads exactly `len` bytes at `pos` (export-relative) into `buf`. */

@@ -61,7 +61,27 @@ const DSYNC_HONOURED = new Set([
   0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */,
 ]);
 
-async function fsMagic(path: string): Promise<number | null> {
+/**
+ * statfs(2) f_type of filesystems that can stop answering for good: a server
+ * or a user-space daemon is behind every request (linux/magic.h, fs/*).
+ */
+const HANG_PRONE_FS = new Map<number, string>([
+  [0x65735546, "fuse"],
+  [0x6969, "nfs"],
+  [0xff534d42, "cifs"],
+  [0xfe534d42, "smb2"],
+  [0x517b, "smb"],
+  [0x01021997, "9p"],
+  [0x00c36400, "ceph"],
+  [0x6b414653, "afs"],
+  [0x5346414f, "afs"],
+  [0x73757245, "coda"],
+  [0x7461636f, "ocfs2"],
+  [0x01161970, "gfs2"],
+]);
+
+/** statfs(2) f_type of the filesystem holding `path`, null if it cannot be had. */
+async function statfsType(path: string): Promise<number | null> {
   try {
     return (await fs.promises.statfs(path)).type;
   } catch {
@@ -71,9 +91,35 @@ async function fsMagic(path: string): Promise<number | null> {
 
 /** Whether `path` is a file in memory (tmpfs, ramfs): reading it never waits for a disk. */
 export async function isMemoryBacked(path: string): Promise<boolean> {
-  const type = await fsMagic(path);
+  const type = await statfsType(path);
   return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
 }
+
+/** The name of the filesystem holding `path` if it is one that can hang (fuse, nfs, cifs...), else null. */
+export async function hangProneFilesystem(path: string): Promise<string | null> {
+  const type = await statfsType(path);
+  return (type !== null && HANG_PRONE_FS.get(type)) || null;
+}
+
+/**
+ * libuv's thread pool size (the daemon's entry point sets UV_THREADPOOL_SIZE
+ * before the pool starts; libuv's default is 4).
+ */
+function threadPoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+}
+
+/**
+ * How many of a shared pool's workers one export may hold at once: a quarter,
+ * so a backend that hangs leaves the other exports (and fs calls) the rest.
+ */
+export function poolShare(workers: number): number {
+  return Math.max(1, Math.floor(workers / 4));
+}
+
+/** io-wq workers for regular file and block device I/O the shared ring asks for. */
+const URING_WORKERS = 64;
 
 /** Reads $AOED_IO: uring, threads, sync, mmap or auto (the default). */
 export function ioEngineFromEnv(env: NodeJS.ProcessEnv = process.env): IoEngineRequest {
@@ -166,7 +212,11 @@ export function submitBatchFromEnv(env: NodeJS.ProcessEnv = process.env): number
 
 function acquireRing(): IoRing {
   if (sharedRing === null)
-    sharedRing = IoRing.open({ entries: 256, submitBatch: submitBatchFromEnv() });
+    sharedRing = IoRing.open({
+      entries: 256,
+      submitBatch: submitBatchFromEnv(),
+      maxWorkers: URING_WORKERS,
+    });
   ringUsers++;
   return sharedRing;
 }
@@ -251,16 +301,18 @@ function describeOpenError(
   }
 }
 
-/** Finds the smallest alignment O_DIRECT accepts on this fd (512 or 4096). */
-function probeDirectAlignment(fd: number): number {
+/**
+ * Finds the smallest alignment O_DIRECT accepts on this fd (512 or 4096).
+ * On the thread pool: the store may not answer, and the event loop must not wait for it.
+ */
+async function probeDirectAlignment(fd: number): Promise<number> {
   const buf = alignedBuffer(4096, 4096);
   for (const align of [SECTOR, 4096]) {
-    try {
-      fs.readSync(fd, buf, 0, align, 0);
-      return align;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-    }
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+      fs.read(fd, buf, 0, align, 0, (e) => resolve(e)),
+    );
+    if (err === null) return align;
+    if (err.code !== "EINVAL") throw err;
   }
   return 0;
 }
@@ -276,7 +328,9 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   }
   const isBlock = st.isBlockDevice();
   if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
-  const inMemory = !isBlock && (want === "auto" || want === "mmap") && (await isMemoryBacked(path));
+  const fsType = isBlock ? null : await statfsType(path);
+  const inMemory = fsType === TMPFS_MAGIC || fsType === RAMFS_MAGIC;
+  const mayHang = (fsType !== null && HANG_PRONE_FS.get(fsType)) || null;
   // direct-io asks for O_DIRECT (tmpfs takes it since Linux 6.6): not a mapping.
   const choice = chooseIoEngine(
     want === "mmap" && opts.directIo ? "auto" : want,
@@ -290,8 +344,13 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   // A file in memory has nothing to sync to: group commit only where a sync means something.
   const groupCommit =
     !opts.writeCache && !opts.readOnly && !inMemory
-      ? { dsync: isBlock || DSYNC_HONOURED.has((await fsMagic(path)) ?? 0) }
+      ? { dsync: isBlock || DSYNC_HONOURED.has((await statfsType(path)) ?? 0) }
       : undefined;
+  if (mayHang !== null && (choice.engine === "sync" || choice.engine === "mmap")) {
+    // A copy from a mapping or a pread on the event loop would stop the whole daemon with it.
+    choice.engine = "threads";
+    choice.note = `the file is on ${mayHang}, which can stop answering: the thread pool, never the event loop`;
+  }
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
   // No O_DSYNC even with the write cache off: one fdatasync covers a group of writes.
@@ -321,7 +380,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       }
       alignment = isBlock
         ? Math.max(SECTOR, logicalBlockSize(directFd))
-        : probeDirectAlignment(directFd);
+        : await probeDirectAlignment(directFd);
       if (alignment === 0)
         throw new BackendError(
           path,
@@ -338,6 +397,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     };
     if (choice.note !== undefined) caps.engineNote = choice.note;
     if (groupCommit !== undefined) caps.groupCommit = groupCommit;
+    if (mayHang !== null) caps.mayHang = mayHang;
     const on = { path, fd, directFd, size, offset: opts.offset, readOnly: opts.readOnly, caps };
     return backendOn(on, want === "uring" ? "required" : "");
   } catch (err) {
@@ -377,6 +437,10 @@ abstract class FileBackend implements Backend, IoOwner {
   /** Serializes syncs and fails the backend after a failed one; null when read-only. */
   private readonly commit: GroupCommit | null;
   private readonly lone: LoneWriteChooser;
+  /** See Backend.issueLimit; set by the engines that run on a shared pool. */
+  issueLimit?: number;
+  /** See IoOwner.forceAsync: the filesystem can hang, so never issued inline. */
+  readonly forceAsync: boolean;
 
   constructor(
     readonly path: string,
@@ -390,6 +454,7 @@ abstract class FileBackend implements Backend, IoOwner {
   ) {
     this.commit = readOnly ? null : new GroupCommit((cb) => this.rawSync(cb), path);
     this.lone = new LoneWriteChooser(caps.groupCommit?.dsync === true && this.canDsync());
+    this.forceAsync = caps.mayHang !== undefined;
   }
 
   /** Whether rawWrite can do an RWF_DSYNC write. */
@@ -513,6 +578,8 @@ abstract class FileBackend implements Backend, IoOwner {
 
 /** libuv's thread pool: one fs request (and thread hand-off) per operation. */
 class ThreadPoolFileBackend extends FileBackend {
+  override issueLimit = poolShare(threadPoolSize());
+
   private done(): void {
     if (--this.pending === 0 && this.onIdle !== null) this.onIdle();
   }
@@ -708,6 +775,7 @@ class UringFileBackend extends FileBackend {
     private readonly ring: IoRing,
   ) {
     super(path, fd, directFd, size, offset, readOnly, caps);
+    this.issueLimit = poolShare(ring.boundedWorkers);
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {

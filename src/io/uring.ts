@@ -14,6 +14,7 @@
  * overflow queue. At most cqEntries operations are in the kernel (submitted
  * or completed but not reaped), so the CQ can never overflow.
  */
+import { availableParallelism } from "node:os";
 import { getSystemErrorMap } from "node:util";
 import {
   loadNative,
@@ -43,7 +44,17 @@ export interface IoOwner {
   pending: number;
   /** Called by the ring when `pending` drops to 0. */
   onIdle: (() => void) | null;
+  /** Called by the ring after each of its operations left `pending` (before onIdle). */
+  released?(): void;
+  /**
+   * Issue with IOSQE_ASYNC: straight to the kernel's workers, never inline in
+   * io_uring_enter (for filesystems that block there instead of returning EAGAIN).
+   */
+  readonly forceAsync?: boolean;
 }
+
+/** IOSQE_ASYNC (1 << IOSQE_ASYNC_BIT), a fixed part of the io_uring ABI since Linux 5.6. */
+const IOSQE_ASYNC = 1 << 4;
 
 export interface IoRingOptions {
   /** SQ entries; the kernel rounds up to a power of two. Default 256. */
@@ -159,6 +170,12 @@ export class IoRing {
   readonly cqEntries: number;
   /** See IoRingOptions.submitBatch; 0: off. */
   readonly submitBatch: number;
+  /**
+   * The kernel's limit on workers for regular file and block device I/O that
+   * cannot complete inline (IORING_REGISTER_IOWQ_MAX_WORKERS; before Linux
+   * 5.15 it cannot be read or set, and is min(SQ entries, 4 x CPUs)).
+   */
+  boundedWorkers: number;
   readonly stats: IoRingStats = {
     submitted: 0,
     enters: 0,
@@ -233,6 +250,7 @@ export class IoRing {
     this.k = k;
     this.submitBatch = submitBatch;
     this.sqEntries = h.sqEntries;
+    this.boundedWorkers = Math.min(h.sqEntries, 4 * availableParallelism());
     this.cqEntries = h.cqEntries;
     this.sqes = new Uint32Array(h.sqes);
     this.sq = new Uint32Array(h.sqRing);
@@ -270,6 +288,8 @@ export class IoRing {
       try {
         const ring = new IoRing(native.uringSetup(entries, flags, cqEntries), k, submitBatch);
         if (opts.maxWorkers) ring.h.setMaxWorkers(opts.maxWorkers, 0);
+        const limits = ring.h.setMaxWorkers(0, 0); // reads the limits in effect
+        if (Array.isArray(limits) && limits[0]! > 0) ring.boundedWorkers = limits[0]!;
         return ring;
       } catch (err) {
         lastErr = err;
@@ -409,7 +429,11 @@ export class IoRing {
     const addr = this.addrs[slot]! + done;
     const posLo = pos >>> 0;
     const addrLo = addr >>> 0;
-    s[i] = kind === K_READ ? k.OP_READ : kind === K_WRITE ? k.OP_WRITE : k.OP_FSYNC; // flags, ioprio 0
+    const owner = this.owners[slot];
+    const flags = owner?.forceAsync === true ? IOSQE_ASYNC : 0;
+    // opcode, flags, ioprio 0
+    s[i] =
+      (kind === K_READ ? k.OP_READ : kind === K_WRITE ? k.OP_WRITE : k.OP_FSYNC) | (flags << 8);
     s[i + 1] = this.fds[slot]!;
     s[i + 2] = posLo;
     s[i + 3] = (pos - posLo) / TWO32;
@@ -605,9 +629,11 @@ export class IoRing {
     this.bufs[slot] = null;
     this.owners[slot] = null;
     this.freeList[this.freeTop++] = slot;
-    if (owner !== null && --owner.pending === 0 && owner.onIdle !== null) {
+    if (owner !== null) {
+      owner.pending--;
       try {
-        owner.onIdle();
+        owner.released?.();
+        if (owner.pending === 0 && owner.onIdle !== null) owner.onIdle();
       } catch (e) {
         rethrowLater(e);
       }

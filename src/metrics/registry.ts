@@ -36,6 +36,8 @@ interface ExportSnap {
   labels: { export: string; target: string };
   totals: number[];
   inFlight: number;
+  stuck: boolean;
+  oldestRequestSeconds: number;
   sizeBytes: number;
   queueLength: number;
 }
@@ -126,6 +128,8 @@ export function createMetricsRegistry(
           labels: { export: t.name, target: targetLabel(t) },
           totals: ledger.exportTotals(t),
           inFlight: t.inFlight,
+          stuck: t.stuck,
+          oldestRequestSeconds: t.oldestRequestSeconds,
           sizeBytes: t.sizeBytes,
           queueLength: t.cfg.queueLength,
         })),
@@ -260,6 +264,18 @@ export function createMetricsRegistry(
     "Requests being processed by the backend now.",
     "gauge",
     (e) => e.inFlight,
+  );
+  perExport(
+    "aoed_export_backend_stuck",
+    "1 while the export's backend has left a request unanswered for 3 s or more (it hangs: a dead NFS server, a FUSE daemon that stopped answering), else 0.",
+    "gauge",
+    (e) => (e.stuck ? 1 : 0),
+  );
+  perExport(
+    "aoed_export_oldest_request_age_seconds",
+    "Age of the export's oldest request in flight (0 when none): how long a stuck backend has been stuck.",
+    "gauge",
+    (e) => e.oldestRequestSeconds,
   );
   perExport(
     "aoed_export_queue_length",

@@ -17,6 +17,10 @@ export interface TargetView {
   readonly stats: TargetStats;
   readonly state: TargetState;
   readonly inFlight: number;
+  /** A request has been in flight for STUCK_AFTER_MS or longer (src/engine/target.ts). */
+  readonly stuck: boolean;
+  /** Age of the oldest request in flight, seconds; 0 when none. */
+  readonly oldestRequestSeconds: number;
   readonly sizeBytes: number;
   readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength">;
   readonly backend: { readonly path: string; readonly readOnly: boolean };

@@ -83,6 +83,8 @@ describe("control socket", () => {
     const { e } = await start();
     const lv0 = e.targets.get("lv0")!;
     lv0.inFlight = 2;
+    lv0.stuck = true;
+    lv0.oldestRequestSeconds = 12.34;
     lv0.state = {
       config: Buffer.from("rack4"),
       mask: [mac("00:1b:21:aa:bb:01")],
@@ -100,6 +102,8 @@ describe("control socket", () => {
       interfaces: ["eth0", "eth1"],
       inFlight: 2,
       queueLength: 64,
+      stuck: true,
+      oldestRequestSeconds: 12.3,
       state: { config: "rack4", macmask: ["00:1b:21:aa:bb:01"], reserve: ["00:1b:21:aa:bb:02"] },
     });
     expect(r.exports[1]).toMatchObject({ readOnly: true, queueLength: 16 });

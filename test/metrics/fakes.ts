@@ -8,6 +8,8 @@ export class FakeTarget implements TargetView {
   stats = newTargetStats();
   state: TargetState = { config: Buffer.alloc(0), mask: [], reserve: [] };
   inFlight = 0;
+  stuck = false;
+  oldestRequestSeconds = 0;
   readonly cfg: { interfaces: string[]; queueLength: number };
   readonly backend: { path: string; readOnly: boolean };
   readonly sizeBytes: number;

@@ -33,6 +33,8 @@ describe("metrics text", () => {
       ["aoed_export_denied_requests_total", "counter"],
       ["aoed_export_request_duration_seconds", "histogram"],
       ["aoed_export_in_flight_requests", "gauge"],
+      ["aoed_export_backend_stuck", "gauge"],
+      ["aoed_export_oldest_request_age_seconds", "gauge"],
       ["aoed_export_queue_length", "gauge"],
       ["aoed_export_size_bytes", "gauge"],
       ["aoed_interface_receive_frames_total", "counter"],
@@ -73,6 +75,8 @@ describe("metrics text", () => {
       maskDenied: 13,
     });
     lv0.inFlight = 4;
+    lv0.stuck = true;
+    lv0.oldestRequestSeconds = 7.5;
     const m = await scrape();
     const ops = {
       read: 5,
@@ -94,6 +98,8 @@ describe("metrics text", () => {
     expect(m.get(`aoed_export_denied_requests_total{${LV0},reason="acl"}`)).toBe(12);
     expect(m.get(`aoed_export_denied_requests_total{${LV0},reason="mask"}`)).toBe(13);
     expect(m.get(`aoed_export_in_flight_requests{${LV0}}`)).toBe(4);
+    expect(m.get(`aoed_export_backend_stuck{${LV0}}`)).toBe(1);
+    expect(m.get(`aoed_export_oldest_request_age_seconds{${LV0}}`)).toBe(7.5);
     expect(m.get(`aoed_export_queue_length{${LV0}}`)).toBe(32);
     expect(m.get(`aoed_export_size_bytes{${LV0}}`)).toBe(10 * 1024 ** 3);
     expect(m.get(`aoed_build_info{version="${VERSION}"}`)).toBe(1);
