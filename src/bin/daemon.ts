@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
 import { describeConfig } from "../config/describe.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
+import { configSchema } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { watchConfig } from "../config/watch.js";
 import { type AdminServices, startAdminServices } from "../control/services.js";
@@ -10,6 +10,7 @@ import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
+import { parseCommandLine, usageError } from "./cli.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
 const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL] [--log-format json|pretty]
@@ -21,6 +22,7 @@ Serves block devices and image files to ATA-over-Ethernet initiators.
 The default config file is /etc/aoed.yaml (example: etc/aoed.yaml).`;
 
 const DEFAULT_CONFIG = "/etc/aoed.yaml";
+const LOG_LEVELS: readonly string[] = configSchema.properties["log-level"].enum;
 
 async function load(path: string): Promise<Config> {
   const result = await loadConfigFile(path);
@@ -34,16 +36,13 @@ async function load(path: string): Promise<Config> {
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      config: { type: "string", short: "c" },
-      demo: { type: "boolean" },
-      "log-level": { type: "string", short: "l" },
-      "log-format": { type: "string" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean", short: "V" },
-    },
+  const { values, positionals } = parseCommandLine("aoed", {
+    config: { type: "string", short: "c" },
+    demo: { type: "boolean" },
+    "log-level": { type: "string", short: "l" },
+    "log-format": { type: "string" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -54,25 +53,23 @@ async function main(): Promise<void> {
     return;
   }
   const command = positionals[0] ?? "run";
-  if (command !== "run" && command !== "check") {
-    process.stderr.write(`aoed: unknown command "${command}"\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (values.demo && values.config) {
-    process.stderr.write("aoed: --demo and --config exclude each other\n");
-    process.exit(2);
-  }
+  if (command !== "run" && command !== "check")
+    usageError("aoed", `unknown command "${command}": run or check (see aoed --help)`);
+  if (positionals.length > 1)
+    usageError("aoed", `unexpected argument "${positionals[1]}" (see aoed --help)`);
+  if (values.demo && values.config) usageError("aoed", "--demo and --config exclude each other");
+  const format = values["log-format"];
+  if (format !== undefined && format !== "json" && format !== "pretty")
+    usageError("aoed", `--log-format must be json or pretty, not "${format}"`);
+  const level = values["log-level"];
+  if (level !== undefined && !LOG_LEVELS.includes(level))
+    usageError("aoed", `--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
   const config = values.demo ? await prepareDemo() : await load(values.config ?? DEFAULT_CONFIG);
   if (command === "check") {
     process.stdout.write(describeConfig(config));
     return;
   }
 
-  const format = values["log-format"];
-  if (format !== undefined && format !== "json" && format !== "pretty") {
-    process.stderr.write(`aoed: --log-format must be json or pretty, not "${format}"\n`);
-    process.exit(2);
-  }
   const pretty = format === undefined ? process.stdout.isTTY === true : format === "pretty";
   const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
