@@ -74,19 +74,16 @@ async function main(): Promise<void> {
   const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
   const engine = new Engine(log, { prettyLogs: pretty });
-  try {
-    await engine.start(config);
-  } catch (err) {
-    log.fatal({ err: (err as Error).message }, "cannot start");
-    process.exit(1);
-  }
   const configPath = values.demo ? null : (values.config ?? DEFAULT_CONFIG);
   const reloader =
     configPath === null
       ? null
       : new Reloader(engine, configPath, log, values["log-level"] !== undefined);
+  let engineStarted: Promise<void> | null = null;
 
   // --- Metrics endpoint and control socket (src/metrics, src/control) ---
+  // Before the engine: the control socket is what makes this the only aoed, and a
+  // second one must refuse before it opens an interface and announces itself.
   let services: AdminServices;
   try {
     services = await startAdminServices({
@@ -94,12 +91,22 @@ async function main(): Promise<void> {
       engine,
       log,
       reload: reloader
-        ? () => reloader.reload("aoectl reload")
+        ? async () => {
+            await engineStarted;
+            return reloader.reload("aoectl reload");
+          }
         : async () => ({ ok: false, errors: ["the demo config is embedded: no file to reload"] }),
     });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, "cannot start");
-    await engine.stop();
+    process.exit(1);
+  }
+  try {
+    engineStarted = engine.start(config);
+    await engineStarted;
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, "cannot start");
+    await services.close();
     process.exit(1);
   }
   // --- end of metrics and control socket ---

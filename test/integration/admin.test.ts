@@ -161,7 +161,9 @@ exports:
     expect(r.stdout.match(/^disk\s+e3\.4\s/gm)).toHaveLength(2);
   });
 
-  it("a second daemon on the same socket refuses to start and leaves the first alone", () => {
+  it("a second daemon on the same socket refuses to start, says nothing on the wire and leaves the first alone", async () => {
+    const announced: string[] = [];
+    client.onUnsolicited((m) => announced.push(`e${m.shelf}.${m.slot} command ${m.command}`));
     const second = path.join(dir, "second.yaml");
     fs.writeFileSync(
       second,
@@ -185,6 +187,11 @@ exports:
       `another aoed is already running: something answers on the control socket ${sock}; stop it first, or give this one another \`control-socket:\``,
     );
     expect(fs.lstatSync(sock).isSocket()).toBe(true);
+    // Frames arrive in order: once the first daemon's answer to this query is in, an
+    // announcement the second one sent before it gave up would have been seen.
+    expect(await client.discover({ shelf: 3, slot: 4, timeoutMs: 500 })).toHaveLength(1);
+    client.onUnsolicited(() => {});
+    expect(announced).toEqual([]);
   });
 
   it("aoectl still reaches the first daemon", async () => {
