@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { prepareDemo } from "../config/demo.js";
 import { describeConfig } from "../config/describe.js";
+import type { Diagnostic } from "../config/diagnostics.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import { configSchema } from "../config/schema.js";
 import type { Config } from "../config/types.js";
@@ -10,6 +11,7 @@ import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
+import { check } from "./check.js";
 import { parseCommandLine, usageError } from "./cli.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
@@ -24,7 +26,7 @@ The default config file is /etc/aoed.yaml (example: etc/aoed.yaml).`;
 const DEFAULT_CONFIG = "/etc/aoed.yaml";
 const LOG_LEVELS: readonly string[] = configSchema.properties["log-level"].enum;
 
-async function load(path: string): Promise<Config> {
+async function load(path: string): Promise<{ config: Config; warnings: Diagnostic[] }> {
   const result = await loadConfigFile(path);
   for (const w of result.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   if (!result.ok) {
@@ -32,7 +34,7 @@ async function load(path: string): Promise<Config> {
     process.stderr.write(`aoed: ${path}: ${result.errors.length} error(s); nothing started\n`);
     process.exit(2);
   }
-  return result.config;
+  return result;
 }
 
 async function main(): Promise<void> {
@@ -64,9 +66,11 @@ async function main(): Promise<void> {
   const level = values["log-level"];
   if (level !== undefined && !LOG_LEVELS.includes(level))
     usageError("aoed", `--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
-  const config = values.demo ? await prepareDemo() : await load(values.config ?? DEFAULT_CONFIG);
+  const { config, warnings } = values.demo
+    ? { config: await prepareDemo(), warnings: [] }
+    : await load(values.config ?? DEFAULT_CONFIG);
   if (command === "check") {
-    process.stdout.write(describeConfig(config));
+    process.exitCode = await check(config, warnings);
     return;
   }
 
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
       config,
       engine,
       log,
+      ...(reloader ? { reloads: reloader } : {}),
       reload: reloader
         ? async () => {
             await engineStarted;
@@ -111,6 +116,9 @@ async function main(): Promise<void> {
   }
   // --- end of metrics and control socket ---
 
+  const waitingNote = () =>
+    engine.waiting.size > 0 ? `, ${engine.waiting.size} waiting for their device or interface` : "";
+  const serving = () => `serving ${engine.targets.size} export(s)${waitingNote()}`;
   log.info(
     {
       version: VERSION,
@@ -129,8 +137,13 @@ async function main(): Promise<void> {
         ioNote: t.backend.caps.engineNote,
         writeCache: t.cfg.writeCache,
       })),
+      waiting: [...engine.waiting.values()].map((w) => ({
+        name: w.cfg.name,
+        target: `e${w.cfg.shelf}.${w.cfg.slot}`,
+        waitingFor: w.missing,
+      })),
     },
-    `aoed ready, serving ${engine.targets.size} export(s)`,
+    `aoed ready, serving ${engine.targets.size} export(s)${waitingNote()}`,
   );
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
   if (pretty) process.stdout.write(describeConfig(config));
@@ -168,7 +181,6 @@ async function main(): Promise<void> {
 
   // --- systemd (Type=notify, src/bin/sd-notify.ts): keep this last in main() ---
   // Every export is open and announced, the admin services run and SIGHUP is handled.
-  const serving = () => `serving ${engine.targets.size} export(s)`;
   if (reloader !== null)
     notifyReloads(reloader, systemd, (ok) =>
       ok ? serving() : `${serving()}; the last reload failed (see the log)`,

@@ -372,6 +372,12 @@ class Loader {
     this.report("warning", path, message, hint, want);
   }
 
+  /** Something named that does not exist now: a warning, and the export waits for it. */
+  private absent(path: readonly PathSegment[], message: string, hint?: string): void {
+    this.warn(path, `${message}; the export waits for it`, hint);
+    this.warnings[this.warnings.length - 1]!.absent = true;
+  }
+
   private lineOf(path: readonly PathSegment[]): number {
     return this.at(locate(this.doc, path)).line;
   }
@@ -866,12 +872,14 @@ class Loader {
       } else if (this.existing.includes(name)) {
         out.push(name);
       } else {
+        // Kept: a bond, VLAN or renamed NIC may come up after aoed starts.
         const near = didYouMean(name, this.existing);
-        this.error(
+        this.absent(
           p,
           `there is no network interface \`${name}\` on this machine`,
           near ? `did you mean \`${near}\`? ${this.existingHint()}` : this.existingHint(),
         );
+        out.push(name);
       }
     }
     return dedupe(out);
@@ -1051,14 +1059,15 @@ class Loader {
       const c = x.config;
       switch (info.kind) {
         case "missing":
+          // An LV or disk activated after aoed starts: the export waits for it.
           if (x.viaUuid) {
-            this.error(
+            this.absent(
               node,
               `no disk with this UUID: ${c.path} does not exist`,
               "list the UUIDs with `blkid` or `ls -l /dev/disk/by-uuid`",
             );
           } else {
-            this.error(
+            this.absent(
               node,
               `the backing file ${c.path} does not exist`,
               c.path.startsWith("/dev/")

@@ -44,7 +44,7 @@ describe("metrics and control socket of a running aoed", () => {
     if (r.code !== 0) throw new Error(`aoectl ${args.join(" ")}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  const L = 'export="disk",target="e3.4"';
+  const L = 'export="disk"';
 
   beforeAll(async () => {
     net = createVethPair({ netns: true });
@@ -153,6 +153,25 @@ exports:
   it("aoectl reload re-reads the config file", async () => {
     const r = await aoectl(["reload", "--socket", sock]);
     expect(r).toMatchObject({ code: 0, stdout: "aoed reloaded its config, nothing changed\n" });
+  });
+
+  it("a rejected reload shows in aoed_config_last_reload_successful until one succeeds", async () => {
+    const good = fs.readFileSync(config, "utf8");
+    const before = (await scrape()).get("aoed_config_last_reload_success_timestamp_seconds")!;
+    expect((await scrape()).get("aoed_config_last_reload_successful")).toBe(1);
+    try {
+      fs.writeFileSync(config, good.replace("slot: 4", "slot: many"));
+      expect((await aoectl(["reload", "--socket", sock])).code).toBe(1);
+      const m = await scrape();
+      expect(m.get("aoed_config_last_reload_successful")).toBe(0);
+      expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(before);
+    } finally {
+      fs.writeFileSync(config, good);
+    }
+    expect((await aoectl(["reload", "--socket", sock])).code).toBe(0);
+    const m = await scrape();
+    expect(m.get("aoed_config_last_reload_successful")).toBe(1);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBeGreaterThan(before);
   });
 
   it("monitor --count 2 shows the export", async () => {

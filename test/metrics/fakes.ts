@@ -1,7 +1,13 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
 import { newPortStats } from "../../src/engine/port.js";
 import { newTargetStats, type TargetState } from "../../src/engine/target.js";
-import type { EngineView, PortView, StateKind, TargetView } from "../../src/metrics/view.js";
+import type {
+  EngineView,
+  PortView,
+  StateKind,
+  TargetView,
+  WaitingView,
+} from "../../src/metrics/view.js";
 import { parseMac } from "../../src/protocol/mac.js";
 
 export class FakeTarget implements TargetView {
@@ -60,6 +66,8 @@ export class FakePort implements PortView {
 export class FakeEngine implements EngineView {
   targets = new Map<string, FakeTarget>();
   ports = new Map<string, FakePort>();
+  waiting = new Map<string, WaitingView>();
+  missing = new Set<string>();
 
   add(...items: (FakeTarget | FakePort)[]): this {
     for (const i of items) {

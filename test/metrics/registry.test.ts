@@ -5,7 +5,7 @@ import { createMetricsRegistry } from "../../src/metrics/registry.js";
 import { VERSION } from "../../src/version.js";
 import { FakeEngine, FakePort, FakeTarget, parseExposition } from "./fakes.js";
 
-const LV0 = 'export="lv0",target="e1.2"';
+const LV0 = 'export="lv0"';
 
 function setup(defaultMetrics = false) {
   const lv0 = new FakeTarget("lv0", 1, 2, { queueLength: 32, size: 10 * 1024 ** 3 });
@@ -24,6 +24,8 @@ describe("metrics text", () => {
     const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
     expect(types).toEqual([
       ["aoed_build_info", "gauge"],
+      ["aoed_config_last_reload_successful", "gauge"],
+      ["aoed_config_last_reload_success_timestamp_seconds", "gauge"],
       ["aoed_export_requests_total", "counter"],
       ["aoed_export_read_bytes_total", "counter"],
       ["aoed_export_written_bytes_total", "counter"],
@@ -35,6 +37,8 @@ describe("metrics text", () => {
       ["aoed_export_in_flight_requests", "gauge"],
       ["aoed_export_queue_length", "gauge"],
       ["aoed_export_size_bytes", "gauge"],
+      ["aoed_export_info", "gauge"],
+      ["aoed_export_up", "gauge"],
       ["aoed_interface_receive_frames_total", "counter"],
       ["aoed_interface_receive_bytes_total", "counter"],
       ["aoed_interface_transmit_frames_total", "counter"],
@@ -43,6 +47,7 @@ describe("metrics text", () => {
       ["aoed_interface_receive_drops_total", "counter"],
       ["aoed_interface_transmit_ring_full_total", "counter"],
       ["aoed_interface_mtu_bytes", "gauge"],
+      ["aoed_interface_up", "gauge"],
       ["aoed_worker_receive_frames_total", "counter"],
     ]);
     for (const [name, type] of types) {
@@ -97,6 +102,54 @@ describe("metrics text", () => {
     expect(m.get(`aoed_export_queue_length{${LV0}}`)).toBe(32);
     expect(m.get(`aoed_export_size_bytes{${LV0}}`)).toBe(10 * 1024 ** 3);
     expect(m.get(`aoed_build_info{version="${VERSION}"}`)).toBe(1);
+  });
+
+  it("says which exports serve and which interfaces exist, and maps exports to their address", async () => {
+    const { engine, scrape } = setup();
+    engine.add(new FakeTarget("mirror", 1, 3, { interfaces: ["eth0", "bond0"] }));
+    engine.add(new FakeTarget("stranded", 1, 4, { interfaces: ["bond0"] }));
+    engine.missing.add("bond0");
+    engine.waiting.set("late", {
+      cfg: {
+        name: "late",
+        shelf: 1,
+        slot: 5,
+        path: "/dev/vg0/late",
+        readOnly: false,
+        interfaces: ["eth0"],
+        queueLength: 64,
+      },
+      missing: ["file /dev/vg0/late"],
+    });
+    const m = await scrape();
+    expect(m.get('aoed_export_up{export="lv0"}')).toBe(1);
+    expect(m.get('aoed_export_up{export="mirror"}')).toBe(1); // still on eth0
+    expect(m.get('aoed_export_up{export="stranded"}')).toBe(0); // its only interface is gone
+    expect(m.get('aoed_export_up{export="late"}')).toBe(0);
+    expect(m.get('aoed_interface_up{interface="eth0"}')).toBe(1);
+    expect(m.get('aoed_interface_up{interface="bond0"}')).toBe(0);
+    expect(m.get('aoed_export_info{export="lv0",target="e1.2",path="/srv/lv0.img"}')).toBe(1);
+    expect([...m.keys()].filter((k) => k.includes("target="))).toEqual([
+      'aoed_export_info{export="lv0",target="e1.2",path="/srv/lv0.img"}',
+      'aoed_export_info{export="mirror",target="e1.3",path="/srv/mirror.img"}',
+      'aoed_export_info{export="stranded",target="e1.4",path="/srv/stranded.img"}',
+    ]);
+  });
+
+  it("reports the outcome of the last config reload", async () => {
+    const engine = new FakeEngine();
+    const reloads = { lastSuccessful: true, lastSuccessAt: 1_700_000_000 };
+    const registry = createMetricsRegistry(engine, new StatsLedger(), {
+      defaultMetrics: false,
+      reloads,
+    });
+    let m = parseExposition(await registry.metrics());
+    expect(m.get("aoed_config_last_reload_successful")).toBe(1);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
+    reloads.lastSuccessful = false;
+    m = parseExposition(await registry.metrics());
+    expect(m.get("aoed_config_last_reload_successful")).toBe(0);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
   });
 
   it("exports each interface's counters, ignore reasons, kernel drops and MTU", async () => {
@@ -157,7 +210,7 @@ describe("metrics text", () => {
     const { engine, scrape } = setup();
     engine.add(new FakeTarget("new", 3, 4), new FakePort("eth1"));
     let m = await scrape();
-    expect(m.get('aoed_export_size_bytes{export="new",target="e3.4"}')).toBe(1 << 30);
+    expect(m.get('aoed_export_size_bytes{export="new"}')).toBe(1 << 30);
     expect(m.get('aoed_interface_mtu_bytes{interface="eth1"}')).toBe(1500);
     engine.targets.delete("lv0");
     engine.ports.delete("eth0");
