@@ -168,11 +168,14 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  // Reload on SIGHUP and whenever the file changes; the embedded demo has no file to watch.
+  // Reload on SIGHUP, and whenever the file changes if `watch-config:` asks for it (read at
+  // start); the embedded demo has no file to reload.
   if (configPath !== null && reloader !== null) {
     process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
-    const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
-    onShutdown.push(() => watcher.close());
+    if (config.watchConfig) {
+      const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
+      onShutdown.push(() => watcher.close());
+    }
   } else {
     process.on("SIGHUP", () =>
       log.warn("SIGHUP ignored: the demo config is embedded, there is no file to reload"),

@@ -747,6 +747,7 @@ class Loader {
       exports: infos.map((x) => x.config),
       interfaces,
       stateDir,
+      watchConfig: this.get(["watch-config"], isBool) ?? false,
       logLevel,
       workers: workers === "auto" ? Math.min(availableParallelism(), 64) : Number(workers),
       metrics: this.resolveMetrics(),

@@ -31,6 +31,7 @@ describe("defaults", () => {
       source: "aoed.yaml",
       logLevel: "info",
       stateDir: null,
+      watchConfig: false,
       workers: 0,
       metrics: { host: "127.0.0.1", port: 9288 },
       control: { socket: "/run/aoed/aoed.sock", group: null, gid: null },

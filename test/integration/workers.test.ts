@@ -39,7 +39,10 @@ describe("data-path worker threads", () => {
     const exp = (slot: number, extra = "") =>
       `  - name: w${slot}\n    path: ${img(slot)}\n    shelf: 7\n    slot: ${slot}\n    interfaces: [${net.b}]\n${extra}`;
     const tmp = `${configPath}.tmp`;
-    fs.writeFileSync(tmp, `workers: 2\n${top}exports:\n${exp(0)}${exp(1, extra71)}`);
+    fs.writeFileSync(
+      tmp,
+      `workers: 2\nwatch-config: true\n${top}exports:\n${exp(0)}${exp(1, extra71)}`,
+    );
     fs.renameSync(tmp, configPath);
   };
 
