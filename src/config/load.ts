@@ -392,9 +392,15 @@ class Loader {
       return true;
     }
     let fatal = false;
+    const deeper = new Set<number>();
     for (const e of this.doc.errors) {
       if (e.code !== "DUPLICATE_KEY") fatal = true;
-      this.yamlProblem("error", e);
+      const d = this.deeperKey(e);
+      if (d === undefined) this.yamlProblem("error", e);
+      else if (!deeper.has(d.line)) {
+        deeper.add(d.line);
+        this.errors.push(d);
+      }
     }
     for (const w of this.doc.warnings) this.yamlProblem("warning", w);
     if (fatal) return false;
@@ -432,6 +438,33 @@ class Loader {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A key indented deeper than the key on the line above. yaml takes it for part of
+   * that key's value and reports a "compact mapping" on the line above; the mistake
+   * is on the deeper line, so that is where it is reported.
+   */
+  private deeperKey(e: YAMLError): Diagnostic | undefined {
+    if (!/^(Nested mappings are not allowed|Implicit keys need to be)/.test(e.message)) return;
+    const lines = this.text.split(/\r?\n/);
+    const at = this.at(e.pos[0]).line - 1;
+    const above = /^( *(?:- +)?)([^\s#:][^:]*?):( |$)/.exec(lines[at] ?? "");
+    if (!above) return;
+    let next = at + 1;
+    while (next < lines.length && /^\s*(#.*)?$/.test(lines[next]!)) next++;
+    const key = /^( *)([^\s#:-][^:]*?):( |$)/.exec(lines[next] ?? "");
+    const want = above[1]!.length;
+    if (!key || key[1]!.length <= want) return;
+    return {
+      severity: "error",
+      file: this.file,
+      line: next + 1,
+      column: key[1]!.length + 1,
+      path: "",
+      message: `YAML syntax: \`${key[2]}:\` is indented ${key[1]!.length} spaces, deeper than \`${above[2]}:\` on the line above (${want})`,
+      hint: `keys of one mapping line up: give \`${key[2]}:\` the indentation of \`${above[2]}:\` (${want > 0 ? `${want} spaces` : "none"}); to nest it under \`${above[2]}:\`, that key must have no value of its own`,
+    };
   }
 
   private yamlProblem(severity: Severity, e: YAMLError): void {

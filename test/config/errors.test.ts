@@ -26,6 +26,24 @@ const cases: Case[] = [
     hint: "check the indentation of this line against the lines above",
   },
   {
+    name: "YAML: a key indented deeper than the one above it (reported on its own line)",
+    text: yaml("exports:", "  - path: /srv/a.img", "    shelf: 0", "      slot: 0"),
+    at: [4, 7],
+    path: "",
+    message:
+      "YAML syntax: `slot:` is indented 6 spaces, deeper than `shelf:` on the line above (4)",
+    hint: "keys of one mapping line up: give `slot:` the indentation of `shelf:` (4 spaces); to nest it under `shelf:`, that key must have no value of its own",
+  },
+  {
+    name: "YAML: a top-level key indented",
+    text: yaml("log-level: info", "  state-dir: /var/lib/aoed", "exports: []"),
+    at: [2, 3],
+    path: "",
+    message:
+      "YAML syntax: `state-dir:` is indented 2 spaces, deeper than `log-level:` on the line above (0)",
+    hint: "keys of one mapping line up: give `state-dir:` the indentation of `log-level:` (none); to nest it under `log-level:`, that key must have no value of its own",
+  },
+  {
     name: "YAML: tab used for indentation",
     text: yaml("exports:", "\t- path: /srv/a.img"),
     at: [2, 1],
