@@ -196,6 +196,9 @@ describe("metrics text", () => {
     expect(bucket("0.005")).toBe(5);
     expect(bucket("0.25")).toBe(6);
     expect(bucket("1")).toBe(6);
+    expect(bucket("2.5")).toBe(6);
+    expect(bucket("5")).toBe(7);
+    expect(bucket("30")).toBe(7);
     expect(bucket("+Inf")).toBe(7);
     expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(7);
     expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0}}`)).toBeCloseTo(5.20635, 9);
