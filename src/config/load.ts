@@ -860,7 +860,8 @@ class Loader {
       const mtu = this.get([...base, "mtu"], isInt) ?? null;
       const buffers = this.get([...base, "buffers"], isInt);
       out[name] = { mtu, ringBytes: buffers === undefined ? null : buffers * BUFFER_UNIT };
-      if (!this.existing.includes(name)) {
+      // An interface an export names is reported there: the export waits for it.
+      if (!this.existing.includes(name) && !this.namedByExport(name)) {
         const near = didYouMean(name, this.existing);
         this.warn(
           base,
@@ -871,6 +872,13 @@ class Loader {
       }
     }
     return out;
+  }
+
+  /** True when an export lists `name` itself (not through a glob). */
+  private namedByExport(name: string): boolean {
+    return this.list(["exports"]).some(
+      (e) => isObj(e) && Array.isArray(e.interfaces) && e.interfaces.includes(name),
+    );
   }
 
   private existingHint(): string {

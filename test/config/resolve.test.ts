@@ -342,6 +342,24 @@ describe("warnings", () => {
     expect(r.warnings.every((d) => d.severity === "warning")).toBe(true);
   });
 
+  it("settings for a missing interface an export names are not called unused: the export waits for it", async () => {
+    const r = await load(
+      yaml(
+        "interfaces:",
+        "  bond0: { mtu: 9000 }",
+        "exports:",
+        "  - path: /srv/a.img",
+        "    shelf: 0",
+        "    slot: 0",
+        "    interfaces: [bond0]",
+      ),
+    );
+    expect(ok(r).interfaces.bond0).toEqual({ mtu: 9000, ringBytes: null });
+    expect(r.warnings.map((d) => `${d.line}:${d.column} ${d.path}: ${d.message}`)).toEqual([
+      "7:18 exports[0].interfaces[0]: there is no network interface `bond0` on this machine; the export waits for it",
+    ]);
+  });
+
   it("read-only and disjoint windows do not overlap-warn", async () => {
     const r = await load(
       yaml(
