@@ -12,12 +12,11 @@ import { LATENCY_BUCKETS } from "../engine/latency.js";
 import type { ReloadOutcome } from "../engine/reload.js";
 import { VERSION } from "../version.js";
 import {
+  LATENCY_OPS,
+  opHistogramAt,
   type PortCounter,
   portIndex,
   type StatsLedger,
-  TARGET_BUCKETS_AT,
-  TARGET_COUNT_AT,
-  TARGET_SUM_AT,
   type TargetCounter,
   targetIndex,
 } from "./ledger.js";
@@ -267,34 +266,38 @@ export function createMetricsRegistry(
   );
   add(
     "aoed_export_request_duration_seconds",
-    "Backend time of reads, writes and flushes.",
+    "Backend time of reads, writes and flushes, by operation (op).",
     "histogram",
     () =>
-      snapshot().exports.flatMap((e) => {
-        const out: Sample[] = [];
-        let cumulative = 0;
-        for (let b = 0; b <= LATENCY_BUCKETS.length; b++) {
-          cumulative += e.totals[TARGET_BUCKETS_AT + b]!;
-          out.push({
-            metricName: "aoed_export_request_duration_seconds_bucket",
-            labels: { ...e.labels, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b]! : "+Inf" },
-            value: cumulative,
-          });
-        }
-        out.push(
-          {
-            metricName: "aoed_export_request_duration_seconds_sum",
-            labels: e.labels,
-            value: e.totals[TARGET_SUM_AT]!,
-          },
-          {
-            metricName: "aoed_export_request_duration_seconds_count",
-            labels: e.labels,
-            value: e.totals[TARGET_COUNT_AT]!,
-          },
-        );
-        return out;
-      }),
+      snapshot().exports.flatMap((e) =>
+        LATENCY_OPS.flatMap((op, i) => {
+          const at = opHistogramAt(i);
+          const labels = { ...e.labels, op };
+          const out: Sample[] = [];
+          let cumulative = 0;
+          for (let b = 0; b <= LATENCY_BUCKETS.length; b++) {
+            cumulative += e.totals[at + b]!;
+            out.push({
+              metricName: "aoed_export_request_duration_seconds_bucket",
+              labels: { ...labels, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b]! : "+Inf" },
+              value: cumulative,
+            });
+          }
+          out.push(
+            {
+              metricName: "aoed_export_request_duration_seconds_sum",
+              labels,
+              value: e.totals[at + LATENCY_BUCKETS.length + 1]!,
+            },
+            {
+              metricName: "aoed_export_request_duration_seconds_count",
+              labels,
+              value: e.totals[at + LATENCY_BUCKETS.length + 2]!,
+            },
+          );
+          return out;
+        }),
+      ),
   );
   perExport(
     "aoed_export_in_flight_requests",

@@ -210,7 +210,7 @@ describe("control socket", () => {
     await start({ engine: e, ledger });
     const lv0 = e.targets.get("lv0")!;
     lv0.stats.writes = 6;
-    lv0.stats.latency.observe(0.01);
+    lv0.observe("write", 0.01);
     expect(
       await controlRequest<ClearResult>(sock, { cmd: "clear", what: "stats", export: "lv0" }),
     ).toEqual({ what: "stats", matched: ["lv0"] });
@@ -218,7 +218,7 @@ describe("control socket", () => {
     expect(stats.exports[0]).toMatchObject({ requests: { write: 0 }, latency: { count: 0 } });
     const m = parseExposition(await registry.metrics());
     expect(m.get('aoed_export_requests_total{export="lv0",op="write"}')).toBe(6);
-    expect(m.get('aoed_export_request_duration_seconds_count{export="lv0"}')).toBe(1);
+    expect(m.get('aoed_export_request_duration_seconds_count{export="lv0",op="write"}')).toBe(1);
   });
 
   it("errors: nothing matched, unknown what, missing export, unknown command", async () => {

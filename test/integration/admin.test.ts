@@ -118,7 +118,12 @@ exports:
     const m = await scrape();
     expect(m.get(`aoed_export_requests_total{${L},op="read"}`)).toBe(a.requests.read);
     expect(m.get(`aoed_export_read_bytes_total{${L}}`)).toBe(a.bytesRead);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${L}}`)).toBe(a.latency.count);
+    // Per operation in the metric; their counts add up to aoectl's total.
+    const perOp = ["read", "write", "flush"].map(
+      (op) => m.get(`aoed_export_request_duration_seconds_count{${L},op="${op}"}`)!,
+    );
+    expect(perOp[0]).toBeGreaterThan(0);
+    expect(perOp.reduce((a, b) => a + b, 0)).toBe(a.latency.count);
     expect(m.get(`aoed_export_size_bytes{${L}}`)).toBe(16 * MiB);
     expect(m.get(`aoed_interface_mtu_bytes{interface="${net.b}"}`)).toBe(1500);
     expect(m.get(`aoed_interface_receive_frames_total{interface="${net.b}"}`)).toBeGreaterThan(20);

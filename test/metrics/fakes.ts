@@ -1,5 +1,6 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
 import { newPortStats } from "../../src/engine/port.js";
+import type { OpKind } from "../../src/engine/request.js";
 import { newTargetStats, type TargetState } from "../../src/engine/target.js";
 import type {
   EngineView,
@@ -33,6 +34,12 @@ export class FakeTarget implements TargetView {
     if (what === "config") this.state = { ...this.state, config: Buffer.alloc(0) };
     else if (what === "mask") this.state = { ...this.state, mask: [] };
     else this.state = { ...this.state, reserve: [] };
+  }
+
+  /** A backend completion, as the target records it: in the total and in its operation's histogram. */
+  observe(op: OpKind, seconds: number): void {
+    this.stats.latency.observe(seconds);
+    this.stats.opLatency[op].observe(seconds);
   }
 
   resetStats(): void {

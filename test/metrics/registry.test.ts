@@ -184,10 +184,11 @@ describe("metrics text", () => {
 
   it("turns the latency histogram into cumulative buckets, sum and count", async () => {
     const { lv0, scrape } = setup();
-    for (const s of [0.00001, 0.00004, 0.0003, 0.003, 0.003, 0.2, 5]) lv0.stats.latency.observe(s);
+    for (const s of [0.00001, 0.00004, 0.0003, 0.003, 0.003, 0.2, 5]) lv0.observe("read", s);
+    lv0.observe("flush", 20);
     const m = await scrape();
     const bucket = (le: string) =>
-      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},le="${le}"}`);
+      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="read",le="${le}"}`);
     expect(bucket("0.00005")).toBe(2);
     expect(bucket("0.0001")).toBe(2);
     expect(bucket("0.00025")).toBe(2);
@@ -200,8 +201,16 @@ describe("metrics text", () => {
     expect(bucket("5")).toBe(7);
     expect(bucket("30")).toBe(7);
     expect(bucket("+Inf")).toBe(7);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(7);
-    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0}}`)).toBeCloseTo(5.20635, 9);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(7);
+    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0},op="read"}`)).toBeCloseTo(
+      5.20635,
+      9,
+    );
+    // Each operation has its own histogram: a 20 s flush is in its 30 s bucket, not in the reads'.
+    const flush = (le: string) =>
+      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="flush",le="${le}"}`);
+    expect([flush("10"), flush("30"), flush("+Inf")]).toEqual([0, 1, 1]);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="write"}`)).toBe(0);
     // One line per bound plus +Inf, never decreasing.
     const values = [...LATENCY_BUCKETS.map(String), "+Inf"].map((le) => bucket(le)!);
     expect(values).toHaveLength(LATENCY_BUCKETS.length + 1);
@@ -243,7 +252,7 @@ describe("counters stay monotonic", () => {
     const { lv0, ledger, scrape } = setup();
     lv0.stats.reads = 10;
     lv0.stats.bytesRead = 10240;
-    lv0.stats.latency.observe(0.001);
+    lv0.observe("read", 0.001);
     await scrape();
     lv0.stats.reads = 12; // counted after the last scrape, before the clear: not lost
     ledger.resetExport(lv0);
@@ -251,14 +260,19 @@ describe("counters stay monotonic", () => {
     let m = await scrape();
     expect(m.get(`aoed_export_requests_total{${LV0},op="read"}`)).toBe(12);
     expect(m.get(`aoed_export_read_bytes_total{${LV0}}`)).toBe(10240);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(1);
-    expect(m.get(`aoed_export_request_duration_seconds_bucket{${LV0},le="+Inf"}`)).toBe(1);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(1);
+    expect(m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="read",le="+Inf"}`)).toBe(
+      1,
+    );
     lv0.stats.reads = 3;
-    lv0.stats.latency.observe(0.002);
+    lv0.observe("read", 0.002);
     m = await scrape();
     expect(m.get(`aoed_export_requests_total{${LV0},op="read"}`)).toBe(15);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(2);
-    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0}}`)).toBeCloseTo(0.003, 9);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(2);
+    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0},op="read"}`)).toBeCloseTo(
+      0.003,
+      9,
+    );
   });
 
   it("across a reset the ledger was not told about (from the last scrape on)", async () => {
