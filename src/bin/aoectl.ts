@@ -4,8 +4,8 @@
  * interface; admin commands talk to a running aoed over its control socket.
  */
 import fs from "node:fs";
-import { parseArgs } from "node:util";
 import { AoeClient, type TargetInfo } from "../client/client.js";
+import { didYouMean } from "../config/diagnostics.js";
 import { ControlClient, ControlError, controlRequest, socketPath } from "../control/client.js";
 import {
   formatMonitor,
@@ -28,19 +28,26 @@ import {
 } from "../control/protocol.js";
 import { ConfigCmd, MaskCmd, MaskDcmd, ReserveCmd, SECTOR } from "../protocol/constants.js";
 import { macToString, parseMac, readMac, writeMac } from "../protocol/mac.js";
+import { globToRegExp } from "../util/glob.js";
+import { VERSION } from "../version.js";
+import { parseCommandLine, usageError } from "./cli.js";
 
 const USAGE = `usage: aoectl COMMAND ...
 
 Admin commands, to the aoed on this machine (root, or a member of aoed's control-group):
   status                                exports (target, path, size, state, queue) and interfaces
-  stats                                 counters per export and per interface since start or clear
-  monitor [SECONDS] [--count N]         live table per export: req/s, MB/s, latency, errors (Ctrl-C quits)
+  stats [EXPORT]                        counters per export and per interface since start or clear
+  monitor [EXPORT] [SECONDS] [--count N]
+                                        live table per export: req/s, MB/s, latency, errors (Ctrl-C quits)
   reload                                re-read aoed's config file and apply it
   show config|macmask|reserve EXPORT    what initiators set on EXPORT (a name or a glob: "lv*", "*")
   clear config|macmask|reserve|stats EXPORT
                                         reset it on every export EXPORT matches
   --socket PATH    the control socket (default $AOED_SOCKET or /run/aoed/aoed.sock)
-  --json           status, stats, show, clear: print the daemon's answer as JSON
+  --json           status, stats, show, clear: print the daemon's answer as JSON;
+                   monitor: one JSON object per interval
+  --version        print aoectl's version
+  EXPORT is a name or a glob: "lv*", "*"; stats and monitor show every export without it
 
 Initiator side (run as root on the interface facing the targets):
   discover IFACE [--timeout MS]         list targets: shelf.slot, MAC, size, queue, max sectors, firmware, config
@@ -53,11 +60,38 @@ Initiator side (run as root on the interface facing the targets):
   reserve IFACE eS.L [read|set MAC...|force MAC...|release]`;
 
 function fail(message: string): never {
-  process.stderr.write(`aoectl: ${message}\n`);
-  process.exit(2);
+  usageError("aoectl", message);
 }
 
 const ADMIN_COMMANDS = new Set(["status", "stats", "monitor", "reload", "show", "clear"]);
+const INITIATOR_COMMANDS = [
+  "discover",
+  "identify",
+  "read",
+  "write",
+  "flush",
+  "config",
+  "mask",
+  "reserve",
+];
+
+/**
+ * Keeps the exports `pattern` names (a name or a glob), and every interface: the
+ * same answer whatever the daemon's version. No match is a mistake, as in show and clear.
+ */
+function only(r: StatsResult, pattern: string | undefined): StatsResult {
+  if (pattern === undefined) return r;
+  const re = globToRegExp(pattern);
+  const exports = r.exports.filter((e) => re.test(e.name));
+  if (exports.length === 0) {
+    const names = r.exports.map((e) => e.name);
+    process.stderr.write(
+      `aoectl: no export matches "${pattern}"${names.length > 0 ? ` (exports: ${names.join(", ")})` : " (there are no exports)"}\n`,
+    );
+    process.exit(1);
+  }
+  return { ...r, exports };
+}
 
 interface AdminOptions {
   socket?: string | undefined;
@@ -78,7 +112,8 @@ async function admin(command: string, args: string[], opts: AdminOptions): Promi
       return;
     }
     case "stats": {
-      const r = await controlRequest<StatsResult>(sock, { cmd: "stats" });
+      if (args.length > 1) fail("usage: aoectl stats [EXPORT]");
+      const r = only(await controlRequest<StatsResult>(sock, { cmd: "stats" }), args[0]);
       print(opts.json, r, () => formatStats(r));
       return;
     }
@@ -124,15 +159,31 @@ async function admin(command: string, args: string[], opts: AdminOptions): Promi
       print(opts.json, r, () => `cleared ${r.what} on ${r.matched.join(", ")}\n`);
       return;
     }
-    case "monitor":
-      await monitor(sock, args[0], opts.count);
+    case "monitor": {
+      // An interval is a number; anything else names the exports to show.
+      const isNumber = (a: string | undefined) => a !== undefined && !Number.isNaN(Number(a));
+      const pattern = isNumber(args[0]) ? undefined : args[0];
+      const interval = args.find(isNumber);
+      if (args.length > (pattern === undefined ? 1 : 2))
+        fail("usage: aoectl monitor [EXPORT] [SECONDS] [--count N]");
+      await monitor(sock, { pattern, interval, count: opts.count, json: opts.json === true });
       return;
+    }
   }
 }
 
+interface MonitorOptions {
+  pattern: string | undefined;
+  interval: string | undefined;
+  count: string | undefined;
+  /** One JSON object per interval instead of a table. */
+  json: boolean;
+}
+
 /** Redraws a table of per-export rates every interval until Ctrl-C (or --count redraws). */
-async function monitor(sock: string, intervalText: string | undefined, countText?: string) {
-  const seconds = Number(intervalText ?? 1);
+async function monitor(sock: string, opts: MonitorOptions) {
+  const countText = opts.count;
+  const seconds = Number(opts.interval ?? 1);
   if (!Number.isFinite(seconds) || seconds < 0.05 || seconds > 3600)
     fail("monitor: the interval is a number of seconds from 0.05 to 3600");
   const count = countText === undefined ? Number.POSITIVE_INFINITY : Number(countText);
@@ -148,8 +199,11 @@ async function monitor(sock: string, intervalText: string | undefined, countText
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   try {
-    let prev = await client.request<StatsResult>({ cmd: "stats" });
-    if (tty) process.stdout.write(`\x1b[H\x1b[2Jaoed monitor: first sample in ${seconds}s...\n`);
+    const sample = async () =>
+      only(await client.request<StatsResult>({ cmd: "stats" }), opts.pattern);
+    let prev = await sample();
+    if (tty && !opts.json)
+      process.stdout.write(`\x1b[H\x1b[2Jaoed monitor: first sample in ${seconds}s...\n`);
     for (let i = 0; i < count && !stopping; i++) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, seconds * 1000);
@@ -159,12 +213,20 @@ async function monitor(sock: string, intervalText: string | undefined, countText
         };
       });
       if (stopping) break;
-      const cur = await client.request<StatsResult>({ cmd: "stats" });
+      const cur = await sample();
+      const rows = monitorRows(prev, cur);
+      prev = cur;
+      if (opts.json) {
+        // One object a line, for jq and log shippers.
+        process.stdout.write(
+          `${JSON.stringify({ time: new Date().toISOString(), seconds, exports: rows })}\n`,
+        );
+        continue;
+      }
       const header = `aoed monitor  every ${seconds}s  ${new Date().toTimeString().slice(0, 8)}${tty ? "  (Ctrl-C quits)" : ""}`;
-      const text = formatMonitor(monitorRows(prev, cur), header);
+      const text = formatMonitor(rows, header);
       // Redraw in place on a terminal; one table after another into a pipe.
       process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : `${i > 0 ? "\n" : ""}${text}`);
-      prev = cur;
     }
   } finally {
     process.off("SIGINT", stop);
@@ -213,17 +275,19 @@ function human(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      timeout: { type: "string" },
-      out: { type: "string", short: "o" },
-      socket: { type: "string", short: "s" },
-      count: { type: "string", short: "n" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+  const { values, positionals } = parseCommandLine("aoectl", {
+    timeout: { type: "string" },
+    out: { type: "string", short: "o" },
+    socket: { type: "string", short: "s" },
+    count: { type: "string", short: "n" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
   });
+  if (values.version) {
+    process.stdout.write(`aoectl ${VERSION}\n`);
+    return;
+  }
   const [command, iface, target, ...rest] = positionals;
   if (values.help || command === undefined || command === "help") {
     process.stdout.write(`${USAGE}\n`);
@@ -232,6 +296,12 @@ async function main(): Promise<void> {
   if (ADMIN_COMMANDS.has(command)) {
     await admin(command, positionals.slice(1), values);
     return;
+  }
+  if (!INITIATOR_COMMANDS.includes(command)) {
+    const near = didYouMean(command, [...ADMIN_COMMANDS, ...INITIATOR_COMMANDS]);
+    fail(
+      `unknown command "${command}"${near ? `; did you mean "${near}"?` : ""} (see aoectl --help)`,
+    );
   }
   if (iface === undefined) fail(`${command}: which interface?\n${USAGE}`);
   const timeoutMs = Number(values.timeout ?? 1000);
@@ -349,8 +419,6 @@ async function main(): Promise<void> {
           for (const m of reply.arg.macs) process.stdout.write(`${macToString(readMac(m, 0))}\n`);
         break;
       }
-      default:
-        fail(`unknown command "${command}"\n${USAGE}`);
     }
   } finally {
     client.close();

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
 import { describeConfig } from "../config/describe.js";
+import type { Diagnostic } from "../config/diagnostics.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
+import { configSchema } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { watchConfig } from "../config/watch.js";
 import { type AdminServices, startAdminServices } from "../control/services.js";
@@ -10,6 +11,8 @@ import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
 import { createLogger, isJournalStream, logFormatDefault } from "../log.js";
 import { VERSION } from "../version.js";
+import { check } from "./check.js";
+import { parseCommandLine, usageError } from "./cli.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
 const USAGE = `usage: aoed [--config FILE] [--log-level LEVEL] [--log-format json|pretty]
@@ -21,8 +24,9 @@ Serves block devices and image files to ATA-over-Ethernet initiators.
 The default config file is /etc/aoed.yaml (example: etc/aoed.yaml).`;
 
 const DEFAULT_CONFIG = "/etc/aoed.yaml";
+const LOG_LEVELS: readonly string[] = configSchema.properties["log-level"].enum;
 
-async function load(path: string): Promise<Config> {
+async function load(path: string): Promise<{ config: Config; warnings: Diagnostic[] }> {
   const result = await loadConfigFile(path);
   for (const w of result.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   if (!result.ok) {
@@ -34,20 +38,17 @@ async function load(path: string): Promise<Config> {
     );
     process.exit(2);
   }
-  return result.config;
+  return result;
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      config: { type: "string", short: "c" },
-      demo: { type: "boolean" },
-      "log-level": { type: "string", short: "l" },
-      "log-format": { type: "string" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean", short: "V" },
-    },
+  const { values, positionals } = parseCommandLine("aoed", {
+    config: { type: "string", short: "c" },
+    demo: { type: "boolean" },
+    "log-level": { type: "string", short: "l" },
+    "log-format": { type: "string" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -58,25 +59,25 @@ async function main(): Promise<void> {
     return;
   }
   const command = positionals[0] ?? "run";
-  if (command !== "run" && command !== "check") {
-    process.stderr.write(`aoed: unknown command "${command}"\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (values.demo && values.config) {
-    process.stderr.write("aoed: --demo and --config exclude each other\n");
-    process.exit(2);
-  }
-  const config = values.demo ? await prepareDemo() : await load(values.config ?? DEFAULT_CONFIG);
+  if (command !== "run" && command !== "check")
+    usageError("aoed", `unknown command "${command}": run or check (see aoed --help)`);
+  if (positionals.length > 1)
+    usageError("aoed", `unexpected argument "${positionals[1]}" (see aoed --help)`);
+  if (values.demo && values.config) usageError("aoed", "--demo and --config exclude each other");
+  const format = values["log-format"];
+  if (format !== undefined && format !== "json" && format !== "pretty")
+    usageError("aoed", `--log-format must be json or pretty, not "${format}"`);
+  const level = values["log-level"];
+  if (level !== undefined && !LOG_LEVELS.includes(level))
+    usageError("aoed", `--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
+  const { config, warnings } = values.demo
+    ? { config: await prepareDemo(), warnings: [] }
+    : await load(values.config ?? DEFAULT_CONFIG);
   if (command === "check") {
-    process.stdout.write(describeConfig(config));
+    process.exitCode = await check(config, warnings);
     return;
   }
 
-  const format = values["log-format"];
-  if (format !== undefined && format !== "json" && format !== "pretty") {
-    process.stderr.write(`aoed: --log-format must be json or pretty, not "${format}"\n`);
-    process.exit(2);
-  }
   const pretty = (format ?? logFormatDefault()) === "pretty";
   const log = createLogger(values["log-level"] ?? config.logLevel, pretty);
   const systemd = createNotifier({ onError: (message) => log.warn(message) });
@@ -84,36 +85,47 @@ async function main(): Promise<void> {
   const watchdog = systemd.startWatchdog();
   if (watchdog.periodMs !== null) log.debug({ periodMs: watchdog.periodMs }, "systemd watchdog on");
   const engine = new Engine(log, { prettyLogs: pretty });
-  try {
-    await engine.start(config);
-  } catch (err) {
-    log.fatal({ err: (err as Error).message }, "cannot start");
-    process.exit(1);
-  }
   const configPath = values.demo ? null : (values.config ?? DEFAULT_CONFIG);
   const reloader =
     configPath === null
       ? null
       : new Reloader(engine, configPath, log, values["log-level"] !== undefined);
+  let engineStarted: Promise<void> | null = null;
 
   // --- Metrics endpoint and control socket (src/metrics, src/control) ---
+  // Before the engine: the control socket is what makes this the only aoed, and a
+  // second one must refuse before it opens an interface and announces itself.
   let services: AdminServices;
   try {
     services = await startAdminServices({
       config,
       engine,
       log,
+      ...(reloader ? { reloads: reloader } : {}),
       reload: reloader
-        ? () => reloader.reload("aoectl reload")
+        ? async () => {
+            await engineStarted;
+            return reloader.reload("aoectl reload");
+          }
         : async () => ({ ok: false, errors: ["the demo config is embedded: no file to reload"] }),
     });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, "cannot start");
-    await engine.stop();
+    process.exit(1);
+  }
+  try {
+    engineStarted = engine.start(config);
+    await engineStarted;
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, "cannot start");
+    await services.close();
     process.exit(1);
   }
   // --- end of metrics and control socket ---
 
+  const waitingNote = () =>
+    engine.waiting.size > 0 ? `, ${engine.waiting.size} waiting for their device or interface` : "";
+  const serving = () => `serving ${engine.targets.size} export(s)${waitingNote()}`;
   log.info(
     {
       version: VERSION,
@@ -132,8 +144,13 @@ async function main(): Promise<void> {
         ioNote: t.backend.caps.engineNote,
         writeCache: t.cfg.writeCache,
       })),
+      waiting: [...engine.waiting.values()].map((w) => ({
+        name: w.cfg.name,
+        target: `e${w.cfg.shelf}.${w.cfg.slot}`,
+        waitingFor: w.missing,
+      })),
     },
-    `aoed ready, serving ${engine.targets.size} export(s)`,
+    `aoed ready, serving ${engine.targets.size} export(s)${waitingNote()}`,
   );
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
   // The journal gets the log line only: a table's lines would be separate, unprioritised entries.
@@ -159,11 +176,14 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  // Reload on SIGHUP and whenever the file changes; the embedded demo has no file to watch.
+  // Reload on SIGHUP, and whenever the file changes if `watch-config:` asks for it (read at
+  // start); the embedded demo has no file to reload.
   if (configPath !== null && reloader !== null) {
     process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
-    const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
-    onShutdown.push(() => watcher.close());
+    if (config.watchConfig) {
+      const watcher = watchConfig(configPath, () => void reloader.reload("file changed"));
+      onShutdown.push(() => watcher.close());
+    }
   } else {
     process.on("SIGHUP", () =>
       log.warn("SIGHUP ignored: the demo config is embedded, there is no file to reload"),
@@ -172,7 +192,6 @@ async function main(): Promise<void> {
 
   // --- systemd (Type=notify, src/bin/sd-notify.ts): keep this last in main() ---
   // Every export is open and announced, the admin services run and SIGHUP is handled.
-  const serving = () => `serving ${engine.targets.size} export(s)`;
   if (reloader !== null)
     notifyReloads(reloader, systemd, (ok) =>
       ok ? serving() : `${serving()}; the last reload failed (see the log)`,

@@ -37,8 +37,17 @@ function backing(e: ExportConfig): string {
   }
 }
 
-export function describeConfig(config: Config): string {
-  const lines = [`${config.source}: OK, ${config.exports.length} export(s)`];
+/** `problems`: by export name, why it would not serve now (from `aoed check`). */
+export function describeConfig(
+  config: Config,
+  problems: ReadonlyMap<string, string> = new Map(),
+): string {
+  const n = config.exports.length;
+  const lines = [
+    problems.size === 0
+      ? `${config.source}: OK, ${n} export(s)`
+      : `${config.source}: ${n} export(s), ${problems.size} would not serve now`,
+  ];
   for (const e of config.exports) {
     const flags = [
       e.readOnly ? "read-only" : "read-write",
@@ -57,6 +66,8 @@ export function describeConfig(config: Config): string {
       `      interfaces ${e.interfaces.join(", ")}; queue ${e.queueLength}; sectors ${e.sectors || "per MTU"}`,
       `      ${flags.join(", ")}; serial "${e.serial}"; access: ${acl}`,
     );
+    const problem = problems.get(e.name);
+    if (problem !== undefined) lines.push(`      NOT SERVING: ${problem}`);
   }
   if (config.stateDir) lines.push(`  state kept in ${config.stateDir}`);
   return `${lines.join("\n")}\n`;

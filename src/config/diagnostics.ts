@@ -19,6 +19,12 @@ export interface Diagnostic {
   message: string;
   /** A suggestion, e.g. "did you mean `write-cache`?". */
   hint?: string;
+  /**
+   * A warning about something the config names that does not exist now (a
+   * backing file or device, an interface): the daemon starts the export when it
+   * appears, `aoed check` fails. Absent things are often typos, so they are said.
+   */
+  absent?: true;
 }
 
 export interface FormatOptions {

@@ -372,6 +372,12 @@ class Loader {
     this.report("warning", path, message, hint, want);
   }
 
+  /** Something named that does not exist now: a warning, and the export waits for it. */
+  private absent(path: readonly PathSegment[], message: string, hint?: string): void {
+    this.warn(path, `${message}; the export waits for it`, hint);
+    this.warnings[this.warnings.length - 1]!.absent = true;
+  }
+
   private lineOf(path: readonly PathSegment[]): number {
     return this.at(locate(this.doc, path)).line;
   }
@@ -386,9 +392,15 @@ class Loader {
       return true;
     }
     let fatal = false;
+    const deeper = new Set<number>();
     for (const e of this.doc.errors) {
       if (e.code !== "DUPLICATE_KEY") fatal = true;
-      this.yamlProblem("error", e);
+      const d = this.deeperKey(e);
+      if (d === undefined) this.yamlProblem("error", e);
+      else if (!deeper.has(d.line)) {
+        deeper.add(d.line);
+        this.errors.push(d);
+      }
     }
     for (const w of this.doc.warnings) this.yamlProblem("warning", w);
     if (fatal) return false;
@@ -426,6 +438,33 @@ class Loader {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A key indented deeper than the key on the line above. yaml takes it for part of
+   * that key's value and reports a "compact mapping" on the line above; the mistake
+   * is on the deeper line, so that is where it is reported.
+   */
+  private deeperKey(e: YAMLError): Diagnostic | undefined {
+    if (!/^(Nested mappings are not allowed|Implicit keys need to be)/.test(e.message)) return;
+    const lines = this.text.split(/\r?\n/);
+    const at = this.at(e.pos[0]).line - 1;
+    const above = /^( *(?:- +)?)([^\s#:][^:]*?):( |$)/.exec(lines[at] ?? "");
+    if (!above) return;
+    let next = at + 1;
+    while (next < lines.length && /^\s*(#.*)?$/.test(lines[next]!)) next++;
+    const key = /^( *)([^\s#:-][^:]*?):( |$)/.exec(lines[next] ?? "");
+    const want = above[1]!.length;
+    if (!key || key[1]!.length <= want) return;
+    return {
+      severity: "error",
+      file: this.file,
+      line: next + 1,
+      column: key[1]!.length + 1,
+      path: "",
+      message: `YAML syntax: \`${key[2]}:\` is indented ${key[1]!.length} spaces, deeper than \`${above[2]}:\` on the line above (${want})`,
+      hint: `keys of one mapping line up: give \`${key[2]}:\` the indentation of \`${above[2]}:\` (${want > 0 ? `${want} spaces` : "none"}); to nest it under \`${above[2]}:\`, that key must have no value of its own`,
+    };
   }
 
   private yamlProblem(severity: Severity, e: YAMLError): void {
@@ -741,6 +780,7 @@ class Loader {
       exports: infos.map((x) => x.config),
       interfaces,
       stateDir,
+      watchConfig: this.get(["watch-config"], isBool) ?? false,
       logLevel,
       workers: workers === "auto" ? Math.min(availableParallelism(), 64) : Number(workers),
       metrics: this.resolveMetrics(),
@@ -820,7 +860,8 @@ class Loader {
       const mtu = this.get([...base, "mtu"], isInt) ?? null;
       const buffers = this.get([...base, "buffers"], isInt);
       out[name] = { mtu, ringBytes: buffers === undefined ? null : buffers * BUFFER_UNIT };
-      if (!this.existing.includes(name)) {
+      // An interface an export names is reported there: the export waits for it.
+      if (!this.existing.includes(name) && !this.namedByExport(name)) {
         const near = didYouMean(name, this.existing);
         this.warn(
           base,
@@ -831,6 +872,13 @@ class Loader {
       }
     }
     return out;
+  }
+
+  /** True when an export lists `name` itself (not through a glob). */
+  private namedByExport(name: string): boolean {
+    return this.list(["exports"]).some(
+      (e) => isObj(e) && Array.isArray(e.interfaces) && e.interfaces.includes(name),
+    );
   }
 
   private existingHint(): string {
@@ -866,12 +914,14 @@ class Loader {
       } else if (this.existing.includes(name)) {
         out.push(name);
       } else {
+        // Kept: a bond, VLAN or renamed NIC may come up after aoed starts.
         const near = didYouMean(name, this.existing);
-        this.error(
+        this.absent(
           p,
           `there is no network interface \`${name}\` on this machine`,
           near ? `did you mean \`${near}\`? ${this.existingHint()}` : this.existingHint(),
         );
+        out.push(name);
       }
     }
     return dedupe(out);
@@ -1051,14 +1101,15 @@ class Loader {
       const c = x.config;
       switch (info.kind) {
         case "missing":
+          // An LV or disk activated after aoed starts: the export waits for it.
           if (x.viaUuid) {
-            this.error(
+            this.absent(
               node,
               `no disk with this UUID: ${c.path} does not exist`,
               "list the UUIDs with `blkid` or `ls -l /dev/disk/by-uuid`",
             );
           } else {
-            this.error(
+            this.absent(
               node,
               `the backing file ${c.path} does not exist`,
               c.path.startsWith("/dev/")

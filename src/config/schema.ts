@@ -290,6 +290,12 @@ export const configSchema = {
       description:
         "Threads that serve ATA reads and writes besides the main thread, for machines where one core is not enough. Each interface's frames are shared out by the kernel (PACKET_FANOUT): reads and writes by their tag to the workers, everything else (discovery, config strings, MAC masks, reservations, FLUSH) to the main thread. `auto`: one per CPU, at most 64. 0: the main thread serves everything, which is best when the machine also runs the initiators. Each worker may hold up to `queue-length` requests per export. Read at start only.",
     },
+    "watch-config": {
+      type: "boolean",
+      default: false,
+      description:
+        "Reload the configuration whenever this file is saved, as `aoectl reload` does. Off by default: an edit saved half-way that is still valid (an export deleted while moving it, a path not yet corrected) would go live at once and detach a disk from the hosts using it; with it off, changes apply when you run `aoectl reload` or `systemctl reload aoed`, which say what changed or why the file was rejected. Read at start only.",
+    },
     metrics: metricsSchema,
     "control-socket": {
       type: ["string", "boolean"],

@@ -71,6 +71,8 @@ export interface Config {
   exports: ExportConfig[];
   interfaces: Record<string, InterfaceConfig>;
   stateDir: string | null;
+  /** Reload whenever the file is saved (`watch-config:`). */
+  watchConfig: boolean;
   logLevel: string;
   /** Data-path worker threads besides the main thread (`auto` resolved); 0: none. */
   workers: number;

@@ -32,8 +32,12 @@ export function table(header: string[], rows: string[][], right: readonly number
   return [line(header), ...rows.map(line)].join("\n");
 }
 
-function stateText(s: StatusResult["exports"][number]["state"]): string {
+function stateText(e: StatusResult["exports"][number]): string {
+  const s = e.state;
   const parts: string[] = [];
+  // Older daemons send no waitingFor.
+  if ((e.waitingFor?.length ?? 0) > 0)
+    parts.push(`${e.up ? "missing" : "WAITING for"} ${e.waitingFor.join(", ")}`);
   if (s.config !== "") parts.push(`config ${JSON.stringify(s.config)}`);
   if (s.reserve.length > 0) parts.push(`reserved for ${s.reserve.join(",")}`);
   if (s.macmask.length > 0) parts.push(`mask ${s.macmask.join(",")}`);
@@ -53,13 +57,17 @@ export function formatStatus(s: StatusResult): string {
       String(e.queueLength),
       e.interfaces.join(","),
       e.path,
-      stateText(e.state),
+      stateText(e),
     ]),
     [2, 4, 5],
   );
   const ifaces = table(
     ["INTERFACE", "MTU", "MAC", "EXPORTS"],
-    s.interfaces.map((i) => [i.name, String(i.mtu), i.mac, String(i.exports)]),
+    s.interfaces.map((i) =>
+      i.up === false
+        ? [i.name, "-", "(does not exist)", String(i.exports)]
+        : [i.name, String(i.mtu), i.mac, String(i.exports)],
+    ),
     [1, 3],
   );
   // Under the table, where an admin's eye lands: exports whose backend hangs.

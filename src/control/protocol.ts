@@ -53,15 +53,23 @@ export interface ExportStatus {
   stuck: boolean;
   /** Age of the oldest request in flight, seconds (0 when none). */
   oldestRequestSeconds: number;
+  /** False while it waits for its backing store or for every one of its interfaces. */
+  up: boolean;
+  /** What does not exist now: "file /srv/a.img", "interface bond0" (an up export may lack some interfaces). */
+  waitingFor: string[];
   /** What initiators have set: the config string, the MAC mask list, the reservation. */
   state: { config: string; macmask: string[]; reserve: string[] };
 }
 
 export interface InterfaceStatus {
   name: string;
+  /** 0 while the interface does not exist. */
   mtu: number;
+  /** "" while the interface does not exist. */
   mac: string;
   exports: number;
+  /** False while the interface does not exist (exports on it wait for it). */
+  up: boolean;
 }
 
 export interface StatusResult {

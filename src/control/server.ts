@@ -298,6 +298,9 @@ class Handler {
 
   private status(): StatusResult {
     const { engine } = this.opts;
+    const missing = engine.missing ?? new Set<string>();
+    const absent = (names: readonly string[]) =>
+      names.filter((n) => missing.has(n)).map((n) => `interface ${n}`);
     return {
       daemon: {
         version: VERSION,
@@ -305,29 +308,61 @@ class Handler {
         uptimeSeconds: Math.round((performance.now() - this.started) / 1000),
         protocol: PROTOCOL_VERSION,
       },
-      exports: this.targets().map((t) => ({
-        name: t.name,
-        target: targetLabel(t),
-        path: t.backend.path,
-        sizeBytes: t.sizeBytes,
-        readOnly: t.backend.readOnly,
-        interfaces: [...t.cfg.interfaces],
-        inFlight: t.inFlight,
-        queueLength: t.cfg.queueLength,
-        stuck: t.stuck,
-        oldestRequestSeconds: Math.round(t.oldestRequestSeconds * 10) / 10,
-        state: {
-          config: t.state.config.toString("latin1"),
-          macmask: t.state.mask.map(macToString),
-          reserve: t.state.reserve.map(macToString),
-        },
-      })),
-      interfaces: [...engine.ports.values()].map((p) => ({
-        name: p.name,
-        mtu: p.mtu,
-        mac: macToString(readMac(p.macBytes, 0)),
-        exports: p.exportCount,
-      })),
+      exports: this.targets()
+        .map((t) => ({
+          name: t.name,
+          target: targetLabel(t),
+          path: t.backend.path,
+          sizeBytes: t.sizeBytes,
+          readOnly: t.backend.readOnly,
+          interfaces: [...t.cfg.interfaces],
+          inFlight: t.inFlight,
+          queueLength: t.cfg.queueLength,
+          stuck: t.stuck,
+          oldestRequestSeconds: Math.round(t.oldestRequestSeconds * 10) / 10,
+          up: t.cfg.interfaces.some((n) => !missing.has(n)),
+          waitingFor: absent(t.cfg.interfaces),
+          state: {
+            config: t.state.config.toString("latin1"),
+            macmask: t.state.mask.map(macToString),
+            reserve: t.state.reserve.map(macToString),
+          },
+        }))
+        .concat(
+          [...(engine.waiting?.values() ?? [])].map(({ cfg, missing: waitingFor }) => ({
+            name: cfg.name,
+            target: targetLabel(cfg),
+            path: cfg.path,
+            sizeBytes: 0,
+            readOnly: cfg.readOnly,
+            interfaces: [...cfg.interfaces],
+            inFlight: 0,
+            queueLength: cfg.queueLength,
+            stuck: false,
+            oldestRequestSeconds: 0,
+            up: false,
+            waitingFor: [...waitingFor],
+            state: { config: "", macmask: [], reserve: [] },
+          })),
+        ),
+      interfaces: [...engine.ports.values()]
+        .filter((p) => !missing.has(p.name))
+        .map((p) => ({
+          name: p.name,
+          mtu: p.mtu,
+          mac: macToString(readMac(p.macBytes, 0)),
+          exports: p.exportCount,
+          up: true,
+        }))
+        .concat(
+          [...missing].map((name) => ({
+            name,
+            mtu: 0,
+            mac: "",
+            exports: this.targets().filter((t) => t.cfg.interfaces.includes(name)).length,
+            up: false,
+          })),
+        ),
     };
   }
 

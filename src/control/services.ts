@@ -6,6 +6,7 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/types.js";
+import type { ReloadOutcome } from "../engine/reload.js";
 import { StatsLedger } from "../metrics/ledger.js";
 import { createMetricsRegistry } from "../metrics/registry.js";
 import { type MetricsServer, startMetricsServer } from "../metrics/server.js";
@@ -24,6 +25,8 @@ export interface AdminServicesOptions {
   engine: EngineView;
   log: Logger;
   reload?: () => Promise<ReloadResult>;
+  /** The reloads' outcome, for the metrics. */
+  reloads?: ReloadOutcome;
 }
 
 /** Starts what the config enables; on any failure closes what started and throws. */
@@ -34,7 +37,11 @@ export async function startAdminServices(opts: AdminServicesOptions): Promise<Ad
   let control: ControlServer | null = null;
   try {
     if (config.metrics) {
-      const registry = createMetricsRegistry(engine, ledger);
+      const registry = createMetricsRegistry(
+        engine,
+        ledger,
+        opts.reloads ? { reloads: opts.reloads } : {},
+      );
       metrics = await startMetricsServer({ ...config.metrics, registry });
       log.info({ listen: metrics.address }, `metrics on http://${metrics.address}/metrics`);
     }

@@ -28,6 +28,14 @@ export interface ApplySummary {
   removed: string[];
   changed: string[];
   unchanged: string[];
+  /** Exports whose backing store or every interface does not exist yet. */
+  waiting: string[];
+}
+
+/** An export that cannot serve yet, and what it waits for ("file /srv/a.img", "interface bond0"). */
+export interface WaitingExport {
+  readonly cfg: ExportConfig;
+  readonly missing: string[];
 }
 
 /** Settings that need the backing store reopened when they change. */
@@ -39,9 +47,9 @@ function backendKey(e: ExportConfig): unknown[] {
  * Opens an export's backend, giving up after FS_TIMEOUT_MS: the stat, statfs
  * and opens run on the thread pool, and a filesystem that does not answer
  * must not hang the reload (or every reload after it). A backend that opens
- * after all is closed again.
+ * after all is closed again. `aoed check` opens stores this way too.
  */
-async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
+export async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
   const opening = openFileBackend({
     path: e.path,
     readOnly: e.readOnly,
@@ -106,6 +114,10 @@ function publishedLists(state: TargetState): SharedAccessLists {
 export class Engine {
   readonly ports = new Map<string, Port>();
   readonly targets = new Map<string, Target>();
+  /** Exports in the config that wait for their backing store or an interface to appear. */
+  readonly waiting = new Map<string, WaitingExport>();
+  /** Interfaces exports name that do not exist now: never seen yet, or gone. */
+  readonly missing = new Set<string>();
   private config: Config | null = null;
   private store: StateStore | null = null;
   /** Drains of replaced or removed targets still answering in-flight requests. */
@@ -175,12 +187,18 @@ export class Engine {
    */
   private async applyNow(next: Config, reopen: ReadonlySet<string>): Promise<ApplySummary> {
     const prev = this.config;
-    const summary: ApplySummary = { added: [], removed: [], changed: [], unchanged: [] };
+    const summary: ApplySummary = {
+      added: [],
+      removed: [],
+      changed: [],
+      unchanged: [],
+      waiting: [],
+    };
     const store = this.stateStoreFor(next);
 
     // Plan: which exports stay as they are, which need a new target and whether
     // that target can reuse the running backend.
-    const build: { cfg: ExportConfig; old: Target | null; backend: Backend | null }[] = [];
+    let build: { cfg: ExportConfig; old: Target | null; backend: Backend | null }[] = [];
     // Interfaces whose settings stay: compared once each, not once per export.
     const sameIface = new Map<string, boolean>();
     const ifaceSame = (n: string): boolean => {
@@ -213,11 +231,36 @@ export class Engine {
       const reuse =
         old && isDeepStrictEqual(backendKey(old.cfg), backendKey(cfg)) && !reopened.has(old);
       build.push({ cfg, old, backend: reuse ? old.backend : null });
-      (old ? summary.changed : summary.added).push(cfg.name);
     }
     const nextNames = new Set(next.exports.map((e) => e.name));
     const removed = [...this.targets.values()].filter((t) => !nextNames.has(t.name));
     summary.removed = removed.map((t) => t.name);
+    // What does not exist now: those exports wait instead of failing the apply.
+    const present = new Map<string, boolean>();
+    const exists = (n: string): boolean => {
+      let p = present.get(n);
+      if (p === undefined) {
+        p = this.ports.has(n) || linkState(n) !== null;
+        present.set(n, p);
+      }
+      return p;
+    };
+    const waiting = new Map<string, WaitingExport>();
+    /** An export waits without its backing store (unless a running backend is reused) or any interface. */
+    const waits = (b: (typeof build)[number]): boolean => {
+      const missing = b.cfg.interfaces.filter((n) => !exists(n)).map((n) => `interface ${n}`);
+      const noFile = b.backend === null && !fs.existsSync(b.cfg.path);
+      if (noFile) missing.unshift(`file ${b.cfg.path}`);
+      if (!noFile && missing.length < b.cfg.interfaces.length) return false;
+      waiting.set(b.cfg.name, { cfg: b.cfg, missing });
+      summary.waiting.push(b.cfg.name);
+      // A running export whose new settings name what is missing stops until it appears.
+      if (b.old) removed.push(b.old);
+      return true;
+    };
+    build = build.filter((b) => !waits(b));
+    for (const b of build) (b.old ? summary.changed : summary.added).push(b.cfg.name);
+    const serving = next.exports.filter((e) => !waiting.has(e.name));
 
     // Fallible part: open new backends and any port whose interface is new or re-set.
     const opened: Backend[] = [];
@@ -240,7 +283,7 @@ export class Engine {
         }
       });
       if (failures.length > 0) throw new Error(`cannot open exports:\n  ${failures.join("\n  ")}`);
-      for (const name of new Set(next.exports.flatMap((e) => e.interfaces))) {
+      for (const name of new Set(serving.flatMap((e) => e.interfaces))) {
         const settings: InterfaceConfig = next.interfaces[name] ?? { mtu: null, ringBytes: null };
         const running = this.ports.get(name);
         if (
@@ -250,6 +293,7 @@ export class Engine {
           isDeepStrictEqual(prev.interfaces[name] ?? { mtu: null, ringBytes: null }, settings)
         )
           continue;
+        if (!exists(name)) continue;
         const queueSlots = next.exports
           .filter((e) => e.interfaces.includes(name))
           .reduce((n, e) => n + e.queueLength, 0);
@@ -269,13 +313,16 @@ export class Engine {
     // Infallible part: swap. Old ports being replaced stop receiving at once but
     // keep transmitting until their targets have answered what is in flight.
     const retiredPorts = [...this.ports.entries()].filter(
-      ([name]) => newPorts.has(name) || !next.exports.some((e) => e.interfaces.includes(name)),
+      ([name]) => newPorts.has(name) || !serving.some((e) => e.interfaces.includes(name)),
     );
     for (const [name, port] of retiredPorts) {
       port.stopReceiving();
       this.ports.delete(name);
     }
-    for (const [name, port] of newPorts) this.ports.set(name, port);
+    for (const [name, port] of newPorts) {
+      this.ports.set(name, port);
+      this.missing.delete(name);
+    }
 
     const reusedBackends = new Set(build.map((b) => b.backend));
     const heirs = new Map(
@@ -283,7 +330,7 @@ export class Engine {
     );
     const announce: Target[] = [];
     for (const b of build) {
-      const ports = b.cfg.interfaces.map((n) => this.ports.get(n)!);
+      const ports = b.cfg.interfaces.flatMap((n) => this.ports.get(n) ?? []);
       const maxSectors = Math.max(...ports.map((p) => maxSectorsForMtu(p.mtu)));
       const state = b.old?.state ?? store?.load(b.cfg.name) ?? emptyState();
       const target = new Target(b.cfg, b.backend!, maxSectors, this.log, {
@@ -340,6 +387,14 @@ export class Engine {
 
     this.config = next;
     this.store = store;
+    this.noteWaiting(waiting);
+    const named = new Set(next.exports.flatMap((e) => e.interfaces));
+    for (const name of this.missing) if (!named.has(name)) this.missing.delete(name);
+    for (const name of named)
+      if (!exists(name) && !this.missing.has(name)) {
+        this.log.warn({ interface: name }, "interface does not exist; its exports wait for it");
+        this.missing.add(name);
+      }
     void Promise.all(retiring).then(() => {
       for (const [, port] of retiredPorts) port.close();
     });
@@ -382,6 +437,10 @@ export class Engine {
   private checkLinks(): void {
     if (this.config === null || this.relinking) return;
     const reopen = new Set<string>();
+    for (const e of this.config.exports)
+      for (const name of e.interfaces)
+        if (!this.ports.has(name) && !this.waiting.has(e.name) && linkState(name) !== null)
+          reopen.add(name);
     for (const [name, port] of this.ports) {
       const link = linkState(name);
       if (link === null) {
@@ -395,30 +454,63 @@ export class Engine {
         reopen.add(name);
       }
     }
-    if (reopen.size === 0) return;
+    if (reopen.size === 0 && !this.waitedForAppeared()) return;
     this.relinking = true;
     this.apply(this.config, reopen)
       .then(
         () => {
-          for (const name of reopen) this.missing.delete(name);
-          this.log.info(
-            { interfaces: [...reopen] },
-            "interface changed: bound again and exports re-announced",
-          );
+          this.retryError = null;
+          if (reopen.size > 0)
+            this.log.info(
+              { interfaces: [...reopen] },
+              "interface changed: bound again and exports re-announced",
+            );
         },
-        (err: Error) =>
-          this.log.warn(
-            { interfaces: [...reopen], err: err.message },
-            "interface changed but cannot be bound yet",
-          ),
+        (err: Error) => {
+          // Retried every check: said again only when the reason changes.
+          if (err.message !== this.retryError)
+            this.log.warn(
+              { interfaces: [...reopen], err: err.message },
+              reopen.size > 0
+                ? "interface changed but cannot be bound yet"
+                : "what an export waited for appeared, but it cannot be opened yet",
+            );
+          this.retryError = err.message;
+        },
       )
       .finally(() => {
         this.relinking = false;
       });
   }
 
+  /** Logs each export once when it starts waiting and once when it serves. */
+  private noteWaiting(next: Map<string, WaitingExport>): void {
+    for (const [name, w] of next) {
+      const before = this.waiting.get(name);
+      if (before === undefined || !isDeepStrictEqual(before.missing, w.missing))
+        this.log.warn(
+          { export: name, waitingFor: w.missing },
+          `export waits for what does not exist yet: ${w.missing.join(", ")}`,
+        );
+    }
+    for (const name of this.waiting.keys())
+      if (!next.has(name) && this.targets.has(name))
+        this.log.info({ export: name }, "export is up: what it waited for appeared");
+    this.waiting.clear();
+    for (const [name, w] of next) this.waiting.set(name, w);
+  }
+
+  /** True when something a waiting export lacks has appeared. */
+  private waitedForAppeared(): boolean {
+    for (const w of this.waiting.values()) {
+      if (!fs.existsSync(w.cfg.path)) continue;
+      if (w.cfg.interfaces.some((n) => this.ports.has(n) || linkState(n) !== null)) return true;
+    }
+    return false;
+  }
+
   private relinking = false;
-  private readonly missing = new Set<string>();
+  private retryError: string | null = null;
   private linkTimer: NodeJS.Timeout | null = null;
 
   private stateStoreFor(next: Config): StateStore | null {
@@ -482,6 +574,7 @@ export class Engine {
       );
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
+    this.waiting.clear();
     this.config = null;
   }
 }

@@ -10,7 +10,17 @@ import type { ApplySummary, Engine } from "./engine.js";
 
 export type ReloadResult = { ok: true; summary: ApplySummary } | { ok: false; errors: string[] };
 
-export class Reloader {
+/** The outcome of the last reload, for the metrics; the config loaded at start counts as one. */
+export interface ReloadOutcome {
+  readonly lastSuccessful: boolean;
+  /** Unix time, seconds. */
+  readonly lastSuccessAt: number;
+}
+
+export class Reloader implements ReloadOutcome {
+  lastSuccessful = true;
+  lastSuccessAt = Date.now() / 1000;
+
   /** Reloads run one after another, never interleaved. */
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -63,6 +73,7 @@ export class Reloader {
         { reason, errors: errors.length },
         "config not reloaded: still serving the previous config",
       );
+      this.lastSuccessful = false;
       return { ok: false, errors };
     }
     if (result.config.workers !== this.engine.workers)
@@ -80,6 +91,8 @@ export class Reloader {
       });
       const durationMs = Math.round(performance.now() - started);
       this.log.info({ reason, ...summary, durationMs, loadMs }, "config reloaded");
+      this.lastSuccessful = true;
+      this.lastSuccessAt = Date.now() / 1000;
       return { ok: true, summary };
     } catch (err) {
       const message = (err as Error).message;
@@ -87,6 +100,7 @@ export class Reloader {
         { reason, err: message },
         "config not reloaded: still serving the previous config",
       );
+      this.lastSuccessful = false;
       return { ok: false, errors: [message] };
     }
   }

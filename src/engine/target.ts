@@ -69,6 +69,8 @@ export interface TargetStats {
   aoeErrors: number;
   /** Backend time of reads, writes and flushes. */
   latency: LatencyHistogram;
+  /** The same, per operation (the metric's `op` label). */
+  opLatency: Record<OpKind, LatencyHistogram>;
 }
 
 export function newTargetStats(): TargetStats {
@@ -89,6 +91,11 @@ export function newTargetStats(): TargetStats {
     maskDenied: 0,
     aoeErrors: 0,
     latency: new LatencyHistogram(),
+    opLatency: {
+      read: new LatencyHistogram(),
+      write: new LatencyHistogram(),
+      flush: new LatencyHistogram(),
+    },
   };
 }
 
@@ -417,6 +424,7 @@ export class Target {
     else if (req.kind === "write") this.stats.bytesWritten += bytes;
     const seconds = (performance.now() - req.startedAt) / 1000;
     this.stats.latency.observe(seconds);
+    this.stats.opLatency[req.kind].observe(seconds);
     if (this.cfg.traceIo) this.trace(req, err, seconds);
     const tx = port.acquire();
     if (tx !== null) {
@@ -806,9 +814,10 @@ export class Target {
 
   resetStats(): void {
     for (const key of Object.keys(this.stats) as (keyof TargetStats)[]) {
-      if (key !== "latency") this.stats[key] = 0;
+      if (key !== "latency" && key !== "opLatency") this.stats[key] = 0;
     }
     this.stats.latency.reset();
+    for (const h of Object.values(this.stats.opLatency)) h.reset();
   }
 
   /** Stops taking requests and resolves once every request in flight has been answered and an open error burst summarized. */

@@ -28,7 +28,7 @@ export const TARGET_COUNTERS = [
   "aclDenied",
   "maskDenied",
   "aoeErrors",
-] as const satisfies readonly Exclude<keyof TargetStats, "latency">[];
+] as const satisfies readonly Exclude<keyof TargetStats, "latency" | "opLatency">[];
 
 export type TargetCounter = (typeof TARGET_COUNTERS)[number];
 
@@ -36,6 +36,14 @@ export type TargetCounter = (typeof TARGET_COUNTERS)[number];
 export const TARGET_BUCKETS_AT = TARGET_COUNTERS.length;
 export const TARGET_SUM_AT = TARGET_BUCKETS_AT + LATENCY_BUCKETS.length + 1;
 export const TARGET_COUNT_AT = TARGET_SUM_AT + 1;
+/** Then one histogram per operation, in this order, each laid out as the total's (buckets, sum, count). */
+export const LATENCY_OPS = ["read", "write", "flush"] as const;
+const HISTOGRAM_LENGTH = LATENCY_BUCKETS.length + 3;
+
+/** Where operation `i` of LATENCY_OPS starts: its buckets, then sum and count. */
+export function opHistogramAt(i: number): number {
+  return TARGET_COUNT_AT + 1 + i * HISTOGRAM_LENGTH;
+}
 
 export function targetIndex(key: TargetCounter): number {
   return TARGET_COUNTERS.indexOf(key);
@@ -43,8 +51,10 @@ export function targetIndex(key: TargetCounter): number {
 
 export function targetVector(stats: TargetStats): number[] {
   const v = TARGET_COUNTERS.map((k) => stats[k]);
-  for (const c of stats.latency.counts) v.push(c);
-  v.push(stats.latency.sum, stats.latency.count);
+  for (const h of [stats.latency, ...LATENCY_OPS.map((op) => stats.opLatency[op])]) {
+    for (const c of h.counts) v.push(c);
+    v.push(h.sum, h.count);
+  }
   return v;
 }
 
@@ -53,10 +63,13 @@ export function addTargetVector(stats: TargetStats, delta: readonly number[]): v
   TARGET_COUNTERS.forEach((k, i) => {
     stats[k] += delta[i]!;
   });
-  const lat = stats.latency;
-  for (let i = 0; i < lat.counts.length; i++) lat.counts[i]! += delta[TARGET_BUCKETS_AT + i]!;
-  lat.sum += delta[TARGET_SUM_AT]!;
-  lat.count += delta[TARGET_COUNT_AT]!;
+  const histograms = [stats.latency, ...LATENCY_OPS.map((op) => stats.opLatency[op])];
+  histograms.forEach((h, j) => {
+    const at = j === 0 ? TARGET_BUCKETS_AT : opHistogramAt(j - 1);
+    for (let i = 0; i < h.counts.length; i++) h.counts[i]! += delta[at + i]!;
+    h.sum += delta[at + h.counts.length]!;
+    h.count += delta[at + h.counts.length + 1]!;
+  });
 }
 
 /** The counters of PortStats, in vector order; the receive ring's drops and other-host frames come last. */

@@ -9,14 +9,14 @@
  */
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
+import type { ReloadOutcome } from "../engine/reload.js";
 import { VERSION } from "../version.js";
 import {
+  LATENCY_OPS,
+  opHistogramAt,
   type PortCounter,
   portIndex,
   type StatsLedger,
-  TARGET_BUCKETS_AT,
-  TARGET_COUNT_AT,
-  TARGET_SUM_AT,
   type TargetCounter,
   targetIndex,
 } from "./ledger.js";
@@ -33,7 +33,10 @@ interface Sample {
 type MetricKind = "counter" | "gauge" | "histogram";
 
 interface ExportSnap {
-  labels: { export: string; target: string };
+  labels: { export: string };
+  /** e1.0: in aoed_export_info only, the export name being the one key of every series. */
+  target: string;
+  path: string;
   totals: number[];
   inFlight: number;
   stuck: boolean;
@@ -51,6 +54,10 @@ interface PortSnap {
 interface Snapshot {
   exports: ExportSnap[];
   interfaces: PortSnap[];
+  /** Every export in the config: 1 serving, 0 waiting for its device or every interface. */
+  up: { labels: { export: string }; value: number }[];
+  /** Every interface an export names: 1 present, 0 missing. */
+  links: { labels: { interface: string }; value: number }[];
 }
 
 /** Request counters by op label, in output order. */
@@ -111,6 +118,8 @@ class ScrapedMetric {
 export interface MetricsRegistryOptions {
   /** prom-client's process and Node.js metrics (default true). */
   defaultMetrics?: boolean;
+  /** The config reloads' outcome; without it (the embedded demo) the config never reloads. */
+  reloads?: ReloadOutcome;
 }
 
 /** A registry serving the engine's metrics; totals come from `ledger` so they never go down. */
@@ -121,11 +130,14 @@ export function createMetricsRegistry(
 ): Registry {
   const registry = new Registry();
   let snap: Snapshot | null = null;
+  const missing = (): ReadonlySet<string> => engine.missing ?? new Set();
   const snapshot = (): Snapshot => {
     if (snap === null) {
       snap = {
         exports: [...engine.targets.values()].map((t) => ({
-          labels: { export: t.name, target: targetLabel(t) },
+          labels: { export: t.name },
+          target: targetLabel(t),
+          path: t.backend.path,
           totals: ledger.exportTotals(t),
           inFlight: t.inFlight,
           stuck: t.stuck,
@@ -137,6 +149,21 @@ export function createMetricsRegistry(
           labels: { interface: p.name },
           totals: ledger.interfaceTotals(p),
           mtu: p.mtu,
+        })),
+        up: [...engine.targets.values()]
+          .map((t) => ({
+            labels: { export: t.name },
+            value: t.cfg.interfaces.some((n) => !missing().has(n)) ? 1 : 0,
+          }))
+          .concat(
+            [...(engine.waiting?.keys() ?? [])].map((name) => ({
+              labels: { export: name },
+              value: 0,
+            })),
+          ),
+        links: [...new Set([...engine.ports.keys(), ...missing()])].map((name) => ({
+          labels: { interface: name },
+          value: missing().has(name) ? 0 : 1,
         })),
       };
       queueMicrotask(() => {
@@ -179,6 +206,19 @@ export function createMetricsRegistry(
   add("aoed_build_info", "aoed's version; always 1.", "gauge", () => [
     { labels: { version: VERSION }, value: 1 },
   ]);
+  const reloads = opts.reloads ?? { lastSuccessful: true, lastSuccessAt: Date.now() / 1000 };
+  add(
+    "aoed_config_last_reload_successful",
+    "1 when the last config reload was applied (or none was tried since start), 0 when the file was rejected and the previous config still runs.",
+    "gauge",
+    () => [{ labels: {}, value: reloads.lastSuccessful ? 1 : 0 }],
+  );
+  add(
+    "aoed_config_last_reload_success_timestamp_seconds",
+    "When the running config was loaded: the last successful reload, or the start.",
+    "gauge",
+    () => [{ labels: {}, value: reloads.lastSuccessAt }],
+  );
 
   // ---- per export
   add(
@@ -230,34 +270,38 @@ export function createMetricsRegistry(
   );
   add(
     "aoed_export_request_duration_seconds",
-    "Backend time of reads, writes and flushes.",
+    "Backend time of reads, writes and flushes, by operation (op).",
     "histogram",
     () =>
-      snapshot().exports.flatMap((e) => {
-        const out: Sample[] = [];
-        let cumulative = 0;
-        for (let b = 0; b <= LATENCY_BUCKETS.length; b++) {
-          cumulative += e.totals[TARGET_BUCKETS_AT + b]!;
-          out.push({
-            metricName: "aoed_export_request_duration_seconds_bucket",
-            labels: { ...e.labels, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b]! : "+Inf" },
-            value: cumulative,
-          });
-        }
-        out.push(
-          {
-            metricName: "aoed_export_request_duration_seconds_sum",
-            labels: e.labels,
-            value: e.totals[TARGET_SUM_AT]!,
-          },
-          {
-            metricName: "aoed_export_request_duration_seconds_count",
-            labels: e.labels,
-            value: e.totals[TARGET_COUNT_AT]!,
-          },
-        );
-        return out;
-      }),
+      snapshot().exports.flatMap((e) =>
+        LATENCY_OPS.flatMap((op, i) => {
+          const at = opHistogramAt(i);
+          const labels = { ...e.labels, op };
+          const out: Sample[] = [];
+          let cumulative = 0;
+          for (let b = 0; b <= LATENCY_BUCKETS.length; b++) {
+            cumulative += e.totals[at + b]!;
+            out.push({
+              metricName: "aoed_export_request_duration_seconds_bucket",
+              labels: { ...labels, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b]! : "+Inf" },
+              value: cumulative,
+            });
+          }
+          out.push(
+            {
+              metricName: "aoed_export_request_duration_seconds_sum",
+              labels,
+              value: e.totals[at + LATENCY_BUCKETS.length + 1]!,
+            },
+            {
+              metricName: "aoed_export_request_duration_seconds_count",
+              labels,
+              value: e.totals[at + LATENCY_BUCKETS.length + 2]!,
+            },
+          );
+          return out;
+        }),
+      ),
   );
   perExport(
     "aoed_export_in_flight_requests",
@@ -284,6 +328,22 @@ export function createMetricsRegistry(
     (e) => e.queueLength,
   );
   perExport("aoed_export_size_bytes", "Size of the export.", "gauge", (e) => e.sizeBytes);
+  add(
+    "aoed_export_info",
+    "An export's AoE address (target, e<shelf>.<slot>) and backing path; always 1. Join on `export` to label other series with them.",
+    "gauge",
+    () =>
+      snapshot().exports.map((e) => ({
+        labels: { ...e.labels, target: e.target, path: e.path },
+        value: 1,
+      })),
+  );
+  add(
+    "aoed_export_up",
+    "1 when the export serves; 0 while it waits for its backing file or device, or for every one of its interfaces, to appear. Every export in the config has a sample.",
+    "gauge",
+    () => snapshot().up,
+  );
 
   // ---- per interface
   interfaceCounter(
@@ -329,6 +389,12 @@ export function createMetricsRegistry(
     "txRingFull",
   );
   perInterface("aoed_interface_mtu_bytes", "MTU in use on the interface.", "gauge", (p) => p.mtu);
+  add(
+    "aoed_interface_up",
+    "1 when the interface exists and aoed's socket is bound to it; 0 while an interface an export names does not exist (its exports wait for it).",
+    "gauge",
+    () => snapshot().links,
+  );
 
   // ---- per worker thread (`workers:`)
   add(

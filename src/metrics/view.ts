@@ -38,9 +38,23 @@ export interface PortView {
   kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number };
 }
 
+/** An export that waits for its backing store or an interface to appear. */
+export interface WaitingView {
+  readonly cfg: Pick<
+    ExportConfig,
+    "name" | "shelf" | "slot" | "path" | "readOnly" | "interfaces" | "queueLength"
+  >;
+  /** What it waits for: "file /srv/a.img", "interface bond0". */
+  readonly missing: readonly string[];
+}
+
 export interface EngineView {
   readonly targets: ReadonlyMap<string, TargetView>;
   readonly ports: ReadonlyMap<string, PortView>;
+  /** Exports not serving yet (absent: none). */
+  readonly waiting?: ReadonlyMap<string, WaitingView>;
+  /** Interfaces exports name that do not exist now (absent: none). */
+  readonly missing?: ReadonlySet<string>;
   /** Frames each data-path worker thread received (worker i at i - 1). */
   workerFrames?(): readonly number[];
 }

@@ -31,6 +31,7 @@ describe("defaults", () => {
       source: "aoed.yaml",
       logLevel: "info",
       stateDir: null,
+      watchConfig: false,
       workers: 0,
       metrics: { host: "127.0.0.1", port: 9288 },
       control: { socket: "/run/aoed/aoed.sock", group: null, gid: null },
@@ -339,6 +340,24 @@ describe("warnings", () => {
       "18:13 exports[1].policy: policy reject with nothing in `accept:`: no host can use this export",
     ]);
     expect(r.warnings.every((d) => d.severity === "warning")).toBe(true);
+  });
+
+  it("settings for a missing interface an export names are not called unused: the export waits for it", async () => {
+    const r = await load(
+      yaml(
+        "interfaces:",
+        "  bond0: { mtu: 9000 }",
+        "exports:",
+        "  - path: /srv/a.img",
+        "    shelf: 0",
+        "    slot: 0",
+        "    interfaces: [bond0]",
+      ),
+    );
+    expect(ok(r).interfaces.bond0).toEqual({ mtu: 9000, ringBytes: null });
+    expect(r.warnings.map((d) => `${d.line}:${d.column} ${d.path}: ${d.message}`)).toEqual([
+      "7:18 exports[0].interfaces[0]: there is no network interface `bond0` on this machine; the export waits for it",
+    ]);
   });
 
   it("read-only and disjoint windows do not overlap-warn", async () => {

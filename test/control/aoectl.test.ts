@@ -154,6 +154,49 @@ describe("aoectl admin commands", () => {
     );
   });
 
+  it("stats EXPORT shows only the exports the name or glob matches", async () => {
+    engine.add(new FakeTarget("db0", 2, 0));
+    const one = await aoectl(["stats", "lv1", "--socket", sock]);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain("lv1 (e1.1)");
+    expect(one.stdout).not.toContain("lv0 (e1.0)");
+    expect(one.stdout).not.toContain("db0");
+    expect(one.stdout).toContain("interface eth0");
+    const glob = await aoectl(["stats", "lv*", "--json", "--socket", sock]);
+    expect(JSON.parse(glob.stdout).exports.map((e: { name: string }) => e.name)).toEqual([
+      "lv0",
+      "lv1",
+    ]);
+    const none = await aoectl(["stats", "nope*", "--socket", sock]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe('aoectl: no export matches "nope*" (exports: lv0, lv1, db0)\n');
+  });
+
+  it("monitor EXPORT --json prints one JSON object per interval for the matching exports", async () => {
+    const lv0 = engine.targets.get("lv0")!;
+    const tick = setInterval(() => {
+      lv0.stats.reads += 10;
+    }, 20);
+    try {
+      const r = await aoectl(["monitor", "lv0", "0.2", "--count", "2", "--json", "--socket", sock]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trim().split("\n");
+      expect(lines).toHaveLength(2);
+      for (const line of lines) {
+        const o = JSON.parse(line) as {
+          seconds: number;
+          exports: { name: string; reqPerSec: number }[];
+        };
+        expect(o.seconds).toBe(0.2);
+        expect(o.exports.map((e) => e.name)).toEqual(["lv0"]);
+        expect(o.exports[0]!.reqPerSec).toBeGreaterThan(0);
+      }
+    } finally {
+      clearInterval(tick);
+    }
+  });
+
   it("monitor --count 2 prints two tables of rates computed from deltas", async () => {
     const lv0 = engine.targets.get("lv0")!;
     const stats = lv0.stats;
@@ -270,6 +313,27 @@ describe("aoectl usage", () => {
     ])
       expect(r.stdout).toMatch(new RegExp(`^  ${cmd}\\b`, "m"));
     expect(r.stdout).toContain("--socket PATH");
+  });
+
+  it("--version prints the version", async () => {
+    const r = await aoectl(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^aoectl \d+\.\d+\.\d+/);
+  });
+
+  it("an unknown command gets a did-you-mean, an unknown option one line, both exit 2", async () => {
+    const typo = await aoectl(["statsu"]);
+    expect(typo).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'aoectl: unknown command "statsu"; did you mean "stats"? (see aoectl --help)\n',
+    });
+    const flag = await aoectl(["status", "--jsn"]);
+    expect(flag).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "aoectl: unknown option --jsn; did you mean --json? (see aoectl --help)\n",
+    });
   });
 
   it("initiator commands still want an interface", async () => {

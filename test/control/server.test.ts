@@ -104,12 +104,14 @@ describe("control socket", () => {
       queueLength: 64,
       stuck: true,
       oldestRequestSeconds: 12.3,
+      up: true,
+      waitingFor: [],
       state: { config: "rack4", macmask: ["00:1b:21:aa:bb:01"], reserve: ["00:1b:21:aa:bb:02"] },
     });
     expect(r.exports[1]).toMatchObject({ readOnly: true, queueLength: 16 });
     expect(r.interfaces).toEqual([
-      { name: "eth0", mtu: 9000, mac: "02:00:00:00:00:0a", exports: 3 },
-      { name: "eth1", mtu: 1500, mac: "02:00:00:00:00:01", exports: 1 },
+      { name: "eth0", mtu: 9000, mac: "02:00:00:00:00:0a", exports: 3, up: true },
+      { name: "eth1", mtu: 1500, mac: "02:00:00:00:00:01", exports: 1, up: true },
     ]);
   });
 
@@ -214,15 +216,15 @@ describe("control socket", () => {
     await start({ engine: e, ledger });
     const lv0 = e.targets.get("lv0")!;
     lv0.stats.writes = 6;
-    lv0.stats.latency.observe(0.01);
+    lv0.observe("write", 0.01);
     expect(
       await controlRequest<ClearResult>(sock, { cmd: "clear", what: "stats", export: "lv0" }),
     ).toEqual({ what: "stats", matched: ["lv0"] });
     const stats = await controlRequest<StatsResult>(sock, { cmd: "stats" });
     expect(stats.exports[0]).toMatchObject({ requests: { write: 0 }, latency: { count: 0 } });
     const m = parseExposition(await registry.metrics());
-    expect(m.get('aoed_export_requests_total{export="lv0",target="e0.0",op="write"}')).toBe(6);
-    expect(m.get('aoed_export_request_duration_seconds_count{export="lv0",target="e0.0"}')).toBe(1);
+    expect(m.get('aoed_export_requests_total{export="lv0",op="write"}')).toBe(6);
+    expect(m.get('aoed_export_request_duration_seconds_count{export="lv0",op="write"}')).toBe(1);
   });
 
   it("errors: nothing matched, unknown what, missing export, unknown command", async () => {

@@ -13,6 +13,7 @@ sock="$out/aoed.sock"
 [ ${#sock} -le 100 ] || sock=off
 cat > "$out/aoed.yaml" <<EOT
 state-dir: $out/aoed-state
+watch-config: true
 control-socket: $sock
 exports:
   - name: e0.0

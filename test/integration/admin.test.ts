@@ -34,7 +34,7 @@ describe("metrics and control socket of a running aoed", () => {
   /** What `aoectl CMD --json` prints, asked over the socket in-process (no node start-up per check). */
   const json = <T>(cmd: "status" | "stats"): Promise<T> => controlRequest<T>(sock, { cmd });
   const aoectl = (args: string[]) => runAoectl(sock, args);
-  const L = 'export="disk",target="e3.4"';
+  const L = 'export="disk"';
 
   beforeAll(async () => {
     net = createVethPair({ netns: true });
@@ -108,7 +108,12 @@ exports:
     const m = await scrape();
     expect(m.get(`aoed_export_requests_total{${L},op="read"}`)).toBe(a.requests.read);
     expect(m.get(`aoed_export_read_bytes_total{${L}}`)).toBe(a.bytesRead);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${L}}`)).toBe(a.latency.count);
+    // Per operation in the metric; their counts add up to aoectl's total.
+    const perOp = ["read", "write", "flush"].map(
+      (op) => m.get(`aoed_export_request_duration_seconds_count{${L},op="${op}"}`)!,
+    );
+    expect(perOp[0]).toBeGreaterThan(0);
+    expect(perOp.reduce((a, b) => a + b, 0)).toBe(a.latency.count);
     expect(m.get(`aoed_export_size_bytes{${L}}`)).toBe(16 * MiB);
     expect(m.get(`aoed_interface_mtu_bytes{interface="${net.b}"}`)).toBe(1500);
     expect(m.get(`aoed_interface_receive_frames_total{interface="${net.b}"}`)).toBeGreaterThan(20);
@@ -141,13 +146,34 @@ exports:
     expect(r).toMatchObject({ code: 0, stdout: "aoed reloaded its config, nothing changed\n" });
   });
 
+  it("a rejected reload shows in aoed_config_last_reload_successful until one succeeds", async () => {
+    const good = fs.readFileSync(config, "utf8");
+    const before = (await scrape()).get("aoed_config_last_reload_success_timestamp_seconds")!;
+    expect((await scrape()).get("aoed_config_last_reload_successful")).toBe(1);
+    try {
+      fs.writeFileSync(config, good.replace("slot: 4", "slot: many"));
+      expect((await aoectl(["reload"])).code).toBe(1);
+      const m = await scrape();
+      expect(m.get("aoed_config_last_reload_successful")).toBe(0);
+      expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(before);
+    } finally {
+      fs.writeFileSync(config, good);
+    }
+    expect((await aoectl(["reload"])).code).toBe(0);
+    const m = await scrape();
+    expect(m.get("aoed_config_last_reload_successful")).toBe(1);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBeGreaterThan(before);
+  });
+
   it("monitor --count 2 shows the export", async () => {
     const r = await aoectl(["monitor", "0.2", "--count", "2"]);
     expect(r.code).toBe(0);
     expect(r.stdout.match(/^disk\s+e3\.4\s/gm)).toHaveLength(2);
   });
 
-  it("a second daemon on the same socket refuses to start and leaves the first alone", () => {
+  it("a second daemon on the same socket refuses to start, says nothing on the wire and leaves the first alone", async () => {
+    const announced: string[] = [];
+    client.onUnsolicited((m) => announced.push(`e${m.shelf}.${m.slot} command ${m.command}`));
     const second = path.join(dir, "second.yaml");
     fs.writeFileSync(
       second,
@@ -171,6 +197,11 @@ exports:
       `another aoed is already running: something answers on the control socket ${sock}; stop it first, or give this one another \`control-socket:\``,
     );
     expect(fs.lstatSync(sock).isSocket()).toBe(true);
+    // Frames arrive in order: once the first daemon's answer to this query is in, an
+    // announcement the second one sent before it gave up would have been seen.
+    expect(await client.discover({ shelf: 3, slot: 4, timeoutMs: 500 })).toHaveLength(1);
+    client.onUnsolicited(() => {});
+    expect(announced).toEqual([]);
   });
 
   it("aoectl still reaches the first daemon", async () => {

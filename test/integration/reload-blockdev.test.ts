@@ -65,7 +65,7 @@ describe("reload of a block-device export", () => {
     rewrite = (readOnly: boolean) =>
       fs.writeFileSync(
         config,
-        `exports:\n  - name: blk\n    path: ${dev}\n    shelf: 3\n    slot: 3\n    read-only: ${readOnly}\n    interfaces: [${net.b}]\n`,
+        `watch-config: true\nexports:\n  - name: blk\n    path: ${dev}\n    shelf: 3\n    slot: 3\n    read-only: ${readOnly}\n    interfaces: [${net.b}]\n`,
       );
     rewrite(false);
     client = AoeClient.open(net.a, { timeoutMs: 300, tries: 3 });

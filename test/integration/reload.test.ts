@@ -31,7 +31,10 @@ ${extra}`;
   const writeConfig = (...exports: string[]) => {
     // Write-and-rename, as most editors save.
     const tmp = `${configPath}.tmp`;
-    fs.writeFileSync(tmp, `state-dir: ${path.join(dir, "state")}\nexports:\n${exports.join("")}`);
+    fs.writeFileSync(
+      tmp,
+      `watch-config: true\nstate-dir: ${path.join(dir, "state")}\nexports:\n${exports.join("")}`,
+    );
     fs.renameSync(tmp, configPath);
   };
   const find = async (shelf: number, slot: number): Promise<TargetInfo | undefined> =>

@@ -40,7 +40,10 @@ describe("data-path worker threads", () => {
     const exp = (slot: number, extra = "") =>
       `  - name: w${slot}\n    path: ${img(slot)}\n    shelf: 7\n    slot: ${slot}\n    interfaces: [${net.b}]\n${extra}`;
     const tmp = `${configPath}.tmp`;
-    fs.writeFileSync(tmp, `workers: 2\n${top}exports:\n${exp(0)}${exp(1, extra71)}`);
+    fs.writeFileSync(
+      tmp,
+      `workers: 2\nwatch-config: true\n${top}exports:\n${exp(0)}${exp(1, extra71)}`,
+    );
     fs.renameSync(tmp, configPath);
   };
 
@@ -97,7 +100,7 @@ describe("data-path worker threads", () => {
     // is steered to a worker.
     const counter = (m: Map<string, number>, name: string) => m.get(name) ?? 0;
     const reads = (m: Map<string, number>, slot: number) =>
-      counter(m, `aoed_export_requests_total{export="w${slot}",target="e7.${slot}",op="read"}`);
+      counter(m, `aoed_export_requests_total{export="w${slot}",op="read"}`);
     const workerFrames = (m: Map<string, number>, w: number) =>
       counter(m, `aoed_worker_receive_frames_total{worker="${w}"}`);
     const m = await waitFor("the metrics to count every read, on the workers", async () => {

@@ -1,7 +1,14 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
 import { newPortStats } from "../../src/engine/port.js";
+import type { OpKind } from "../../src/engine/request.js";
 import { newTargetStats, type TargetState } from "../../src/engine/target.js";
-import type { EngineView, PortView, StateKind, TargetView } from "../../src/metrics/view.js";
+import type {
+  EngineView,
+  PortView,
+  StateKind,
+  TargetView,
+  WaitingView,
+} from "../../src/metrics/view.js";
 import { parseMac } from "../../src/protocol/mac.js";
 
 export class FakeTarget implements TargetView {
@@ -29,6 +36,12 @@ export class FakeTarget implements TargetView {
     if (what === "config") this.state = { ...this.state, config: Buffer.alloc(0) };
     else if (what === "mask") this.state = { ...this.state, mask: [] };
     else this.state = { ...this.state, reserve: [] };
+  }
+
+  /** A backend completion, as the target records it: in the total and in its operation's histogram. */
+  observe(op: OpKind, seconds: number): void {
+    this.stats.latency.observe(seconds);
+    this.stats.opLatency[op].observe(seconds);
   }
 
   resetStats(): void {
@@ -62,6 +75,8 @@ export class FakePort implements PortView {
 export class FakeEngine implements EngineView {
   targets = new Map<string, FakeTarget>();
   ports = new Map<string, FakePort>();
+  waiting = new Map<string, WaitingView>();
+  missing = new Set<string>();
 
   add(...items: (FakeTarget | FakePort)[]): this {
     for (const i of items) {

@@ -5,7 +5,7 @@ import { createMetricsRegistry } from "../../src/metrics/registry.js";
 import { VERSION } from "../../src/version.js";
 import { FakeEngine, FakePort, FakeTarget, parseExposition } from "./fakes.js";
 
-const LV0 = 'export="lv0",target="e1.2"';
+const LV0 = 'export="lv0"';
 
 function setup(defaultMetrics = false) {
   const lv0 = new FakeTarget("lv0", 1, 2, { queueLength: 32, size: 10 * 1024 ** 3 });
@@ -24,6 +24,8 @@ describe("metrics text", () => {
     const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
     expect(types).toEqual([
       ["aoed_build_info", "gauge"],
+      ["aoed_config_last_reload_successful", "gauge"],
+      ["aoed_config_last_reload_success_timestamp_seconds", "gauge"],
       ["aoed_export_requests_total", "counter"],
       ["aoed_export_read_bytes_total", "counter"],
       ["aoed_export_written_bytes_total", "counter"],
@@ -37,6 +39,8 @@ describe("metrics text", () => {
       ["aoed_export_oldest_request_age_seconds", "gauge"],
       ["aoed_export_queue_length", "gauge"],
       ["aoed_export_size_bytes", "gauge"],
+      ["aoed_export_info", "gauge"],
+      ["aoed_export_up", "gauge"],
       ["aoed_interface_receive_frames_total", "counter"],
       ["aoed_interface_receive_bytes_total", "counter"],
       ["aoed_interface_transmit_frames_total", "counter"],
@@ -45,6 +49,7 @@ describe("metrics text", () => {
       ["aoed_interface_receive_drops_total", "counter"],
       ["aoed_interface_transmit_ring_full_total", "counter"],
       ["aoed_interface_mtu_bytes", "gauge"],
+      ["aoed_interface_up", "gauge"],
       ["aoed_worker_receive_frames_total", "counter"],
     ]);
     for (const [name, type] of types) {
@@ -105,6 +110,54 @@ describe("metrics text", () => {
     expect(m.get(`aoed_build_info{version="${VERSION}"}`)).toBe(1);
   });
 
+  it("says which exports serve and which interfaces exist, and maps exports to their address", async () => {
+    const { engine, scrape } = setup();
+    engine.add(new FakeTarget("mirror", 1, 3, { interfaces: ["eth0", "bond0"] }));
+    engine.add(new FakeTarget("stranded", 1, 4, { interfaces: ["bond0"] }));
+    engine.missing.add("bond0");
+    engine.waiting.set("late", {
+      cfg: {
+        name: "late",
+        shelf: 1,
+        slot: 5,
+        path: "/dev/vg0/late",
+        readOnly: false,
+        interfaces: ["eth0"],
+        queueLength: 64,
+      },
+      missing: ["file /dev/vg0/late"],
+    });
+    const m = await scrape();
+    expect(m.get('aoed_export_up{export="lv0"}')).toBe(1);
+    expect(m.get('aoed_export_up{export="mirror"}')).toBe(1); // still on eth0
+    expect(m.get('aoed_export_up{export="stranded"}')).toBe(0); // its only interface is gone
+    expect(m.get('aoed_export_up{export="late"}')).toBe(0);
+    expect(m.get('aoed_interface_up{interface="eth0"}')).toBe(1);
+    expect(m.get('aoed_interface_up{interface="bond0"}')).toBe(0);
+    expect(m.get('aoed_export_info{export="lv0",target="e1.2",path="/srv/lv0.img"}')).toBe(1);
+    expect([...m.keys()].filter((k) => k.includes("target="))).toEqual([
+      'aoed_export_info{export="lv0",target="e1.2",path="/srv/lv0.img"}',
+      'aoed_export_info{export="mirror",target="e1.3",path="/srv/mirror.img"}',
+      'aoed_export_info{export="stranded",target="e1.4",path="/srv/stranded.img"}',
+    ]);
+  });
+
+  it("reports the outcome of the last config reload", async () => {
+    const engine = new FakeEngine();
+    const reloads = { lastSuccessful: true, lastSuccessAt: 1_700_000_000 };
+    const registry = createMetricsRegistry(engine, new StatsLedger(), {
+      defaultMetrics: false,
+      reloads,
+    });
+    let m = parseExposition(await registry.metrics());
+    expect(m.get("aoed_config_last_reload_successful")).toBe(1);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
+    reloads.lastSuccessful = false;
+    m = parseExposition(await registry.metrics());
+    expect(m.get("aoed_config_last_reload_successful")).toBe(0);
+    expect(m.get("aoed_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
+  });
+
   it("exports each interface's counters, ignore reasons, kernel drops and MTU", async () => {
     const { eth0, scrape } = setup();
     Object.assign(eth0.stats, {
@@ -137,10 +190,11 @@ describe("metrics text", () => {
 
   it("turns the latency histogram into cumulative buckets, sum and count", async () => {
     const { lv0, scrape } = setup();
-    for (const s of [0.00001, 0.00004, 0.0003, 0.003, 0.003, 0.2, 5]) lv0.stats.latency.observe(s);
+    for (const s of [0.00001, 0.00004, 0.0003, 0.003, 0.003, 0.2, 5]) lv0.observe("read", s);
+    lv0.observe("flush", 20);
     const m = await scrape();
     const bucket = (le: string) =>
-      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},le="${le}"}`);
+      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="read",le="${le}"}`);
     expect(bucket("0.00005")).toBe(2);
     expect(bucket("0.0001")).toBe(2);
     expect(bucket("0.00025")).toBe(2);
@@ -149,9 +203,20 @@ describe("metrics text", () => {
     expect(bucket("0.005")).toBe(5);
     expect(bucket("0.25")).toBe(6);
     expect(bucket("1")).toBe(6);
+    expect(bucket("2.5")).toBe(6);
+    expect(bucket("5")).toBe(7);
+    expect(bucket("30")).toBe(7);
     expect(bucket("+Inf")).toBe(7);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(7);
-    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0}}`)).toBeCloseTo(5.20635, 9);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(7);
+    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0},op="read"}`)).toBeCloseTo(
+      5.20635,
+      9,
+    );
+    // Each operation has its own histogram: a 20 s flush is in its 30 s bucket, not in the reads'.
+    const flush = (le: string) =>
+      m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="flush",le="${le}"}`);
+    expect([flush("10"), flush("30"), flush("+Inf")]).toEqual([0, 1, 1]);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="write"}`)).toBe(0);
     // One line per bound plus +Inf, never decreasing.
     const values = [...LATENCY_BUCKETS.map(String), "+Inf"].map((le) => bucket(le)!);
     expect(values).toHaveLength(LATENCY_BUCKETS.length + 1);
@@ -163,7 +228,7 @@ describe("metrics text", () => {
     const { engine, scrape } = setup();
     engine.add(new FakeTarget("new", 3, 4), new FakePort("eth1"));
     let m = await scrape();
-    expect(m.get('aoed_export_size_bytes{export="new",target="e3.4"}')).toBe(1 << 30);
+    expect(m.get('aoed_export_size_bytes{export="new"}')).toBe(1 << 30);
     expect(m.get('aoed_interface_mtu_bytes{interface="eth1"}')).toBe(1500);
     engine.targets.delete("lv0");
     engine.ports.delete("eth0");
@@ -193,7 +258,7 @@ describe("counters stay monotonic", () => {
     const { lv0, ledger, scrape } = setup();
     lv0.stats.reads = 10;
     lv0.stats.bytesRead = 10240;
-    lv0.stats.latency.observe(0.001);
+    lv0.observe("read", 0.001);
     await scrape();
     lv0.stats.reads = 12; // counted after the last scrape, before the clear: not lost
     ledger.resetExport(lv0);
@@ -201,14 +266,19 @@ describe("counters stay monotonic", () => {
     let m = await scrape();
     expect(m.get(`aoed_export_requests_total{${LV0},op="read"}`)).toBe(12);
     expect(m.get(`aoed_export_read_bytes_total{${LV0}}`)).toBe(10240);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(1);
-    expect(m.get(`aoed_export_request_duration_seconds_bucket{${LV0},le="+Inf"}`)).toBe(1);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(1);
+    expect(m.get(`aoed_export_request_duration_seconds_bucket{${LV0},op="read",le="+Inf"}`)).toBe(
+      1,
+    );
     lv0.stats.reads = 3;
-    lv0.stats.latency.observe(0.002);
+    lv0.observe("read", 0.002);
     m = await scrape();
     expect(m.get(`aoed_export_requests_total{${LV0},op="read"}`)).toBe(15);
-    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0}}`)).toBe(2);
-    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0}}`)).toBeCloseTo(0.003, 9);
+    expect(m.get(`aoed_export_request_duration_seconds_count{${LV0},op="read"}`)).toBe(2);
+    expect(m.get(`aoed_export_request_duration_seconds_sum{${LV0},op="read"}`)).toBeCloseTo(
+      0.003,
+      9,
+    );
   });
 
   it("across a reset the ledger was not told about (from the last scrape on)", async () => {
