@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import type { EventEmitter } from "node:events";
+import { symbols } from "pino";
 import { prepareDemo } from "../config/demo.js";
 import { describeConfig } from "../config/describe.js";
 import type { Diagnostic } from "../config/diagnostics.js";
@@ -163,13 +165,28 @@ async function main(): Promise<void> {
 
   const onShutdown: (() => Promise<void>)[] = [() => services.close()];
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     systemd.stopping("stopping: answering in-flight requests");
     log.info({ signal }, "shutting down: answering in-flight requests");
     await Promise.all(onShutdown.map((f) => f()));
-    await engine.stop();
+    const left = await engine.stop();
+    if (left.length > 0) {
+      // exit(3) would join libuv's threads, and one stuck in the backend never
+      // returns: end by the signal itself (a clean stop for systemd) instead.
+      log.warn(
+        { exports: left, signal },
+        "stopped, leaving requests to a stuck backend unanswered",
+      );
+      process.removeAllListeners(signal);
+      // pino writes asynchronously: let that last line out first.
+      const out = (log as unknown as Record<symbol, Partial<EventEmitter>>)[symbols.streamSym];
+      const end = () => process.kill(process.pid, signal);
+      out?.once?.("drain", end);
+      setTimeout(end, 1000);
+      return;
+    }
     log.info("stopped");
     process.exit(0);
   };

@@ -528,9 +528,10 @@ export class Engine {
    * Stops accepting, answers what is in flight, flushes and closes everything.
    * An export whose backend does not get there within DRAIN_TIMEOUT_MS is left
    * as it is (logged): its requests stay unanswered and the initiator
-   * retransmits them to whoever serves the export next.
+   * retransmits them to whoever serves the export next. Resolves with the
+   * names of the exports left so (the process then cannot exit(3): see daemon.ts).
    */
-  async stop(): Promise<void> {
+  async stop(): Promise<string[]> {
     if (this.linkTimer) clearInterval(this.linkTimer);
     if (this.stuckTimer) clearInterval(this.stuckTimer);
     await this.queue;
@@ -539,6 +540,7 @@ export class Engine {
     const workersStopped = this.pool?.stop() ?? Promise.resolve();
     this.pool = null;
     const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+    const left: string[] = [];
     await Promise.all(
       targets.map(async (t) => {
         const closed = (async () => {
@@ -554,6 +556,7 @@ export class Engine {
           return true;
         })();
         if (await within(closed, Math.max(0, deadline - performance.now()), false)) return;
+        left.push(t.name);
         this.log.warn(
           { export: t.name, path: t.backend.path, inFlight: t.inFlight },
           `shutdown: the backend did not finish within ${DRAIN_TIMEOUT_MS / 1000} s; leaving its requests unanswered`,
@@ -567,14 +570,18 @@ export class Engine {
         Math.max(0, deadline - performance.now()),
         false,
       ))
-    )
+    ) {
+      const names = [...this.retiring].map((t) => t.name);
+      left.push(...(names.length > 0 ? names : ["a replaced export"]));
       this.log.warn(
-        { exports: [...this.retiring].map((t) => t.name) },
+        { exports: names },
         "shutdown: replaced or removed exports still have requests in flight; leaving them",
       );
+    }
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
     this.waiting.clear();
     this.config = null;
+    return left;
   }
 }

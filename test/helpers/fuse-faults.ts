@@ -186,6 +186,11 @@ export class FuseFaults {
     this.entry(name).stalled ??= [];
   }
 
+  /** Reads and writes of `name` held by stall() now. */
+  held(name: string): number {
+    return this.entry(name).stalled?.length ?? 0;
+  }
+
   private entry(name: string): FileEntry {
     const e = this.files.get(name);
     if (!e) throw new Error(`no file ${name}`);

@@ -87,13 +87,6 @@ class SteadyIo {
   }
 }
 
-// A backend that hangs instead of failing (a dead NFS server, a FUSE daemon
-// that stops answering) stalls the other exports today: the I/O workers are
-// shared (libuv's pool; io_uring's workers, or the event loop itself when a
-// filesystem blocks inside io_uring_enter, as FUSE direct I/O does). See
-// docs/reliability.md, "What aoed does not promise".
-it.todo("a backend that hangs does not stall the other exports");
-
 describe.each(ENGINES)("backend faults, AOED_IO=%s", (engine) => {
   let net: VethPair;
   let dir: string;
