@@ -114,7 +114,7 @@ static int pktio_open(struct pktio *io, const char *ifname, int mode,
 	io->mode = mode;
 	io->rx_ring = mode == PKTIO_RING || mode == PKTIO_RXRING;
 	io->tx_ring = mode == PKTIO_RING;
-	io->fd = socket(AF_PACKET, SOCK_RAW, htons(AOE_ETHERTYPE));
+	io->fd = socket(AF_PACKET, SOCK_RAW, 0); /* nothing arrives before bind() names the interface */
 	if (io->fd < 0) {
 		perror("socket(AF_PACKET)");
 		return -1;

@@ -249,6 +249,7 @@ exports:
       ioTaken: io1 - io0,
       ioCompleted: e1.latency.count - e0.latency.count,
       drops,
+      wireDrops: Object.values(drops).reduce((a, b) => a + b),
       countedDrops: e1.queueDrops - e0.queueDrops + Object.values(drops).reduce((a, b) => a + b),
       maxInFlight,
       inFlightSamples: samples,
@@ -300,10 +301,10 @@ exports:
     expect(daemon.proc.exitCode).toBeNull();
     expect(seen.duplicated).toBe(0);
     expect(seen.unmatched).toBe(0);
-    // Discovery needs no queue slot: each query is answered unless a frame was dropped, and that is counted.
-    expect(seen.queueDrops).toBe(0);
+    // Discovery needs no queue slot (the queue drops are the client's retransmits): each query is
+    // answered unless a frame was dropped on the wire or a ring, and that is counted.
     const unanswered = seen.sent - seen.floodReplies + seen.probes - seen.probeAcks;
-    expect(unanswered, "unanswered vs counted drops").toBeLessThanOrEqual(seen.countedDrops);
+    expect(unanswered, "unanswered vs counted drops").toBeLessThanOrEqual(seen.wireDrops);
     expect(seen.maxInFlight).toBeLessThanOrEqual(QUEUE);
     expect(rss1 - rss0).toBeLessThan(24 * MiB);
   }, 600_000);
