@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { prepareDemo } from "../config/demo.js";
-import { describeConfig } from "../config/describe.js";
+import { describeConfig, writeCacheRisk } from "../config/describe.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { watchConfig } from "../config/watch.js";
@@ -128,6 +128,10 @@ async function main(): Promise<void> {
     },
     `aoed ready, serving ${engine.targets.size} export(s)`,
   );
+  for (const t of engine.targets.values()) {
+    const risk = writeCacheRisk({ readOnly: t.backend.readOnly, writeCache: t.cfg.writeCache });
+    if (risk !== null) log.warn({ export: t.name, target: `e${t.shelf}.${t.slot}` }, risk);
+  }
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
   if (pretty) process.stdout.write(describeConfig(config));
   if (values.demo) {

@@ -49,6 +49,10 @@ export interface ExportStatus {
   interfaces: string[];
   inFlight: number;
   queueLength: number;
+  /** The write-cache setting in effect. */
+  writeCache: boolean;
+  /** Why the export fails writes and flushes (a failed sync; reload to reopen it), or null. */
+  failed: string | null;
   /** What initiators have set: the config string, the MAC mask list, the reservation. */
   state: { config: string; macmask: string[]; reserve: string[] };
 }

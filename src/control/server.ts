@@ -314,6 +314,8 @@ class Handler {
         interfaces: [...t.cfg.interfaces],
         inFlight: t.inFlight,
         queueLength: t.cfg.queueLength,
+        writeCache: t.cfg.writeCache,
+        failed: t.backend.failed?.message ?? null,
         state: {
           config: t.state.config.toString("latin1"),
           macmask: t.state.mask.map(macToString),

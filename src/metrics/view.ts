@@ -18,8 +18,13 @@ export interface TargetView {
   readonly state: TargetState;
   readonly inFlight: number;
   readonly sizeBytes: number;
-  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength">;
-  readonly backend: { readonly path: string; readonly readOnly: boolean };
+  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength" | "writeCache">;
+  readonly backend: {
+    readonly path: string;
+    readonly readOnly: boolean;
+    /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
+    readonly failed?: NodeJS.ErrnoException | null;
+  };
   clearState(what: StateKind): void;
   resetStats(): void;
 }

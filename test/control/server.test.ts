@@ -100,6 +100,8 @@ describe("control socket", () => {
       interfaces: ["eth0", "eth1"],
       inFlight: 2,
       queueLength: 64,
+      writeCache: true,
+      failed: null,
       state: { config: "rack4", macmask: ["00:1b:21:aa:bb:01"], reserve: ["00:1b:21:aa:bb:02"] },
     });
     expect(r.exports[1]).toMatchObject({ readOnly: true, queueLength: 16 });
