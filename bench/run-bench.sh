@@ -20,6 +20,7 @@ TARGETS="vblade reflect aoed"
 SIZE_MB=1024
 SECTORS=auto
 DISK_DIR=""     # -D: disk-backed mode, backing file in this directory
+DURABLE=""      # -y: durable-write rows (write-cache off vs vblade -s), backing file in DISK_DIR
 DISK_SIZE_MB=8192
 OUTDIR=""
 FORCE_QD=0
@@ -52,6 +53,11 @@ usage: $0 [options]
   -D DIR      disk-backed: the backing file is DIR/aoebench-<MIB>m.img on a real disk,
               written once with random data and reused; vblade runs with -d (O_DIRECT),
               aoed with direct-io: true; defaults become -m 9000 -n 8 (4 KiB requests)
+  -y DIR      durable writes: the backing file is DIR/aoebench-1024m.img on a real disk
+              (buffered, no O_DIRECT); targets vblade_s (vblade -s -b 64: O_SYNC),
+              aoed_sync (aoed, write-cache: false) and aoed (write-cache: true, for
+              reference); defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
+              -q "1 8 32" -S 1024; ratios are against vblade_s
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
   -I MODE     client I/O mode: ring | rxring | mmsg (default: aoe-load's)
@@ -73,18 +79,20 @@ EOF
 }
 
 MTUS_SET="" SECTORS_SET="" SIZE_SET=""
-while getopts "R:t:W:m:q:w:T:n:S:D:o:fI:x:P:Qs:h" o; do
+WORKLOADS_SET="" TARGETS_SET=""
+while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:Qs:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	t) SECS=$OPTARG ;;
 	W) WARMUP=$OPTARG ;;
 	m) MTUS=$OPTARG MTUS_SET=1 ;;
 	q) QDS=$OPTARG ;;
-	w) WORKLOADS=$OPTARG ;;
-	T) TARGETS=$OPTARG ;;
+	w) WORKLOADS=$OPTARG WORKLOADS_SET=1 ;;
+	T) TARGETS=$OPTARG TARGETS_SET=1 ;;
 	n) SECTORS=$OPTARG SECTORS_SET=1 ;;
 	S) SIZE_MB=$OPTARG SIZE_SET=1 ;;
 	D) DISK_DIR=$OPTARG ;;
+	y) DISK_DIR=$OPTARG DURABLE=1 ;;
 	o) OUTDIR=$OPTARG ;;
 	f) FORCE_QD=1 ;;
 	I) CLIENT_IO=$OPTARG ;;
@@ -98,7 +106,18 @@ done
 
 command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
 
-if [[ -n $DISK_DIR ]]; then
+if [[ -n $DURABLE ]]; then
+	# Durable writes: every write stable before its reply. vblade -s opens O_SYNC;
+	# -b 64 lets it take the same queue depth as aoed.
+	[[ -n $SECTORS_SET ]] || SECTORS=2
+	[[ -n $SIZE_SET ]] || SIZE_MB=1024
+	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
+	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed"
+	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b 64 {shelf} {slot} {iface} {file}'
+	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
+	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
+	BACKING=disk
+elif [[ -n $DISK_DIR ]]; then
 	# 4 KiB requests need a jumbo MTU: (1500-36)/512 = 2 sectors at most.
 	[[ -n $MTUS_SET ]] || MTUS=9000
 	[[ -n $SECTORS_SET ]] || SECTORS=8
@@ -120,7 +139,7 @@ summarize() {
 	def r(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
 	def ratio(a; b): if a == null or b == null or b == 0 then "-" else (a / b | r(2)) end;
 	def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
-	def torder: {"vblade":0,"reflect":1,"aoed":2}[.] // 9;
+	def torder: {"vblade":0,"vblade_s":0,"reflect":1,"aoed_sync":2,"aoed":3}[.] // 9;
 	def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" else "" end);
 	[ group_by([(.backing // "tmpfs"), .mtu_set, .workload, .q_set, (.force_qd // false), .tgt])[]
 	  | (map(select(.failed != true))) as $ok | ($ok | map(backing) | unique) as $kinds | {
@@ -148,8 +167,9 @@ summarize() {
 		devutil: ($ok | map(select(.dev_util != null) | .dev_util * 100) | median),
 		busy: ($ok | map(select(.machine_busy_pct != null) | .machine_busy_pct) | median)
 	} ] as $rows
-	| (reduce ($rows[] | select(.tgt == "vblade")) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)/\($r.f)"] = $r)) as $vb
-	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs vblade | CPU/GB vs vblade |",
+	| (if any($rows[]; .tgt == "vblade_s") then "vblade_s" else "vblade" end) as $ref
+	| (reduce ($rows[] | select(.tgt == $ref)) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)/\($r.f)"] = $r)) as $vb
+	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs \($ref) | CPU/GB vs \($ref) |",
 	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, .f, (.tgt | torder), .tgt)[]
 	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)/\(.f)"]) as $v

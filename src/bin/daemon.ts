@@ -2,7 +2,7 @@
 import type { EventEmitter } from "node:events";
 import { symbols } from "pino";
 import { prepareDemo } from "../config/demo.js";
-import { describeConfig } from "../config/describe.js";
+import { describeConfig, writeCacheRisk } from "../config/describe.js";
 import type { Diagnostic } from "../config/diagnostics.js";
 import { formatDiagnostic, loadConfigFile } from "../config/load.js";
 import { configSchema } from "../config/schema.js";
@@ -154,6 +154,10 @@ async function main(): Promise<void> {
     },
     `aoed ready, serving ${engine.targets.size} export(s)${waitingNote()}`,
   );
+  for (const t of engine.targets.values()) {
+    const risk = writeCacheRisk({ readOnly: t.backend.readOnly, writeCache: t.cfg.writeCache });
+    if (risk !== null) log.warn({ export: t.name, target: `e${t.shelf}.${t.slot}` }, risk);
+  }
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
   // The journal gets the log line only: a table's lines would be separate, unprioritised entries.
   if (pretty && !isJournalStream(1)) process.stdout.write(describeConfig(config));

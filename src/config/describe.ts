@@ -37,6 +37,19 @@ function backing(e: ExportConfig): string {
   }
 }
 
+/**
+ * The risk of `write-cache: true`, said per export wherever admins look
+ * (aoed check, aoectl status, the start-up log); null when it does not apply.
+ */
+export function writeCacheRisk(e: { readOnly: boolean; writeCache: boolean }): string | null {
+  if (e.readOnly || !e.writeCache) return null;
+  return (
+    "write-cache is on: writes are acknowledged once they are in this machine's page cache, " +
+    "and a power cut or crash of this machine can lose them (set write-cache: false unless " +
+    "the storage is battery-backed or UPS-protected)"
+  );
+}
+
 /** `problems`: by export name, why it would not serve now (from `aoed check`). */
 export function describeConfig(
   config: Config,
@@ -68,6 +81,8 @@ export function describeConfig(
     );
     const problem = problems.get(e.name);
     if (problem !== undefined) lines.push(`      NOT SERVING: ${problem}`);
+    const risk = writeCacheRisk(e);
+    if (risk !== null) lines.push(`      WARNING: ${risk}`);
   }
   if (config.stateDir) lines.push(`  state kept in ${config.stateDir}`);
   return `${lines.join("\n")}\n`;

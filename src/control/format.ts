@@ -1,4 +1,5 @@
 /** aoectl's rendering of control socket answers: status, stats, show and the monitor table. */
+import { writeCacheRisk } from "../config/describe.js";
 import type { ExportCounters, ShowResult, StatsResult, StatusResult } from "./protocol.js";
 
 export function humanBytes(bytes: number): string {
@@ -61,6 +62,14 @@ export function formatStatus(s: StatusResult): string {
     ]),
     [2, 4, 5],
   );
+  // Per export, below the table: what an admin must know about its durability.
+  const notes: string[] = [];
+  for (const e of s.exports) {
+    if (e.failed !== null) notes.push(`${e.name} (${e.target}): FAILED: ${e.failed}`);
+    const risk = writeCacheRisk(e);
+    if (risk !== null) notes.push(`${e.name} (${e.target}): ${risk}`);
+  }
+  const noteText = notes.length > 0 ? `\n\n${notes.join("\n")}` : "";
   const ifaces = table(
     ["INTERFACE", "MTU", "MAC", "EXPORTS"],
     s.interfaces.map((i) =>
@@ -78,7 +87,7 @@ export function formatStatus(s: StatusResult): string {
         `${e.name} (${e.target}): backend stuck: oldest request ${duration(e.oldestRequestSeconds)} old, ${e.inFlight} of ${e.queueLength} queue slots held, more requests dropped\n`,
     )
     .join("");
-  return `aoed ${d.version} (pid ${d.pid}), up ${duration(d.uptimeSeconds)}, ${s.exports.length} export(s)\n\n${exports}\n\n${stuck === "" ? "" : `${stuck}\n`}${ifaces}\n`;
+  return `aoed ${d.version} (pid ${d.pid}), up ${duration(d.uptimeSeconds)}, ${s.exports.length} export(s)\n\n${exports}${noteText}\n\n${stuck === "" ? "" : `${stuck}\n`}${ifaces}\n`;
 }
 
 function avgLatencyMs(sum: number, count: number): string {

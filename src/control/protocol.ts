@@ -57,6 +57,10 @@ export interface ExportStatus {
   up: boolean;
   /** What does not exist now: "file /srv/a.img", "interface bond0" (an up export may lack some interfaces). */
   waitingFor: string[];
+  /** The write-cache setting in effect. */
+  writeCache: boolean;
+  /** Why the export fails writes and flushes (a failed sync; reload to reopen it), or null. */
+  failed: string | null;
   /** What initiators have set: the config string, the MAC mask list, the reservation. */
   state: { config: string; macmask: string[]; reserve: string[] };
 }

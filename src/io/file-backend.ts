@@ -505,12 +505,12 @@ abstract class FileBackend implements Backend, IoOwner {
 
   write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const gc = this.commit;
-    if (gc === null || this.caps.groupCommit === undefined) {
-      this.rawWrite(buf, len, pos, false, cb);
+    if (gc !== null && gc.failed !== null) {
+      cb(gc.failedError());
       return;
     }
-    if (gc.failed !== null) {
-      cb(gc.failedError());
+    if (gc === null || this.caps.groupCommit === undefined) {
+      this.rawWrite(buf, len, pos, false, cb);
       return;
     }
     // Alone (nothing else written and not yet durable): the faster of the two ways.

@@ -22,8 +22,13 @@ export interface TargetView {
   /** Age of the oldest request in flight, seconds; 0 when none. */
   readonly oldestRequestSeconds: number;
   readonly sizeBytes: number;
-  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength">;
-  readonly backend: { readonly path: string; readonly readOnly: boolean };
+  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength" | "writeCache">;
+  readonly backend: {
+    readonly path: string;
+    readonly readOnly: boolean;
+    /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
+    readonly failed?: NodeJS.ErrnoException | null;
+  };
   clearState(what: StateKind): void;
   resetStats(): void;
 }
@@ -42,7 +47,7 @@ export interface PortView {
 export interface WaitingView {
   readonly cfg: Pick<
     ExportConfig,
-    "name" | "shelf" | "slot" | "path" | "readOnly" | "interfaces" | "queueLength"
+    "name" | "shelf" | "slot" | "path" | "readOnly" | "interfaces" | "queueLength" | "writeCache"
   >;
   /** What it waits for: "file /srv/a.img", "interface bond0". */
   readonly missing: readonly string[];

@@ -102,6 +102,8 @@ describe("control socket", () => {
       interfaces: ["eth0", "eth1"],
       inFlight: 2,
       queueLength: 64,
+      writeCache: true,
+      failed: null,
       stuck: true,
       oldestRequestSeconds: 12.3,
       up: true,

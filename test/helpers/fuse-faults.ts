@@ -57,6 +57,8 @@ export interface Fault {
   read?: boolean;
   /** Fail writes overlapping [from, to). */
   write?: boolean;
+  /** Fail fsync/fdatasync of the file (the range does not apply). */
+  sync?: boolean;
   from?: number;
   to?: number;
   /** The errno to answer with (default EIO). */
@@ -72,6 +74,8 @@ interface FileEntry {
   stalled: (() => void)[] | null;
   /** Requests failed by the fault so far. */
   failures: number;
+  syncs: number;
+  syncFailures: number;
 }
 
 /** Why a FUSE filesystem cannot be mounted here, or null. */
@@ -147,6 +151,8 @@ export class FuseFaults {
       fault: null,
       stalled: null,
       failures: 0,
+      syncs: 0,
+      syncFailures: 0,
     };
     this.files.set(name, e);
     this.byIno.set(ino, e);
@@ -163,10 +169,17 @@ export class FuseFaults {
     return this.entry(name).failures;
   }
 
+  /** fsync/fdatasync requests for `name` so far, and how many of them failed. */
+  syncs(name: string): { total: number; failed: number } {
+    const e = this.entry(name);
+    return { total: e.syncs, failed: e.syncFailures };
+  }
+
   fail(name: string, fault: Fault): void {
     this.entry(name).fault = {
       read: fault.read ?? false,
       write: fault.write ?? false,
+      sync: fault.sync ?? false,
       from: fault.from ?? 0,
       to: fault.to ?? Number.MAX_SAFE_INTEGER,
       errno: fault.errno ?? EIO,
@@ -353,10 +366,22 @@ export class FuseFaults {
       case Op.readdir:
         this.reply(unique, 0, Buffer.alloc(0));
         return;
+      case Op.fsync: {
+        const f = this.byIno.get(nodeid);
+        if (f) {
+          f.syncs++;
+          if (f.fault?.sync) {
+            f.syncFailures++;
+            this.reply(unique, f.fault.errno);
+            return;
+          }
+        }
+        this.reply(unique, 0);
+        return;
+      }
       case Op.release:
       case Op.releasedir:
       case Op.flush:
-      case Op.fsync:
       case Op.fsyncdir:
       case Op.destroy:
         this.reply(unique, 0);

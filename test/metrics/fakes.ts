@@ -17,7 +17,7 @@ export class FakeTarget implements TargetView {
   inFlight = 0;
   stuck = false;
   oldestRequestSeconds = 0;
-  readonly cfg: { interfaces: string[]; queueLength: number };
+  readonly cfg: { interfaces: string[]; queueLength: number; writeCache: boolean };
   readonly backend: { path: string; readOnly: boolean };
   readonly sizeBytes: number;
 
@@ -27,7 +27,11 @@ export class FakeTarget implements TargetView {
     readonly slot: number,
     opts: { interfaces?: string[]; queueLength?: number; size?: number; readOnly?: boolean } = {},
   ) {
-    this.cfg = { interfaces: opts.interfaces ?? ["eth0"], queueLength: opts.queueLength ?? 64 };
+    this.cfg = {
+      interfaces: opts.interfaces ?? ["eth0"],
+      queueLength: opts.queueLength ?? 64,
+      writeCache: true,
+    };
     this.backend = { path: `/srv/${name}.img`, readOnly: opts.readOnly ?? false };
     this.sizeBytes = opts.size ?? 1 << 30;
   }

@@ -124,6 +124,7 @@ describe("metrics text", () => {
         readOnly: false,
         interfaces: ["eth0"],
         queueLength: 64,
+        writeCache: true,
       },
       missing: ["file /dev/vg0/late"],
     });

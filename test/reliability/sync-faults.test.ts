@@ -1,0 +1,186 @@
+/**
+ * A failing sync ("fsyncgate"), against the real daemon: a FUSE filesystem
+ * answers fsync/fdatasync with EIO on demand.
+ *
+ * - write-cache off: writes covered by the failed sync get ATA ABRT, never
+ *   success; from then on every write and FLUSH gets ABRT, even once the
+ *   fault is gone (after a failed fsync the kernel may have dropped the dirty
+ *   pages, so a later successful sync would prove nothing); reads still work.
+ * - write-cache on: the same for FLUSH CACHE.
+ * - Counted in the export's ATA errors, logged once per burst; `aoectl
+ *   reload` reopens the export and it works again.
+ *
+ * Both through Node's fs (the thread pool) and through io_uring: neither may
+ * hide the failed sync.
+ */
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AoeClient, AtaErrorReply, type TargetInfo } from "../../src/client/client.js";
+import type { StatsResult } from "../../src/control/protocol.js";
+import { probeUring } from "../../src/io/uring.js";
+import { aoectl, aoectlJson } from "../helpers/aoectl.js";
+import { AOED, type Daemon, startDaemon } from "../helpers/daemon.js";
+import { FuseFaults, fuseUnavailable } from "../helpers/fuse-faults.js";
+import { createVethPair, type VethPair } from "../helpers/net.js";
+import { pattern } from "../helpers/patterns.js";
+import { waitFor } from "../helpers/wait.js";
+
+const ENGINES = probeUring().ok ? (["threads", "uring"] as const) : (["threads"] as const);
+const noFuse = fuseUnavailable();
+const MiB = 1024 * 1024;
+
+describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, AOED_IO=%s", (engine) => {
+  let net: VethPair;
+  let dir: string;
+  let sock: string;
+  let config: string;
+  let daemon: Daemon;
+  let client: AoeClient;
+  let fuse: FuseFaults;
+  const targets = new Map<string, TargetInfo>();
+  const t = (name: string) => targets.get(name)!;
+
+  /** Settles a request: "ok", "abrt", or throws on anything else. */
+  const outcome = (p: Promise<unknown>): Promise<"ok" | "abrt"> =>
+    p.then(
+      () => "ok" as const,
+      (e: unknown) => {
+        if (e instanceof AtaErrorReply && e.status === 0x41 && e.error === 0x04)
+          return "abrt" as const;
+        throw e;
+      },
+    );
+  const write = (name: string, lba: number, gen: number) =>
+    outcome(client.write(t(name), lba, pattern(lba, 2, gen)));
+  const flush = (name: string) => outcome(client.flush(t(name)));
+  const ataErrors = async (name: string) =>
+    (await aoectlJson<StatsResult>(sock, "stats")).exports.find((e) => e.name === name)!.ataErrors;
+  const errorLogs = (name: string) =>
+    daemon.logs.filter((l) => l.export === name && l.msg === "backend I/O error: answering ABRT")
+      .length;
+
+  beforeAll(async () => {
+    net = createVethPair({ netns: true, mtu: 1500 });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-sync-faults-"));
+    sock = path.join(dir, "aoed.sock");
+    fuse = await FuseFaults.mount();
+    const nowc = fuse.addFile("nowc.img", 4 * MiB);
+    const wc = fuse.addFile("wc.img", 4 * MiB);
+    config = path.join(dir, "aoed.yaml");
+    fs.writeFileSync(
+      config,
+      `control-socket: ${sock}
+exports:
+  - name: nowc
+    path: ${nowc}
+    shelf: 6
+    slot: 0
+    interfaces: [${net.b}]
+    write-cache: false
+  - name: wc
+    path: ${wc}
+    shelf: 6
+    slot: 1
+    interfaces: [${net.b}]
+    write-cache: true
+`,
+    );
+    client = AoeClient.open(net.a, { timeoutMs: 1000, tries: 3 });
+    daemon = await startDaemon(["--config", config], {
+      netns: net.netns,
+      env: { AOED_IO: engine },
+    });
+    for (const info of await client.discover({ shelf: 6, timeoutMs: 300 }))
+      targets.set(info.slot === 0 ? "nowc" : "wc", info);
+    expect([...targets.keys()].sort()).toEqual(["nowc", "wc"]);
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await daemon?.stop();
+    await fuse?.unmount();
+    net?.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the risk of write-cache on is stated per export: start-up log, aoectl status, aoed check", async () => {
+    const warned = daemon.logs.filter(
+      (l) => Number(l.level) === 40 && /page cache/.test(String(l.msg)),
+    );
+    expect(warned.map((l) => l.export)).toEqual(["wc"]);
+    expect(String(warned[0]!.msg)).toMatch(/power cut or crash of this machine can lose them/);
+    // Not execFileSync: aoed check stats the files, which this process's FUSE loop must answer.
+    const check = await new Promise<string>((resolve, reject) =>
+      execFile(
+        "ip",
+        ["netns", "exec", net.netns!, process.execPath, AOED, "check", "--config", config],
+        (err, out) => (err ? reject(err) : resolve(out)),
+      ),
+    );
+    const wcBlock = check.slice(check.indexOf("wc\n"));
+    expect(check.match(/WARNING: write-cache is on/g)).toHaveLength(1);
+    expect(wcBlock).toMatch(/WARNING: write-cache is on.*power cut/);
+  });
+
+  it("aoectl status says which export keeps acknowledged writes in the page cache", async () => {
+    const out = (await aoectl(sock, ["status"])).stdout;
+    expect(out).toMatch(/^wc \(e6\.1\): write-cache is on: .*page cache.*power cut/m);
+    expect(out).not.toMatch(/^nowc \(e6\.0\): write-cache/m);
+  });
+
+  it("write-cache off: writes covered by a failed fdatasync get ABRT, and so does everything after it until a reload", async () => {
+    expect(await write("nowc", 0, 1)).toBe("ok");
+    const syncsBefore = fuse.syncs("nowc.img").total;
+    expect(syncsBefore).toBeGreaterThan(0); // a write is acknowledged only after an fdatasync
+    fuse.fail("nowc.img", { sync: true });
+    // Eight writes at once: every one needs a sync, and every sync fails.
+    const burst = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => write("nowc", 100 + i * 2, 2)),
+    );
+    expect(burst).toEqual(Array(8).fill("abrt"));
+    expect(fuse.syncs("nowc.img").failed).toBeGreaterThan(0);
+    // The fault is gone, but the pages the failed sync covered may be too: still ABRT.
+    fuse.heal("nowc.img");
+    const syncsAtHeal = fuse.syncs("nowc.img").total;
+    expect(await write("nowc", 200, 3)).toBe("abrt");
+    expect(await flush("nowc")).toBe("abrt");
+    // No sync was even tried: a success now would prove nothing.
+    expect(fuse.syncs("nowc.img").total).toBe(syncsAtHeal);
+    // Reads still work, and what was acknowledged before the fault is there.
+    expect((await client.read(t("nowc"), 0, 2)).equals(pattern(0, 2, 1))).toBe(true);
+    // Counted per request, logged once for the burst.
+    expect(await ataErrors("nowc")).toBe(10);
+    expect(errorLogs("nowc")).toBe(1);
+    const status = await aoectl(sock, ["status"]);
+    expect(status.stdout).toMatch(/nowc.*(failed|fdatasync)/is);
+    // A reload reopens the export.
+    const r = await aoectl(sock, ["reload"]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor(
+      "the reopened export to take writes",
+      async () => (await write("nowc", 300, 4)) === "ok",
+    );
+    expect(await flush("nowc")).toBe("ok");
+    expect((await client.read(t("nowc"), 300, 2)).equals(pattern(300, 2, 4))).toBe(true);
+  });
+
+  it("write-cache on: a failed FLUSH CACHE fails every later FLUSH until a reload", async () => {
+    expect(await write("wc", 0, 1)).toBe("ok");
+    expect(await flush("wc")).toBe("ok");
+    fuse.fail("wc.img", { sync: true });
+    expect(await write("wc", 10, 2)).toBe("ok"); // into the page cache, as write-cache on promises
+    expect(await flush("wc")).toBe("abrt");
+    fuse.heal("wc.img");
+    expect(await flush("wc")).toBe("abrt");
+    expect(await write("wc", 20, 2)).toBe("abrt");
+    expect(await ataErrors("wc")).toBe(3);
+    const r = await aoectl(sock, ["reload"]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor("the reopened export to flush", async () => (await flush("wc")) === "ok");
+    expect(await write("wc", 30, 3)).toBe("ok");
+    expect(await flush("wc")).toBe("ok");
+  });
+});
