@@ -140,8 +140,9 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
           `group commit AOED_IO=${engine}: ${WRITES} writes, ${pairs.length} syncs, largest batch ${maxBatch}`,
         );
         expect(maxBatch).toBeLessThanOrEqual(QUEUE);
-        // Shared: with 16 writes in flight and one sync at a time, far fewer syncs than writes.
-        expect(pairs.length).toBeLessThan(WRITES / 2);
+        // How many writes share a sync depends on how fast the disk syncs against how
+        // fast writes arrive: printed above, not asserted. That writes completed during
+        // a sync share the next one is proven without timing in test/io/group-commit.test.ts.
       } finally {
         trace.close();
       }
