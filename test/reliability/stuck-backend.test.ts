@@ -253,9 +253,9 @@ exports:
     const m = await scrapeMetrics(net.netns!);
     expect(m.get(`aoed_export_backend_stuck{export="stuck"}`)).toBe(1);
     expect(m.get(`aoed_export_backend_stuck{export="healthy"}`)).toBe(0);
-    expect(
-      m.get(`aoed_export_oldest_request_age_seconds{export="stuck"}`),
-    ).toBeGreaterThanOrEqual(3);
+    expect(m.get(`aoed_export_oldest_request_age_seconds{export="stuck"}`)).toBeGreaterThanOrEqual(
+      3,
+    );
     expect(logs("stuck", STUCK_LOG)).toHaveLength(1);
     await verifiedOps(20);
 
