@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Most files wait on the network and on daemons, not on the CPU: two at a time on 2 cores.
+    maxWorkers: 2,
   },
 });
