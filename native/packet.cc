@@ -15,7 +15,9 @@
 //   setPollEvents(readable, writable)
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
-// and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed).
+// and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed), and
+// interfaceLink(ifname) -> {ifindex, mtu} | null (null: no such interface in
+// this network namespace; ioctls, so it works where sysfs shows another one).
 //
 // fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
 // group with a kernel-chosen unique id and installs program (a Buffer of
@@ -580,6 +582,35 @@ Napi::Value InterfaceMtu(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ifr.ifr_mtu);
 }
 
+// interfaceLink(ifname) -> {ifindex, mtu} | null, without needing CAP_NET_RAW.
+Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    throw Napi::TypeError::New(env, "interfaceLink(ifname: string)");
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  ifreq ifr;
+  if (!FillIfreq(&ifr, name)) return env.Null();
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, name + ": socket(AF_UNIX)");
+  int r = ioctl(fd, SIOCGIFINDEX, &ifr);
+  int e = errno;
+  int ifindex = ifr.ifr_ifindex;
+  if (r == 0) {
+    r = ioctl(fd, SIOCGIFMTU, &ifr);
+    e = errno;
+  }
+  close(fd);
+  if (r < 0) {
+    if (e == ENODEV) return env.Null();
+    throw ErrnoError(env, e, name + ": SIOCGIFINDEX/SIOCGIFMTU");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ifindex", Napi::Number::New(env, ifindex));
+  out.Set("mtu", Napi::Number::New(env, ifr.ifr_mtu));
+  return out;
+}
+
 struct PacketData {
   Napi::FunctionReference ctor;
 };
@@ -600,4 +631,5 @@ void InitPacket(Napi::Env env, Napi::Object exports) {
   exports.Set("PacketHandle", ctor);
   exports.Set("openPacket", Napi::Function::New<OpenPacket>(env, "openPacket"));
   exports.Set("interfaceMtu", Napi::Function::New<InterfaceMtu>(env, "interfaceMtu"));
+  exports.Set("interfaceLink", Napi::Function::New<InterfaceLink>(env, "interfaceLink"));
 }

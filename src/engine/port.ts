@@ -5,8 +5,7 @@
  * a receive batch is walked go out with it (the first few early); the others
  * with one kick per event-loop turn.
  */
-import fs from "node:fs";
-import type { FanoutRequest } from "../net/native.js";
+import { type FanoutRequest, loadNative } from "../net/native.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_VERSION,
@@ -107,12 +106,13 @@ function isReadOrWrite(buf: Buffer, off: number): boolean {
   );
 }
 
-/** An interface as sysfs shows it now; null when it does not exist. */
+/**
+ * An interface as this network namespace has it now; null when it does not
+ * exist. Asked by ioctl: a container's sysfs may show another namespace's links.
+ */
 export function linkState(name: string): { ifindex: number; mtu: number } | null {
   try {
-    const read = (what: string) =>
-      Number(fs.readFileSync(`/sys/class/net/${name}/${what}`, "utf8").trim());
-    return { ifindex: read("ifindex"), mtu: read("mtu") };
+    return loadNative().interfaceLink(name);
   } catch {
     return null;
   }

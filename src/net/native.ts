@@ -164,6 +164,8 @@ export interface NativeAddon {
   ): NativePacketHandle;
   /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
   interfaceMtu(ifname: string): number;
+  /** Index and MTU of an interface in this network namespace (ioctls, not sysfs); null if there is none. */
+  interfaceLink(ifname: string): { ifindex: number; mtu: number } | null;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   physicalBlockSize(fd: number): number;
