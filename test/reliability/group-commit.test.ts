@@ -79,6 +79,10 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
       daemon = await startDaemon(["--config", config], {
         netns: net.netns,
         env: { AOED_IO: engine, AOED_SOCKET: path.join(dir, "aoed.sock") },
+        // One CPU for the daemon and the kernel work it causes (its io-wq and pool
+        // threads inherit it): a write's write_end and the sync after it are then
+        // stamped by the same CPU's clock, so their order in the trace is the real one.
+        wrap: ["taskset", "-c", "0"],
       });
       const found = await client.discover({ shelf: 8, timeoutMs: 300 });
       expect(found.map((t) => t.bufferCount)).toEqual([QUEUE]);
