@@ -152,7 +152,7 @@ async function main(): Promise<void> {
         waitingFor: w.missing,
       })),
     },
-    `aoed ready, ${serving()}`,
+    `aoed ready, serving ${engine.targets.size} export(s)${waitingNote()}`,
   );
   for (const t of engine.targets.values()) {
     const risk = writeCacheRisk({ readOnly: t.backend.readOnly, writeCache: t.cfg.writeCache });
