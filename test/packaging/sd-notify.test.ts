@@ -374,7 +374,8 @@ ${exports
     expect(d.fields.STATUS).toBe("serving 1 export(s)");
     // `ip netns exec` execs, so the daemon is the process systemd would have started.
     expect(d.pid).toBe(daemon.pid);
-    expect(stdout).toMatch(/aoed ready/);
+    // The log line was written before READY=1, but the pipe may deliver it to us later.
+    await waitFor("the ready line on stdout", () => /aoed ready/.test(stdout));
     // The announcement left before READY=1; allow for its delivery to this process.
     await waitFor("the announcement", () => announced.length > 0);
     expect(announced).toEqual(["e7.0"]);
