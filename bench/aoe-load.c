@@ -30,6 +30,8 @@
 
 #define MAX_SPAN 255 /* slots 0..254 of one shelf */
 
+#define MAX_PIDS 64 /* -p: target processes whose CPU time we sample */
+
 struct slot {
 	uint32_t tag;
 	uint32_t gen;
@@ -92,10 +94,40 @@ static int limit_mode;	/* verify phases: fixed number of chunks */
 static uint64_t rng_state;
 static volatile sig_atomic_t interrupted;
 
+/* -p: the target's processes, sampled when the measured window opens and when
+ * it closes, so its CPU time covers exactly the requests we count */
+static int tpids[MAX_PIDS], ntpids;
+static long long tcpu_t0 = -1, tcpu_t1 = -1; /* clock ticks */
+static uint64_t tcpu_ns0, tcpu_ns1;
+
 static void on_signal(int s)
 {
 	(void)s;
 	interrupted = 1;
+}
+
+/* utime+stime+cutime+cstime of the -p processes, in clock ticks; -1 if one is gone */
+static long long target_ticks(void)
+{
+	long long total = 0;
+	for (int k = 0; k < ntpids; k++) {
+		char path[64], buf[1024];
+		snprintf(path, sizeof path, "/proc/%d/stat", tpids[k]);
+		FILE *fp = fopen(path, "r");
+		if (!fp)
+			return -1;
+		size_t n = fread(buf, 1, sizeof buf - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		/* fields after the command name, which may hold spaces: ") state ..." */
+		char *p = strrchr(buf, ')');
+		unsigned long long v[4];
+		if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+				 &v[0], &v[1], &v[2], &v[3]) != 4)
+			return -1;
+		total += (long long)(v[0] + v[1] + v[2] + v[3]);
+	}
+	return total;
 }
 
 static inline uint64_t xorshift64(void)
@@ -347,6 +379,10 @@ static void run_phase(uint64_t t_end)
 	pktio_flush(&io);
 	for (;;) {
 		now = now_ns();
+		if (ntpids && tcpu_t0 < 0 && now >= measure_start) {
+			tcpu_t0 = target_ticks();
+			tcpu_ns0 = now;
+		}
 		if (now >= t_end || interrupted)
 			break;
 		if (limit_mode && chunks_done >= chunks_total)
@@ -591,7 +627,9 @@ static void usage(void)
 		"  -m MODE    rxring (RX ring + sendmmsg, default), ring (RX+TX rings), mmsg\n"
 		"  -B         busy-poll instead of sleeping in ppoll()\n"
 		"  -D SECS    discovery timeout (5)            -d       discover only, print target\n"
-		"  -S SEED    random seed                      -v       verbose (stderr)\n");
+		"  -S SEED    random seed                      -v       verbose (stderr)\n"
+		"  -p PIDS    comma-separated target PIDs: report their CPU time (utime+stime,\n"
+		"             children included) over the measured window\n");
 	exit(2);
 }
 
@@ -612,6 +650,12 @@ static void print_json(double secs, const char *phase)
 	double cpu = cpu_seconds() - cpu_mark;
 	uint64_t bytes = ops * (uint64_t)opt.sectors * 512u;
 	/* -L only: how evenly the good completions were spread over the exports */
+	char cpu_json[160] = "";
+	if (ntpids && tcpu_t0 >= 0 && tcpu_t1 >= tcpu_t0)
+		snprintf(cpu_json, sizeof cpu_json,
+			 ",\"target_cpu_window_s\":%.3f,\"target_cpu_window_wall_s\":%.3f",
+			 (double)(tcpu_t1 - tcpu_t0) / (double)sysconf(_SC_CLK_TCK),
+			 (tcpu_ns1 - tcpu_ns0) / 1e9);
 	char span_json[128] = "";
 	if (opt.span > 1) {
 		uint64_t lo = UINT64_MAX, hi = 0;
@@ -634,7 +678,7 @@ static void print_json(double secs, const char *phase)
 	       "\"bufcnt\":%d,\"max_sectors\":%d,\"mtu\":%d,\"io\":\"%s\",\"busy_poll\":%s,"
 	       "\"target\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"shelf\":%d,\"slot\":%d,"
 	       "\"firmware\":\"0x%04x\",\"capacity\":%llu,\"client_cpu_s\":%.3f,"
-	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s%s}\n",
+	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s%s%s}\n",
 	       (unsigned long long)ops, secs, secs > 0 ? ops / secs : 0,
 	       secs > 0 ? bytes / secs / 1e6 : 0, percentile(0.50), percentile(0.99),
 	       (unsigned long long)errors, (unsigned long long)retransmits,
@@ -649,7 +693,7 @@ static void print_json(double secs, const char *phase)
 	       opt.busy ? "true" : "false", tmac[0], tmac[1], tmac[2], tmac[3], tmac[4], tmac[5],
 	       tshelf, tslot, tfw, (unsigned long long)tcapacity, cpu,
 	       (unsigned long long)ops_all, elapsed, phase ? ",\"phase\":\"" : "",
-	       phase ? phase : "", phase ? "\"" : "", span_json);
+	       phase ? phase : "", phase ? "\"" : "", span_json, cpu_json);
 	fflush(stdout);
 }
 
@@ -690,7 +734,7 @@ int main(int argc, char **argv)
 {
 	int c;
 	opt.seed = now_ns() ^ ((uint64_t)getpid() << 32);
-	while ((c = getopt(argc, argv, "i:s:l:L:q:t:wrn:b:VT:R:m:BD:dS:W:fvh")) != -1) {
+	while ((c = getopt(argc, argv, "i:s:l:L:q:t:wrn:b:VT:R:m:BD:dS:W:fp:vh")) != -1) {
 		switch (c) {
 		case 'i':
 			opt.ifname = optarg;
@@ -759,6 +803,13 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			opt.force_qd = 1;
+			break;
+		case 'p':
+			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+				if (ntpids == MAX_PIDS || (tpids[ntpids] = atoi(tok)) <= 0)
+					usage();
+				ntpids++;
+			}
 			break;
 		case 'v':
 			opt.verbose = 1;
@@ -896,6 +947,10 @@ int main(int argc, char **argv)
 	measure_end = measure_start + (uint64_t)(opt.seconds * 1e9);
 	run_phase(measure_end);
 	uint64_t t1 = now_ns();
+	if (ntpids && tcpu_t0 >= 0) {
+		tcpu_t1 = target_ticks();
+		tcpu_ns1 = t1;
+	}
 	if (t1 > measure_end)
 		t1 = measure_end;
 	double secs = t1 > measure_start ? (t1 - measure_start) / 1e9 : 0;

@@ -10,8 +10,8 @@ LOAD="$BENCH/aoe-load"
 REFLECT="$BENCH/aoe-reflect"
 
 # ---------------------------------------------------------------- defaults
-ROUNDS=3
-SECS=3
+ROUNDS=5
+SECS=2
 WARMUP=0.5
 MTUS="1500 9000"
 QDS="1 8 32"
@@ -24,7 +24,7 @@ DURABLE=""      # -y: durable-write rows (write-cache off vs vblade -s), backing
 DISK_SIZE_MB=8192
 OUTDIR=""
 FORCE_QD=0
-CLIENT_IO=""
+CLIENT_IOS="ring mmsg" # -I: every cell runs once per client I/O mode, back to back
 CLIENT_EXTRA=""
 SUMMARY_ONLY=""
 SHELF=0
@@ -32,15 +32,19 @@ SLOT=0
 PIN=""
 
 # (templates contain braces, so no ${VAR:=default} here)
+# vblade's buffer count is {bufs}: max(64, the deepest -q), so it takes the
+# same queue depth as aoed (whose default queue-length is 64); at its default
+# 16 a q32 row would compare vblade at qd 16 with aoed at 32.
 VBLADE_CMD_SET=${VBLADE_CMD:+1}
-[[ -n ${VBLADE_CMD:-} ]] || VBLADE_CMD='vblade {shelf} {slot} {iface} {file}'
+[[ -n ${VBLADE_CMD:-} ]] || VBLADE_CMD='vblade -b {bufs} {shelf} {slot} {iface} {file}'
 [[ -n ${REFLECT_CMD:-} ]] || REFLECT_CMD="$REFLECT"' -i {iface} -s {shelf} -l {slot}'
 AOED_CMD=${AOED_CMD-"$BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"}
 
 usage() {
 	cat <<EOF
 usage: $0 [options]
-  -R N        rounds; targets alternate A B C A B C ... (default $ROUNDS)
+  -R N        rounds; targets alternate A B C A B C ... (default $ROUNDS); ratios come
+              with the range of the per-round ratios, "no difference" when it straddles 1.0
   -t SECS     measured seconds per run (default $SECS)
   -W SECS     warm-up seconds per run, not measured (default $WARMUP)
   -m "MTUS"   MTUs to test (default "$MTUS")
@@ -51,26 +55,28 @@ usage: $0 [options]
   -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
   -S MIB      backing file size (default $SIZE_MB on tmpfs, $DISK_SIZE_MB with -D)
   -D DIR      disk-backed: the backing file is DIR/aoebench-<MIB>m.img on a real disk,
-              written once with random data and reused; vblade runs with -d (O_DIRECT),
+              written once with random data and reused; vblade runs with -d -b {bufs} (O_DIRECT),
               aoed with direct-io: true; defaults become -m 9000 -n 8 (4 KiB requests)
   -y DIR      durable writes: the backing file is DIR/aoebench-1024m.img on a real disk
-              (buffered, no O_DIRECT); targets vblade_s (vblade -s -b 64: O_SYNC),
+              (buffered, no O_DIRECT); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
               aoed_sync (aoed, write-cache: false) and aoed (write-cache: true, for
               reference); defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
-  -I MODE     client I/O mode: ring | rxring | mmsg (default: aoe-load's)
+  -I "MODES"  client I/O modes, each cell runs once in each, back to back:
+              ring rxring mmsg (default "$CLIENT_IOS")
   -x "ARGS"   extra aoe-load arguments
   -P "T C"    pin the target to CPU list T and the client to C (taskset), e.g. -P "0 1"
-  -Q          quick run: -R 1 -t 2 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
+  -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
   AOED_DIRECT_IO, AOED_WRITE_CACHE, AOED_IO  passed to aoed-target.sh / aoed
               (AOED_DIRECT_IO defaults to true with -D, false on tmpfs)
   AOED_CMD    aoed command template (default: bench/aoed-target.sh, which writes a
               one-export config and runs dist/src/bin/aoed.cjs; empty skips aoed)
-              placeholders: {iface} {file} {shelf} {slot} {mtu}
+              placeholders: {iface} {file} {shelf} {slot} {mtu} {bufs}
+              ({bufs} = max(64, the deepest -q): vblade's default buffer count here)
   VBLADE_CMD  default: '$VBLADE_CMD', with -D: 'vblade -d ...'
               (e.g. add -b 64 to raise its buffer count)
   REFLECT_CMD default: 'aoe-reflect -i {iface} -s {shelf} -l {slot}'
@@ -95,25 +101,31 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:Qs:h" o; do
 	y) DISK_DIR=$OPTARG DURABLE=1 ;;
 	o) OUTDIR=$OPTARG ;;
 	f) FORCE_QD=1 ;;
-	I) CLIENT_IO=$OPTARG ;;
+	I) CLIENT_IOS=$OPTARG ;;
 	x) CLIENT_EXTRA=$OPTARG ;;
 	P) PIN=$OPTARG ;;
-	Q) ROUNDS=1 SECS=2 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
+	Q) ROUNDS=2 SECS=1 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
 	esac
 done
 
 command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
+for m in $CLIENT_IOS; do
+	[[ $m == ring || $m == rxring || $m == mmsg ]] || { echo "run-bench: unknown client mode $m (-I)" >&2; usage; }
+done
+# vblade's buffer count ({bufs}): at least the deepest queue, and 64 like aoed's queue-length
+VBLADE_BUFS=64
+for q in $QDS; do ((q <= VBLADE_BUFS)) || VBLADE_BUFS=$q; done
 
 if [[ -n $DURABLE ]]; then
 	# Durable writes: every write stable before its reply. vblade -s opens O_SYNC;
-	# -b 64 lets it take the same queue depth as aoed.
+	# -b {bufs} lets it take the same queue depth as aoed.
 	[[ -n $SECTORS_SET ]] || SECTORS=2
 	[[ -n $SIZE_SET ]] || SIZE_MB=1024
 	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
 	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed"
-	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b 64 {shelf} {slot} {iface} {file}'
+	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
@@ -122,7 +134,7 @@ elif [[ -n $DISK_DIR ]]; then
 	[[ -n $MTUS_SET ]] || MTUS=9000
 	[[ -n $SECTORS_SET ]] || SECTORS=8
 	[[ -n $SIZE_SET ]] || SIZE_MB=$DISK_SIZE_MB
-	[[ -n $VBLADE_CMD_SET ]] || VBLADE_CMD='vblade -d {shelf} {slot} {iface} {file}'
+	[[ -n $VBLADE_CMD_SET ]] || VBLADE_CMD='vblade -d -b {bufs} {shelf} {slot} {iface} {file}'
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-true}
 	BACKING=disk
 else
@@ -130,51 +142,10 @@ else
 fi
 
 # ---------------------------------------------------------------- summary
-# Markdown table of medians over rounds, with ratios against vblade.
+# Markdown tables: every client mode side by side, every run, and the goals;
+# medians over rounds, ratios with their per-round range (bench/summarize.jq).
 summarize() {
-	jq -s -r '
-	def median: sort | if length == 0 then null
-		elif length % 2 == 1 then .[length/2|floor]
-		else (.[length/2 - 1] + .[length/2]) / 2 end;
-	def r(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
-	def ratio(a; b): if a == null or b == null or b == 0 then "-" else (a / b | r(2)) end;
-	def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
-	def torder: {"vblade":0,"vblade_s":0,"reflect":1,"aoed_sync":2,"aoed":3}[.] // 9;
-	def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" else "" end);
-	[ group_by([(.backing // "tmpfs"), .mtu_set, .workload, .q_set, (.force_qd // false), .tgt])[]
-	  | (map(select(.failed != true))) as $ok | ($ok | map(backing) | unique) as $kinds | {
-		backing: (.[0].backing // "tmpfs"),
-		kind: (if ($kinds | length) == 0 then (.[0].backing // "tmpfs") else ($kinds | join("/")) end),
-		mtu: .[0].mtu_set, workload: .[0].workload, q: .[0].q_set, tgt: .[0].tgt,
-		f: (.[0].force_qd // false),
-		n: ($ok | length),
-		failed: (length - ($ok | length)),
-		qd: ($ok | map(.qd // 0) | max),
-		sectors: ($ok | map(.sectors) | max),
-		rps: ($ok | map(.req_per_s) | median),
-		rps_min: ($ok | map(.req_per_s) | min),
-		rps_max: ($ok | map(.req_per_s) | max),
-		mbs: ($ok | map(.mb_per_s) | median),
-		p50: ($ok | map(.p50_us) | median),
-		p99: ($ok | map(.p99_us) | median),
-		cpugb: ($ok | map(select(.cpu_s_per_gb != null) | .cpu_s_per_gb) | median),
-		cpupct: ($ok | map(select(.target_cpu_pct != null) | .target_cpu_pct) | median),
-		err: ($ok | map(.errors) | add),
-		retx: ($ok | map(.retransmits) | add),
-		stale: ($ok | map(.stale // 0) | add),
-		devqd: ($ok | map(select(.dev_avg_qd != null) | .dev_avg_qd) | median),
-		devawait: ($ok | map(select(.dev_r_await_ms != null) | .dev_r_await_ms) | median),
-		devutil: ($ok | map(select(.dev_util != null) | .dev_util * 100) | median),
-		busy: ($ok | map(select(.machine_busy_pct != null) | .machine_busy_pct) | median)
-	} ] as $rows
-	| (if any($rows[]; .tgt == "vblade_s") then "vblade_s" else "vblade" end) as $ref
-	| (reduce ($rows[] | select(.tgt == $ref)) as $r ({}; .["\($r.backing)/\($r.mtu)/\($r.workload)/\($r.q)/\($r.f)"] = $r)) as $vb
-	| "| backing | MTU | workload | q | target | qd | KiB/req | req/s (median) | req/s min-max | MB/s | p50 us | p99 us | disk qd | disk util % | disk r_await ms | target CPU % | machine CPU % | CPU s/GB | errors | retx | req/s vs \($ref) | CPU/GB vs \($ref) |",
-	  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-	  ( $rows | sort_by(.backing, .mtu, (.workload | wlorder), .q, .f, (.tgt | torder), .tgt)[]
-	    | . as $x | ($vb["\(.backing)/\(.mtu)/\(.workload)/\(.q)/\(.f)"]) as $v
-	    | "| \(.kind) | \(.mtu) | \(.workload) | \(.q)\(if .f then " -f" else "" end) | \(.tgt)\(if .failed > 0 then " (\(.failed) failed)" else "" end) | \(.qd // "-") | \(if .sectors then .sectors / 2 else "-" end) | \(.rps | r(0)) | \(.rps_min | r(0))-\(.rps_max | r(0)) | \(.mbs | r(1)) | \(.p50 | r(1)) | \(.p99 | r(1)) | \(.devqd | r(1)) | \(.devutil | r(0)) | \(.devawait | r(2)) | \(.cpupct | r(0)) | \(.busy | r(0)) | \(.cpugb | r(2)) | \(.err // "-") | \(.retx // "-")\(if (.stale // 0) > 0 then " (\(.stale) late)" else "" end) | \(ratio($x.rps; $v.rps)) | \(ratio($x.cpugb; $v.cpugb)) |" )
-	' "$1"
+	jq -s -r -f "$BENCH/summarize.jq" "$1"
 }
 
 if [[ -n $SUMMARY_ONLY ]]; then
@@ -252,6 +223,7 @@ expand() { # template -> command line
 	t=${t//\{shelf\}/$SHELF}
 	t=${t//\{slot\}/$SLOT}
 	t=${t//\{mtu\}/$CUR_MTU}
+	t=${t//\{bufs\}/$VBLADE_BUFS}
 	echo "$t"
 }
 
@@ -349,8 +321,8 @@ start_target() {
 	log "$name up: $(cat "$OUTDIR/discover.json")"
 }
 
-run_cell() { # target workload q round
-	local tgt=$1 wl=$2 q=$3 round=$4 args=() t0 t1 out rc
+run_cell() { # target workload q round client-mode
+	local tgt=$1 wl=$2 q=$3 round=$4 mode=$5 args=() t0 t1 out rc pids
 	case $wl in
 	randread) args+=(-r) ;;
 	seqread) ;;
@@ -359,7 +331,7 @@ run_cell() { # target workload q round
 	*) log "unknown workload $wl"; return 1 ;;
 	esac
 	[[ $FORCE_QD == 1 ]] && args+=(-f)
-	[[ -n $CLIENT_IO ]] && args+=(-m "$CLIENT_IO")
+	args+=(-m "$mode")
 	local nsect=$SECTORS
 	[[ $nsect == auto ]] && nsect=$(((CUR_MTU - 36) / 512))
 	# shellcheck disable=SC2206
@@ -369,11 +341,14 @@ run_cell() { # target workload q round
 	local d0 d1 c0 c1 load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	t0=$(tree_ticks "$TARGET_PID")
+	# aoe-load samples these processes' CPU time over its measured window
+	# shellcheck disable=SC2046
+	pids=$(echo "$TARGET_PID" $(descendants "$TARGET_PID") | tr ' ' ,)
 	d0=$(disk_sample)
 	c0=$(cpu_sample)
 	# in the background + wait, so a signal to the harness is handled at once
 	timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
-		-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" "${args[@]}" \
+		-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" -p "$pids" "${args[@]}" \
 		>"$OUTDIR/client.out" 2>>"$LOG" &
 	CLIENT_PID=$!
 	rc=0
@@ -386,7 +361,7 @@ run_cell() { # target workload q round
 	local alive=true
 	kill -0 "$TARGET_PID" 2>/dev/null || alive=false
 	if [[ $rc -ne 0 || -z $out ]]; then
-		log "client failed (rc $rc) for $tgt $wl q$q"
+		log "client failed (rc $rc) for $tgt $wl q$q $mode"
 		out='{"failed":true}'
 	fi
 	# direct I/O as configured: vblade -d, aoed-target.sh's AOED_DIRECT_IO
@@ -399,8 +374,8 @@ run_cell() { # target workload q round
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
 		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
-		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" \
-		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, target_alive: $alive,
+		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" --arg mode "$mode" \
+		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, client_io: $mode, target_alive: $alive,
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
 		 | if $force == 1 then . + {force_qd: true} else . end
@@ -415,25 +390,31 @@ run_cell() { # target workload q round
 		              dev_r_await_ms: (if $rd > 0 then ($b[1] - $a[1]) / $rd else null end),
 		              dev_util: (($b[2] - $a[2]) / $ms), dev_avg_qd: (($b[3] - $a[3]) / $ms)}
 		   else . end
-		 | if .ops_all and .ops_all > 0 then
-		       . + {cpu_s_per_gb: (.target_cpu_s / (.ops_all * .sectors * 512 / 1e9)),
+		 | if .target_cpu_window_s != null and .ops > 0 then
+		       . + {cpu_s_per_gb: (.target_cpu_window_s / (.ops * .sectors * 512 / 1e9)), cpu_window: "measured",
+		            target_cpu_pct: (100 * .target_cpu_window_s / .target_cpu_window_wall_s)}
+		   elif .ops_all and .ops_all > 0 then
+		       . + {cpu_s_per_gb: (.target_cpu_s / (.ops_all * .sectors * 512 / 1e9)), cpu_window: "whole run",
 		            target_cpu_pct: (100 * .target_cpu_s / .elapsed_s)}
 		   else . end' | tee -a "$RESULTS" |
-		jq -r '"    \(.tgt) \(.workload) q\(.q_set): \(.req_per_s // "FAILED") req/s, \(.mb_per_s // "-") MB/s, p99 \(.p99_us // "-") us, cpu \(.target_cpu_s) s, err \(.errors // "-"), retx \(.retransmits // "-")\(if .dev then ", disk \(.dev_r_per_s | round) r/s qd \(.dev_avg_qd * 10 | round / 10)" else "" end), machine \(.machine_busy_pct // 0 | round) %, load \(.loadavg[0])"' >&2
+		jq -r '"    \(.tgt) \(.workload) q\(.q_set) \(.client_io): \(.req_per_s // "FAILED") req/s, \(.mb_per_s // "-") MB/s, p99 \(.p99_us // "-") us, cpu \(.target_cpu_s) s, err \(.errors // "-"), retx \(.retransmits // "-")\(if .dev then ", disk \(.dev_r_per_s | round) r/s qd \(.dev_avg_qd * 10 | round / 10)" else "" end), machine \(.machine_busy_pct // 0 | round) %, load \(.loadavg[0])"' >&2
 	if [[ $alive == false ]]; then
-		log "$tgt died during $wl q$q"
+		log "$tgt died during $wl q$q $mode"
 		wait "$TARGET_PID" 2>/dev/null || true
 		TARGET_PID=""
 		return 1
 	fi
 }
 
-record_failed() { # target workload q round: a run that produced no result
-	jq -nc --arg tgt "$1" --arg wl "$2" --argjson q "$3" --argjson mtu "$CUR_MTU" --argjson round "$4" \
-		--arg backing "$BACKING" \
-		--argjson force "$FORCE_QD" \
-		'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing}
-		 | if $force == 1 then . + {force_qd: true} else . end' >>"$RESULTS"
+record_failed() { # target workload q round: a run that produced no result, in every client mode
+	local mode
+	for mode in $CLIENT_IOS; do
+		jq -nc --arg tgt "$1" --arg wl "$2" --argjson q "$3" --argjson mtu "$CUR_MTU" --argjson round "$4" \
+			--arg backing "$BACKING" --arg mode "$mode" --argjson force "$FORCE_QD" \
+			'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing,
+			  client_io: $mode}
+			 | if $force == 1 then . + {force_qd: true} else . end' >>"$RESULTS"
+	done
 }
 
 # ---------------------------------------------------------------- main
@@ -473,13 +454,13 @@ main() {
 	export AOED_CONF_DIR=$WORKDIR
 	DISK_SECTORS=$((SIZE_MB * 2048))
 
-	ncells=$(($(wc -w <<<"$MTUS") * $(wc -w <<<"$WORKLOADS") * $(wc -w <<<"$QDS") * ${#ACTIVE_TARGETS[@]} * ROUNDS))
-	log "targets: ${ACTIVE_TARGETS[*]}; backing: $BACKING $BACKFILE; MTUs: $MTUS; sectors: $SECTORS; workloads: $WORKLOADS; q: $QDS; rounds: $ROUNDS"
-	log "$ncells runs of ${SECS}s + ${WARMUP}s warm-up (about $(awk -v n="$ncells" -v s="$SECS" -v w="$WARMUP" 'BEGIN{printf "%d", n*(s+w+0.2)/60+1}') min); results in $OUTDIR"
+	ncells=$(($(wc -w <<<"$MTUS") * $(wc -w <<<"$WORKLOADS") * $(wc -w <<<"$QDS") * $(wc -w <<<"$CLIENT_IOS") * ${#ACTIVE_TARGETS[@]} * ROUNDS))
+	log "targets: ${ACTIVE_TARGETS[*]}; backing: $BACKING $BACKFILE; MTUs: $MTUS; sectors: $SECTORS; workloads: $WORKLOADS; q: $QDS; client modes: $CLIENT_IOS; rounds: $ROUNDS; vblade buffers: $VBLADE_BUFS"
+	log "$ncells runs of ${SECS}s + ${WARMUP}s warm-up (about $(awk -v n="$ncells" -v s="$SECS" -v w="$WARMUP" 'BEGIN{printf "%d", n*(s+w+0.4)/60+1}') min); results in $OUTDIR"
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
-		echo "args: rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=${CLIENT_IO:-default} extra=$CLIENT_EXTRA"
+		echo "args: rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
 		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
 		echo "loadavg: $(cat /proc/loadavg)"
 		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
@@ -506,11 +487,14 @@ main() {
 				fi
 				for wl in $WORKLOADS; do
 					for q in $QDS; do
-						if [[ -z $TARGET_PID ]]; then
-							record_failed "$tgt" "$wl" "$q" "$round"
-							continue
-						fi
-						run_cell "$tgt" "$wl" "$q" "$round" || true
+						# the client modes back to back, so they see the same conditions
+						for mode in $CLIENT_IOS; do
+							if [[ -z $TARGET_PID ]]; then
+								CLIENT_IOS=$mode record_failed "$tgt" "$wl" "$q" "$round"
+								continue
+							fi
+							run_cell "$tgt" "$wl" "$q" "$round" "$mode" || true
+						done
 					done
 				done
 				stop_target
