@@ -26,6 +26,7 @@ OUTDIR=""
 FORCE_QD=0
 CLIENT_IOS="ring mmsg" # -I: every cell runs once per client I/O mode, back to back
 CLIENT_EXTRA=""
+RETX_MS=20      # aoe-load -T; 1000 on a disk (see below)
 SUMMARY_ONLY=""
 SHELF=0
 SLOT=0
@@ -129,6 +130,7 @@ if [[ -n $DURABLE ]]; then
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
+	RETX_MS=1000
 elif [[ -n $DISK_DIR ]]; then
 	# 4 KiB requests need a jumbo MTU: (1500-36)/512 = 2 sectors at most.
 	[[ -n $MTUS_SET ]] || MTUS=9000
@@ -137,6 +139,7 @@ elif [[ -n $DISK_DIR ]]; then
 	[[ -n $VBLADE_CMD_SET ]] || VBLADE_CMD='vblade -d -b {bufs} {shelf} {slot} {iface} {file}'
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-true}
 	BACKING=disk
+	RETX_MS=1000
 else
 	BACKING=tmpfs
 fi
@@ -331,7 +334,12 @@ run_cell() { # target workload q round client-mode
 	*) log "unknown workload $wl"; return 1 ;;
 	esac
 	[[ $FORCE_QD == 1 ]] && args+=(-f)
-	args+=(-m "$mode")
+	# On a disk a target that serves one request at a time (vblade) keeps the
+	# last of q requests waiting q x its service time: 32 x 3 ms of O_SYNC is
+	# far beyond 20 ms, and each spurious retransmit is one more write for it to
+	# do, until it collapses (64 req/s, p50 0.7 s). So the first retransmit
+	# waits 1 s there; -x "-T MS" overrides it.
+	args+=(-m "$mode" -T "$RETX_MS")
 	local nsect=$SECTORS
 	[[ $nsect == auto ]] && nsect=$(((CUR_MTU - 36) / 512))
 	# shellcheck disable=SC2206
@@ -460,7 +468,7 @@ main() {
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
-		echo "args: rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
+		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
 		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
 		echo "loadavg: $(cat /proc/loadavg)"
 		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
