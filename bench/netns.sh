@@ -1,4 +1,4 @@
-# netns.sh: what run-bench.sh and scale.sh share, sourced by both. Two network
+# netns.sh: what run-bench.sh, scale.sh and profile-q1.sh share, sourced by each. Two network
 # namespaces $NSA and $NSB joined by a veth pair whose ends are both $IFACE,
 # and stopping the target they started ($TARGET_PID) with whatever it spawned.
 
@@ -40,6 +40,18 @@ stop_target() {
 	done
 	for p in $kids; do kill -KILL "$p" 2>/dev/null || true; done
 	TARGET_PID=""
+}
+
+# CPU ticks (utime+stime) of a process
+proc_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# unmount and remove the scratch tmpfs at $TMPFS, if there is one
+remove_tmpfs() {
+	[[ -n ${TMPFS:-} ]] || return 0
+	umount "$TMPFS" 2>/dev/null || true
+	rmdir "$TMPFS" 2>/dev/null || true
 }
 
 teardown_net() {

@@ -194,10 +194,7 @@ cleanup() {
 	fi
 	stop_target
 	teardown_net
-	if [[ -n $TMPFS ]]; then
-		umount "$TMPFS" 2>/dev/null || true
-		rmdir "$TMPFS" 2>/dev/null || true
-	fi
+	remove_tmpfs
 	if [[ -n $WORKDIR ]]; then
 		rm -f "$WORKDIR"/*.yaml 2>/dev/null || true
 		rmdir "$WORKDIR" 2>/dev/null || true

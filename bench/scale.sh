@@ -202,20 +202,12 @@ cleanup() {
 	stop_client
 	stop_target 50
 	teardown_net
-	if [[ -n $TMPFS ]]; then
-		umount "$TMPFS" 2>/dev/null || true
-		rmdir "$TMPFS" 2>/dev/null || true
-	fi
+	remove_tmpfs
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# CPU ticks (utime+stime) of a process
-ticks() {
-	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
 
 # config header; exports follow
 config_head() {
@@ -272,14 +264,14 @@ spread_run() { # variant(one|many) round
 	# shellcheck disable=SC2206
 	[[ -n $CLIENT_EXTRA ]] && args+=($CLIENT_EXTRA)
 	limit=$(awk -v s="$SECS" -v w="$WARMUP" 'BEGIN { printf "%d", s + w + 30 }')
-	t0=$(ticks "$TARGET_PID")
+	t0=$(proc_ticks "$TARGET_PID")
 	timeout -k 2 "$limit" ip netns exec "$NSB" "$LOAD" -i "$IFACE" -r -q "$QD" -n "$(((MTU - 36) / 512))" \
 		-t "$SECS" -W "$WARMUP" "${args[@]}" >"$OUTDIR/client.out" 2>>"$LOG" &
 	CLIENT_PID=$!
 	rc=0
 	wait "$CLIENT_PID" || rc=$?
 	CLIENT_PID=""
-	t1=$(ticks "$TARGET_PID")
+	t1=$(proc_ticks "$TARGET_PID")
 	out=$(cat "$OUTDIR/client.out")
 	if [[ $rc -ne 0 || -z $out ]]; then
 		log "spread $variant: client failed (rc $rc)"
