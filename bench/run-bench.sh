@@ -492,8 +492,10 @@ main() {
 				fi
 				for wl in $WORKLOADS; do
 					for q in $QDS; do
-						# the client modes back to back, so they see the same conditions
-						for mode in $CLIENT_IOS; do
+						# the client modes back to back, so they see the same conditions,
+						# in reverse order every other round so neither always goes first
+						# (e.g. into aoed's still cold mapping)
+						for mode in $(if ((round % 2)); then echo $CLIENT_IOS; else echo $CLIENT_IOS | tr ' ' '\n' | tac; fi); do
 							if [[ -z $TARGET_PID ]]; then
 								CLIENT_IOS=$mode record_failed "$tgt" "$wl" "$q" "$round"
 								continue

@@ -86,9 +86,10 @@ def fmt: if . == null or .med == null then "-"
 | def vs: if .tgt == $ref then "reference" elif .ref == null then "-"
 	else (.rps_r | fmt) + " " + (.rps_r | verdict("faster"; "slower"))
 	     + (if .eqd then "" else ", UNEQUAL qd \(.qds | map(tostring) | join("/")) vs \(.ref.qds | map(tostring) | join("/"))" end) end;
-  def every: [ .[] | .rps_r | verdict("faster"; "slower") ] | unique
+  def every: if any(.[]; .eqd | not) then "UNEQUAL qd: no verdict" else
+	[ .[] | .rps_r | verdict("faster"; "slower") ] | unique
 	| if length == 1 then .[0] + (if .[0] == "faster" or .[0] == "slower" then " in every mode" else "" end)
-	  else "mixed" end;
+	  else "mixed" end end;
   def lower($v): if .tgt == $ref or .ref == null then "-" else ($v | fmt) + " " + ($v | verdict("higher"; "lower")) end;
   def qcol: "\(.q)\(if .f then " -f" else "" end)";
 
@@ -140,9 +141,9 @@ def fmt: if . == null or .med == null then "-"
 	| $a | map(select(.q == $gl.q and ($gl.mtu == null or .mtu == $gl.mtu)
 		      and ($gl.wl == null or (.workload as $w | $gl.wl | index([$w]) != null))))
 	| group_by(.mtu, (.workload | wlorder))[]
-	| (reduce .[] as $x ({}; .[$x.mode] = ($x[$gl.m]))) as $m
-	| [ $modes[] | $m[.] | status($gl) ] as $st
+	| (reduce .[] as $x ({}; .[$x.mode] = ($x[$gl.m] + {eqd: ($gl.m == "rfl_r" or $x.eqd)}))) as $m
+	| [ $modes[] | $m[.] | if . != null and (.eqd | not) then "UNEQUAL qd" else status($gl) end ] as $st
 	| "| \($gl.g) | \(.[0].mtu) | \(.[0].workload) | "
-	  + ([ $modes[] | $m[.] as $v | "\($v | fmt) \($v | status($gl))" ] | join(" | "))
-	  + " | \(if ($st | unique) == ["met"] then "**met**" elif ($st | index("not met")) != null or ($st | index("-")) != null then "not met" else "likely" end) |" )
+	  + ([ range(0; $modes | length) as $i | $m[$modes[$i]] as $v | "\($v | fmt) \($st[$i])" ] | join(" | "))
+	  + " | \(if ($st | unique) == ["met"] then "**met**" elif ($st | index("likely")) != null and ($st - ["met", "likely"]) == [] then "likely" else "not met" end) |" )
     end )
