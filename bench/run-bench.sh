@@ -206,10 +206,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# CPU ticks (utime+stime, plus reaped children) of a process tree
+# CPU ticks (utime+stime, plus reaped children) of the processes listed
 tree_ticks() {
 	local total=0 p v
-	for p in $1 $(descendants "$1"); do
+	for p in "$@"; do
 		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || v=0
 		total=$((total + ${v:-0}))
 	done
@@ -345,10 +345,12 @@ run_cell() { # target workload q round client-mode
 	limit=$(awk -v s="$SECS" -v w="$WARMUP" 'BEGIN { printf "%d", s + w + 30 }')
 	local d0 d1 c0 c1 load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
-	t0=$(tree_ticks "$TARGET_PID")
+	# the target's process tree, listed once per run (ps -e is slow on a busy machine)
+	local tree
+	read -r -a tree <<<"$TARGET_PID $(descendants "$TARGET_PID" | tr '\n' ' ')"
+	t0=$(tree_ticks "${tree[@]}")
 	# aoe-load samples these processes' CPU time over its measured window
-	# shellcheck disable=SC2046
-	pids=$(echo "$TARGET_PID" $(descendants "$TARGET_PID") | tr ' ' ,)
+	pids=$(IFS=,; echo "${tree[*]}")
 	d0=$(disk_sample)
 	c0=$(cpu_sample)
 	# in the background + wait, so a signal to the harness is handled at once
@@ -362,7 +364,7 @@ run_cell() { # target workload q round client-mode
 	d1=$(disk_sample)
 	c1=$(cpu_sample)
 	out=$(cat "$OUTDIR/client.out")
-	t1=$(tree_ticks "$TARGET_PID")
+	t1=$(tree_ticks "${tree[@]}")
 	local alive=true
 	kill -0 "$TARGET_PID" 2>/dev/null || alive=false
 	if [[ $rc -ne 0 || -z $out ]]; then
