@@ -67,7 +67,8 @@ usage: $0 [options]
   -f          don't cap the queue depth by the target's advertised buffer count
   -I "MODES"  client I/O modes, each cell runs once in each, back to back:
               ring rxring mmsg (default "$CLIENT_IOS")
-  -x "ARGS"   extra aoe-load arguments
+  -x "ARGS"   extra aoe-load arguments; they come last, so -x "-T MS" replaces the first
+              retransmit timeout (20 ms, 1000 ms with -D and -y)
   -P "T C"    pin the target to CPU list T and the client to C (taskset), e.g. -P "0 1"
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
@@ -78,8 +79,8 @@ Environment:
               one-export config and runs dist/src/bin/aoed.cjs; empty skips aoed)
               placeholders: {iface} {file} {shelf} {slot} {mtu} {bufs}
               ({bufs} = max(64, the deepest -q): vblade's default buffer count here)
-  VBLADE_CMD  default: '$VBLADE_CMD', with -D: 'vblade -d ...'
-              (e.g. add -b 64 to raise its buffer count)
+  VBLADE_CMD  default: '$VBLADE_CMD', with -D: 'vblade -d -b {bufs} ...'
+              (without -b {bufs} vblade advertises 16 buffers: unequal depth above q 16)
   REFLECT_CMD default: 'aoe-reflect -i {iface} -s {shelf} -l {slot}'
 EOF
 	exit 2
