@@ -151,3 +151,8 @@ export const ReserveCmd = { read: 0, set: 1, forceSet: 2 } as const;
 export function maxSectorsForMtu(mtu: number): number {
   return Math.max(0, Math.min(255, Math.floor((mtu - ATA_HEADER) / SECTOR)));
 }
+
+/** MAC mask entries one frame at this MTU can list, capped by the 8-bit count field. */
+export function maxMaskEntriesForMtu(mtu: number): number {
+  return Math.min(255, Math.floor((mtu + ETH_HEADER - MaskOff.directives) / MASK_DIRECTIVE_SIZE));
+}

@@ -5,7 +5,7 @@
  * so a reader that ignores its offset or reads past its field fails.
  */
 import { describe, expect, it } from "vitest";
-import { AtaCmd } from "../../src/protocol/constants.js";
+import { AtaCmd, maxMaskEntriesForMtu } from "../../src/protocol/constants.js";
 import {
   argumentEnd,
   ataTransfer,
@@ -182,6 +182,12 @@ describe("MAC mask readers", () => {
     expect(readDirectiveMac(b, OFF, 1)).toBe(0xffeeddccbbaa);
     expect(maskLength(0)).toBe(28);
     expect(maskLength(2)).toBe(44);
+  });
+
+  it("a list fits (MTU + 14 - 28) / 8 entries, at most 255", () => {
+    expect(maxMaskEntriesForMtu(1500)).toBe(185);
+    expect(maxMaskEntriesForMtu(9000)).toBe(255);
+    expect(maxMaskEntriesForMtu(14)).toBe(0);
   });
 
   it("read a reply's merror", () => {
