@@ -6,6 +6,9 @@
  */
 import { PacketSocket } from "../net/packet-socket.js";
 import {
+  AOE_ERROR_TEXT,
+  AOE_HEADER,
+  ATA_STATUS_ERR,
   AtaCmd,
   AtaFlag,
   BROADCAST_MAC,
@@ -13,10 +16,10 @@ import {
   BROADCAST_SLOT,
   Command,
   ConfigCmd,
-  Flag,
-  Off,
   SECTOR,
 } from "../protocol/constants.js";
+import { isResponse } from "../protocol/frame-readers.js";
+import { type IdentifyPage, parseIdentify } from "../protocol/identify.js";
 import { macToString, readMac } from "../protocol/mac.js";
 import { type AtaArg, type Message, parse, serialize } from "../protocol/messages.js";
 
@@ -31,12 +34,7 @@ export interface TargetInfo {
   config: string;
 }
 
-export interface IdentifyResult {
-  sectors: number;
-  lba48: boolean;
-  model: string;
-  serial: string;
-  firmware: string;
+export interface IdentifyResult extends IdentifyPage {
   page: Buffer;
 }
 
@@ -58,15 +56,6 @@ export class AtaErrorReply extends Error {
 }
 
 export class TimeoutError extends Error {}
-
-const AOE_ERROR_TEXT: Record<number, string> = {
-  1: "unrecognized command",
-  2: "bad argument",
-  3: "device unavailable",
-  4: "config string present",
-  5: "unsupported version",
-  6: "target reserved",
-};
 
 interface Pending {
   resolve(m: Message): void;
@@ -127,7 +116,7 @@ export class AoeClient {
   }
 
   private readonly onFrame = (buf: Buffer, off: number, len: number): void => {
-    if (len < Off.arg || !(buf[off + Off.verFlags]! & Flag.response)) return;
+    if (len < AOE_HEADER || !isResponse(buf, off)) return;
     let msg: Message;
     try {
       msg = parse(Buffer.from(buf.subarray(off, off + len)));
@@ -255,7 +244,7 @@ export class AoeClient {
       arg: { errFeature: 0, ...arg },
     }));
     if (reply.kind !== "ata") throw new Error(`unexpected reply to ATA: ${reply.kind}`);
-    if (reply.arg.cmdStatus & 0x01)
+    if (reply.arg.cmdStatus & ATA_STATUS_ERR)
       throw new AtaErrorReply(reply.arg.cmdStatus, reply.arg.errFeature);
     return reply.arg;
   }
@@ -268,24 +257,8 @@ export class AoeClient {
       lba: 0,
       data: Buffer.alloc(0),
     });
-    const page = r.data.subarray(0, 512);
-    const str = (word: number, words: number) => {
-      const b = Buffer.alloc(words * 2);
-      for (let i = 0; i < words * 2; i += 2) {
-        b[i] = page[word * 2 + i + 1]!;
-        b[i + 1] = page[word * 2 + i]!;
-      }
-      return b.toString("latin1").trimEnd();
-    };
-    const lba48 = (page.readUInt16LE(83 * 2) & (1 << 10)) !== 0;
-    return {
-      sectors: lba48 ? Number(page.readBigUInt64LE(100 * 2)) : page.readUInt32LE(60 * 2),
-      lba48,
-      serial: str(10, 10),
-      firmware: str(23, 4),
-      model: str(27, 20),
-      page: Buffer.from(page),
-    };
+    const page = Buffer.from(r.data.subarray(0, 512));
+    return { ...parseIdentify(page), page };
   }
 
   /** Reads `count` sectors at `lba`, split into requests of the target's max sectors, queued up to its buffer count. */

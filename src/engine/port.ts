@@ -8,17 +8,23 @@
 import { type FanoutRequest, loadNative } from "../net/native.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
+  AOE_HEADER,
   AOE_VERSION,
-  AtaCmd,
-  AtaOff,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
   Command,
-  Flag,
   MIN_FRAME,
   maxSectorsForMtu,
-  Off,
 } from "../protocol/constants.js";
+import {
+  ataTransfer,
+  isResponse,
+  readCommand,
+  readShelf,
+  readSlot,
+  readSrcMac,
+  readVersion,
+} from "../protocol/frame-readers.js";
 import { readMac } from "../protocol/mac.js";
 import type { Target } from "./target.js";
 
@@ -93,18 +99,6 @@ const MiB = 1024 * 1024;
  * 4 replies instead costs 15% at 32.
  */
 const EARLY_KICK = 4;
-
-/** An ATA READ/WRITE SECTORS (EXT): what the steering program gives worker threads. */
-function isReadOrWrite(buf: Buffer, off: number): boolean {
-  if (buf[off + Off.command] !== Command.ata) return false;
-  const cmd = buf[off + AtaOff.cmdStatus];
-  return (
-    cmd === AtaCmd.readSectors ||
-    cmd === AtaCmd.readSectorsExt ||
-    cmd === AtaCmd.writeSectors ||
-    cmd === AtaCmd.writeSectorsExt
-  );
-}
 
 /**
  * An interface as this network namespace has it now; null when it does not
@@ -247,33 +241,33 @@ export class Port implements ReplyPort {
     const stats = this.stats;
     stats.rxFrames++;
     stats.rxBytes += len;
-    if (len < Off.arg) {
+    if (len < AOE_HEADER) {
       stats.ignoredShort++;
       return;
     }
-    const vf = buf[off + Off.verFlags]!;
-    if (vf & Flag.response) {
+    if (isResponse(buf, off)) {
       stats.ignoredResponse++;
       return;
     }
-    if (vf >> 4 !== AOE_VERSION) {
+    if (readVersion(buf, off) !== AOE_VERSION) {
       stats.ignoredVersion++;
       return;
     }
-    const src = readMac(buf, off + Off.src);
+    const src = readSrcMac(buf, off);
     if (src === this.mac) {
       stats.ignoredOwn++;
       return;
     }
-    if (this.readsAndWritesOnly && !isReadOrWrite(buf, off)) {
+    // The steering program gives worker threads ATA reads and writes only.
+    if (this.readsAndWritesOnly && ataTransfer(buf, off) === null) {
       stats.ignoredSteering++;
       return;
     }
-    const shelf = buf.readUInt16BE(off + Off.shelf);
-    const slot = buf[off + Off.slot]!;
+    const shelf = readShelf(buf, off);
+    const slot = readSlot(buf, off);
     if (shelf === BROADCAST_SHELF || slot === BROADCAST_SLOT) {
       // Wildcards address discovery only: never fan a write or a reservation out.
-      if (buf[off + Off.command] !== Command.queryConfig) {
+      if (readCommand(buf, off) !== Command.queryConfig) {
         stats.ignoredWildcard++;
         return;
       }

@@ -13,7 +13,13 @@
  * in the high ones, so the hash folds the high half and byte in before the modulo.
  */
 import { endianness } from "node:os";
-import { AtaCmd, Command } from "../protocol/constants.js";
+import { AtaOff, Command, ETH_HEADER, Off } from "../protocol/constants.js";
+import {
+  ATA_READ_COMMANDS,
+  ATA_WRITE_COMMANDS,
+  ataTransfer,
+  readTag,
+} from "../protocol/frame-readers.js";
 
 // <linux/filter.h>
 const BPF_LD = 0x00;
@@ -36,17 +42,10 @@ const BPF_TAX = 0x00;
 /** Loads relative to the network header (the AoE header), wherever skb->data is. */
 const SKF_NET_OFF = -0x100000;
 
-/** Offsets in the AoE header, which follows the 14-byte Ethernet header. */
-const AOE_COMMAND = 5;
-const AOE_TAG = 6;
-const ATA_COMMAND = 13;
+/** A frame offset as a load relative to the AoE header, which follows the Ethernet header. */
+const net = (frameOff: number): number => (SKF_NET_OFF + frameOff - ETH_HEADER) >>> 0;
 
-const STEERED = [
-  AtaCmd.readSectors,
-  AtaCmd.readSectorsExt,
-  AtaCmd.writeSectors,
-  AtaCmd.writeSectorsExt,
-] as const;
+const STEERED = [...ATA_READ_COMMANDS, ...ATA_WRITE_COMMANDS];
 
 export interface BpfInsn {
   code: number;
@@ -71,12 +70,12 @@ export function steeringProgram(workers: number): BpfInsn[] {
   // [3+n] return 0 (main), [4+n..] hash the tag and return 1 + hash % workers.
   const toMain = (at: number) => 3 + n - at - 1;
   return [
-    stmt(BPF_LD | BPF_B | BPF_ABS, (SKF_NET_OFF + AOE_COMMAND) >>> 0),
+    stmt(BPF_LD | BPF_B | BPF_ABS, net(Off.command)),
     jeq(Command.ata, 0, toMain(1)),
-    stmt(BPF_LD | BPF_B | BPF_ABS, (SKF_NET_OFF + ATA_COMMAND) >>> 0),
+    stmt(BPF_LD | BPF_B | BPF_ABS, net(AtaOff.cmdStatus)),
     ...STEERED.map((cmd, i) => jeq(cmd, n - i, 0)),
     stmt(BPF_RET | BPF_K, 0),
-    stmt(BPF_LD | BPF_W | BPF_ABS, (SKF_NET_OFF + AOE_TAG) >>> 0),
+    stmt(BPF_LD | BPF_W | BPF_ABS, net(Off.tag)),
     stmt(BPF_MISC | BPF_TAX, 0),
     stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
     stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
@@ -120,9 +119,10 @@ export function encodeProgram(program: BpfInsn[]): Buffer {
  * decision in TypeScript, for tests and for checking the program against it.
  */
 export function steer(aoe: Buffer, workers: number): number {
-  if (aoe[AOE_COMMAND] !== Command.ata) return 0;
-  if (!(STEERED as readonly number[]).includes(aoe[ATA_COMMAND]!)) return 0;
-  let h = aoe.readUInt32BE(AOE_TAG);
+  // The readers take the offset of the Ethernet header, which `aoe` starts after.
+  const frame = -ETH_HEADER;
+  if (ataTransfer(aoe, frame) === null) return 0;
+  let h = readTag(aoe, frame);
   h = (h ^ (h >>> 16)) >>> 0;
   h = (h ^ (h >>> 8)) >>> 0;
   return 1 + (h % workers);

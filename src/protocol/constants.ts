@@ -50,6 +50,16 @@ export const AoeError = {
   targetReserved: 6,
 } as const;
 
+/** What each AoE error code means, as r11 names it. */
+export const AOE_ERROR_TEXT: Readonly<Record<number, string>> = {
+  [AoeError.unrecognizedCommand]: "unrecognized command",
+  [AoeError.badArgument]: "bad argument",
+  [AoeError.deviceUnavailable]: "device unavailable",
+  [AoeError.configStringPresent]: "config string present",
+  [AoeError.unsupportedVersion]: "unsupported version",
+  [AoeError.targetReserved]: "target reserved",
+};
+
 /** ATA argument: aflags bits. */
 export const AtaFlag = {
   lba48: 0x40,
@@ -64,6 +74,8 @@ export const AtaOff = {
   sectorCount: 26,
   cmdStatus: 27,
   lba: 28,
+  /** Two reserved bytes after the 6 LBA bytes: zero in every reply. */
+  reserved: 34,
   data: 36,
 } as const;
 
@@ -82,6 +94,12 @@ export const AtaStatus = {
   ok: 0x40, // DRDY
   error: 0x41, // DRDY | ERR
 } as const;
+/** ATA status register: the ERR bit. */
+export const ATA_STATUS_ERR = 0x01;
+/** CHECK POWER MODE's answer in the sector count: active or idle. */
+export const ATA_POWER_ACTIVE = 0xff;
+/** Without the E (LBA48) flag the LBA is 28 bits; initiators put device-register bits above. */
+export const LBA28_MASK = 0x0fffffff;
 /** ATA error register: command aborted. */
 export const ATA_ABRT = 0x04;
 
@@ -104,6 +122,7 @@ export const ConfigCmd = {
 } as const;
 
 export const MaskOff = {
+  reserved: 24,
   mcmd: 25,
   merror: 26,
   count: 27,
@@ -114,12 +133,15 @@ export const MaskError = { unspecified: 1, badDirective: 2, listFull: 3 } as con
 export const MaskDcmd = { none: 0, add: 1, delete: 2 } as const;
 /** Directives are 8 bytes: reserved, dcmd, MAC. */
 export const MASK_DIRECTIVE_SIZE = 8;
+/** Offsets within one directive. */
+export const DirectiveOff = { dcmd: 1, mac: 2 } as const;
 
 export const ReserveOff = {
   rcmd: 24,
   count: 25,
   macs: 26,
 } as const;
+export const MAC_SIZE = 6;
 export const ReserveCmd = { read: 0, set: 1, forceSet: 2 } as const;
 
 /**
@@ -128,4 +150,9 @@ export const ReserveCmd = { read: 0, set: 1, forceSet: 2 } as const;
  */
 export function maxSectorsForMtu(mtu: number): number {
   return Math.max(0, Math.min(255, Math.floor((mtu - ATA_HEADER) / SECTOR)));
+}
+
+/** MAC mask entries one frame at this MTU can list, capped by the 8-bit count field. */
+export function maxMaskEntriesForMtu(mtu: number): number {
+  return Math.min(255, Math.floor((mtu + ETH_HEADER - MaskOff.directives) / MASK_DIRECTIVE_SIZE));
 }

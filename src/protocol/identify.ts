@@ -100,3 +100,35 @@ export function buildIdentify(info: IdentifyInfo): Buffer {
   page[511] = (256 - (sum & 0xff)) & 0xff;
   return page;
 }
+
+/** What an initiator reads back from an IDENTIFY DEVICE page. */
+export interface IdentifyPage {
+  /** Capacity in 512-byte sectors: the LBA48 words when LBA48 is supported, else LBA28's. */
+  sectors: number;
+  lba48: boolean;
+  serial: string;
+  firmware: string;
+  model: string;
+}
+
+function readAtaString(page: Buffer, word: number, words: number): string {
+  const field = Buffer.alloc(words * 2);
+  for (let i = 0; i < words * 2; i += 2) {
+    field[i] = page[word * 2 + i + 1]!;
+    field[i + 1] = page[word * 2 + i]!;
+  }
+  return field.toString("latin1").trimEnd();
+}
+
+export function parseIdentify(page: Buffer): IdentifyPage {
+  const lba48 = (page.readUInt16LE(Word.supported83 * 2) & Bit.lba48) !== 0;
+  return {
+    sectors: lba48
+      ? Number(page.readBigUInt64LE(Word.lba48Capacity * 2))
+      : page.readUInt32LE(Word.lba28Capacity * 2),
+    lba48,
+    serial: readAtaString(page, Word.serial, 10),
+    firmware: readAtaString(page, Word.firmware, 4),
+    model: readAtaString(page, Word.model, 20),
+  };
+}

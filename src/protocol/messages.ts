@@ -1,8 +1,8 @@
 /**
- * Typed AoE messages and their byte-exact parse/serialize. Pure: no I/O.
- * The writers (`write*`) fill a caller's buffer so the engine can build
- * responses in place in a transmit ring slot; `serialize` wraps them for
- * callers that want a fresh Buffer (the client, tests).
+ * Typed AoE messages and their byte-exact parse/serialize, for the client and
+ * tests: one object per frame, any field settable. Pure: no I/O. The daemon's
+ * data path uses the allocation-free frame-readers.ts and reply-writers.ts;
+ * parsing here goes through the same readers.
  */
 import {
   AOE_HEADER,
@@ -10,14 +10,45 @@ import {
   AtaOff,
   Command,
   ConfigOff,
+  DirectiveOff,
   ETHERTYPE_AOE,
   Flag,
+  MAC_SIZE,
   MASK_DIRECTIVE_SIZE,
   MaskOff,
   MIN_FRAME,
   Off,
   ReserveOff,
 } from "./constants.js";
+import {
+  isErrorReply,
+  isResponse,
+  maskLength,
+  readAflags,
+  readAtaCommand,
+  readBufferCount,
+  readCcmd,
+  readCommand,
+  readConfigLength,
+  readConfigVersion,
+  readDirectiveCmd,
+  readErrFeature,
+  readError,
+  readEtherType,
+  readFirmware,
+  readMaskCount,
+  readMaxSectors,
+  readMcmd,
+  readMerror,
+  readRcmd,
+  readReserveCount,
+  readSectorCount,
+  readShelf,
+  readSlot,
+  readTag,
+  readVersion,
+  reserveLength,
+} from "./frame-readers.js";
 
 export interface Header {
   dst: Buffer;
@@ -92,19 +123,19 @@ export function writeLba48(buf: Buffer, off: number, lba: number): void {
 export function parseHeader(buf: Buffer): Header {
   if (buf.length < AOE_HEADER)
     throw new ParseError(`frame of ${buf.length} bytes is shorter than the AoE header`);
-  if (buf.readUInt16BE(Off.etherType) !== ETHERTYPE_AOE) throw new ParseError("not an AoE frame");
-  const vf = buf[Off.verFlags]!;
-  if (vf >> 4 !== AOE_VERSION) throw new ParseError(`unsupported AoE version ${vf >> 4}`);
+  if (readEtherType(buf, 0) !== ETHERTYPE_AOE) throw new ParseError("not an AoE frame");
+  const version = readVersion(buf, 0);
+  if (version !== AOE_VERSION) throw new ParseError(`unsupported AoE version ${version}`);
   return {
-    dst: Buffer.from(buf.subarray(Off.dst, Off.dst + 6)),
-    src: Buffer.from(buf.subarray(Off.src, Off.src + 6)),
-    response: (vf & Flag.response) !== 0,
-    isError: (vf & Flag.error) !== 0,
-    error: buf[Off.error]!,
-    shelf: buf.readUInt16BE(Off.shelf),
-    slot: buf[Off.slot]!,
-    command: buf[Off.command]!,
-    tag: buf.readUInt32BE(Off.tag),
+    dst: Buffer.from(buf.subarray(Off.dst, Off.dst + MAC_SIZE)),
+    src: Buffer.from(buf.subarray(Off.src, Off.src + MAC_SIZE)),
+    response: isResponse(buf, 0),
+    isError: isErrorReply(buf, 0),
+    error: readError(buf, 0),
+    shelf: readShelf(buf, 0),
+    slot: readSlot(buf, 0),
+    command: readCommand(buf, 0),
+    tag: readTag(buf, 0),
   };
 }
 
@@ -129,10 +160,10 @@ function need(buf: Buffer, n: number, what: string): void {
 export function parseAtaArg(buf: Buffer): AtaArg {
   need(buf, AtaOff.data, "ATA");
   return {
-    aflags: buf[AtaOff.aflags]!,
-    errFeature: buf[AtaOff.errFeature]!,
-    sectorCount: buf[AtaOff.sectorCount]!,
-    cmdStatus: buf[AtaOff.cmdStatus]!,
+    aflags: readAflags(buf, 0),
+    errFeature: readErrFeature(buf, 0),
+    sectorCount: readSectorCount(buf, 0),
+    cmdStatus: readAtaCommand(buf, 0),
     lba: readLba48(buf, AtaOff.lba),
     data: Buffer.from(buf.subarray(AtaOff.data)),
   };
@@ -152,14 +183,13 @@ export function writeAtaArg(buf: Buffer, a: AtaArg): number {
 
 export function parseConfigArg(buf: Buffer): ConfigArg {
   need(buf, ConfigOff.string, "query config");
-  const len = buf.readUInt16BE(ConfigOff.stringLength);
-  const vc = buf[ConfigOff.verCcmd]!;
+  const len = readConfigLength(buf, 0);
   return {
-    bufferCount: buf.readUInt16BE(ConfigOff.bufferCount),
-    firmware: buf.readUInt16BE(ConfigOff.firmware),
-    maxSectors: buf[ConfigOff.maxSectors]!,
-    aoeVersion: vc >> 4,
-    ccmd: vc & 0x0f,
+    bufferCount: readBufferCount(buf, 0),
+    firmware: readFirmware(buf, 0),
+    maxSectors: readMaxSectors(buf, 0),
+    aoeVersion: readConfigVersion(buf, 0),
+    ccmd: readCcmd(buf, 0),
     // A short frame carries what it has; the engine decides whether that is an error.
     config: Buffer.from(buf.subarray(ConfigOff.string, ConfigOff.string + len)),
   };
@@ -177,14 +207,17 @@ export function writeConfigArg(buf: Buffer, c: ConfigArg): number {
 
 export function parseMacMaskArg(buf: Buffer): MacMaskArg {
   need(buf, MaskOff.directives, "MAC mask list");
-  const count = buf[MaskOff.count]!;
-  need(buf, MaskOff.directives + count * MASK_DIRECTIVE_SIZE, "MAC mask list");
+  const count = readMaskCount(buf, 0);
+  need(buf, maskLength(count), "MAC mask list");
   const directives: MaskDirective[] = [];
   for (let i = 0; i < count; i++) {
-    const o = MaskOff.directives + i * MASK_DIRECTIVE_SIZE;
-    directives.push({ dcmd: buf[o + 1]!, mac: Buffer.from(buf.subarray(o + 2, o + 8)) });
+    const mac = maskLength(i) + DirectiveOff.mac;
+    directives.push({
+      dcmd: readDirectiveCmd(buf, 0, i),
+      mac: Buffer.from(buf.subarray(mac, mac + MAC_SIZE)),
+    });
   }
-  return { mcmd: buf[MaskOff.mcmd]!, merror: buf[MaskOff.merror]!, directives };
+  return { mcmd: readMcmd(buf, 0), merror: readMerror(buf, 0), directives };
 }
 
 export function writeMacMaskArg(buf: Buffer, m: MacMaskArg): number {
@@ -204,14 +237,14 @@ export function writeMacMaskArg(buf: Buffer, m: MacMaskArg): number {
 
 export function parseReserveArg(buf: Buffer): ReserveArg {
   need(buf, ReserveOff.macs, "reserve/release");
-  const count = buf[ReserveOff.count]!;
-  need(buf, ReserveOff.macs + count * 6, "reserve/release");
+  const count = readReserveCount(buf, 0);
+  need(buf, reserveLength(count), "reserve/release");
   const macs: Buffer[] = [];
   for (let i = 0; i < count; i++) {
-    const o = ReserveOff.macs + i * 6;
-    macs.push(Buffer.from(buf.subarray(o, o + 6)));
+    const o = reserveLength(i);
+    macs.push(Buffer.from(buf.subarray(o, o + MAC_SIZE)));
   }
-  return { rcmd: buf[ReserveOff.rcmd]!, macs };
+  return { rcmd: readRcmd(buf, 0), macs };
 }
 
 export function writeReserveArg(buf: Buffer, r: ReserveArg): number {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildIdentify } from "../../src/protocol/identify.js";
+import { buildIdentify, parseIdentify } from "../../src/protocol/identify.js";
 
 const word = (page: Buffer, w: number) => page.readUInt16LE(w * 2);
 
@@ -63,5 +63,48 @@ describe("IDENTIFY DEVICE page", () => {
   it("replaces non-ASCII characters and truncates long strings", () => {
     const p = buildIdentify({ ...info, serial: "é".repeat(3) + "x".repeat(30) });
     expect(ataString(p, 10, 10)).toBe(`???${"x".repeat(17)}`);
+  });
+});
+
+describe("parseIdentify, as an initiator reads the page", () => {
+  it("reads a hand-made LBA48 page: words 100-103, strings unswapped and trimmed", () => {
+    const page = Buffer.alloc(512, 0x20); // strings are space padded
+    page.write("ab", 20, "latin1"); // word 10 holds "ba"
+    page.write("1.", 46, "latin1"); // word 23: ".1"
+    page.write("om", 54, "latin1"); // word 27: "mo"
+    page.writeUInt16LE(1 << 10, 83 * 2);
+    page.writeUInt32LE(0x0fffffff, 60 * 2);
+    page.writeBigUInt64LE(2n ** 40n + 3n, 100 * 2);
+    expect(parseIdentify(page)).toEqual({
+      sectors: 2 ** 40 + 3,
+      lba48: true,
+      serial: "ba",
+      firmware: ".1",
+      model: "mo",
+    });
+  });
+
+  it("reads words 60-61 when LBA48 is not supported", () => {
+    const page = Buffer.alloc(512);
+    page.writeUInt32LE(123456, 60 * 2);
+    page.writeBigUInt64LE(999n, 100 * 2);
+    expect(parseIdentify(page)).toMatchObject({ sectors: 123456, lba48: false });
+  });
+
+  it("reads back what buildIdentify wrote", () => {
+    const info = {
+      sectors: 2 ** 33 + 5,
+      serial: "S1",
+      model: "M",
+      firmware: "0.1",
+      writeCache: true,
+    };
+    expect(parseIdentify(buildIdentify(info))).toEqual({
+      sectors: info.sectors,
+      lba48: true,
+      serial: "S1",
+      firmware: "0.1",
+      model: "M",
+    });
   });
 });

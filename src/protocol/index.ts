@@ -1,3 +1,0 @@
-export * from "./constants.js";
-export * from "./identify.js";
-export * from "./messages.js";
