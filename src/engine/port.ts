@@ -5,7 +5,7 @@
  * a receive batch is walked go out with it (the first few early); the others
  * with one kick per event-loop turn.
  */
-import { type FanoutRequest, loadNative } from "../net/native.js";
+import { type FanoutRequest, loadNative } from "../native/addon.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_VERSION,

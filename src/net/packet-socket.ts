@@ -21,7 +21,7 @@ import {
   type NativePacketHandle,
   POLL_READABLE,
   POLL_WRITABLE,
-} from "./native.js";
+} from "../native/addon.js";
 
 export interface PacketSocketOptions {
   /** RX ring size in bytes (rounded down to whole blocks). Default 8 MiB. */

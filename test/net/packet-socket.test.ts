@@ -22,7 +22,7 @@ import {
   bufferAddress,
   logicalBlockSize,
 } from "../../src/io/blockdev.js";
-import { nativeAddonCandidates } from "../../src/net/native.js";
+import { nativeAddonCandidates } from "../../src/native/addon.js";
 import { PacketSocket } from "../../src/net/packet-socket.js";
 import {
   createVethPair,

@@ -204,7 +204,7 @@ export function nativeAddonCandidates(): string[] {
   const out: string[] = [];
   const env = process.env.AOED_NATIVE;
   if (env) out.push(env);
-  // This file is src/net/native.ts (tests) or dist/src/net/native.js (built).
+  // This file is src/native/addon.ts (tests) or dist/src/native/addon.js (built).
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     dir = dirname(dir);
