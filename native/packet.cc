@@ -10,9 +10,8 @@
 //   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
 //   setSteering(program) -> 0 | errno   PACKET_FANOUT_DATA for the group
 //   stats() -> {packets, drops} PACKET_STATISTICS (reading resets them)
-//   refreshMtu() -> number      SIOCGIFMTU
-//   startPoll(cb, readable, writable)  uv_poll; cb(status, events)
-//   setPollEvents(readable, writable)
+//   startPoll(cb, readable)     uv_poll; cb(status, events)
+//   setPollEvents(readable)
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
 // and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed), and
@@ -292,7 +291,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
                            InstanceMethod<&PacketHandle::Kick>("kick"),
                            InstanceMethod<&PacketHandle::SetSteering>("setSteering"),
                            InstanceMethod<&PacketHandle::Stats>("stats"),
-                           InstanceMethod<&PacketHandle::RefreshMtu>("refreshMtu"),
                            InstanceMethod<&PacketHandle::StartPoll>("startPoll"),
                            InstanceMethod<&PacketHandle::SetPollEvents>("setPollEvents"),
                            InstanceMethod<&PacketHandle::Ref>("ref"),
@@ -471,24 +469,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     return o;
   }
 
-  Napi::Value RefreshMtu(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
-    char name[IFNAMSIZ];
-    if (if_indextoname(static_cast<unsigned>(ifindex_), name) == nullptr) {
-      throw CodedError(env, ENODEV, ifname_ + ": interface is gone");
-    }
-    ifreq ifr;
-    FillIfreq(&ifr, name);
-    if (ioctl(fd_, SIOCGIFMTU, &ifr) < 0) throw ErrnoError(env, errno, ifname_ + ": SIOCGIFMTU");
-    return Napi::Number::New(env, ifr.ifr_mtu);
-  }
-
   static int EventsFrom(const Napi::CallbackInfo& info, size_t i) {
-    int ev = 0;
-    if (info.Length() > i && info[i].ToBoolean().Value()) ev |= UV_READABLE;
-    if (info.Length() > i + 1 && info[i + 1].ToBoolean().Value()) ev |= UV_WRITABLE;
-    return ev;
+    return info.Length() > i && info[i].ToBoolean().Value() ? UV_READABLE : 0;
   }
 
   void ApplyEvents(Napi::Env env) {
@@ -496,15 +478,15 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     if (r < 0) throw ErrnoError(env, -r, ifname_ + ": uv_poll_start");
   }
 
-  // startPoll(cb, readable, writable): cb(status, events) runs on the event
-  // loop. status is 0, or -errno when the socket reported an error (e.g.
-  // -ENETDOWN when the link went down); events has bit 1 readable, 2 writable.
+  // startPoll(cb, readable): cb(status, events) runs on the event loop.
+  // status is 0, or -errno when the socket reported an error (e.g. -ENETDOWN
+  // when the link went down); events has bit 1 set when readable.
   Napi::Value StartPoll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
     if (poller_.polling()) throw Napi::Error::New(env, ifname_ + ": already polling");
     if (info.Length() < 1 || !info[0].IsFunction()) {
-      throw Napi::TypeError::New(env, "startPoll(cb, readable, writable)");
+      throw Napi::TypeError::New(env, "startPoll(cb, readable)");
     }
     poller_.Start(env, fd_, info[0].As<Napi::Function>(), "aoed.PacketSocket", ifname_);
     events_ = EventsFrom(info, 1);

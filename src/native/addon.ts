@@ -8,9 +8,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Bits of the `events` argument of the poll callback (libuv's values). */
+/** The readable bit of the `events` argument of the poll callback (libuv's value). */
 export const POLL_READABLE = 1;
-export const POLL_WRITABLE = 2;
 
 /**
  * PACKET_FANOUT_CBPF membership: id 0 creates a group (the kernel picks a
@@ -50,19 +49,13 @@ export interface NativePacketHandle {
   setSteering(program: Buffer): number;
   /** PACKET_STATISTICS; reading resets the kernel counters. packets includes drops. */
   stats(): { packets: number; drops: number };
-  /** SIOCGIFMTU now. Throws if the interface is gone. */
-  refreshMtu(): number;
   /**
    * Start the readiness watcher (uv_poll on the fd). cb gets status 0, or a
    * negative errno for a socket error (e.g. -ENETDOWN when the link went down;
-   * polling continues), and the ready events (POLL_READABLE | POLL_WRITABLE).
+   * polling continues), and the ready events (POLL_READABLE).
    */
-  startPoll(
-    cb: (status: number, events: number) => void,
-    readable: boolean,
-    writable: boolean,
-  ): void;
-  setPollEvents(readable: boolean, writable: boolean): void;
+  startPoll(cb: (status: number, events: number) => void, readable: boolean): void;
+  setPollEvents(readable: boolean): void;
   /** Whether an active watcher keeps the event loop alive (default: it does). */
   ref(): void;
   unref(): void;
