@@ -3,29 +3,6 @@
 // memory to JavaScript. All AoE logic lives in TypeScript.
 
 #include <napi.h>
-#include <uv.h>
-
-#include <cstring>
-#include <string>
-
-// An Error whose message is "<what>: <strerror> (<CODE>)", with .code and
-// .errno (negative, like Node's own system errors) set.
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what) {
-  const char* code = uv_err_name(-err);
-  std::string msg = what + ": " + std::strerror(err) + " (" + code + ")";
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("errno", Napi::Number::New(env, -err));
-  return e;
-}
-
-// Same, with a caller-chosen message (e.g. "eth9: no such interface").
-Napi::Error CodedError(Napi::Env env, int err, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, uv_err_name(-err)));
-  e.Set("errno", Napi::Number::New(env, -err));
-  return e;
-}
 
 void InitPacket(Napi::Env env, Napi::Object exports);
 void InitBlockdev(Napi::Env env, Napi::Object exports);

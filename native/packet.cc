@@ -30,7 +30,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "errors.h"
 #include "fd-poller.h"
+#include "shared-mapping.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,9 +50,6 @@
 #include <string>
 #include <vector>
 
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
-Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
-
 #include <linux/filter.h>
 
 #ifndef PACKET_FANOUT_FLAG_UNIQUEID
@@ -65,30 +64,6 @@ namespace {
 
 constexpr uint16_t kEthPAoe = 0x88A2;
 constexpr size_t kMaxRingBytes = size_t(1) << 30;
-
-// The mmap is shared by the handle and the two ArrayBuffers over it. It is
-// unmapped when the handle is closed (after detaching the ArrayBuffers, so
-// JavaScript can no longer reach it) or, if the handle is garbage collected
-// without close(), when the last of the three owners lets go.
-struct Mapping {
-  void* addr;
-  size_t len;
-  int refs;
-  void Unmap() {
-    if (addr != nullptr) {
-      munmap(addr, len);
-      addr = nullptr;
-    }
-  }
-  void Release() {
-    if (--refs == 0) {
-      Unmap();
-      delete this;
-    }
-  }
-};
-
-void ReleaseMapping(Napi::Env, void*, Mapping* m) { m->Release(); }
 
 struct OpenState {
   int fd = -1;
@@ -352,18 +327,13 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     }
     fd_ = st.fd;
     ifindex_ = st.ifindex;
-    map_ = new Mapping{st.addr, st.mapLen, 1};
+    map_.Own(st.addr, st.mapLen);
 
     size_t rxLen = size_t(st.rx.tp_block_size) * st.rx.tp_block_nr;
     size_t txLen = size_t(st.tx.tp_block_size) * st.tx.tp_block_nr;
     char* base = static_cast<char*>(st.addr);
-
-    map_->refs++;
-    Napi::ArrayBuffer rxAb = Napi::ArrayBuffer::New(env, base, rxLen, ReleaseMapping, map_);
-    map_->refs++;
-    Napi::ArrayBuffer txAb = Napi::ArrayBuffer::New(env, base + rxLen, txLen, ReleaseMapping, map_);
-    rxAb_ = Napi::Persistent(rxAb);
-    txAb_ = Napi::Persistent(txAb);
+    Napi::ArrayBuffer rxAb = map_.Expose(env, base, rxLen);
+    Napi::ArrayBuffer txAb = map_.Expose(env, base + rxLen, txLen);
 
     auto ro = napi_enumerable;
     Napi::Object self = info.This().As<Napi::Object>();
@@ -402,11 +372,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     if (closed_) return;
     closed_ = true;
     poller_.Stop();
-    if (map_ != nullptr) {
-      Mapping* m = map_;
-      map_ = nullptr;
-      m->Release();  // unmaps now only if both ArrayBuffers are already gone
-    }
+    map_.Release();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -416,17 +382,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) return env.Undefined();
-    // Detach first: afterwards JavaScript cannot touch the mapping, so it can
-    // be unmapped right away even if views over it are still referenced.
-    Mapping* m = map_;
-    for (Napi::Reference<Napi::ArrayBuffer>* r : {&rxAb_, &txAb_}) {
-      if (!r->IsEmpty()) {
-        Napi::ArrayBuffer ab = r->Value();
-        if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
-        r->Reset();
-      }
-    }
-    if (m != nullptr) m->Unmap();
+    map_.DetachAndUnmap();
     poller_.Close();
     ReleaseNative();
     return env.Undefined();
@@ -533,9 +489,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
   int ifindex_ = 0;
   bool closed_ = false;
   int events_ = 0;
-  Mapping* map_ = nullptr;
-  Napi::Reference<Napi::ArrayBuffer> rxAb_;
-  Napi::Reference<Napi::ArrayBuffer> txAb_;
+  SharedMapping map_;  // both rings, in one mmap
   FdPoller poller_{this};
 };
 
