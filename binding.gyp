@@ -11,6 +11,7 @@
         "native/notify.cc",
         "native/fd-poller.cc",
         "native/mapped.cc",
+        "native/netlink.cc",
         "native/shared-mapping.cc"
       ],
       "dependencies": [

@@ -9,6 +9,7 @@ void InitBlockdev(Napi::Env env, Napi::Object exports);
 void InitUring(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
 void InitMapped(Napi::Env env, Napi::Object exports);
+void InitNetlink(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPacket(env, exports);
@@ -16,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitUring(env, exports);
   InitNotify(env, exports);
   InitMapped(env, exports);
+  InitNetlink(env, exports);
   return exports;
 }
 

@@ -15,8 +15,8 @@
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
 // and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed), and
-// interfaceLink(ifname) -> {ifindex, mtu} | null (null: no such interface in
-// this network namespace; ioctls, so it works where sysfs shows another one).
+// interfaceLink(ifname) -> {ifindex, mtu, up} | null (null: no such interface
+// in this network namespace; ioctls, so it works where sysfs shows another one).
 //
 // fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
 // group with a kernel-chosen unique id and installs program (a Buffer of
@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "errors.h"
+#include "factory.h"
 #include "fd-poller.h"
 #include "shared-mapping.h"
 
@@ -518,7 +519,8 @@ Napi::Value InterfaceMtu(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ifr.ifr_mtu);
 }
 
-// interfaceLink(ifname) -> {ifindex, mtu} | null, without needing CAP_NET_RAW.
+// interfaceLink(ifname) -> {ifindex, mtu, up} | null, without needing
+// CAP_NET_RAW. up: IFF_UP and IFF_RUNNING (set up, and the carrier is on).
 Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
@@ -532,40 +534,33 @@ Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
   int r = ioctl(fd, SIOCGIFINDEX, &ifr);
   int e = errno;
   int ifindex = ifr.ifr_ifindex;
+  int mtu = 0;
   if (r == 0) {
     r = ioctl(fd, SIOCGIFMTU, &ifr);
+    e = errno;
+    mtu = ifr.ifr_mtu;
+  }
+  if (r == 0) {
+    r = ioctl(fd, SIOCGIFFLAGS, &ifr);
     e = errno;
   }
   close(fd);
   if (r < 0) {
     if (e == ENODEV) return env.Null();
-    throw ErrnoError(env, e, name + ": SIOCGIFINDEX/SIOCGIFMTU");
+    throw ErrnoError(env, e, name + ": SIOCGIFINDEX/SIOCGIFMTU/SIOCGIFFLAGS");
   }
+  const int running = IFF_UP | IFF_RUNNING;
   Napi::Object out = Napi::Object::New(env);
   out.Set("ifindex", Napi::Number::New(env, ifindex));
-  out.Set("mtu", Napi::Number::New(env, ifr.ifr_mtu));
+  out.Set("mtu", Napi::Number::New(env, mtu));
+  out.Set("up", Napi::Boolean::New(env, (ifr.ifr_flags & running) == running));
   return out;
-}
-
-struct PacketData {
-  Napi::FunctionReference ctor;
-};
-
-Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
-  auto* data = info.Env().GetInstanceData<PacketData>();
-  std::vector<napi_value> args;
-  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
-  return data->ctor.New(args);
 }
 
 }  // namespace
 
 void InitPacket(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = PacketHandle::Define(env);
-  auto* data = new PacketData{Napi::Persistent(ctor)};
-  env.SetInstanceData<PacketData>(data);
-  exports.Set("PacketHandle", ctor);
-  exports.Set("openPacket", Napi::Function::New<OpenPacket>(env, "openPacket"));
+  ExportWithFactory<PacketHandle>(env, exports, "PacketHandle", "openPacket");
   exports.Set("interfaceMtu", Napi::Function::New<InterfaceMtu>(env, "interfaceMtu"));
   exports.Set("interfaceLink", Napi::Function::New<InterfaceLink>(env, "interfaceLink"));
 }

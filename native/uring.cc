@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "errors.h"
+#include "factory.h"
 #include "fd-poller.h"
 #include "shared-mapping.h"
 
@@ -338,26 +339,10 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
-struct UringData {
-  Napi::FunctionReference ctor;
-};
-
-Napi::Value UringSetup(const Napi::CallbackInfo& info) {
-  auto* data = static_cast<UringData*>(info.Data());
-  std::vector<napi_value> args;
-  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
-  return data->ctor.New(args);
-}
-
 }  // namespace
 
 void InitUring(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = UringHandle::Define(env);
-  // Instance data belongs to the packet layer; keep our constructor alive here.
-  auto* data = new UringData{Napi::Persistent(ctor)};
-  env.AddCleanupHook([data]() { delete data; });
-  exports.Set("UringHandle", ctor);
-  exports.Set("uringSetup", Napi::Function::New(env, UringSetup, "uringSetup", data));
+  ExportWithFactory<UringHandle>(env, exports, "UringHandle", "uringSetup");
   exports.Set("uringProbe", Napi::Function::New<UringProbe>(env, "uringProbe"));
   exports.Set("uringConstants", Constants(env));
 }

@@ -5,7 +5,8 @@
  * a receive batch is walked go out with it (the first few early); the others
  * with one kick per event-loop turn.
  */
-import { type FanoutRequest, loadNative } from "../native/addon.js";
+import type { FanoutRequest } from "../native/addon.js";
+import { linkState } from "../net/link-monitor.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_VERSION,
@@ -104,18 +105,6 @@ function isReadOrWrite(buf: Buffer, off: number): boolean {
     cmd === AtaCmd.writeSectors ||
     cmd === AtaCmd.writeSectorsExt
   );
-}
-
-/**
- * An interface as this network namespace has it now; null when it does not
- * exist. Asked by ioctl: a container's sysfs may show another namespace's links.
- */
-export function linkState(name: string): { ifindex: number; mtu: number } | null {
-  try {
-    return loadNative().interfaceLink(name);
-  } catch {
-    return null;
-  }
 }
 
 /**

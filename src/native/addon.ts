@@ -63,6 +63,26 @@ export interface NativePacketHandle {
   close(): void;
 }
 
+/** One RTM_NEWLINK or RTM_DELLINK message (native/netlink.cc). */
+export interface NativeLinkEvent {
+  readonly ifindex: number;
+  readonly name: string;
+  readonly mtu: number;
+  /** IFF_UP and IFF_RUNNING: set up, and the carrier is on. */
+  readonly up: boolean;
+  /** RTM_DELLINK: the link is gone (or left this network namespace). */
+  readonly deleted: boolean;
+}
+
+/** What watchLinks() returns: a NETLINK_ROUTE socket subscribed to RTMGRP_LINK. */
+export interface NativeLinkWatch {
+  /** Whether the watcher keeps the event loop alive (default: it does). */
+  ref(): void;
+  unref(): void;
+  /** Stops the watcher and closes the socket. Idempotent. */
+  close(): void;
+}
+
 /** Byte offsets of the SQ ring fields (struct io_sqring_offsets). */
 export interface UringSqOffsets {
   head: number;
@@ -157,8 +177,17 @@ export interface NativeAddon {
   ): NativePacketHandle;
   /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
   interfaceMtu(ifname: string): number;
-  /** Index and MTU of an interface in this network namespace (ioctls, not sysfs); null if there is none. */
-  interfaceLink(ifname: string): { ifindex: number; mtu: number } | null;
+  /**
+   * Index, MTU and whether it is up and running (IFF_UP and IFF_RUNNING) of an
+   * interface in this network namespace (ioctls, not sysfs); null if there is none.
+   */
+  interfaceLink(ifname: string): { ifindex: number; mtu: number; up: boolean } | null;
+  /**
+   * Link events of this network namespace, as they happen: cb(0, events) in
+   * the kernel's order, or cb(-ENOBUFS, [...]) when the kernel had to drop
+   * some (a full socket buffer): then every link of interest must be asked again.
+   */
+  watchLinks(cb: (status: number, events: NativeLinkEvent[]) => void): NativeLinkWatch;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   physicalBlockSize(fd: number): number;
