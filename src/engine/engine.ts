@@ -19,6 +19,7 @@ import { maxSectorsForMtu } from "../protocol/constants.js";
 import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
+import { logSocketErrors } from "./socket-errors.js";
 import { emptyState, StateStore } from "./state-store.js";
 import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
 import { Target, type TargetState } from "./target.js";
@@ -443,7 +444,12 @@ export class Engine {
    * the main thread serves the interface alone until it is bound again.
    */
   private openPort(name: string, settings: InterfaceConfig, queueSlots: number): Port {
-    const opts = { mtu: settings.mtu, ringBytes: settings.ringBytes, queueSlots };
+    const opts = {
+      mtu: settings.mtu,
+      ringBytes: settings.ringBytes,
+      queueSlots,
+      onSocketError: logSocketErrors(this.log, name),
+    };
     if (this.pool === null) return Port.open(name, opts);
     try {
       return Port.open(name, { ...opts, fanout: { id: 0, program: this.pool.program } });

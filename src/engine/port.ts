@@ -83,6 +83,8 @@ export interface PortOptions {
   fanout?: FanoutRequest;
   /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
   readsAndWritesOnly?: boolean;
+  /** Errors the socket reports (ENETDOWN...); without it they become process warnings. */
+  onSocketError?: (err: Error) => void;
 }
 
 const MiB = 1024 * 1024;
@@ -158,6 +160,7 @@ export class Port implements ReplyPort {
       txRingBytes: ringBytes,
       ...(opts.fanout ? { fanout: opts.fanout } : {}),
     });
+    if (opts.onSocketError) sock.onError(opts.onSocketError);
     const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
     const port = new Port(name, sock, mtu, ringBytes, opts.readsAndWritesOnly ?? false);
     sock.start(port.onFrame, port.onBatchEnd);

@@ -123,4 +123,19 @@ describe("links that come and go", () => {
       c.close();
     }
   });
+
+  it("logs the socket error of a link set down with its name, and serves again once it is up", async () => {
+    // The steady link was bound up: no error of its own yet that would start a quiet period.
+    const from = daemon.logs.length;
+    run(["ip", "-n", net.netns!, "link", "set", net.b, "down"]);
+    const line = await daemon.waitForLog(/^socket error$/, { from });
+    expect(line).toMatchObject({ interface: net.b, code: "ENETDOWN" });
+    run(["ip", "-n", net.netns!, "link", "set", net.b, "up"]);
+    await waitFor(
+      "discovery on the link brought back up",
+      async () => (await discoverOn(net.a)).length === 1,
+    );
+    // In the log, not a process warning on stderr.
+    expect(daemon.stderr()).not.toContain("ENETDOWN");
+  });
 });
