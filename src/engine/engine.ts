@@ -162,11 +162,18 @@ export class Engine {
         pretty: this.opts.prettyLogs ?? false,
       });
     // Listening before the first apply, so no link that appears meanwhile goes unnoticed.
-    this.links = LinkMonitor.open(this.onLinks);
+    try {
+      this.links = LinkMonitor.open(this.onLinks);
+    } catch (err) {
+      this.log.warn(
+        { err: (err as Error).message },
+        `cannot follow link changes; looking at the links every ${RECHECK_MS / 1000} s instead`,
+      );
+    }
     try {
       await this.apply(config);
     } catch (err) {
-      this.links.close();
+      this.links?.close();
       this.links = null;
       await this.pool?.stop();
       this.pool = null;
@@ -553,13 +560,16 @@ export class Engine {
     }
   }
 
-  /** Looks again in RECHECK_MS while a backing file is awaited or a relink failed. */
+  /**
+   * Looks again in RECHECK_MS while a backing file is awaited or a relink
+   * failed, or all the time when link changes cannot be followed.
+   */
   private armRecheck(): void {
     if (this.recheckTimer !== null || this.stopping) return;
     const fileAwaited = [...this.waiting.values()].some((w) =>
       w.missing.includes(`file ${w.cfg.path}`),
     );
-    if (!fileAwaited && this.retryError === null) return;
+    if (!fileAwaited && this.retryError === null && this.links !== null) return;
     this.recheckTimer = setTimeout(() => {
       this.recheckTimer = null;
       this.relink();
