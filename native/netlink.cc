@@ -6,8 +6,9 @@
 //       RTM_DELLINK in the order the kernel sent them; up: IFF_UP and
 //       IFF_RUNNING, set up and the carrier on), or with status
 //       -ENOBUFS when the kernel dropped events because the socket buffer was
-//       full (JavaScript then looks at every link it cares about again), or
-//       another negative errno from libuv.
+//       full (JavaScript then looks at every link it cares about again; the
+//       watch goes on), or with another negative errno, after which the
+//       watch has stopped.
 //     ref(), unref()  of the poll handle
 //     close()         idempotent
 // One socket serves the whole daemon; it sees the links of the network
@@ -134,8 +135,20 @@ class LinkWatch : public Napi::ObjectWrap<LinkWatch>, private FdPoller::Owner {
   void OnPoll(int status, int) override {
     Napi::Env env = Env();
     int st = status;
+    if (status < 0) {
+      // libuv stops the watcher on POLLERR. Here that is a pending socket
+      // error: ENOBUFS, the kernel dropped events. Reading it clears it; the
+      // queued events are still read, and the watch goes on. Any other error
+      // leaves the watcher stopped.
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
+        st = -soerr;
+        poller_.SetEvents(UV_READABLE);
+      }
+    }
     std::vector<LinkEvent> events;
-    if (st == 0) {
+    if (st == 0 || st == -ENOBUFS) {
       std::vector<char> buf(kRecvBytes);
       for (;;) {
         sockaddr_nl from{};

@@ -163,12 +163,9 @@ export class Engine {
       });
     // Listening before the first apply, so no link that appears meanwhile goes unnoticed.
     try {
-      this.links = LinkMonitor.open(this.onLinks);
+      this.links = LinkMonitor.open(this.onLinks, this.onLinksLost);
     } catch (err) {
-      this.log.warn(
-        { err: (err as Error).message },
-        `cannot follow link changes; looking at the links every ${RECHECK_MS / 1000} s instead`,
-      );
+      this.onLinksLost(err as Error);
     }
     try {
       await this.apply(config);
@@ -479,6 +476,16 @@ export class Engine {
           "link changed",
         );
     // Any link event may matter (a rename, a link a pending reload names): look at ours again.
+    this.relink();
+  };
+
+  /** Without rtnetlink the links are looked at every RECHECK_MS, as files are. */
+  private readonly onLinksLost = (err: Error): void => {
+    this.log.warn(
+      { err: err.message },
+      `cannot follow link changes; looking at the links every ${RECHECK_MS / 1000} s instead`,
+    );
+    this.links = null;
     this.relink();
   };
 

@@ -185,7 +185,8 @@ export interface NativeAddon {
   /**
    * Link events of this network namespace, as they happen: cb(0, events) in
    * the kernel's order, or cb(-ENOBUFS, [...]) when the kernel had to drop
-   * some (a full socket buffer): then every link of interest must be asked again.
+   * some (a full socket buffer): then every link of interest must be asked
+   * again. Another negative status: the watch has stopped.
    */
   watchLinks(cb: (status: number, events: NativeLinkEvent[]) => void): NativeLinkWatch;
   blockDeviceSize(fd: number): number;

@@ -5,6 +5,7 @@
  * appears, goes, is renamed, or changes its MTU or up/down state, so nobody
  * has to poll. Both see the namespace the process runs in, as packet sockets do.
  */
+import { constants } from "node:os";
 import { loadNative, type NativeLinkEvent, type NativeLinkWatch } from "../native/addon.js";
 
 export type LinkEvent = NativeLinkEvent;
@@ -30,13 +31,19 @@ export class LinkMonitor {
 
   /**
    * Starts listening. `listener` gets null when the kernel dropped events (its
-   * socket buffer was full) or the watch failed: then any link may have
-   * changed, and linkState() says how each one is now.
+   * socket buffer was full): then any link may have changed, and linkState()
+   * says how each one is now. `onFailure` is told when the watch stopped for
+   * good (the listener hears nothing more).
    */
-  static open(listener: LinkListener): LinkMonitor {
-    const watch = loadNative().watchLinks((status, events) =>
-      listener(status === 0 ? events : null),
-    );
+  static open(listener: LinkListener, onFailure: (err: Error) => void): LinkMonitor {
+    const watch = loadNative().watchLinks((status, events) => {
+      if (status === 0) listener(events);
+      else if (status === -constants.errno.ENOBUFS) listener(null);
+      else {
+        watch.close();
+        onFailure(new Error(`rtnetlink: watching links failed: errno ${-status}`));
+      }
+    });
     watch.unref();
     return new LinkMonitor(watch);
   }

@@ -14,9 +14,13 @@ describe("LinkMonitor", () => {
   it("reports a link appearing with its MTU, coming up, and going", async () => {
     // Other links of this namespace may change meanwhile: only ours are looked at.
     const events: LinkEvent[] = [];
-    const monitor = LinkMonitor.open((evs) => {
-      if (evs !== null) events.push(...evs);
-    });
+    const failures: Error[] = [];
+    const monitor = LinkMonitor.open(
+      (evs) => {
+        if (evs !== null) events.push(...evs);
+      },
+      (err) => failures.push(err),
+    );
     let pair: VethPair | null = null;
     try {
       pair = createVethPair({ mtu: 4000 });
@@ -30,6 +34,7 @@ describe("LinkMonitor", () => {
       pair = null;
       await waitFor("link A gone", () => events.some((e) => e.ifindex === up.ifindex && e.deleted));
       expect(linkState(a)).toBeNull();
+      expect(failures).toEqual([]);
     } finally {
       monitor.close();
       monitor.close();
