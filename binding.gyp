@@ -4,12 +4,15 @@
       "target_name": "aoed_native",
       "sources": [
         "native/addon.cc",
+        "native/errors.cc",
         "native/packet.cc",
         "native/blockdev.cc",
         "native/uring.cc",
         "native/notify.cc",
         "native/fd-poller.cc",
-        "native/mapped.cc"
+        "native/mapped.cc",
+        "native/netlink.cc",
+        "native/shared-mapping.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

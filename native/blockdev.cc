@@ -8,6 +8,8 @@
 
 #include <napi.h>
 
+#include "errors.h"
+
 #include <errno.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -17,9 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
-Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
 
 namespace {
 

@@ -1,8 +1,8 @@
 #include "fd-poller.h"
 
-#include <unistd.h>
+#include "errors.h"
 
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
+#include <unistd.h>
 
 // Outlives the FdPoller while libuv finishes closing it.
 struct FdPoller::Handle {

@@ -8,6 +8,8 @@
 
 #include <napi.h>
 
+#include "errors.h"
+
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,8 +21,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
 
 namespace {
 

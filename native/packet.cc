@@ -10,14 +10,13 @@
 //   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
 //   setSteering(program) -> 0 | errno   PACKET_FANOUT_DATA for the group
 //   stats() -> {packets, drops} PACKET_STATISTICS (reading resets them)
-//   refreshMtu() -> number      SIOCGIFMTU
-//   startPoll(cb, readable, writable)  uv_poll; cb(status, events)
-//   setPollEvents(readable, writable)
+//   startPoll(cb, readable)     uv_poll; cb(status, events)
+//   setPollEvents(readable)
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
 // and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed), and
-// interfaceLink(ifname) -> {ifindex, mtu} | null (null: no such interface in
-// this network namespace; ioctls, so it works where sysfs shows another one).
+// interfaceLink(ifname) -> {ifindex, mtu, up} | null (null: no such interface
+// in this network namespace; ioctls, so it works where sysfs shows another one).
 //
 // fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
 // group with a kernel-chosen unique id and installs program (a Buffer of
@@ -31,7 +30,10 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "errors.h"
+#include "factory.h"
 #include "fd-poller.h"
+#include "shared-mapping.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,9 +51,6 @@
 #include <string>
 #include <vector>
 
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
-Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
-
 #include <linux/filter.h>
 
 #ifndef PACKET_FANOUT_FLAG_UNIQUEID
@@ -66,30 +65,6 @@ namespace {
 
 constexpr uint16_t kEthPAoe = 0x88A2;
 constexpr size_t kMaxRingBytes = size_t(1) << 30;
-
-// The mmap is shared by the handle and the two ArrayBuffers over it. It is
-// unmapped when the handle is closed (after detaching the ArrayBuffers, so
-// JavaScript can no longer reach it) or, if the handle is garbage collected
-// without close(), when the last of the three owners lets go.
-struct Mapping {
-  void* addr;
-  size_t len;
-  int refs;
-  void Unmap() {
-    if (addr != nullptr) {
-      munmap(addr, len);
-      addr = nullptr;
-    }
-  }
-  void Release() {
-    if (--refs == 0) {
-      Unmap();
-      delete this;
-    }
-  }
-};
-
-void ReleaseMapping(Napi::Env, void*, Mapping* m) { m->Release(); }
 
 struct OpenState {
   int fd = -1;
@@ -292,7 +267,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
                            InstanceMethod<&PacketHandle::Kick>("kick"),
                            InstanceMethod<&PacketHandle::SetSteering>("setSteering"),
                            InstanceMethod<&PacketHandle::Stats>("stats"),
-                           InstanceMethod<&PacketHandle::RefreshMtu>("refreshMtu"),
                            InstanceMethod<&PacketHandle::StartPoll>("startPoll"),
                            InstanceMethod<&PacketHandle::SetPollEvents>("setPollEvents"),
                            InstanceMethod<&PacketHandle::Ref>("ref"),
@@ -354,18 +328,13 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     }
     fd_ = st.fd;
     ifindex_ = st.ifindex;
-    map_ = new Mapping{st.addr, st.mapLen, 1};
+    map_.Own(st.addr, st.mapLen);
 
     size_t rxLen = size_t(st.rx.tp_block_size) * st.rx.tp_block_nr;
     size_t txLen = size_t(st.tx.tp_block_size) * st.tx.tp_block_nr;
     char* base = static_cast<char*>(st.addr);
-
-    map_->refs++;
-    Napi::ArrayBuffer rxAb = Napi::ArrayBuffer::New(env, base, rxLen, ReleaseMapping, map_);
-    map_->refs++;
-    Napi::ArrayBuffer txAb = Napi::ArrayBuffer::New(env, base + rxLen, txLen, ReleaseMapping, map_);
-    rxAb_ = Napi::Persistent(rxAb);
-    txAb_ = Napi::Persistent(txAb);
+    Napi::ArrayBuffer rxAb = map_.Expose(env, base, rxLen);
+    Napi::ArrayBuffer txAb = map_.Expose(env, base + rxLen, txLen);
 
     auto ro = napi_enumerable;
     Napi::Object self = info.This().As<Napi::Object>();
@@ -404,11 +373,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     if (closed_) return;
     closed_ = true;
     poller_.Stop();
-    if (map_ != nullptr) {
-      Mapping* m = map_;
-      map_ = nullptr;
-      m->Release();  // unmaps now only if both ArrayBuffers are already gone
-    }
+    map_.Release();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -418,17 +383,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) return env.Undefined();
-    // Detach first: afterwards JavaScript cannot touch the mapping, so it can
-    // be unmapped right away even if views over it are still referenced.
-    Mapping* m = map_;
-    for (Napi::Reference<Napi::ArrayBuffer>* r : {&rxAb_, &txAb_}) {
-      if (!r->IsEmpty()) {
-        Napi::ArrayBuffer ab = r->Value();
-        if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
-        r->Reset();
-      }
-    }
-    if (m != nullptr) m->Unmap();
+    map_.DetachAndUnmap();
     poller_.Close();
     ReleaseNative();
     return env.Undefined();
@@ -471,24 +426,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     return o;
   }
 
-  Napi::Value RefreshMtu(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
-    char name[IFNAMSIZ];
-    if (if_indextoname(static_cast<unsigned>(ifindex_), name) == nullptr) {
-      throw CodedError(env, ENODEV, ifname_ + ": interface is gone");
-    }
-    ifreq ifr;
-    FillIfreq(&ifr, name);
-    if (ioctl(fd_, SIOCGIFMTU, &ifr) < 0) throw ErrnoError(env, errno, ifname_ + ": SIOCGIFMTU");
-    return Napi::Number::New(env, ifr.ifr_mtu);
-  }
-
   static int EventsFrom(const Napi::CallbackInfo& info, size_t i) {
-    int ev = 0;
-    if (info.Length() > i && info[i].ToBoolean().Value()) ev |= UV_READABLE;
-    if (info.Length() > i + 1 && info[i + 1].ToBoolean().Value()) ev |= UV_WRITABLE;
-    return ev;
+    return info.Length() > i && info[i].ToBoolean().Value() ? UV_READABLE : 0;
   }
 
   void ApplyEvents(Napi::Env env) {
@@ -496,15 +435,15 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     if (r < 0) throw ErrnoError(env, -r, ifname_ + ": uv_poll_start");
   }
 
-  // startPoll(cb, readable, writable): cb(status, events) runs on the event
-  // loop. status is 0, or -errno when the socket reported an error (e.g.
-  // -ENETDOWN when the link went down); events has bit 1 readable, 2 writable.
+  // startPoll(cb, readable): cb(status, events) runs on the event loop.
+  // status is 0, or -errno when the socket reported an error (e.g. -ENETDOWN
+  // when the link went down); events has bit 1 set when readable.
   Napi::Value StartPoll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) throw CodedError(env, EBADF, ifname_ + ": socket is closed");
     if (poller_.polling()) throw Napi::Error::New(env, ifname_ + ": already polling");
     if (info.Length() < 1 || !info[0].IsFunction()) {
-      throw Napi::TypeError::New(env, "startPoll(cb, readable, writable)");
+      throw Napi::TypeError::New(env, "startPoll(cb, readable)");
     }
     poller_.Start(env, fd_, info[0].As<Napi::Function>(), "aoed.PacketSocket", ifname_);
     events_ = EventsFrom(info, 1);
@@ -551,9 +490,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
   int ifindex_ = 0;
   bool closed_ = false;
   int events_ = 0;
-  Mapping* map_ = nullptr;
-  Napi::Reference<Napi::ArrayBuffer> rxAb_;
-  Napi::Reference<Napi::ArrayBuffer> txAb_;
+  SharedMapping map_;  // both rings, in one mmap
   FdPoller poller_{this};
 };
 
@@ -582,7 +519,8 @@ Napi::Value InterfaceMtu(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ifr.ifr_mtu);
 }
 
-// interfaceLink(ifname) -> {ifindex, mtu} | null, without needing CAP_NET_RAW.
+// interfaceLink(ifname) -> {ifindex, mtu, up} | null, without needing
+// CAP_NET_RAW. up: IFF_UP and IFF_RUNNING (set up, and the carrier is on).
 Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
@@ -596,40 +534,33 @@ Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
   int r = ioctl(fd, SIOCGIFINDEX, &ifr);
   int e = errno;
   int ifindex = ifr.ifr_ifindex;
+  int mtu = 0;
   if (r == 0) {
     r = ioctl(fd, SIOCGIFMTU, &ifr);
+    e = errno;
+    mtu = ifr.ifr_mtu;
+  }
+  if (r == 0) {
+    r = ioctl(fd, SIOCGIFFLAGS, &ifr);
     e = errno;
   }
   close(fd);
   if (r < 0) {
     if (e == ENODEV) return env.Null();
-    throw ErrnoError(env, e, name + ": SIOCGIFINDEX/SIOCGIFMTU");
+    throw ErrnoError(env, e, name + ": SIOCGIFINDEX/SIOCGIFMTU/SIOCGIFFLAGS");
   }
+  const int running = IFF_UP | IFF_RUNNING;
   Napi::Object out = Napi::Object::New(env);
   out.Set("ifindex", Napi::Number::New(env, ifindex));
-  out.Set("mtu", Napi::Number::New(env, ifr.ifr_mtu));
+  out.Set("mtu", Napi::Number::New(env, mtu));
+  out.Set("up", Napi::Boolean::New(env, (ifr.ifr_flags & running) == running));
   return out;
-}
-
-struct PacketData {
-  Napi::FunctionReference ctor;
-};
-
-Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
-  auto* data = info.Env().GetInstanceData<PacketData>();
-  std::vector<napi_value> args;
-  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
-  return data->ctor.New(args);
 }
 
 }  // namespace
 
 void InitPacket(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = PacketHandle::Define(env);
-  auto* data = new PacketData{Napi::Persistent(ctor)};
-  env.SetInstanceData<PacketData>(data);
-  exports.Set("PacketHandle", ctor);
-  exports.Set("openPacket", Napi::Function::New<OpenPacket>(env, "openPacket"));
+  ExportWithFactory<PacketHandle>(env, exports, "PacketHandle", "openPacket");
   exports.Set("interfaceMtu", Napi::Function::New<InterfaceMtu>(env, "interfaceMtu"));
   exports.Set("interfaceLink", Napi::Function::New<InterfaceLink>(env, "interfaceLink"));
 }

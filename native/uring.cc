@@ -30,7 +30,10 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "errors.h"
+#include "factory.h"
 #include "fd-poller.h"
+#include "shared-mapping.h"
 
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -44,9 +47,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what);
-Napi::Error CodedError(Napi::Env env, int err, const std::string& msg);
 
 #ifndef __NR_io_uring_setup
 #define __NR_io_uring_setup 425
@@ -72,33 +72,6 @@ int SysEnter(int fd, unsigned toSubmit, unsigned minComplete, unsigned flags) {
 int SysRegister(int fd, unsigned opcode, void* arg, unsigned nrArgs) {
   return static_cast<int>(syscall(__NR_io_uring_register, fd, opcode, arg, nrArgs));
 }
-
-// The three mappings are shared by the handle and the ArrayBuffers over them;
-// unmapped when the handle closes (after detaching the ArrayBuffers) or when
-// the last owner is garbage collected.
-struct Maps {
-  void* sq = MAP_FAILED;
-  size_t sqLen = 0;
-  void* cq = MAP_FAILED;  // == sq with IORING_FEAT_SINGLE_MMAP
-  size_t cqLen = 0;
-  void* sqes = MAP_FAILED;
-  size_t sqesLen = 0;
-  int refs = 1;
-  void Unmap() {
-    if (cq != MAP_FAILED && cq != sq) munmap(cq, cqLen);
-    if (sq != MAP_FAILED) munmap(sq, sqLen);
-    if (sqes != MAP_FAILED) munmap(sqes, sqesLen);
-    sq = cq = sqes = MAP_FAILED;
-  }
-  void Release() {
-    if (--refs == 0) {
-      Unmap();
-      delete this;
-    }
-  }
-};
-
-void ReleaseMaps(Napi::Env, void*, Maps* m) { m->Release(); }
 
 Napi::Object SqOffsets(Napi::Env env, const io_sqring_offsets& o) {
   Napi::Object r = Napi::Object::New(env);
@@ -162,69 +135,34 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
     int fd = SysSetup(unsigned(entriesD), &p);
     if (fd < 0) throw ErrnoError(env, errno, "io_uring_setup");
 
-    auto* m = new Maps();
     size_t sqLen = p.sq_off.array + p.sq_entries * sizeof(uint32_t);
     size_t cqLen = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    size_t sqesLen = p.sq_entries * sizeof(io_uring_sqe);
     bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
     if (single) sqLen = cqLen = sqLen > cqLen ? sqLen : cqLen;
-    const int prot = PROT_READ | PROT_WRITE;
-    const int mflags = MAP_SHARED | MAP_POPULATE;
-    int err = 0;
-    const char* step = nullptr;
-    m->sq = mmap(nullptr, sqLen, prot, mflags, fd, IORING_OFF_SQ_RING);
-    if (m->sq == MAP_FAILED) {
-      err = errno;
-      step = "mmap of the SQ ring";
-    } else {
-      m->sqLen = sqLen;
-      if (single) {
-        m->cq = m->sq;
-        m->cqLen = sqLen;
-      } else {
-        m->cq = mmap(nullptr, cqLen, prot, mflags, fd, IORING_OFF_CQ_RING);
-        if (m->cq == MAP_FAILED) {
-          err = errno;
-          step = "mmap of the CQ ring";
-        } else {
-          m->cqLen = cqLen;
-        }
+    // Each region is owned by maps_ as soon as it is mapped: if a later one
+    // fails, the throw destroys maps_, which unmaps them.
+    auto map = [&](size_t len, off_t off, const char* what) {
+      void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+      if (addr == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        throw ErrnoError(env, e, std::string("io_uring: mmap of the ") + what);
       }
-    }
-    if (err == 0) {
-      size_t sqesLen = p.sq_entries * sizeof(io_uring_sqe);
-      m->sqes = mmap(nullptr, sqesLen, prot, mflags, fd, IORING_OFF_SQES);
-      if (m->sqes == MAP_FAILED) {
-        err = errno;
-        step = "mmap of the SQE array";
-      } else {
-        m->sqesLen = sqesLen;
-      }
-    }
-    if (err != 0) {
-      m->Release();
-      close(fd);
-      throw ErrnoError(env, err, std::string("io_uring: ") + step);
-    }
+      maps_.Own(addr, len);
+      return addr;
+    };
+    void* sq = map(sqLen, IORING_OFF_SQ_RING, "SQ ring");
+    void* cq = single ? sq : map(cqLen, IORING_OFF_CQ_RING, "CQ ring");
+    void* sqes = map(sqesLen, IORING_OFF_SQES, "SQE array");
     // Identity SQ index array: SQE i is always submitted from slot i.
-    auto* array = reinterpret_cast<uint32_t*>(static_cast<char*>(m->sq) + p.sq_off.array);
+    auto* array = reinterpret_cast<uint32_t*>(static_cast<char*>(sq) + p.sq_off.array);
     for (unsigned i = 0; i < p.sq_entries; i++) array[i] = i;
 
     fd_ = fd;
-    maps_ = m;
-    m->refs++;
-    Napi::ArrayBuffer sqAb = Napi::ArrayBuffer::New(env, m->sq, sqLen, ReleaseMaps, m);
-    sqAb_ = Napi::Persistent(sqAb);
-    Napi::ArrayBuffer cqAb;
-    if (single) {
-      cqAb = sqAb;
-    } else {
-      m->refs++;
-      cqAb = Napi::ArrayBuffer::New(env, m->cq, cqLen, ReleaseMaps, m);
-      cqAb_ = Napi::Persistent(cqAb);
-    }
-    m->refs++;
-    Napi::ArrayBuffer sqesAb = Napi::ArrayBuffer::New(env, m->sqes, m->sqesLen, ReleaseMaps, m);
-    sqesAb_ = Napi::Persistent(sqesAb);
+    Napi::ArrayBuffer sqAb = maps_.Expose(env, sq, sqLen);
+    Napi::ArrayBuffer cqAb = single ? sqAb : maps_.Expose(env, cq, cqLen);
+    Napi::ArrayBuffer sqesAb = maps_.Expose(env, sqes, sqesLen);
 
     auto ro = napi_enumerable;
     Napi::Object self = info.This().As<Napi::Object>();
@@ -254,11 +192,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
     if (closed_) return;
     closed_ = true;
     poller_.Stop();
-    if (maps_ != nullptr) {
-      Maps* m = maps_;
-      maps_ = nullptr;
-      m->Release();
-    }
+    maps_.Release();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -268,15 +202,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) return env.Undefined();
-    Maps* m = maps_;
-    for (Napi::Reference<Napi::ArrayBuffer>* r : {&sqAb_, &cqAb_, &sqesAb_}) {
-      if (!r->IsEmpty()) {
-        Napi::ArrayBuffer ab = r->Value();
-        if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
-        r->Reset();
-      }
-    }
-    if (m != nullptr) m->Unmap();
+    maps_.DetachAndUnmap();
     poller_.Close();
     ReleaseNative();
     return env.Undefined();
@@ -345,10 +271,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
   int fd_ = -1;
   int efd_ = -1;  // owned by poller_, which closes it
   bool closed_ = false;
-  Maps* maps_ = nullptr;
-  Napi::Reference<Napi::ArrayBuffer> sqAb_;
-  Napi::Reference<Napi::ArrayBuffer> cqAb_;
-  Napi::Reference<Napi::ArrayBuffer> sqesAb_;
+  SharedMapping maps_;  // SQ ring, CQ ring (unless the same), SQE array
   FdPoller poller_{this};
 };
 
@@ -416,26 +339,10 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
-struct UringData {
-  Napi::FunctionReference ctor;
-};
-
-Napi::Value UringSetup(const Napi::CallbackInfo& info) {
-  auto* data = static_cast<UringData*>(info.Data());
-  std::vector<napi_value> args;
-  for (size_t i = 0; i < info.Length(); i++) args.push_back(info[i]);
-  return data->ctor.New(args);
-}
-
 }  // namespace
 
 void InitUring(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = UringHandle::Define(env);
-  // Instance data belongs to the packet layer; keep our constructor alive here.
-  auto* data = new UringData{Napi::Persistent(ctor)};
-  env.AddCleanupHook([data]() { delete data; });
-  exports.Set("UringHandle", ctor);
-  exports.Set("uringSetup", Napi::Function::New(env, UringSetup, "uringSetup", data));
+  ExportWithFactory<UringHandle>(env, exports, "UringHandle", "uringSetup");
   exports.Set("uringProbe", Napi::Function::New<UringProbe>(env, "uringProbe"));
   exports.Set("uringConstants", Constants(env));
 }

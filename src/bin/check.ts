@@ -15,7 +15,7 @@ import { describeConfig } from "../config/describe.js";
 import type { Diagnostic } from "../config/diagnostics.js";
 import type { Config, ExportConfig } from "../config/types.js";
 import { openBackend } from "../engine/engine.js";
-import { linkState } from "../engine/port.js";
+import { linkState } from "../net/link-monitor.js";
 
 /** Why `e` would not serve now, or null when it would. */
 async function problem(e: ExportConfig, user: string): Promise<string | null> {

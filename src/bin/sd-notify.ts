@@ -12,7 +12,7 @@
  * sendto() is the native addon's sdNotify(); the addon is loaded only when
  * there is a socket to talk to.
  */
-import { loadNative } from "../net/native.js";
+import { loadNative } from "../native/addon.js";
 
 /** Sends one datagram: 0 or a (positive) errno. */
 export type NotifySend = (socketPath: string, message: string) => number;

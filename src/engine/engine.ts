@@ -14,10 +14,12 @@ import type { Logger } from "pino";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/file-backend.js";
+import { type LinkEvent, LinkMonitor, linkState } from "../net/link-monitor.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
-import { linkState, Port } from "./port.js";
+import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
+import { logSocketErrors } from "./socket-errors.js";
 import { emptyState, StateStore } from "./state-store.js";
 import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
 import { Target, type TargetState } from "./target.js";
@@ -104,6 +106,13 @@ const TO_MAIN = encodeProgram(TO_MAIN_ONLY);
 /** How often exports are checked for a stuck backend. */
 const STUCK_CHECK_MS = 500;
 
+/**
+ * Links announce their changes (rtnetlink), backing files do not: while an
+ * export waits for its file, or a changed link could not be bound, the engine
+ * looks again this often.
+ */
+const RECHECK_MS = 1000;
+
 /** Mask and reservation in shared memory for the worker threads, starting from `state`. */
 function publishedLists(state: TargetState): SharedAccessLists {
   const lists = new SharedAccessLists();
@@ -146,21 +155,27 @@ export class Engine {
     return this.config;
   }
 
-  async start(config: Config, linkCheckMs = 1000): Promise<void> {
+  async start(config: Config): Promise<void> {
     if (config.workers > 0)
       this.pool = new WorkerPool(config.workers, this.log, {
         logLevel: this.log.level,
         pretty: this.opts.prettyLogs ?? false,
       });
+    // Listening before the first apply, so no link that appears meanwhile goes unnoticed.
+    try {
+      this.links = LinkMonitor.open(this.onLinks, this.onLinksLost);
+    } catch (err) {
+      this.onLinksLost(err as Error);
+    }
     try {
       await this.apply(config);
     } catch (err) {
+      this.links?.close();
+      this.links = null;
       await this.pool?.stop();
       this.pool = null;
       throw err;
     }
-    this.linkTimer = setInterval(() => this.checkLinks(), linkCheckMs);
-    this.linkTimer.unref();
     this.stuckTimer = setInterval(() => {
       for (const t of this.targets.values()) t.checkStuck();
       for (const t of this.retiring) t.checkStuck();
@@ -388,6 +403,7 @@ export class Engine {
     this.config = next;
     this.store = store;
     this.noteWaiting(waiting);
+    this.armRecheck();
     const named = new Set(next.exports.flatMap((e) => e.interfaces));
     for (const name of this.missing) if (!named.has(name)) this.missing.delete(name);
     for (const name of named)
@@ -399,13 +415,31 @@ export class Engine {
       for (const [, port] of retiredPorts) port.close();
     });
     await workersApplied;
-    // Announced once the workers serve them too, so the first reads are not dropped there.
+    // Announced once the workers serve them too, so the first reads are not
+    // dropped there, and once the link is up, so the announcement is not lost.
+    const up = new Map<string, boolean>();
     for (const t of announce)
       for (const n of t.cfg.interfaces) {
         const port = this.ports.get(n);
-        if (port !== undefined && this.targets.get(t.name) === t) t.announce(port);
+        if (port === undefined || this.targets.get(t.name) !== t) continue;
+        if (!up.has(n)) up.set(n, linkState(n)?.up ?? false);
+        if (up.get(n)) t.announce(port);
+        else this.unannounced.set(n, (this.unannounced.get(n) ?? new Set()).add(t));
       }
     return summary;
+  }
+
+  /** Exports started on an interface that was down, to announce once it is up, by interface. */
+  private readonly unannounced = new Map<string, Set<Target>>();
+
+  private announceWhereUp(): void {
+    for (const [name, targets] of this.unannounced) {
+      const port = this.ports.get(name);
+      if (port !== undefined && !linkState(name)?.up) continue;
+      this.unannounced.delete(name);
+      if (port !== undefined)
+        for (const t of targets) if (this.targets.get(t.name) === t) t.announce(port);
+    }
   }
 
   /**
@@ -414,7 +448,12 @@ export class Engine {
    * the main thread serves the interface alone until it is bound again.
    */
   private openPort(name: string, settings: InterfaceConfig, queueSlots: number): Port {
-    const opts = { mtu: settings.mtu, ringBytes: settings.ringBytes, queueSlots };
+    const opts = {
+      mtu: settings.mtu,
+      ringBytes: settings.ringBytes,
+      queueSlots,
+      onSocketError: logSocketErrors(this.log, name),
+    };
     if (this.pool === null) return Port.open(name, opts);
     try {
       return Port.open(name, { ...opts, fanout: { id: 0, program: this.pool.program } });
@@ -428,16 +467,64 @@ export class Engine {
     }
   }
 
+  private readonly onLinks = (events: readonly LinkEvent[] | null): void => {
+    const named = new Set(this.config?.exports.flatMap((e) => e.interfaces));
+    for (const e of events ?? [])
+      if (named.has(e.name) || this.ports.has(e.name))
+        this.log.debug(
+          { interface: e.name, ifindex: e.ifindex, mtu: e.mtu, up: e.up, deleted: e.deleted },
+          "link changed",
+        );
+    // Any link event may matter (a rename, a link a pending reload names): look at ours again.
+    this.relink();
+  };
+
+  /** Without rtnetlink the links are looked at every RECHECK_MS, as files are. */
+  private readonly onLinksLost = (err: Error): void => {
+    this.log.warn(
+      { err: err.message },
+      `cannot follow link changes; looking at the links every ${RECHECK_MS / 1000} s instead`,
+    );
+    this.links = null;
+    this.relink();
+  };
+
+  /** Looks at the links again once whatever is looking now has finished. */
+  private relink(): void {
+    if (this.stopping) return;
+    if (this.relinking) {
+      this.relinkAgain = true;
+      return;
+    }
+    this.relinking = true;
+    const run = this.queue
+      .then(() => this.relinkNow())
+      .catch((err: Error) => this.log.error({ err: err.message }, "cannot look at the links"));
+    this.queue = run;
+    void run.finally(() => {
+      this.relinking = false;
+      if (this.relinkAgain) {
+        this.relinkAgain = false;
+        this.relink();
+      } else {
+        this.armRecheck();
+      }
+    });
+  }
+
   /**
    * Links come and go: an interface deleted and created again gets a new
    * ifindex, and the old socket is dead; an MTU change alters how many sectors
    * fit a frame. Either way the port is bound again and its exports re-announced.
-   * While an interface is missing its exports simply wait for it.
+   * While an interface is missing its exports simply wait for it. Runs in the
+   * apply queue, so it sees the config in effect, never one being replaced.
    */
-  private checkLinks(): void {
-    if (this.config === null || this.relinking) return;
+  private async relinkNow(): Promise<void> {
+    const config = this.config;
+    if (config === null || this.stopping) return;
+    this.announceWhereUp();
     const reopen = new Set<string>();
-    for (const e of this.config.exports)
+    for (const e of config.exports)
       for (const name of e.interfaces)
         if (!this.ports.has(name) && !this.waiting.has(e.name) && linkState(name) !== null)
           reopen.add(name);
@@ -454,33 +541,47 @@ export class Engine {
         reopen.add(name);
       }
     }
-    if (reopen.size === 0 && !this.waitedForAppeared()) return;
-    this.relinking = true;
-    this.apply(this.config, reopen)
-      .then(
-        () => {
-          this.retryError = null;
-          if (reopen.size > 0)
-            this.log.info(
-              { interfaces: [...reopen] },
-              "interface changed: bound again and exports re-announced",
-            );
-        },
-        (err: Error) => {
-          // Retried every check: said again only when the reason changes.
-          if (err.message !== this.retryError)
-            this.log.warn(
-              { interfaces: [...reopen], err: err.message },
-              reopen.size > 0
-                ? "interface changed but cannot be bound yet"
-                : "what an export waited for appeared, but it cannot be opened yet",
-            );
-          this.retryError = err.message;
-        },
-      )
-      .finally(() => {
-        this.relinking = false;
-      });
+    if (reopen.size === 0 && !this.waitedForAppeared()) {
+      this.retryError = null;
+      return;
+    }
+    try {
+      await this.applyNow(config, reopen);
+      this.retryError = null;
+      if (reopen.size > 0)
+        this.log.info(
+          { interfaces: [...reopen] },
+          "interface changed: bound again and exports re-announced",
+        );
+    } catch (err) {
+      const message = (err as Error).message;
+      // Retried every RECHECK_MS: said again only when the reason changes.
+      if (message !== this.retryError)
+        this.log.warn(
+          { interfaces: [...reopen], err: message },
+          reopen.size > 0
+            ? "interface changed but cannot be bound yet"
+            : "what an export waited for appeared, but it cannot be opened yet",
+        );
+      this.retryError = message;
+    }
+  }
+
+  /**
+   * Looks again in RECHECK_MS while a backing file is awaited or a relink
+   * failed, or all the time when link changes cannot be followed.
+   */
+  private armRecheck(): void {
+    if (this.recheckTimer !== null || this.stopping) return;
+    const fileAwaited = [...this.waiting.values()].some((w) =>
+      w.missing.includes(`file ${w.cfg.path}`),
+    );
+    if (!fileAwaited && this.retryError === null && this.links !== null) return;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = null;
+      this.relink();
+    }, RECHECK_MS);
+    this.recheckTimer.unref();
   }
 
   /** Logs each export once when it starts waiting and once when it serves. */
@@ -509,9 +610,13 @@ export class Engine {
     return false;
   }
 
+  private links: LinkMonitor | null = null;
   private relinking = false;
+  /** Links changed while they were being looked at. */
+  private relinkAgain = false;
   private retryError: string | null = null;
-  private linkTimer: NodeJS.Timeout | null = null;
+  private recheckTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
 
   private stateStoreFor(next: Config): StateStore | null {
     if (next.stateDir === null) return null;
@@ -532,7 +637,10 @@ export class Engine {
    * names of the exports left so (the process then cannot exit(3): see daemon.ts).
    */
   async stop(): Promise<string[]> {
-    if (this.linkTimer) clearInterval(this.linkTimer);
+    this.stopping = true;
+    this.links?.close();
+    this.links = null;
+    if (this.recheckTimer) clearTimeout(this.recheckTimer);
     if (this.stuckTimer) clearInterval(this.stuckTimer);
     await this.queue;
     const targets = [...this.targets.values()];
@@ -581,6 +689,7 @@ export class Engine {
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
     this.waiting.clear();
+    this.unannounced.clear();
     this.config = null;
     return left;
   }

@@ -5,7 +5,8 @@
  * a receive batch is walked go out with it (the first few early); the others
  * with one kick per event-loop turn.
  */
-import { type FanoutRequest, loadNative } from "../net/native.js";
+import type { FanoutRequest } from "../native/addon.js";
+import { linkState } from "../net/link-monitor.js";
 import { PacketSocket } from "../net/packet-socket.js";
 import {
   AOE_HEADER,
@@ -88,6 +89,8 @@ export interface PortOptions {
   fanout?: FanoutRequest;
   /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
   readsAndWritesOnly?: boolean;
+  /** Errors the socket reports (ENETDOWN...); without it they become process warnings. */
+  onSocketError?: (err: Error) => void;
 }
 
 const MiB = 1024 * 1024;
@@ -99,18 +102,6 @@ const MiB = 1024 * 1024;
  * 4 replies instead costs 15% at 32.
  */
 const EARLY_KICK = 4;
-
-/**
- * An interface as this network namespace has it now; null when it does not
- * exist. Asked by ioctl: a container's sysfs may show another namespace's links.
- */
-export function linkState(name: string): { ifindex: number; mtu: number } | null {
-  try {
-    return loadNative().interfaceLink(name);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The default ring size when the interface sets no `buffers:`: room for every
@@ -163,6 +154,7 @@ export class Port implements ReplyPort {
       txRingBytes: ringBytes,
       ...(opts.fanout ? { fanout: opts.fanout } : {}),
     });
+    if (opts.onSocketError) sock.onError(opts.onSocketError);
     const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
     const port = new Port(name, sock, mtu, ringBytes, opts.readsAndWritesOnly ?? false);
     sock.start(port.onFrame, port.onBatchEnd);

@@ -11,6 +11,7 @@ import { createLogger } from "../log.js";
 import { portVector, targetVector } from "../metrics/ledger.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
+import { logSocketErrors } from "./socket-errors.js";
 import { Target } from "./target.js";
 import type { FromWorker, PortSpec, ToWorker, WorkerInit } from "./worker-messages.js";
 
@@ -83,6 +84,7 @@ function openPort(spec: PortSpec): Port {
     queueSlots: 0,
     fanout: { id: spec.fanoutId, program: Buffer.alloc(0) },
     readsAndWritesOnly: true,
+    onSocketError: logSocketErrors(log, spec.name),
   });
 }
 

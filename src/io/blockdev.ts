@@ -2,7 +2,7 @@
  * Block device and O_DIRECT helpers (thin wrappers over the native addon).
  * All of them take an open file descriptor.
  */
-import { loadNative } from "../net/native.js";
+import { loadNative } from "../native/addon.js";
 
 /** Size of a block device in bytes (BLKGETSIZE64). Throws (code ENOTBLK) for anything else. */
 export function blockDeviceSize(fd: number): number {

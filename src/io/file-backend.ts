@@ -6,7 +6,7 @@
  */
 import { constants as bufferConstants } from "node:buffer";
 import fs from "node:fs";
-import { loadNative, type UringProbeResult } from "../net/native.js";
+import { loadNative, type UringProbeResult } from "../native/addon.js";
 import type {
   Backend,
   BackendCapabilities,

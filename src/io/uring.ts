@@ -21,7 +21,7 @@ import {
   type NativeUringHandle,
   type UringConstants,
   type UringProbeResult,
-} from "../net/native.js";
+} from "../native/addon.js";
 import type { IoCallback } from "./backend.js";
 
 const K_READ = 0;

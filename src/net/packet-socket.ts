@@ -20,8 +20,7 @@ import {
   loadNative,
   type NativePacketHandle,
   POLL_READABLE,
-  POLL_WRITABLE,
-} from "./native.js";
+} from "../native/addon.js";
 
 export interface PacketSocketOptions {
   /** RX ring size in bytes (rounded down to whole blocks). Default 8 MiB. */
@@ -109,7 +108,6 @@ export class PacketSocket {
   readonly txFrameCount: number;
 
   private readonly h: NativePacketHandle;
-  private mtuValue: number;
   private closedFlag = false;
 
   // RX ring views, created once.
@@ -132,9 +130,6 @@ export class PacketSocket {
   private txRetry: NodeJS.Timeout | null = null;
 
   private polling = false;
-  private writableArmed = false;
-  private writableWaiters: Array<() => void> = [];
-  private writableTimer: NodeJS.Timeout | null = null;
   private errorHandler: ((err: Error) => void) | null = null;
 
   private counters: PacketSocketStats = {
@@ -167,7 +162,6 @@ export class PacketSocket {
     this.ifname = h.ifname;
     this.ifindex = h.ifindex;
     this.mac = Buffer.from(h.mac);
-    this.mtuValue = h.mtu;
     this.rxFrameSize = h.rxFrameSize;
     this.rxFrameCount = h.rxFrameCount;
     this.txFrameSize = h.txFrameSize;
@@ -187,15 +181,9 @@ export class PacketSocket {
     }
   }
 
-  /** MTU as last read (at open or by refreshMtu()). */
+  /** The interface's MTU when the socket was opened. */
   get mtu(): number {
-    return this.mtuValue;
-  }
-
-  /** Re-read the interface MTU (SIOCGIFMTU). Frames larger than maxFrame are still skipped. */
-  refreshMtu(): number {
-    this.mtuValue = this.h.refreshMtu();
-    return this.mtuValue;
+    return this.h.mtu;
   }
 
   get closed(): boolean {
@@ -299,7 +287,6 @@ export class PacketSocket {
       this.txRetry = setTimeout(() => {
         this.txRetry = null;
         this.flush();
-        this.checkWritable();
       }, delay);
       this.txRetry.unref();
     }
@@ -316,22 +303,6 @@ export class PacketSocket {
     slot.set(len === frame.length ? frame : frame.subarray(0, len));
     this.txCommit(len);
     return true;
-  }
-
-  /**
-   * Call cb once, soon after a TX slot is free (flushes pending frames first).
-   * If a slot is free already, cb runs on a later tick, never synchronously.
-   */
-  onWritable(cb: () => void): void {
-    this.assertOpen();
-    this.writableWaiters.push(cb);
-    this.flush();
-    if (this.writableTimer === null) {
-      this.writableTimer = setTimeout(() => {
-        this.writableTimer = null;
-        this.checkWritable();
-      }, 0);
-    }
   }
 
   /**
@@ -369,11 +340,8 @@ export class PacketSocket {
     this.rxActive = false;
     this.onFrame = null;
     this.onBatchEnd = null;
-    this.writableWaiters = [];
     if (this.txRetry !== null) clearTimeout(this.txRetry);
-    if (this.writableTimer !== null) clearTimeout(this.writableTimer);
     this.txRetry = null;
-    this.writableTimer = null;
     this.h.close();
   }
 
@@ -385,11 +353,11 @@ export class PacketSocket {
 
   private updatePoll(): void {
     if (!this.polling) {
-      if (!this.rxActive && !this.writableArmed) return;
-      this.h.startPoll(this.onPoll, this.rxActive, this.writableArmed);
+      if (!this.rxActive) return;
+      this.h.startPoll(this.onPoll, true);
       this.polling = true;
     } else {
-      this.h.setPollEvents(this.rxActive, this.writableArmed);
+      this.h.setPollEvents(this.rxActive);
     }
   }
 
@@ -398,11 +366,6 @@ export class PacketSocket {
     if (status < 0) {
       this.reportError(status);
       return;
-    }
-    if ((events & POLL_WRITABLE) !== 0) {
-      this.writableArmed = false;
-      this.updatePoll();
-      this.checkWritable(true);
     }
     if ((events & POLL_READABLE) !== 0 && this.rxActive) this.drainRx();
   };
@@ -420,33 +383,6 @@ export class PacketSocket {
     }, 100).unref();
     if (this.errorHandler) this.errorHandler(err);
     else process.emitWarning(err);
-  }
-
-  private txSlotFree(): boolean {
-    return (Atomics.load(this.txI32, this.txHead * this.txWords) & TX_BUSY) === 0;
-  }
-
-  private checkWritable(afterPoll = false): void {
-    if (this.closedFlag || this.writableWaiters.length === 0) return;
-    if (this.txSlotFree()) {
-      const waiters = this.writableWaiters;
-      this.writableWaiters = [];
-      for (const cb of waiters) cb();
-      return;
-    }
-    this.flush();
-    // EPOLLOUT on a packet socket mostly reflects socket-buffer space, not the
-    // ring (the kernel ORs both), so wait for it once, then poll the ring on a
-    // short timer instead of spinning on an fd that is always writable.
-    if (!afterPoll && !this.writableArmed) {
-      this.writableArmed = true;
-      this.updatePoll();
-    } else if (this.writableTimer === null) {
-      this.writableTimer = setTimeout(() => {
-        this.writableTimer = null;
-        this.checkWritable(true);
-      }, 1);
-    }
   }
 
   private drainRx(): void {

@@ -18,8 +18,8 @@ describe("links that come and go", () => {
   let steadyClient: AoeClient;
   const flaky = { a: "", b: "" };
 
-  /** A second veth pair whose B end sits in the daemon's namespace. */
-  const addFlaky = (mtu = 1500) => {
+  /** A second veth pair whose B end sits in the daemon's namespace (set up unless told otherwise). */
+  const addFlaky = (mtu = 1500, upB = true) => {
     run([
       "ip",
       "link",
@@ -38,7 +38,7 @@ describe("links that come and go", () => {
       net.netns!,
     ]);
     run(["ip", "link", "set", flaky.a, "up"]);
-    run(["ip", "-n", net.netns!, "link", "set", flaky.b, "up"]);
+    if (upB) run(["ip", "-n", net.netns!, "link", "set", flaky.b, "up"]);
   };
   const discoverOn = async (iface: string) => {
     const c = AoeClient.open(iface, { timeoutMs: 200, tries: 2 });
@@ -86,8 +86,9 @@ describe("links that come and go", () => {
     expect((await steadyClient.read(steady!, 0, 2)).length).toBe(1024);
 
     const from = daemon.logs.length;
-    // Listen on the new link before it is bound, to see the announcement.
-    addFlaky();
+    // Listen on the new link before it comes up, to see the announcement: aoed
+    // binds it as soon as it appears and announces once it is up.
+    addFlaky(1500, false);
     const c = AoeClient.open(flaky.a, { timeoutMs: 200, tries: 2 });
     const announced: number[] = [];
     c.onUnsolicited((m) => {
@@ -95,6 +96,7 @@ describe("links that come and go", () => {
     });
     try {
       await daemon.waitForLog(/bound again/, { from });
+      run(["ip", "-n", net.netns!, "link", "set", flaky.b, "up"]);
       await waitFor("the announcement on the new link", () => announced.length > 0);
       expect(announced).toContain(1);
       expect((await c.discover({ timeoutMs: 300 })).map((t) => t.slot)).toEqual([1]);
@@ -120,5 +122,20 @@ describe("links that come and go", () => {
     } finally {
       c.close();
     }
+  });
+
+  it("logs the socket error of a link set down with its name, and serves again once it is up", async () => {
+    // The steady link was bound up: no error of its own yet that would start a quiet period.
+    const from = daemon.logs.length;
+    run(["ip", "-n", net.netns!, "link", "set", net.b, "down"]);
+    const line = await daemon.waitForLog(/^socket error$/, { from });
+    expect(line).toMatchObject({ interface: net.b, code: "ENETDOWN" });
+    run(["ip", "-n", net.netns!, "link", "set", net.b, "up"]);
+    await waitFor(
+      "discovery on the link brought back up",
+      async () => (await discoverOn(net.a)).length === 1,
+    );
+    // In the log, not a process warning on stderr.
+    expect(daemon.stderr()).not.toContain("ENETDOWN");
   });
 });

@@ -13,7 +13,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createNotifier, formatMessage, notifyReloads } from "../../src/bin/sd-notify.js";
 import { AoeClient } from "../../src/client/client.js";
-import { loadNative } from "../../src/net/native.js";
+import { loadNative } from "../../src/native/addon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { waitFor } from "../helpers/wait.js";
 

@@ -8,9 +8,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Bits of the `events` argument of the poll callback (libuv's values). */
+/** The readable bit of the `events` argument of the poll callback (libuv's value). */
 export const POLL_READABLE = 1;
-export const POLL_WRITABLE = 2;
 
 /**
  * PACKET_FANOUT_CBPF membership: id 0 creates a group (the kernel picks a
@@ -50,23 +49,37 @@ export interface NativePacketHandle {
   setSteering(program: Buffer): number;
   /** PACKET_STATISTICS; reading resets the kernel counters. packets includes drops. */
   stats(): { packets: number; drops: number };
-  /** SIOCGIFMTU now. Throws if the interface is gone. */
-  refreshMtu(): number;
   /**
    * Start the readiness watcher (uv_poll on the fd). cb gets status 0, or a
    * negative errno for a socket error (e.g. -ENETDOWN when the link went down;
-   * polling continues), and the ready events (POLL_READABLE | POLL_WRITABLE).
+   * polling continues), and the ready events (POLL_READABLE).
    */
-  startPoll(
-    cb: (status: number, events: number) => void,
-    readable: boolean,
-    writable: boolean,
-  ): void;
-  setPollEvents(readable: boolean, writable: boolean): void;
+  startPoll(cb: (status: number, events: number) => void, readable: boolean): void;
+  setPollEvents(readable: boolean): void;
   /** Whether an active watcher keeps the event loop alive (default: it does). */
   ref(): void;
   unref(): void;
   /** Stop the watcher, detach the ring ArrayBuffers, munmap, close the fd. Idempotent. */
+  close(): void;
+}
+
+/** One RTM_NEWLINK or RTM_DELLINK message (native/netlink.cc). */
+export interface NativeLinkEvent {
+  readonly ifindex: number;
+  readonly name: string;
+  readonly mtu: number;
+  /** IFF_UP and IFF_RUNNING: set up, and the carrier is on. */
+  readonly up: boolean;
+  /** RTM_DELLINK: the link is gone (or left this network namespace). */
+  readonly deleted: boolean;
+}
+
+/** What watchLinks() returns: a NETLINK_ROUTE socket subscribed to RTMGRP_LINK. */
+export interface NativeLinkWatch {
+  /** Whether the watcher keeps the event loop alive (default: it does). */
+  ref(): void;
+  unref(): void;
+  /** Stops the watcher and closes the socket. Idempotent. */
   close(): void;
 }
 
@@ -164,8 +177,18 @@ export interface NativeAddon {
   ): NativePacketHandle;
   /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
   interfaceMtu(ifname: string): number;
-  /** Index and MTU of an interface in this network namespace (ioctls, not sysfs); null if there is none. */
-  interfaceLink(ifname: string): { ifindex: number; mtu: number } | null;
+  /**
+   * Index, MTU and whether it is up and running (IFF_UP and IFF_RUNNING) of an
+   * interface in this network namespace (ioctls, not sysfs); null if there is none.
+   */
+  interfaceLink(ifname: string): { ifindex: number; mtu: number; up: boolean } | null;
+  /**
+   * Link events of this network namespace, as they happen: cb(0, events) in
+   * the kernel's order, or cb(-ENOBUFS, [...]) when the kernel had to drop
+   * some (a full socket buffer): then every link of interest must be asked
+   * again. Another negative status: the watch has stopped.
+   */
+  watchLinks(cb: (status: number, events: NativeLinkEvent[]) => void): NativeLinkWatch;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   physicalBlockSize(fd: number): number;
@@ -204,7 +227,7 @@ export function nativeAddonCandidates(): string[] {
   const out: string[] = [];
   const env = process.env.AOED_NATIVE;
   if (env) out.push(env);
-  // This file is src/net/native.ts (tests) or dist/src/net/native.js (built).
+  // This file is src/native/addon.ts (tests) or dist/src/native/addon.js (built).
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     dir = dirname(dir);
