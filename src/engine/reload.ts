@@ -4,6 +4,7 @@
  * and the running config stays exactly as it was.
  */
 import type { Logger } from "pino";
+import { writeCacheRisk } from "../config/describe.js";
 import { formatDiagnostic, loadConfigFile, type StatInfo } from "../config/load.js";
 import { boundedStat, FS_TIMEOUT_MS } from "./bounded-fs.js";
 import type { ApplySummary, Engine } from "./engine.js";
@@ -85,12 +86,20 @@ export class Reloader implements ReloadOutcome {
       // Before the apply: worker threads take the level the apply hands them.
       const level = this.log.level;
       if (!this.fixedLogLevel) this.log.level = result.config.logLevel;
+      const before = this.engine.running;
       const summary = await this.engine.apply(result.config).catch((err: unknown) => {
         this.log.level = level;
         throw err;
       });
       const durationMs = Math.round(performance.now() - started);
       this.log.info({ reason, ...summary, durationMs, loadMs }, "config reloaded");
+      // As at start-up, for every export this reload put at that risk (added, or changed to it).
+      for (const e of result.config.exports) {
+        const risk = writeCacheRisk(e);
+        const was = before?.exports.find((p) => p.name === e.name);
+        if (risk !== null && (was === undefined || writeCacheRisk(was) === null))
+          this.log.warn({ export: e.name, target: `e${e.shelf}.${e.slot}` }, risk);
+      }
       this.lastSuccessful = true;
       this.lastSuccessAt = Date.now() / 1000;
       return { ok: true, summary };

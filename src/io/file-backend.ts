@@ -15,7 +15,7 @@ import type {
   SharedBackend,
 } from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
-import { GroupCommit, LoneWriteChooser, type SyncStats } from "./group-commit.js";
+import { dsyncHonoured, GroupCommit, LoneWriteChooser, type SyncStats } from "./group-commit.js";
 import { type IoOwner, IoRing, type IoRingStats, probeUring } from "./uring.js";
 
 export interface OpenOptions {
@@ -336,11 +336,10 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     choice.note = "write-cache is off: pwrite and fdatasync instead of a mapping";
   }
   // A file in memory has nothing to sync to: group commit only where a sync means something.
-  // Lone writes get write + fdatasync too, not RWF_DSYNC: on io_uring, about 1 run in 8 of
-  // test/reliability/group-commit.test.ts saw a lone write answered with no traced sync
-  // after its data reached the page cache. Off until that is understood (issue #13).
   const groupCommit =
-    !opts.writeCache && !opts.readOnly && !inMemory ? { dsync: false } : undefined;
+    !opts.writeCache && !opts.readOnly && !inMemory
+      ? { dsync: dsyncHonoured(isBlock, fsType) }
+      : undefined;
   if (mayHang !== null && (choice.engine === "sync" || choice.engine === "mmap")) {
     // A copy from a mapping or a pread on the event loop would stop the whole daemon with it.
     choice.engine = "threads";

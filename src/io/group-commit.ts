@@ -35,6 +35,20 @@ export function newSyncStats(): SyncStats {
   return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };
 }
 
+/**
+ * statfs(2) f_type of filesystems whose write path syncs an RWF_DSYNC write
+ * as fdatasync would (generic_write_sync). Others (FUSE, network filesystems)
+ * get write + fdatasync.
+ */
+const DSYNC_HONOURED = new Set([
+  0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */,
+]);
+
+/** Whether a lone write may be an RWF_DSYNC write: on a block device, or a file on one of those. */
+export function dsyncHonoured(blockDevice: boolean, fsType: number | null): boolean {
+  return blockDevice || (fsType !== null && DSYNC_HONOURED.has(fsType));
+}
+
 /** How a lone write is made durable. */
 export type LoneWay = "dsync" | "sync";
 

@@ -56,8 +56,18 @@ export function fsType(file: string): string {
 
 const IORING_OP: Record<number, string> = { 3: "FSYNC", 22: "READ", 23: "WRITE" };
 
-export interface SyncEvent {
-  /** CLOCK_MONOTONIC seconds: comparable with Number(process.hrtime.bigint()) / 1e9. */
+/**
+ * Position in the trace: the kernel merges its per-CPU buffers by nanosecond
+ * timestamps, but prints only microseconds. An RWF_DSYNC write's sync enters
+ * about a microsecond after its write_end, often in the same printed one:
+ * order events by `seq`, never by `t`.
+ */
+interface Ordered {
+  seq: number;
+}
+
+export interface SyncEvent extends Ordered {
+  /** CLOCK_MONOTONIC seconds, to the microsecond: comparable with Number(process.hrtime.bigint()) / 1e9. */
   t: number;
   /** Thread that synced (a libuv worker, an io_uring worker or the daemon itself). */
   pid: number;
@@ -71,7 +81,7 @@ export interface SyncEvent {
 }
 
 /** A buffered write's bytes copied into the page cache (one per page it touches). */
-export interface WriteEndEvent {
+export interface WriteEndEvent extends Ordered {
   t: number;
   pos: number;
   len: number;
@@ -155,6 +165,7 @@ export class KernelTrace {
     this.set("trace", "");
   }
 
+  /** The trace's event lines, in the kernel's (nanosecond) order. */
   private lines(): string[] {
     return fs
       .readFileSync(path.join(this.dir, "trace"), "utf8")
@@ -164,13 +175,14 @@ export class KernelTrace {
 
   syncs(): SyncEvent[] {
     const out: SyncEvent[] = [];
-    for (const l of this.lines()) {
+    for (const [seq, l] of this.lines().entries()) {
       const m =
         /-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): ext4_sync_file_(enter|exit): dev \S+ ino (\d+) (?:parent \d+ datasync (\d+)|ret (-?\d+))/.exec(
           l,
         );
       if (!m) continue;
       const e: SyncEvent = {
+        seq,
         t: Number(m[2]),
         pid: Number(m[1]),
         ino: Number(m[4]),
@@ -185,12 +197,12 @@ export class KernelTrace {
 
   writes(): WriteEndEvent[] {
     const out: WriteEndEvent[] = [];
-    for (const l of this.lines()) {
+    for (const [seq, l] of this.lines().entries()) {
       const m =
         /\s(\d+\.\d+): ext4_(?:da_)?write_end: dev \S+ ino \d+ pos (\d+) len (\d+) copied (\d+)/.exec(
           l,
         );
-      if (m) out.push({ t: Number(m[1]), pos: Number(m[2]), len: Number(m[4]) });
+      if (m) out.push({ seq, t: Number(m[1]), pos: Number(m[2]), len: Number(m[4]) });
     }
     return out;
   }

@@ -131,6 +131,12 @@ ${extra}`;
     expect(failed).toBeNull();
     const last = daemon.logs.filter((l) => l.msg === "config reloaded").at(-1)!;
     expect(last).toMatchObject({ removed: ["extra"], added: ["other"], unchanged: ["steady"] });
+    // write-cache is on by default: its risk is logged at start-up for steady, then once for each
+    // export a reload put at risk (extra added, other added), never for one that stayed at risk.
+    const risks = daemon.logs.filter(
+      (l) => Number(l.level) === 40 && /page cache.*power cut or crash/.test(String(l.msg)),
+    );
+    expect(risks.map((l) => l.export)).toEqual(["steady", "extra", "other"]);
   });
 
   it("reloads on SIGHUP", async () => {

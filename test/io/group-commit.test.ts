@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IoCallback } from "../../src/io/backend.js";
 import { openFileBackend } from "../../src/io/file-backend.js";
-import { GroupCommit, LoneWriteChooser } from "../../src/io/group-commit.js";
+import { dsyncHonoured, GroupCommit, LoneWriteChooser } from "../../src/io/group-commit.js";
 import { probeUring } from "../../src/io/uring.js";
 
 /** A sync the test completes by hand, with a log of what happened in which order. */
@@ -120,6 +120,14 @@ describe("LoneWriteChooser", () => {
     const picks = Array.from({ length: 64 }, () => c.next());
     expect(picks.filter((p) => p === "sync").length).toBeGreaterThan(56);
     expect(picks).toContain("dsync");
+  });
+
+  it("RWF_DSYNC is allowed on block devices and on ext4, xfs and btrfs files only", () => {
+    expect(dsyncHonoured(true, null)).toBe(true);
+    expect(dsyncHonoured(false, 0xef53)).toBe(true); // ext4
+    expect(dsyncHonoured(false, 0x65735546)).toBe(false); // FUSE: the daemon behind it decides
+    expect(dsyncHonoured(false, 0x6969)).toBe(false); // NFS
+    expect(dsyncHonoured(false, null)).toBe(false);
   });
 
   it("never picks RWF_DSYNC where it is not honoured", () => {
