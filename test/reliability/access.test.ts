@@ -52,6 +52,18 @@ const mac = (hex: string) => Buffer.from(hex.replace(/:/g, ""), "hex");
 /** A discovery collects answers for this long. */
 const DISCOVERY_MS = 300;
 
+/**
+ * The slots a discovery finds, repeated until `slot` is among them: on a loaded
+ * machine an answer can miss one collection window, and a refusal is never
+ * proven by a positive discovery anyway.
+ */
+function discoverSlot(c: AoeClient, opts: { shelf?: number; slot?: number }, slot: number) {
+  return waitFor(`a discovery to find slot ${slot}`, async () => {
+    const found = (await c.discover({ ...opts, timeoutMs: DISCOVERY_MS })).map((x) => x.slot);
+    return found.includes(slot) ? found : null;
+  });
+}
+
 /** Counts AoE responses arriving on an interface (every copy, whoever asked). */
 class Sniffer {
   private readonly sock: PacketSocket;
@@ -269,11 +281,19 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
         expect([AoeErrorReply, AtaErrorReply], `${what}: ${r.reason}`).toContain(
           (r.reason as object).constructor,
         );
-      else if (what.endsWith("discovery"))
-        expect(
-          (r.value as TargetInfo[]).map((x) => `${x.shelf}.${x.slot}`),
-          what,
-        ).toContain(`6.${slot}`);
+      else if (what.endsWith("discovery")) {
+        // A window that closed before the answer came is opened again until it comes.
+        const names = (found: unknown) =>
+          (found as TargetInfo[]).map((x) => `${x.shelf}.${x.slot}`);
+        const again = async () => {
+          const found = names(await admitted[i]![1]());
+          return found.includes(`6.${slot}`) ? found : null;
+        };
+        const found = names(r.value).includes(`6.${slot}`)
+          ? names(r.value)
+          : await waitFor(what, again);
+        expect(found, what).toContain(`6.${slot}`);
+      }
     }
     for (const what of ["reserve", "macmask", "config"] as const)
       await controlRequest(sock, { cmd: "clear", what, export: name });
@@ -300,10 +320,8 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     expect(await code(me.reserve(e63, ReserveCmd.set, [mac(ME)]))).toBe(6);
     expect(fs.readFileSync(img("reserved")).equals(file)).toBe(true);
     // Discovery and IDENTIFY still answer, so the initiator sees the disk and why it cannot use it.
-    expect((await me.discover({ shelf: 6, slot: 3, timeoutMs: 300 })).map((x) => x.slot)).toEqual([
-      3,
-    ]);
-    expect((await me.discover({ timeoutMs: 300 })).map((x) => x.slot)).toContain(3);
+    expect(await discoverSlot(me, { shelf: 6, slot: 3 }, 3)).toEqual([3]);
+    expect(await discoverSlot(me, {}, 3)).toContain(3);
     expect((await me.identify(e63)).sectors).toBe(2048);
     const read = await me.reserve(e63, ReserveCmd.read);
     expect(read.kind === "reserve" && read.arg.macs.length).toBe(1);
@@ -370,8 +388,6 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     expect(await exportState("masked")).toEqual({ config: "", macmask: [], reserve: [] });
     await me.write(e64, 0, Buffer.alloc(1024, 0x44));
     expect((await me.read(e64, 0, 2)).equals(Buffer.alloc(1024, 0x44))).toBe(true);
-    expect((await me.discover({ shelf: 6, slot: 4, timeoutMs: 300 })).map((x) => x.slot)).toEqual([
-      4,
-    ]);
+    expect(await discoverSlot(me, { shelf: 6, slot: 4 }, 4)).toEqual([4]);
   });
 });
