@@ -19,7 +19,6 @@ import {
   CLEAR_WHAT,
   type ClearResult,
   type ClearWhat,
-  isGlob,
   type ReloadResult,
   SHOW_WHAT,
   type ShowResult,
@@ -29,7 +28,7 @@ import {
 } from "../control/protocol.js";
 import { ConfigCmd, MaskCmd, MaskDcmd, ReserveCmd, SECTOR } from "../protocol/constants.js";
 import { macToString, parseMac, readMac, writeMac } from "../protocol/mac.js";
-import { globToRegExp } from "../util/glob.js";
+import { globToRegExp, isGlob } from "../util/glob.js";
 import { VERSION } from "../version.js";
 import { parseCommandLine, usageError } from "./cli.js";
 

@@ -3,7 +3,7 @@
  * with `defaults:` and the schema's defaults filled in, sizes parsed, ACL
  * lists expanded and interface globs matched against this machine.
  */
-import { globToRegExp } from "../util/glob.js";
+import { globToRegExp, isGlob } from "../util/glob.js";
 import type { AclResolver } from "./acl-lists.js";
 import { describeValue, didYouMean, type PathSegment } from "./diagnostics.js";
 import type { Report } from "./report.js";
@@ -35,8 +35,6 @@ export interface ExportInfo {
   offsetValid: boolean;
   lengthValid: boolean;
 }
-
-const isGlob = (s: string): boolean => /[*?[]/.test(s);
 
 export function existingHint(existing: readonly string[]): string {
   return existing.length > 0

@@ -140,8 +140,3 @@ export interface ReloadResult {
   errors?: string[];
   summary?: { added?: string[]; removed?: string[]; changed?: string[]; unchanged?: string[] };
 }
-
-/** True if `pattern` has glob characters. */
-export function isGlob(pattern: string): boolean {
-  return /[*?[]/.test(pattern);
-}
