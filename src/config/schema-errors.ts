@@ -53,7 +53,7 @@ export function checkSchema(
   }
   const validate = validator();
   if (validate(data)) return bad;
-  const ctx: SchemaContext = { data, report, existing, bad, done: new Set() };
+  const ctx: SchemaContext = { data, report, existing, bad };
   for (const e of validate.errors ?? []) schemaError(ctx, e);
   return bad;
 }
@@ -62,9 +62,8 @@ interface SchemaContext {
   data: unknown;
   report: Report;
   existing: readonly string[];
+  /** Key paths (formatted) whose values failed: each is reported once. */
   bad: Set<string>;
-  /** Key paths already reported: one error per value. */
-  done: Set<string>;
 }
 
 function toPath(data: unknown, pointer: string): PathSegment[] {
@@ -117,8 +116,7 @@ function schemaError(ctx: SchemaContext, e: ErrorObject): void {
     return;
   }
   const key = formatPath(path);
-  if (ctx.done.has(key)) return;
-  ctx.done.add(key);
+  if (ctx.bad.has(key)) return;
   ctx.bad.add(key);
   badValue(ctx, path, e.data, ps, e.keyword);
 }
