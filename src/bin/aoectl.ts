@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import { AoeClient, type TargetInfo } from "../client/client.js";
 import { didYouMean } from "../config/diagnostics.js";
+import { formatBytes } from "../config/units.js";
 import { ControlClient, ControlError, controlRequest, socketPath } from "../control/client.js";
 import {
   formatMonitor,
@@ -18,7 +19,6 @@ import {
   CLEAR_WHAT,
   type ClearResult,
   type ClearWhat,
-  isGlob,
   type ReloadResult,
   SHOW_WHAT,
   type ShowResult,
@@ -28,7 +28,7 @@ import {
 } from "../control/protocol.js";
 import { ConfigCmd, MaskCmd, MaskDcmd, ReserveCmd, SECTOR } from "../protocol/constants.js";
 import { macToString, parseMac, readMac, writeMac } from "../protocol/mac.js";
-import { globToRegExp } from "../util/glob.js";
+import { globToRegExp, isGlob } from "../util/glob.js";
 import { VERSION } from "../version.js";
 import { parseCommandLine, usageError } from "./cli.js";
 
@@ -263,17 +263,6 @@ async function find(
   return t;
 }
 
-function human(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 && u > 0 ? 1 : 0)} ${units[u]}`;
-}
-
 async function main(): Promise<void> {
   const { values, positionals } = parseCommandLine("aoectl", {
     timeout: { type: "string" },
@@ -322,7 +311,7 @@ async function main(): Promise<void> {
         for (const t of targets) {
           let size = "?";
           try {
-            size = human((await client.identify(t)).sectors * SECTOR);
+            size = formatBytes((await client.identify(t)).sectors * SECTOR);
           } catch (err) {
             size = `(identify failed: ${(err as Error).message})`;
           }
@@ -335,7 +324,7 @@ async function main(): Promise<void> {
       case "identify": {
         const id = await client.identify(await find(client, iface, target, timeoutMs));
         process.stdout.write(
-          `model:    ${id.model}\nserial:   ${id.serial}\nfirmware: ${id.firmware}\nsectors:  ${id.sectors} (${human(id.sectors * SECTOR)})\nlba48:    ${id.lba48}\n`,
+          `model:    ${id.model}\nserial:   ${id.serial}\nfirmware: ${id.firmware}\nsectors:  ${id.sectors} (${formatBytes(id.sectors * SECTOR)})\nlba48:    ${id.lba48}\n`,
         );
         break;
       }

@@ -11,11 +11,24 @@
  */
 import fs from "node:fs";
 import os from "node:os";
-import { describeConfig } from "../config/describe.js";
+import { type BackingProbe, describeConfig } from "../config/describe.js";
 import type { Diagnostic } from "../config/diagnostics.js";
 import type { Config, ExportConfig } from "../config/types.js";
 import { openBackend } from "../engine/engine.js";
+import { blockDeviceSize } from "../io/blockdev.js";
 import { linkState } from "../net/link-monitor.js";
+
+/** A regular file's size from stat; a block device's from the device. */
+export const probeBacking: BackingProbe = (path) => {
+  const st = fs.statSync(path);
+  if (!st.isBlockDevice()) return { kind: "file", bytes: st.size };
+  const fd = fs.openSync(path, "r");
+  try {
+    return { kind: "block device", bytes: blockDeviceSize(fd) };
+  } finally {
+    fs.closeSync(fd);
+  }
+};
 
 /** Why `e` would not serve now, or null when it would. */
 async function problem(e: ExportConfig, user: string): Promise<string | null> {
@@ -51,7 +64,7 @@ export async function check(config: Config, warnings: readonly Diagnostic[]): Pr
   config.exports.forEach((e, i) => {
     if (found[i] !== null) problems.set(e.name, found[i]!);
   });
-  process.stdout.write(describeConfig(config, problems));
+  process.stdout.write(describeConfig(config, probeBacking, problems));
   if (problems.size === 0) return 0;
   const absent = warnings.filter((w) => w.absent).length;
   process.stderr.write(

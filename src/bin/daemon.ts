@@ -13,7 +13,7 @@ import { Engine } from "../engine/engine.js";
 import { Reloader } from "../engine/reload.js";
 import { createLogger, isJournalStream, logFormatDefault } from "../log.js";
 import { VERSION } from "../version.js";
-import { check } from "./check.js";
+import { check, probeBacking } from "./check.js";
 import { parseCommandLine, usageError } from "./cli.js";
 import { createNotifier, notifyReloads } from "./sd-notify.js";
 
@@ -160,7 +160,7 @@ async function main(): Promise<void> {
   }
   // In a terminal, the exports as a table too (the JSON line above has them for machines).
   // The journal gets the log line only: a table's lines would be separate, unprioritised entries.
-  if (pretty && !isJournalStream(1)) process.stdout.write(describeConfig(config));
+  if (pretty && !isJournalStream(1)) process.stdout.write(describeConfig(config, probeBacking));
   if (values.demo) {
     process.stderr.write(
       `\nDemo export e0.0 is on aoed-demo0. See it from the other end of the veth pair:\n  npx aoectl discover aoed-demo1\n\n`,

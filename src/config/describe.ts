@@ -1,37 +1,21 @@
 /** `aoed check`: the resolved exports as the engine will see them, for a human. */
-import fs from "node:fs";
-import { blockDeviceSize } from "../io/blockdev.js";
 import type { Config, ExportConfig } from "./types.js";
+import { formatBytes } from "./units.js";
 
-function human(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
+/**
+ * What backs a path now: its kind and whole size (a block device's from the
+ * device). Throws when it cannot be read; given by the caller, so config/
+ * does not depend on io/.
+ */
+export type BackingProbe = (path: string) => { kind: "file" | "block device"; bytes: number };
 
 /** The exported size and what backs it, or why it cannot be read right now. */
-function backing(e: ExportConfig): string {
+function backing(e: ExportConfig, probe: BackingProbe): string {
   try {
-    const st = fs.statSync(e.path);
-    let total = st.size;
-    let kind = "file";
-    if (st.isBlockDevice()) {
-      kind = "block device";
-      const fd = fs.openSync(e.path, "r");
-      try {
-        total = blockDeviceSize(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    const size = e.length ?? total - e.offset;
-    const window = e.offset > 0 || e.length !== null ? ` (window at ${human(e.offset)})` : "";
-    return `${human(size)} ${kind}${window}`;
+    const { kind, bytes } = probe(e.path);
+    const size = e.length ?? bytes - e.offset;
+    const window = e.offset > 0 || e.length !== null ? ` (window at ${formatBytes(e.offset)})` : "";
+    return `${formatBytes(size)} ${kind}${window}`;
   } catch (err) {
     return `unreadable: ${(err as Error).message}`;
   }
@@ -53,6 +37,7 @@ export function writeCacheRisk(e: { readOnly: boolean; writeCache: boolean }): s
 /** `problems`: by export name, why it would not serve now (from `aoed check`). */
 export function describeConfig(
   config: Config,
+  probe: BackingProbe,
   problems: ReadonlyMap<string, string> = new Map(),
 ): string {
   const n = config.exports.length;
@@ -75,7 +60,7 @@ export function describeConfig(
         : `policy ${e.acl.policy}, accept ${e.acl.accept.length} MAC(s), deny ${e.acl.deny.length}`;
     lines.push(
       `  e${e.shelf}.${e.slot}  ${e.name}`,
-      `      ${e.path}: ${backing(e)}`,
+      `      ${e.path}: ${backing(e, probe)}`,
       `      interfaces ${e.interfaces.join(", ")}; queue ${e.queueLength}; sectors ${e.sectors || "per MTU"}`,
       `      ${flags.join(", ")}; serial "${e.serial}"; access: ${acl}`,
     );

@@ -45,13 +45,32 @@ export function parseSize(input: string | number): SizeResult {
 
 const NAMES = ["KiB", "MiB", "GiB", "TiB", "PiB"];
 
-/** 10737418240 -> "10 GiB"; 1000 -> "1000 bytes"; 1572864 -> "1.5 MiB (1572864 bytes)". */
-export function formatSize(bytes: number): string {
+/** The largest binary unit `bytes` reaches (-1: below 1 KiB) and its size. */
+function unitOf(bytes: number): { unit: number; div: number } {
   let unit = -1;
   while (unit + 1 < NAMES.length && bytes >= 1024 ** (unit + 2)) unit++;
+  return { unit, div: 1024 ** (unit + 1) };
+}
+
+/**
+ * A size for people, the one rounding rule of every size aoed and aoectl show:
+ * the largest binary unit, one decimal place, dropped when it is 0.
+ * 67108864 -> "64 MiB"; 1572864 -> "1.5 MiB"; 0 -> "0 B".
+ */
+export function formatBytes(bytes: number): string {
+  const { unit, div } = unitOf(bytes);
+  if (unit < 0) return `${bytes} B`;
+  return `${(bytes / div).toFixed(1).replace(/\.0$/, "")} ${NAMES[unit]}`;
+}
+
+/**
+ * A size in a config message, where the user may copy it: formatBytes, with
+ * the exact count when the unit does not divide it.
+ * 10737418240 -> "10 GiB"; 1000 -> "1000 bytes"; 1572864 -> "1.5 MiB (1572864 bytes)".
+ */
+export function formatSize(bytes: number): string {
+  const { unit, div } = unitOf(bytes);
   if (unit < 0) return `${bytes} bytes`;
-  const div = 1024 ** (unit + 1);
-  const name = NAMES[unit]!;
-  if (bytes % div === 0) return `${bytes / div} ${name}`;
-  return `${(bytes / div).toFixed(2).replace(/\.?0+$/, "")} ${name} (${bytes} bytes)`;
+  if (bytes % div === 0) return formatBytes(bytes);
+  return `${formatBytes(bytes)} (${bytes} bytes)`;
 }

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { groupById } from "./groups.js";
+import { groupById } from "../util/groups.js";
 import { PROTOCOL_VERSION, type Request, type Response } from "./protocol.js";
 
 export const DEFAULT_SOCKET = "/run/aoed/aoed.sock";

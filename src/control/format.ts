@@ -1,17 +1,7 @@
 /** aoectl's rendering of control socket answers: status, stats, show and the monitor table. */
 import { writeCacheRisk } from "../config/describe.js";
+import { formatBytes } from "../config/units.js";
 import type { ExportCounters, ShowResult, StatsResult, StatusResult } from "./protocol.js";
-
-export function humanBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 || Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 export function duration(seconds: number): string {
   const s = Math.floor(seconds);
@@ -52,7 +42,7 @@ export function formatStatus(s: StatusResult): string {
     s.exports.map((e) => [
       e.name,
       e.target,
-      humanBytes(e.sizeBytes),
+      formatBytes(e.sizeBytes),
       e.readOnly ? "ro" : "rw",
       String(e.inFlight),
       String(e.queueLength),
@@ -105,8 +95,8 @@ export function formatStats(s: StatsResult): string {
       `${e.name} (${e.target})`,
       `  requests   ${kv(Object.entries(e.requests))}`,
       `  bytes      ${kv([
-        ["read", humanBytes(e.bytesRead)],
-        ["written", humanBytes(e.bytesWritten)],
+        ["read", formatBytes(e.bytesRead)],
+        ["written", formatBytes(e.bytesWritten)],
       ])}`,
       `  latency    ${kv([
         ["avg ms", avgLatencyMs(e.latency.sum, e.latency.count)],
@@ -128,11 +118,11 @@ export function formatStats(s: StatsResult): string {
       `interface ${i.name}`,
       `  received   ${kv([
         ["frames", i.rxFrames],
-        ["bytes", humanBytes(i.rxBytes)],
+        ["bytes", formatBytes(i.rxBytes)],
       ])}`,
       `  sent       ${kv([
         ["frames", i.txFrames],
-        ["bytes", humanBytes(i.txBytes)],
+        ["bytes", formatBytes(i.txBytes)],
       ])}`,
       `  ignored    ${kv(Object.entries(i.ignored))}`,
       `  dropped    ${kv([

@@ -15,6 +15,8 @@
  * within version 1; removing or changing one needs version 2.
  */
 
+import type { IgnoreReason, OpLabel } from "../metrics/view.js";
+
 export const PROTOCOL_VERSION = 1;
 
 /** Longest request line the daemon reads. */
@@ -87,10 +89,7 @@ export interface ExportCounters {
   target: string;
   inFlight: number;
   /** By operation, as in the metric aoed_export_requests_total. */
-  requests: Record<
-    "read" | "write" | "identify" | "flush" | "config" | "mask" | "reserve" | "other",
-    number
-  >;
+  requests: Record<OpLabel, number>;
   bytesRead: number;
   bytesWritten: number;
   ataErrors: number;
@@ -108,10 +107,7 @@ export interface InterfaceCounters {
   rxBytes: number;
   txFrames: number;
   txBytes: number;
-  ignored: Record<
-    "short" | "version" | "response" | "own" | "wildcard" | "unknown_target" | "steering",
-    number
-  >;
+  ignored: Record<IgnoreReason, number>;
   /** Frames the kernel dropped on the receive ring. */
   kernelDrops: number;
   /** Frames for another host's MAC (a promiscuous link or a bridge port) that the daemon skipped. */
@@ -143,9 +139,4 @@ export interface ReloadResult {
   ok: boolean;
   errors?: string[];
   summary?: { added?: string[]; removed?: string[]; changed?: string[]; unchanged?: string[] };
-}
-
-/** True if `pattern` has glob characters. */
-export function isGlob(pattern: string): boolean {
-  return /[*?[]/.test(pattern);
 }

@@ -20,7 +20,7 @@ import {
   type TargetCounter,
   targetIndex,
 } from "./ledger.js";
-import { type EngineView, targetLabel } from "./view.js";
+import { type EngineView, IGNORE_REASONS, OPS, targetLabel } from "./view.js";
 
 type Labels = Record<string, string | number>;
 
@@ -59,29 +59,6 @@ interface Snapshot {
   /** Every interface an export names: 1 present, 0 missing. */
   links: { labels: { interface: string }; value: number }[];
 }
-
-/** Request counters by op label, in output order. */
-export const OPS: readonly [string, TargetCounter][] = [
-  ["read", "reads"],
-  ["write", "writes"],
-  ["identify", "identifies"],
-  ["flush", "flushes"],
-  ["config", "configs"],
-  ["mask", "masks"],
-  ["reserve", "reserves"],
-  ["other", "otherAta"],
-];
-
-/** Ignored frames by reason label. */
-export const IGNORE_REASONS: readonly [string, PortCounter][] = [
-  ["short", "ignoredShort"],
-  ["version", "ignoredVersion"],
-  ["response", "ignoredResponse"],
-  ["own", "ignoredOwn"],
-  ["wildcard", "ignoredWildcard"],
-  ["unknown_target", "notForUs"],
-  ["steering", "ignoredSteering"],
-];
 
 /** A metric whose samples are computed when it is scraped. */
 class ScrapedMetric {

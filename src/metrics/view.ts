@@ -64,6 +64,33 @@ export interface EngineView {
   workerFrames?(): readonly number[];
 }
 
+/** Request counters by their `op` label (metrics, `aoectl stats`), in output order. */
+export const OPS = [
+  ["read", "reads"],
+  ["write", "writes"],
+  ["identify", "identifies"],
+  ["flush", "flushes"],
+  ["config", "configs"],
+  ["mask", "masks"],
+  ["reserve", "reserves"],
+  ["other", "otherAta"],
+] as const satisfies readonly (readonly [string, keyof TargetStats])[];
+
+export type OpLabel = (typeof OPS)[number][0];
+
+/** Ignored frames by their `reason` label (metrics, `aoectl stats`), in output order. */
+export const IGNORE_REASONS = [
+  ["short", "ignoredShort"],
+  ["version", "ignoredVersion"],
+  ["response", "ignoredResponse"],
+  ["own", "ignoredOwn"],
+  ["wildcard", "ignoredWildcard"],
+  ["unknown_target", "notForUs"],
+  ["steering", "ignoredSteering"],
+] as const satisfies readonly (readonly [string, keyof PortStats])[];
+
+export type IgnoreReason = (typeof IGNORE_REASONS)[number][0];
+
 /** "e1.0" */
 export function targetLabel(t: { shelf: number; slot: number }): string {
   return `e${t.shelf}.${t.slot}`;

@@ -19,3 +19,8 @@ export function globToRegExp(glob: string): RegExp {
   }
   return new RegExp(`^${re}$`, "s");
 }
+
+/** True if `pattern` has glob characters. */
+export function isGlob(pattern: string): boolean {
+  return /[*?[]/.test(pattern);
+}

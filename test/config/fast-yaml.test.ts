@@ -8,7 +8,7 @@ import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import { fastData } from "../../src/config/load.js";
+import { fastData } from "../../src/config/fast-yaml.js";
 
 const SCALARS = [
   "1000",

@@ -7,7 +7,7 @@ import { didYouMean, formatDiagnostic, formatPath } from "../../src/config/diagn
 import { type LoadResult, loadConfigFile } from "../../src/config/load.js";
 import { normalizeMac } from "../../src/config/mac.js";
 import type { Config } from "../../src/config/types.js";
-import { formatSize, parseSize } from "../../src/config/units.js";
+import { formatBytes, formatSize, parseSize } from "../../src/config/units.js";
 import { GiB, IFACES, load, MiB, OPTS, yaml } from "./fixtures.js";
 
 function ok(r: LoadResult): Config {
@@ -266,6 +266,16 @@ describe("sizes", () => {
     expect(formatSize(4096)).toBe("4 KiB");
     expect(formatSize(10 * GiB)).toBe("10 GiB");
     expect(formatSize(1536)).toBe("1.5 KiB (1536 bytes)");
+    expect(formatSize(1280)).toBe("1.3 KiB (1280 bytes)");
+  });
+
+  it("formats sizes for display with one rounding rule", () => {
+    expect(formatBytes(0)).toBe("0 B");
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(64 * MiB)).toBe("64 MiB");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+    expect(formatBytes(GiB + 10 * MiB)).toBe("1 GiB");
+    expect(formatBytes(1.25 * GiB)).toBe("1.3 GiB");
   });
 });
 
