@@ -999,6 +999,9 @@ class Loader {
       readOnly: this.get(at("read-only"), isBool) ?? false,
       writeCache: inherit("write-cache", isBool),
       directIo: inherit("direct-io", isBool),
+      io: inherit("io", (v): v is ExportConfig["io"] =>
+        configSchema.properties.defaults.properties.io.enum.some((e) => e === v),
+      ),
       traceIo: inherit("trace-io", isBool),
       offset: offset.bytes ?? 0,
       length: length.bytes ?? null,

@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
-import { openFileBackend } from "../io/file-backend.js";
+import { openFileBackend } from "../io/open.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
 import { linkState, Port } from "./port.js";
@@ -40,7 +40,7 @@ export interface WaitingExport {
 
 /** Settings that need the backing store reopened when they change. */
 function backendKey(e: ExportConfig): unknown[] {
-  return [e.path, e.readOnly, e.directIo, e.writeCache, e.offset, e.length];
+  return [e.path, e.readOnly, e.directIo, e.writeCache, e.io, e.offset, e.length];
 }
 
 /**
@@ -52,9 +52,11 @@ function backendKey(e: ExportConfig): unknown[] {
 export async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
   const opening = openFileBackend({
     path: e.path,
+    exportName: e.name,
     readOnly: e.readOnly,
     directIo: e.directIo,
     writeCache: e.writeCache,
+    io: e.io,
     offset: e.offset,
     length: e.length,
     sharedClaim,
