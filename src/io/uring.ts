@@ -13,6 +13,9 @@
  * caller's own function. Operations beyond what the rings can hold wait in an
  * overflow queue. At most cqEntries operations are in the kernel (submitted
  * or completed but not reaped), so the CQ can never overflow.
+ *
+ * Every io_uring backend of a thread shares one ring (acquireSharedRing),
+ * closed when the last of them closes.
  */
 import { availableParallelism } from "node:os";
 import {
