@@ -2,8 +2,8 @@
 # Runs aoed as a benchmark target: one export of FILE as SHELF.SLOT on IFACE.
 # Usage: aoed-target.sh IFACE FILE SHELF SLOT   (extra aoed flags in $AOED_ARGS)
 # Environment: AOED_DIRECT_IO (direct-io, default false), AOED_WRITE_CACHE
-# (write-cache, default true), AOED_IO (aoed's I/O engine: uring, threads,
-# sync; default auto), AOED_WORKERS (workers, default 0), AOED_CONF_DIR (where the config goes; default: beside
+# (write-cache, default true), AOED_IO (io, aoed's I/O engine: auto, io_uring,
+# threads, mmap, sync; default auto), AOED_WORKERS (workers, default 0), AOED_CONF_DIR (where the config goes; default: beside
 # FILE. run-bench.sh points it at its private scratch directory).
 set -eu
 iface=$1 file=$2 shelf=$3 slot=$4
@@ -21,5 +21,6 @@ exports:
     interfaces: [$iface]
     write-cache: ${AOED_WRITE_CACHE:-true}
     direct-io: ${AOED_DIRECT_IO:-false}
+    io: ${AOED_IO:-auto}
 EOT
 exec node "$root/dist/src/bin/aoed.cjs" --config "$conf" ${AOED_ARGS:-}

@@ -73,7 +73,8 @@ usage: $0 [options]
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
-  AOED_DIRECT_IO, AOED_WRITE_CACHE, AOED_IO  passed to aoed-target.sh / aoed
+  AOED_DIRECT_IO, AOED_WRITE_CACHE, AOED_IO  written by aoed-target.sh as the export's
+              direct-io, write-cache and io
               (AOED_DIRECT_IO defaults to true with -D, false on tmpfs)
   AOED_CMD    aoed command template (default: bench/aoed-target.sh, which writes a
               one-export config and runs dist/src/bin/aoed.cjs; empty skips aoed)

@@ -73,7 +73,7 @@ Environment:
   AOED_BIN        the daemon (default dist/src/bin/aoed.cjs of this tree)
   AOED_NODE_ARGS  node options, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   AOED_ARGS       extra daemon arguments
-  AOED_IO         passed through (uring, threads, sync; tmpfs files default to sync)
+  AOED_IO         \`io:\` of every export (auto, io_uring, threads, mmap, sync; default auto)
 EOF
 	exit 2
 }
@@ -223,6 +223,7 @@ EOT
 # one export: path shelf slot [read-only]
 config_export() {
 	printf '  - path: %s\n    shelf: %d\n    slot: %d\n    interfaces: [%s]\n' "$1" "$2" "$3" "$IFACE"
+	printf '    io: %s\n' "${AOED_IO:-auto}"
 	[[ ${4:-} == ro ]] && printf '    read-only: true\n'
 	return 0
 }

@@ -1,7 +1,6 @@
 // Block device and O_DIRECT helpers:
 //   blockDeviceSize(fd) -> number    BLKGETSIZE64, bytes
 //   logicalBlockSize(fd) -> number   BLKSSZGET
-//   physicalBlockSize(fd) -> number  BLKPBSZGET
 //   alignedBuffer(size, align) -> ArrayBuffer over posix_memalign memory
 //                                 (zeroed, freed by the GC finalizer)
 //   addressOf(ArrayBuffer | ArrayBufferView) -> bigint (for tests)
@@ -63,17 +62,6 @@ Napi::Value LogicalBlockSize(const Napi::CallbackInfo& info) {
   int size = 0;
   if (ioctl(fd, BLKSSZGET, &size) < 0) {
     throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKSSZGET");
-  }
-  return Napi::Number::New(env, size);
-}
-
-Napi::Value PhysicalBlockSize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = FdArg(info, "physicalBlockSize");
-  RequireBlockDevice(env, fd);
-  unsigned int size = 0;
-  if (ioctl(fd, BLKPBSZGET, &size) < 0) {
-    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKPBSZGET");
   }
   return Napi::Number::New(env, size);
 }
@@ -147,8 +135,6 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
 void InitBlockdev(Napi::Env env, Napi::Object exports) {
   exports.Set("blockDeviceSize", Napi::Function::New<BlockDeviceSize>(env, "blockDeviceSize"));
   exports.Set("logicalBlockSize", Napi::Function::New<LogicalBlockSize>(env, "logicalBlockSize"));
-  exports.Set("physicalBlockSize",
-              Napi::Function::New<PhysicalBlockSize>(env, "physicalBlockSize"));
   exports.Set("alignedBuffer", Napi::Function::New<AlignedBuffer>(env, "alignedBuffer"));
   exports.Set("addressOf", Napi::Function::New<AddressOf>(env, "addressOf"));
 }

@@ -329,13 +329,8 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("OP_WRITE", uint32_t(IORING_OP_WRITE));
   c.Set("OP_FSYNC", uint32_t(IORING_OP_FSYNC));
   c.Set("FSYNC_DATASYNC", uint32_t(IORING_FSYNC_DATASYNC));
-  c.Set("ENTER_GETEVENTS", uint32_t(IORING_ENTER_GETEVENTS));
   c.Set("SETUP_SUBMIT_ALL", uint32_t(IORING_SETUP_SUBMIT_ALL));
-  c.Set("SETUP_COOP_TASKRUN", uint32_t(IORING_SETUP_COOP_TASKRUN));
   c.Set("SETUP_SINGLE_ISSUER", uint32_t(IORING_SETUP_SINGLE_ISSUER));
-  c.Set("FEAT_NODROP", uint32_t(IORING_FEAT_NODROP));
-  c.Set("SQE_SIZE", uint32_t(sizeof(io_uring_sqe)));
-  c.Set("CQE_SIZE", uint32_t(sizeof(io_uring_cqe)));
   return c;
 }
 

@@ -51,6 +51,7 @@ export function describeConfig(
       e.readOnly ? "read-only" : "read-write",
       e.writeCache ? "write-cache" : "no write-cache (writes durable before ack)",
       e.directIo ? "direct-io" : "buffered-io",
+      `io ${e.io}`,
       e.traceIo ? "trace-io" : null,
       e.broadcast ? null : "no broadcast discovery",
     ].filter((f) => f !== null);

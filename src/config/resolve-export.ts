@@ -7,7 +7,7 @@ import { globToRegExp, isGlob } from "../util/glob.js";
 import type { AclResolver } from "./acl-lists.js";
 import { describeValue, didYouMean, type PathSegment } from "./diagnostics.js";
 import type { Report } from "./report.js";
-import { type configSchema, schemaDefault } from "./schema.js";
+import { configSchema, schemaDefault } from "./schema.js";
 import type { AclConfig, ExportConfig } from "./types.js";
 import { formatSize, parseSize } from "./units.js";
 import { isBool, isInt, isStr, type Values } from "./values.js";
@@ -119,6 +119,8 @@ export function resolveExport(
     explicitName ??
     (shelf !== undefined && slot !== undefined ? `e${shelf}.${slot}` : `exports[${index}]`);
 
+  const isIoEngine = (v: unknown): v is ExportConfig["io"] =>
+    configSchema.properties.defaults.properties.io.enum.some((e) => e === v);
   const inherit = <T>(
     key: keyof typeof configSchema.properties.defaults.properties,
     guard: (v: unknown) => v is T,
@@ -185,6 +187,7 @@ export function resolveExport(
     readOnly: ctx.values.get(at("read-only"), isBool) ?? false,
     writeCache: inherit("write-cache", isBool),
     directIo: inherit("direct-io", isBool),
+    io: inherit("io", isIoEngine),
     traceIo: inherit("trace-io", isBool),
     offset: offset.bytes ?? 0,
     length: length.bytes ?? null,

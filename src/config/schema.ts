@@ -62,6 +62,13 @@ export const inheritedProperties = {
     description:
       "`true`: `O_DIRECT`, bypassing the page cache, for every request aligned to what the store needs (512 or 4096 bytes, probed when the export is opened); unaligned requests go through a buffered descriptor. A filesystem that refuses `O_DIRECT` makes the export fail to open. `false`: buffered I/O through the page cache.",
   },
+  io: {
+    type: "string",
+    enum: ["auto", "mmap", "io_uring", "threads", "sync"],
+    default: "auto",
+    description:
+      "How the export's I/O is done. `auto`: a file on tmpfs or ramfs is mapped (`mmap`), anything else uses `io_uring` when the kernel allows it and libuv's thread pool (`threads`) when it does not; the start-up log says why (`ioNote`). `io_uring`: one ring shared by every export, submitted once per event-loop turn; the export fails to open when io_uring is unavailable. `threads`: libuv's thread pool, one thread hand-off per request. `mmap`: the file mapped, a read or write is one copy on the event loop. `sync`: `pread`/`pwrite` on the event loop. With `mmap` and `sync` a disk that stalls stalls the whole daemon: meant for files in memory and for measurements. Adjusted where the setting cannot apply, and said in the log: `mmap` with `direct-io: true` is `auto`; `mmap` with `write-cache: false` on a file not in memory, or on an empty file, a file over 4 GiB or a block device, is `sync`; `mmap` and `sync` on a filesystem that can hang (fuse, nfs, cifs, 9p, ceph...) are `threads`. `aoed check` shows the setting and `aoectl status` the engine in effect.",
+  },
   "trace-io": {
     ...bool(false),
     description:

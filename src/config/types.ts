@@ -21,6 +21,8 @@ export interface ExportConfig {
   /** false: every write is durable before it is acknowledged. */
   writeCache: boolean;
   directIo: boolean;
+  /** The `io:` setting: the I/O engine, or auto (src/io/choose-engine.ts). */
+  io: "auto" | "mmap" | "io_uring" | "threads" | "sync";
   traceIo: boolean;
   /** Window into the backing store, bytes. length null = to the end. */
   offset: number;

@@ -38,19 +38,20 @@ function stateText(e: StatusResult["exports"][number]): string {
 export function formatStatus(s: StatusResult): string {
   const d = s.daemon;
   const exports = table(
-    ["EXPORT", "TARGET", "SIZE", "MODE", "IN-FLIGHT", "QUEUE", "INTERFACES", "PATH", "STATE"],
+    ["EXPORT", "TARGET", "SIZE", "MODE", "IO", "IN-FLIGHT", "QUEUE", "INTERFACES", "PATH", "STATE"],
     s.exports.map((e) => [
       e.name,
       e.target,
       formatBytes(e.sizeBytes),
       e.readOnly ? "ro" : "rw",
+      e.io ?? "-", // older daemons send no io
       String(e.inFlight),
       String(e.queueLength),
       e.interfaces.join(","),
       e.path,
       stateText(e),
     ]),
-    [2, 4, 5],
+    [2, 5, 6],
   );
   // Per export, below the table: what an admin must know about its durability.
   const notes: string[] = [];

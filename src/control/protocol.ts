@@ -61,6 +61,8 @@ export interface ExportStatus {
   waitingFor: string[];
   /** The write-cache setting in effect. */
   writeCache: boolean;
+  /** The I/O engine in effect; the `io:` setting while the export waits. */
+  io: string;
   /** Why the export fails writes and flushes (a failed sync; reload to reopen it), or null. */
   failed: string | null;
   /** What initiators have set: the config string, the MAC mask list, the reservation. */

@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
-import { openFileBackend } from "../io/file-backend.js";
+import { openFileBackend } from "../io/open.js";
 import { type LinkEvent, LinkMonitor, linkState } from "../net/link-monitor.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
@@ -42,7 +42,7 @@ export interface WaitingExport {
 
 /** Settings that need the backing store reopened when they change. */
 function backendKey(e: ExportConfig): unknown[] {
-  return [e.path, e.readOnly, e.directIo, e.writeCache, e.offset, e.length];
+  return [e.path, e.readOnly, e.directIo, e.writeCache, e.io, e.offset, e.length];
 }
 
 /**
@@ -54,9 +54,11 @@ function backendKey(e: ExportConfig): unknown[] {
 export async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
   const opening = openFileBackend({
     path: e.path,
+    exportName: e.name,
     readOnly: e.readOnly,
     directIo: e.directIo,
     writeCache: e.writeCache,
+    io: e.io,
     offset: e.offset,
     length: e.length,
     sharedClaim,

@@ -6,7 +6,7 @@
  * keeps everything else: config, discovery, access lists, admin, metrics.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { adoptFileBackend } from "../io/file-backend.js";
+import { adoptFileBackend } from "../io/open.js";
 import { createLogger } from "../log.js";
 import { portVector, targetVector } from "../metrics/ledger.js";
 import { Port } from "./port.js";

@@ -16,13 +16,13 @@ export interface BackendCapabilities {
   /** Alignment O_DIRECT needs for buffers, offsets and lengths (512 when buffered). */
   alignment: number;
   /**
-   * How the I/O is done, for the logs: "io_uring", "threads" (libuv's
-   * thread pool), "mmap" (files in memory, mapped: a read or write is a
-   * memcpy on the event loop) or "sync" (pread/pwrite on the event loop: on request,
-   * or on request). Absent for backends that do no system I/O.
+   * How the I/O is done (src/io/engines/): "io_uring", "threads" (libuv's
+   * thread pool), "mmap" (the file mapped: a read or write is a memcpy on the
+   * event loop) or "sync" (pread/pwrite on the event loop). Absent for
+   * backends that do no system I/O.
    */
   engine?: IoEngine;
-  /** Why "auto" chose another engine than io_uring (absent otherwise). */
+  /** Why not the engine asked for (with `io: auto`, why not io_uring); absent otherwise. */
   engineNote?: string;
   /**
    * Present when write-cache is off on a store that needs syncing: writes are
@@ -39,6 +39,9 @@ export interface BackendCapabilities {
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
+
+/** The `io:` setting: an engine, or "auto" (src/io/choose-engine.ts). */
+export type IoSetting = "auto" | IoEngine;
 
 export interface Backend {
   readonly path: string;
@@ -76,12 +79,14 @@ export interface Backend {
 }
 
 /**
- * A backend as a worker thread adopts it (src/io/file-backend.ts
- * adoptFileBackend): the descriptors stay open and owned by the main thread,
- * which closes them only after every worker has let go.
+ * A backend as a worker thread adopts it (src/io/open.ts adoptFileBackend):
+ * the descriptors stay open and owned by the main thread, which closes them
+ * only after every worker has let go.
  */
 export interface SharedBackend {
   path: string;
+  /** The export it backs, named in I/O errors. */
+  exportName: string;
   fd: number;
   /** O_DIRECT descriptor, -1 when direct I/O is off. */
   directFd: number;

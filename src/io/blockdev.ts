@@ -14,11 +14,6 @@ export function logicalBlockSize(fd: number): number {
   return loadNative().logicalBlockSize(fd);
 }
 
-/** Physical sector size of a block device (BLKPBSZGET). */
-export function physicalBlockSize(fd: number): number {
-  return loadNative().physicalBlockSize(fd);
-}
-
 /**
  * A zero-filled Buffer of `size` bytes whose memory starts at a multiple of
  * `align` (default 4096), as O_DIRECT needs. The memory comes from

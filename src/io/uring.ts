@@ -13,9 +13,11 @@
  * caller's own function. Operations beyond what the rings can hold wait in an
  * overflow queue. At most cqEntries operations are in the kernel (submitted
  * or completed but not reaped), so the CQ can never overflow.
+ *
+ * Every io_uring backend of a thread shares one ring (acquireSharedRing),
+ * closed when the last of them closes.
  */
 import { availableParallelism } from "node:os";
-import { getSystemErrorMap } from "node:util";
 import {
   loadNative,
   type NativeUringHandle,
@@ -23,11 +25,13 @@ import {
   type UringProbeResult,
 } from "../native/addon.js";
 import type { IoCallback } from "./backend.js";
+import { errnoError, type IoSite, shortIo } from "./errors.js";
 
 const K_READ = 0;
 const K_WRITE = 1;
 const K_FSYNC = 2;
-const SYSCALL = ["read", "write", "fdatasync"] as const;
+/** What each kind is called in errors: the system call it stands for. */
+const SYSCALL = ["pread", "pwrite", "fdatasync"] as const;
 
 const TWO32 = 4294967296;
 const EINTR = 4;
@@ -35,11 +39,10 @@ const EAGAIN = 11;
 const EBUSY = 16;
 
 /**
- * Who an operation is for: names it in errors (`label`, the path) and counts
+ * Who an operation is for: names it in errors (its path and export) and counts
  * its operations in progress so it can wait for them before closing its fds.
  */
-export interface IoOwner {
-  readonly label: string;
+export interface IoOwner extends IoSite {
   /** Operations accepted by the ring and not yet called back; the ring keeps it. */
   pending: number;
   /** Called by the ring when `pending` drops to 0. */
@@ -66,13 +69,6 @@ export interface IoRingOptions {
    * inline (tmpfs, buffered writes, page-cache misses). 0: the kernel's default.
    */
   maxWorkers?: number;
-  /**
-   * Submit as soon as this many SQEs are queued, instead of once when the
-   * current event-loop callback is done (0, the default). On a disk, the
-   * device then starts on the first requests of a burst while the rest are
-   * still being built, at the cost of more io_uring_enter calls.
-   */
-  submitBatch?: number;
 }
 
 export interface IoRingStats {
@@ -116,47 +112,8 @@ export function probeUring(): UringProbeResult {
   return probed;
 }
 
-let errnoNames: Map<number, [string, string]> | undefined;
-
-/** A Node-style system error (code, errno, syscall, path) from a negative errno. */
-export function errnoException(
-  negErrno: number,
-  syscall: string,
-  path: string | null,
-): NodeJS.ErrnoException {
-  errnoNames ??= getSystemErrorMap();
-  const [code, desc] = errnoNames.get(negErrno) ?? [`Unknown system error ${-negErrno}`, ""];
-  const err: NodeJS.ErrnoException = new Error(
-    `${code}: ${desc || "unknown error"}, ${syscall}${path !== null ? ` '${path}'` : ""}`,
-  );
-  err.errno = negErrno;
-  err.code = code;
-  err.syscall = syscall;
-  if (path !== null) err.path = path;
-  return err;
-}
-
-function shortIoError(
-  op: string,
-  path: string | null,
-  at: number,
-  n: number,
-  len: number,
-): NodeJS.ErrnoException {
-  const err: NodeJS.ErrnoException = new Error(
-    `${path ?? "fd"}: short ${op} at ${at}: ${n} of ${len} bytes (the backing store shrank?)`,
-  );
-  err.code = "EIO";
-  err.errno = -5;
-  err.syscall = op;
-  if (path !== null) err.path = path;
-  return err;
-}
-
-function closedError(syscall: string, path: string | null): NodeJS.ErrnoException {
-  const err = errnoException(-9, syscall, path);
-  err.message = `${err.message} (the io_uring is closed)`;
-  return err;
+function closedError(syscall: string, site: IoSite | null): NodeJS.ErrnoException {
+  return errnoError(-9, syscall, site, "the io_uring is closed");
 }
 
 function rethrowLater(err: unknown): void {
@@ -168,8 +125,6 @@ function rethrowLater(err: unknown): void {
 export class IoRing {
   readonly sqEntries: number;
   readonly cqEntries: number;
-  /** See IoRingOptions.submitBatch; 0: off. */
-  readonly submitBatch: number;
   /**
    * The kernel's limit on workers for regular file and block device I/O that
    * cannot complete inline (IORING_REGISTER_IOWQ_MAX_WORKERS; before Linux
@@ -245,10 +200,9 @@ export class IoRing {
   private closed = false;
   private closeWaiters: (() => void)[] = [];
 
-  private constructor(h: NativeUringHandle, k: UringConstants, submitBatch: number) {
+  private constructor(h: NativeUringHandle, k: UringConstants) {
     this.h = h;
     this.k = k;
-    this.submitBatch = submitBatch;
     this.sqEntries = h.sqEntries;
     this.boundedWorkers = Math.min(h.sqEntries, 4 * availableParallelism());
     this.cqEntries = h.cqEntries;
@@ -280,13 +234,12 @@ export class IoRing {
     const k = native.uringConstants;
     const entries = opts.entries ?? 256;
     const cqEntries = Math.max(opts.cqEntries ?? 2 * entries, entries);
-    const submitBatch = Math.max(0, Math.floor(opts.submitBatch ?? 0));
     // Newest flags first; older kernels refuse unknown flags with EINVAL.
     const candidates = [k.SETUP_SUBMIT_ALL | k.SETUP_SINGLE_ISSUER, k.SETUP_SUBMIT_ALL, 0];
     let lastErr: unknown;
     for (const flags of candidates) {
       try {
-        const ring = new IoRing(native.uringSetup(entries, flags, cqEntries), k, submitBatch);
+        const ring = new IoRing(native.uringSetup(entries, flags, cqEntries), k);
         if (opts.maxWorkers) ring.h.setMaxWorkers(opts.maxWorkers, 0);
         const limits = ring.h.setMaxWorkers(0, 0); // reads the limits in effect
         if (Array.isArray(limits) && limits[0]! > 0) ring.boundedWorkers = limits[0]!;
@@ -363,7 +316,7 @@ export class IoRing {
     if (!(pos >= 0 && Number.isSafeInteger(pos)))
       throw new RangeError(`pos ${pos} must be a non-negative integer`);
     if (this.closing) {
-      process.nextTick(cb, closedError(SYSCALL[kind]!, owner === null ? null : owner.label));
+      process.nextTick(cb, closedError(SYSCALL[kind]!, owner));
       return;
     }
     if (owner !== null) owner.pending++;
@@ -399,8 +352,6 @@ export class IoRing {
       (this.sqTail - this.sqHead) >>> 0 < this.sqEntries
     ) {
       this.writeSqe(slot);
-      if (this.submitBatch > 0 && (this.sqTail - this.sqHead) >>> 0 >= this.submitBatch)
-        this.submitNow();
     } else {
       this.stats.overflowed++;
       if (this.pendCount === this.pend.length) {
@@ -451,22 +402,6 @@ export class IoRing {
     s[i + 15] = 0;
     this.sqTail = (this.sqTail + 1) >>> 0;
     this.inKernel++;
-  }
-
-  /**
-   * Hands the queued SQEs to the kernel now (submitBatch). Completions are
-   * left to the pump, which is scheduled already, as are errors and SQEs the
-   * kernel did not take.
-   */
-  private submitNow(): void {
-    const toSubmit = (this.sqTail - this.sqHead) >>> 0;
-    Atomics.store(this.sq, this.sqTailIx, this.sqTail);
-    const r = this.h.enter(toSubmit, 0, 0);
-    this.sqHead = Atomics.load(this.sq, this.sqHeadIx);
-    if (r > 0) {
-      this.stats.enters++;
-      this.stats.submitted += r;
-    }
   }
 
   /** Moves waiting operations into the SQ while there is room. */
@@ -540,7 +475,8 @@ export class IoRing {
       this.pendHead = (this.pendHead + 1) % this.pend.length;
       this.pendCount--;
     }
-    for (const slot of stuck) this.finish(slot, errnoException(negErrno, "io_uring_enter", null));
+    for (const slot of stuck)
+      this.finish(slot, errnoError(negErrno, "io_uring_enter", this.owners[slot] ?? null));
     this.updateRef();
     this.maybeFinishClose();
   }
@@ -590,7 +526,7 @@ export class IoRing {
         if (this.retrying.length === 1) setImmediate(this.retryNow);
         return;
       }
-      this.finish(slot, errnoException(res, SYSCALL[kind]!, this.labelOf(slot)));
+      this.finish(slot, errnoError(res, SYSCALL[kind]!, this.owners[slot] ?? null));
       return;
     }
     if (kind === K_FSYNC) {
@@ -606,14 +542,9 @@ export class IoRing {
       this.stats.resubmits++;
       this.enqueue(slot);
     } else {
-      const op = kind === K_READ ? "read" : "write";
-      this.finish(slot, shortIoError(op, this.labelOf(slot), this.poss[slot]!, done, len));
+      const site = this.owners[slot] ?? null;
+      this.finish(slot, shortIo(SYSCALL[kind]!, site, this.poss[slot]!, done, len));
     }
-  }
-
-  private labelOf(slot: number): string | null {
-    const owner = this.owners[slot];
-    return owner ? owner.label : null;
   }
 
   private readonly retryNow = (): void => {
@@ -693,4 +624,25 @@ export class IoRing {
     }
     this.cap = cap;
   }
+}
+
+/** io-wq workers for regular file and block device I/O the shared ring asks for. */
+const URING_WORKERS = 64;
+
+// One ring for every backend in the process, closed when the last one closes.
+let sharedRing: IoRing | null = null;
+let ringUsers = 0;
+
+/** The process's shared ring, set up by its first user. Throws when it cannot be set up. */
+export function acquireSharedRing(): IoRing {
+  sharedRing ??= IoRing.open({ entries: 256, maxWorkers: URING_WORKERS });
+  ringUsers++;
+  return sharedRing;
+}
+
+/** One user lets go of the shared ring; the last one closes it. */
+export function releaseSharedRing(ring: IoRing): Promise<void> {
+  if (ring !== sharedRing || --ringUsers > 0) return Promise.resolve();
+  sharedRing = null;
+  return ring.close();
 }

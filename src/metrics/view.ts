@@ -22,10 +22,12 @@ export interface TargetView {
   /** Age of the oldest request in flight, seconds; 0 when none. */
   readonly oldestRequestSeconds: number;
   readonly sizeBytes: number;
-  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength" | "writeCache">;
+  readonly cfg: Pick<ExportConfig, "interfaces" | "queueLength" | "writeCache" | "io">;
   readonly backend: {
     readonly path: string;
     readonly readOnly: boolean;
+    /** The I/O engine in effect (src/io/backend.ts). */
+    readonly caps?: { readonly engine?: string };
     /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
     readonly failed?: NodeJS.ErrnoException | null;
   };
@@ -47,7 +49,15 @@ export interface PortView {
 export interface WaitingView {
   readonly cfg: Pick<
     ExportConfig,
-    "name" | "shelf" | "slot" | "path" | "readOnly" | "interfaces" | "queueLength" | "writeCache"
+    | "name"
+    | "shelf"
+    | "slot"
+    | "path"
+    | "readOnly"
+    | "interfaces"
+    | "queueLength"
+    | "writeCache"
+    | "io"
   >;
   /** What it waits for: "file /srv/a.img", "interface bond0". */
   readonly missing: readonly string[];

@@ -158,13 +158,8 @@ export interface UringConstants {
   OP_WRITE: number;
   OP_FSYNC: number;
   FSYNC_DATASYNC: number;
-  ENTER_GETEVENTS: number;
   SETUP_SUBMIT_ALL: number;
-  SETUP_COOP_TASKRUN: number;
   SETUP_SINGLE_ISSUER: number;
-  FEAT_NODROP: number;
-  SQE_SIZE: number;
-  CQE_SIZE: number;
 }
 
 export interface NativeAddon {
@@ -191,7 +186,6 @@ export interface NativeAddon {
   watchLinks(cb: (status: number, events: NativeLinkEvent[]) => void): NativeLinkWatch;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
-  physicalBlockSize(fd: number): number;
   alignedBuffer(size: number, align: number): ArrayBuffer;
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
   /** mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC. */

@@ -163,6 +163,13 @@ const cases: Case[] = [
     hint: "did you mean `warn`?",
   },
   {
+    name: "io engine",
+    text: E("    interfaces: [eth0]", "    io: uring"),
+    at: [6, 9],
+    path: "exports[0].io",
+    message: 'must be one of auto, mmap, io_uring, threads, sync, got "uring"',
+  },
+  {
     name: "YAML 1.1 boolean",
     text: yaml(
       "defaults:",

@@ -48,6 +48,7 @@ describe("defaults", () => {
           readOnly: false,
           writeCache: true,
           directIo: false,
+          io: "auto",
           traceIo: false,
           offset: 0,
           length: null,
@@ -70,6 +71,7 @@ describe("defaults", () => {
           "  queue-length: 16",
           "  write-cache: false",
           "  direct-io: true",
+          "  io: threads",
           "  trace-io: true",
           "  broadcast: false",
           "exports:",
@@ -83,6 +85,7 @@ describe("defaults", () => {
           "    interfaces: [eth0]",
           "    queue-length: 256",
           "    direct-io: false",
+          "    io: io_uring",
         ),
       ),
     );
@@ -93,6 +96,7 @@ describe("defaults", () => {
       queueLength: 16,
       writeCache: false,
       directIo: true,
+      io: "threads",
       traceIo: true,
       broadcast: false,
     });
@@ -100,6 +104,7 @@ describe("defaults", () => {
       queueLength: 256,
       writeCache: false,
       directIo: false,
+      io: "io_uring",
       traceIo: true,
       broadcast: false,
     });

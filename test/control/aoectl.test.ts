@@ -70,16 +70,18 @@ describe("aoectl admin commands", () => {
     expect(lines[0]).toMatch(/^aoed \S+ \(pid \d+\), up .*, 2 export\(s\)$/);
     expect(lines).toContainEqual(
       expect.stringMatching(
-        /^EXPORT\s+TARGET\s+SIZE\s+MODE\s+IN-FLIGHT\s+QUEUE\s+INTERFACES\s+PATH\s+STATE$/,
+        /^EXPORT\s+TARGET\s+SIZE\s+MODE\s+IO\s+IN-FLIGHT\s+QUEUE\s+INTERFACES\s+PATH\s+STATE$/,
       ),
     );
     expect(lines).toContainEqual(
       expect.stringMatching(
-        /^lv0\s+e1\.0\s+64 MiB\s+rw\s+3\s+64\s+eth0\s+\/srv\/lv0\.img\s+config "rack4"; reserved for 02:00:00:00:00:0b$/,
+        /^lv0\s+e1\.0\s+64 MiB\s+rw\s+io_uring\s+3\s+64\s+eth0\s+\/srv\/lv0\.img\s+config "rack4"; reserved for 02:00:00:00:00:0b$/,
       ),
     );
     expect(lines).toContainEqual(
-      expect.stringMatching(/^lv1\s+e1\.1\s+1 GiB\s+rw\s+0\s+64\s+eth0\s+\/srv\/lv1\.img\s+-$/),
+      expect.stringMatching(
+        /^lv1\s+e1\.1\s+1 GiB\s+rw\s+io_uring\s+0\s+64\s+eth0\s+\/srv\/lv1\.img\s+-$/,
+      ),
     );
     expect(lines).toContainEqual(expect.stringMatching(/^eth0\s+9000\s+02:00:00:00:00:01\s+1$/));
   });

@@ -103,6 +103,7 @@ describe("control socket", () => {
       inFlight: 2,
       queueLength: 64,
       writeCache: true,
+      io: "io_uring",
       failed: null,
       stuck: true,
       oldestRequestSeconds: 12.3,

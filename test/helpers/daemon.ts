@@ -1,6 +1,6 @@
 /**
  * The built daemon as a child process for integration tests: optionally in a
- * network namespace, with extra environment (AOED_IO=threads|uring) or under a
+ * network namespace, with extra environment (e.g. AOED_SOCKET) or under a
  * command prefix such as strace or setpriv. The daemon logs its own pid, and
  * signals go to that pid, so they reach the daemon and not a wrapper.
  */
@@ -15,7 +15,7 @@ let started = 0;
 export interface DaemonOptions {
   /** Run inside this network namespace. */
   netns?: string | null;
-  /** Extra environment (e.g. { AOED_IO: "threads" }). */
+  /** Extra environment (e.g. { AOED_SOCKET: path }). */
   env?: Record<string, string>;
   /** A command the daemon runs under, e.g. ["strace", "-f", "-o", file]. */
   wrap?: string[];

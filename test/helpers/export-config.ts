@@ -14,6 +14,7 @@ export function exportConfig(over: Partial<ExportConfig> = {}): ExportConfig {
     readOnly: false,
     writeCache: true,
     directIo: false,
+    io: "auto",
     traceIo: false,
     offset: 0,
     length: null,

@@ -1,4 +1,4 @@
-/** The file backend's contract, run against both I/O engines (io_uring and the thread pool). */
+/** The file backend's contract, run against every I/O engine, and how the engine is chosen. */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -7,16 +7,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend, IoCallback, IoEngine } from "../../src/io/backend.js";
 import { bufferAddress } from "../../src/io/blockdev.js";
-import {
-  chooseIoEngine,
-  describeUringFailure,
-  type IoEngineRequest,
-  ioEngineFromEnv,
-  isMemoryBacked,
-  type OpenOptions,
-  openFileBackend,
-  submitBatchFromEnv,
-} from "../../src/io/file-backend.js";
+import { chooseIoEngine, describeUringFailure } from "../../src/io/choose-engine.js";
+import { type OpenOptions, openFileBackend } from "../../src/io/open.js";
+import { isMemoryBacked } from "../../src/io/store.js";
 import { probeUring } from "../../src/io/uring.js";
 
 const KiB = 1024;
@@ -24,11 +17,11 @@ const MiB = 1024 * KiB;
 const { O_DSYNC, O_DIRECT, O_RDONLY, O_NOATIME } = fs.constants;
 const O_ACCMODE = 3;
 
-const engines: { name: IoEngine; io: IoEngineRequest; available: boolean }[] = [
-  { name: "threads", io: "threads", available: true },
-  { name: "io_uring", io: "uring", available: probeUring().ok },
-  { name: "sync", io: "sync", available: true },
-  { name: "mmap", io: "mmap", available: true },
+const engines: { name: IoEngine; available: boolean }[] = [
+  { name: "threads", available: true },
+  { name: "io_uring", available: probeUring().ok },
+  { name: "sync", available: true },
+  { name: "mmap", available: true },
 ];
 
 const op = (start: (cb: IoCallback) => void) =>
@@ -93,25 +86,6 @@ function directIoDir(): string | null {
 }
 
 describe("I/O engine selection", () => {
-  it("reads AOED_IO", () => {
-    expect(ioEngineFromEnv({})).toBe("auto");
-    expect(ioEngineFromEnv({ AOED_IO: "uring" })).toBe("uring");
-    expect(ioEngineFromEnv({ AOED_IO: " Threads " })).toBe("threads");
-    expect(ioEngineFromEnv({ AOED_IO: "auto" })).toBe("auto");
-    expect(ioEngineFromEnv({ AOED_IO: "sync" })).toBe("sync");
-    expect(() => ioEngineFromEnv({ AOED_IO: "aio" })).toThrow(/AOED_IO=aio/);
-  });
-
-  it("reads AOED_URING_SUBMIT_BATCH", () => {
-    expect(submitBatchFromEnv({})).toBe(0);
-    expect(submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: " 4 " })).toBe(4);
-    expect(submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "0" })).toBe(0);
-    expect(() => submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "-1" })).toThrow(
-      /AOED_URING_SUBMIT_BATCH=-1/,
-    );
-    expect(() => submitBatchFromEnv({ AOED_URING_SUBMIT_BATCH: "x" })).toThrow(/whole number/);
-  });
-
   it("picks io_uring when the probe passes, and the thread pool on request", () => {
     expect(chooseIoEngine("threads")).toEqual({ engine: "threads" });
     const auto = chooseIoEngine("auto");
@@ -119,14 +93,16 @@ describe("I/O engine selection", () => {
     else {
       expect(auto.engine).toBe("threads");
       expect(auto.note).toMatch(/io_uring/);
-      expect(() => chooseIoEngine("uring")).toThrow(/AOED_IO=uring/);
+      expect(() => chooseIoEngine("io_uring")).toThrow(/io: io_uring is set, but/);
     }
   });
 
   it("maps memory-backed files unless told otherwise", async (ctx) => {
-    expect(chooseIoEngine("auto", true)).toMatchObject({ engine: "mmap", note: /tmpfs/ });
-    expect(chooseIoEngine("threads", true)).toEqual({ engine: "threads" });
-    if (probeUring().ok) expect(chooseIoEngine("uring", true)).toEqual({ engine: "io_uring" });
+    const inMemory = { inMemory: true };
+    expect(chooseIoEngine("auto", inMemory)).toMatchObject({ engine: "mmap", note: /tmpfs/ });
+    expect(chooseIoEngine("threads", inMemory)).toEqual({ engine: "threads" });
+    if (probeUring().ok)
+      expect(chooseIoEngine("io_uring", inMemory)).toEqual({ engine: "io_uring" });
     if (!(await isMemoryBacked("/dev/shm"))) return ctx.skip("no tmpfs at /dev/shm");
     const dir = fs.mkdtempSync("/dev/shm/aoed-auto-");
     try {
@@ -134,6 +110,7 @@ describe("I/O engine selection", () => {
       fs.writeFileSync(file, Buffer.alloc(64 * KiB));
       const base = {
         path: file,
+        exportName: "e0.1",
         readOnly: false,
         directIo: false,
         writeCache: true,
@@ -145,7 +122,7 @@ describe("I/O engine selection", () => {
       expect(auto.caps.engineNote).toMatch(/tmpfs/);
       await auto.close();
       if (probeUring().ok) {
-        const forced = await openFileBackend({ ...base, io: "uring" });
+        const forced = await openFileBackend({ ...base, io: "io_uring" });
         expect(forced.caps.engine).toBe("io_uring");
         await forced.close();
       }
@@ -186,53 +163,66 @@ describe("I/O engine selection", () => {
     ).toBe("io_uring lacks IORING_OP_WRITE/FSYNC (needs Linux >= 5.6)");
   });
 
-  it("follows $AOED_IO when the caller does not choose", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-env-"));
+  it("adjusts an engine that cannot apply, and says why", () => {
+    // direct-io is never a mapping.
+    const auto = probeUring().ok ? "io_uring" : "threads";
+    expect(chooseIoEngine("mmap", { directIo: true }).engine).toBe(auto);
+    // Writes that must be synced: pwrite + fdatasync, not stores into a mapping.
+    expect(chooseIoEngine("mmap", { writeCache: false })).toMatchObject({
+      engine: "sync",
+      note: /write-cache is off/,
+    });
+    expect(chooseIoEngine("mmap", { writeCache: false, readOnly: true })).toEqual({
+      engine: "mmap",
+    });
+    expect(chooseIoEngine("mmap", { writeCache: false, inMemory: true })).toEqual({
+      engine: "mmap",
+    });
+    // Never the event loop on a filesystem that can hang.
+    for (const want of ["sync", "mmap"] as const)
+      expect(chooseIoEngine(want, { mayHang: "fuse" })).toMatchObject({
+        engine: "threads",
+        note: /fuse, which can stop answering/,
+      });
+    expect(chooseIoEngine("threads", { mayHang: "nfs" })).toEqual({ engine: "threads" });
+  });
+
+  it("is auto when the caller does not choose", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-auto-"));
     const file = path.join(dir, "img");
     fs.writeFileSync(file, Buffer.alloc(64 * KiB));
-    const saved = process.env.AOED_IO;
     try {
-      process.env.AOED_IO = "threads";
       const b = await openFileBackend({
         path: file,
+        exportName: "e0.1",
         readOnly: false,
         directIo: false,
         writeCache: true,
         offset: 0,
         length: null,
       });
-      expect(b.caps.engine).toBe("threads");
+      expect(b.caps.engine).toBe(
+        chooseIoEngine("auto", { inMemory: await isMemoryBacked(file) }).engine,
+      );
       await b.close();
-      process.env.AOED_IO = "bogus";
-      await expect(
-        openFileBackend({
-          path: file,
-          readOnly: false,
-          directIo: false,
-          writeCache: true,
-          offset: 0,
-          length: null,
-        }),
-      ).rejects.toThrow(/AOED_IO=bogus/);
     } finally {
-      if (saved === undefined) delete process.env.AOED_IO;
-      else process.env.AOED_IO = saved;
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
 
-describe.each(engines)("file backend on $name", ({ name, io, available }) => {
+describe.each(engines)("file backend on $name", ({ name, available }) => {
   let dir: string;
   const open = (file: string, over: Partial<OpenOptions> = {}) =>
     openFileBackend({
       path: file,
+      exportName: "e0.1",
       readOnly: false,
       directIo: false,
       writeCache: true,
       offset: 0,
       length: null,
-      io,
+      io: name,
       ...over,
     });
   const image = (name: string, bytes: number, fill?: Buffer) => {
@@ -488,12 +478,13 @@ describe.skipIf(!probeUring().ok)("io_uring file backends", () => {
       fs.writeFileSync(file, Buffer.alloc(64 * KiB));
       return {
         path: file,
+        exportName: name,
         readOnly: false,
         directIo: false,
         writeCache: true,
         offset: 0,
         length: null,
-        io: "uring",
+        io: "io_uring",
       };
     };
     const before = uringFds();

@@ -9,8 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IoCallback } from "../../src/io/backend.js";
-import { openFileBackend } from "../../src/io/file-backend.js";
 import { dsyncHonoured, GroupCommit, LoneWriteChooser } from "../../src/io/group-commit.js";
+import { openFileBackend } from "../../src/io/open.js";
 import { probeUring } from "../../src/io/uring.js";
 
 /** A sync the test completes by hand, with a log of what happened in which order. */
@@ -137,7 +137,7 @@ describe("LoneWriteChooser", () => {
 });
 
 const engines = probeUring().ok
-  ? (["threads", "uring", "sync"] as const)
+  ? (["threads", "io_uring", "sync"] as const)
   : (["threads", "sync"] as const);
 
 describe.each(engines)("file backend with write-cache off, %s", (io) => {
@@ -152,6 +152,7 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
     fs.writeFileSync(file, Buffer.alloc(1 << 20));
     const b = await openFileBackend({
       path: file,
+      exportName: "e0.1",
       readOnly: false,
       directIo: false,
       writeCache: false,

@@ -6,7 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { IoCallback } from "../../src/io/backend.js";
-import { errnoException, type IoOwner, IoRing, probeUring } from "../../src/io/uring.js";
+import { errnoError } from "../../src/io/errors.js";
+import { type IoOwner, IoRing, probeUring } from "../../src/io/uring.js";
 import { waitFor } from "../helpers/wait.js";
 
 const probe = probeUring();
@@ -139,40 +140,6 @@ describe.skipIf(!probe.ok)("IoRing", () => {
     expect(ring.pending).toBe(0);
   });
 
-  it("submitBatch hands SQEs to the kernel while the batch is still being queued", async () => {
-    const early = IoRing.open({ entries: 8, cqEntries: 16, submitBatch: 2 });
-    try {
-      expect(early.submitBatch).toBe(2);
-      const BLOCK = 4096;
-      const { fd } = openTmp("early", "w+", BLOCK * 64);
-      const model = randomBytes(BLOCK * 64);
-      fs.writeSync(fd, model, 0, model.length, 0);
-      // 40 reads queued in one callback: more than the SQ (8) and the CQ (16) hold.
-      const bufs = Array.from({ length: 40 }, () => Buffer.alloc(BLOCK));
-      let errors = 0;
-      await new Promise<void>((resolve) => {
-        let left = bufs.length;
-        bufs.forEach((b, i) => {
-          early.read(fd, b, BLOCK, ((i * 7) % 64) * BLOCK, (err) => {
-            if (err) errors++;
-            if (--left === 0) resolve();
-          });
-        });
-        // Submitted in pairs already, before this callback returns.
-        expect(early.stats.submitted).toBeGreaterThanOrEqual(8);
-      });
-      expect(errors).toBe(0);
-      bufs.forEach((b, i) => {
-        const at = ((i * 7) % 64) * BLOCK;
-        expect(b.equals(model.subarray(at, at + BLOCK))).toBe(true);
-      });
-      expect(early.stats.submitted).toBe(40);
-      expect(early.pending).toBe(0);
-    } finally {
-      await early.close();
-    }
-  });
-
   it("interleaves reads, writes and flushes of many buffers in one batch", async () => {
     const { fd } = openTmp("mixed", "w+", 1024 * KiB);
     const bufs = Array.from({ length: 200 }, (_, i) => Buffer.alloc(1024, i & 0xff));
@@ -196,18 +163,18 @@ describe.skipIf(!probe.ok)("IoRing", () => {
     }
   });
 
-  it("maps errors to Node-style system errors with the owner's label", async () => {
+  it("maps errors to Node-style system errors naming the call, the file and the export", async () => {
     const { p, fd: rfd } = openTmp("ro", "w+", 4096);
     const ro = fs.openSync(p, "r");
     fds.push(ro);
-    const owner: IoOwner = { label: p, pending: 0, onIdle: null };
+    const owner: IoOwner = { path: p, exportName: "e0.1", pending: 0, onIdle: null };
     const err = await op((cb) => ring.write(ro, Buffer.alloc(512), 512, 0, cb, owner));
-    expect(err).toMatchObject({ code: "EBADF", errno: -9, syscall: "write", path: p });
-    expect(err?.message).toBe(`EBADF: bad file descriptor, write '${p}'`);
+    expect(err).toMatchObject({ code: "EBADF", errno: -9, syscall: "pwrite", path: p });
+    expect(err?.message).toBe(`pwrite ${p} (export e0.1): EBADF (bad file descriptor)`);
     expect(owner.pending).toBe(0);
 
     const bad = await op((cb) => ring.read(987654, Buffer.alloc(512), 512, 0, cb));
-    expect(bad).toMatchObject({ code: "EBADF", syscall: "read" });
+    expect(bad).toMatchObject({ code: "EBADF", syscall: "pread" });
     expect(bad).not.toHaveProperty("path");
 
     const dfd = fs.openSync(dir, "r");
@@ -223,18 +190,21 @@ describe.skipIf(!probe.ok)("IoRing", () => {
     expect(await op((cb) => ring.read(rfd, Buffer.alloc(512), 512, 0, cb))).toBeNull();
   });
 
-  it("errnoException formats like libuv", () => {
-    const e = errnoException(-28, "write", "/x");
-    expect(e).toMatchObject({ code: "ENOSPC", errno: -28, syscall: "write", path: "/x" });
-    expect(e.message).toBe("ENOSPC: no space left on device, write '/x'");
+  it("errnoError names the call, the file and the export", () => {
+    const e = errnoError(-28, "pwrite", { path: "/x", exportName: "e0.1" });
+    expect(e).toMatchObject({ code: "ENOSPC", errno: -28, syscall: "pwrite", path: "/x" });
+    expect(e.message).toBe("pwrite /x (export e0.1): ENOSPC (no space left on device)");
+    expect(errnoError(-28, "pwrite", null).message).toBe(
+      "pwrite: ENOSPC (no space left on device)",
+    );
   });
 
   it("reports a short read at end of file as EIO", async () => {
     const { fd } = openTmp("short", "w+");
     fs.writeSync(fd, Buffer.alloc(1000, 1), 0, 1000, 0);
-    const owner: IoOwner = { label: "short-file", pending: 0, onIdle: null };
+    const owner: IoOwner = { path: "short-file", exportName: null, pending: 0, onIdle: null };
     const partial = await op((cb) => ring.read(fd, Buffer.alloc(4096), 4096, 0, cb, owner));
-    expect(partial).toMatchObject({ code: "EIO", syscall: "read" });
+    expect(partial).toMatchObject({ code: "EIO", syscall: "pread" });
     expect(partial?.message).toContain("short read at 0: 1000 of 4096 bytes");
     const past = await op((cb) => ring.read(fd, Buffer.alloc(512), 512, 8192, cb));
     expect(past?.message).toContain("0 of 512 bytes");
@@ -295,7 +265,7 @@ describe.skipIf(!probe.ok)("IoRing", () => {
   it("keeps buffers referenced while in flight and counts owner operations", async () => {
     const { fd } = openTmp("owner", "w+", 64 * KiB);
     let idle = 0;
-    const owner: IoOwner = { label: "o", pending: 0, onIdle: () => idle++ };
+    const owner: IoOwner = { path: "o", exportName: null, pending: 0, onIdle: () => idle++ };
     const all: Promise<unknown>[] = [];
     for (let i = 0; i < 40; i++)
       all.push(op((cb) => ring.write(fd, Buffer.alloc(1024, i), 1024, i * 1024, cb, owner)));

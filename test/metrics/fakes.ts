@@ -17,8 +17,13 @@ export class FakeTarget implements TargetView {
   inFlight = 0;
   stuck = false;
   oldestRequestSeconds = 0;
-  readonly cfg: { interfaces: string[]; queueLength: number; writeCache: boolean };
-  readonly backend: { path: string; readOnly: boolean };
+  readonly cfg: {
+    interfaces: string[];
+    queueLength: number;
+    writeCache: boolean;
+    io: "auto" | "io_uring";
+  };
+  readonly backend: { path: string; readOnly: boolean; caps: { engine: string } };
   readonly sizeBytes: number;
 
   constructor(
@@ -31,8 +36,13 @@ export class FakeTarget implements TargetView {
       interfaces: opts.interfaces ?? ["eth0"],
       queueLength: opts.queueLength ?? 64,
       writeCache: true,
+      io: "auto",
     };
-    this.backend = { path: `/srv/${name}.img`, readOnly: opts.readOnly ?? false };
+    this.backend = {
+      path: `/srv/${name}.img`,
+      readOnly: opts.readOnly ?? false,
+      caps: { engine: "io_uring" },
+    };
     this.sizeBytes = opts.size ?? 1 << 30;
   }
 

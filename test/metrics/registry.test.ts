@@ -125,6 +125,7 @@ describe("metrics text", () => {
         interfaces: ["eth0"],
         queueLength: 64,
         writeCache: true,
+        io: "auto",
       },
       missing: ["file /dev/vg0/late"],
     });

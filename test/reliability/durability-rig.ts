@@ -17,7 +17,9 @@ import { createVethPair, type VethPair } from "../helpers/net.js";
 import { SECTOR } from "../helpers/patterns.js";
 
 export const DISK_SECTORS = 4096; // 2 MiB: small, so sectors are overwritten many times
-export const ENGINES = probeUring().ok ? (["threads", "uring"] as const) : (["threads"] as const);
+export const ENGINES = probeUring().ok
+  ? (["threads", "io_uring"] as const)
+  : (["threads"] as const);
 
 export interface DurabilityRig {
   engine: (typeof ENGINES)[number];
@@ -45,7 +47,7 @@ export function durabilityRig(engine: DurabilityRig["engine"]): DurabilityRig {
       const opts: Parameters<typeof startDaemon>[1] = {
         netns: rig.net.netns,
         // The socket is left behind by every SIGKILL: keep it in our directory.
-        env: { AOED_IO: engine, AOED_SOCKET: path.join(rig.dir, "aoed.sock") },
+        env: { AOED_SOCKET: path.join(rig.dir, "aoed.sock") },
       };
       if (wrap) opts.wrap = wrap;
       rig.daemon = await startDaemon(["--config", config], opts);
@@ -63,7 +65,9 @@ export function durabilityRig(engine: DurabilityRig["engine"]): DurabilityRig {
     config = path.join(rig.dir, "aoed.yaml");
     fs.writeFileSync(
       config,
-      `exports:
+      `defaults:
+  io: ${engine}
+exports:
   - name: sync
     path: ${rig.syncImg()}
     shelf: 7
@@ -88,7 +92,7 @@ export function durabilityRig(engine: DurabilityRig["engine"]): DurabilityRig {
     expect(rig.syncT.maxSectors).toBe(17);
     expect(rig.cachedT).toBeDefined();
     // The engine asked for is the one in use.
-    expect(hasIoUring(rig.daemon!.pid)).toBe(engine === "uring");
+    expect(hasIoUring(rig.daemon!.pid)).toBe(engine === "io_uring");
   });
 
   afterAll(async () => {

@@ -38,7 +38,7 @@ it("says which engines and kernel tools this run covers", () => {
   expect(ENGINES).toContain("threads");
 });
 
-describe.each(ENGINES)("durability, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("durability, io: %s", (engine) => {
   const rig = durabilityRig(engine);
   const { syncImg, cachedImg } = rig;
 
@@ -86,7 +86,7 @@ describe.each(ENGINES)("durability, AOED_IO=%s", (engine) => {
         for (let i = 0; i < 30; i++)
           await rig.client.write(rig.cachedT, i * 17, pattern(i * 17, 17, 7));
         expect(trace.syncs()).toEqual([]);
-        if (engine === "uring") expect(trace.uringOps().get("WRITE") ?? 0).toBeGreaterThan(0);
+        if (engine === "io_uring") expect(trace.uringOps().get("WRITE") ?? 0).toBeGreaterThan(0);
         trace.clear();
         const sent = now();
         await rig.client.flush(rig.cachedT);
@@ -98,7 +98,7 @@ describe.each(ENGINES)("durability, AOED_IO=%s", (engine) => {
         expect(exit?.ret).toBe(0);
         expect(enter!.t).toBeGreaterThan(sent);
         expect(exit!.t).toBeLessThan(acked);
-        if (engine === "uring") expect(trace.uringOps().get("FSYNC")).toBe(1);
+        if (engine === "io_uring") expect(trace.uringOps().get("FSYNC")).toBe(1);
         else expect(trace.uringOps().size).toBe(0);
       } finally {
         trace.close();

@@ -41,7 +41,7 @@ const AOECTL = path.join(path.dirname(AOED), "aoectl.js");
 // Each engine explicitly: the regular images sit on a tmpfs this test mounts,
 // so "mmap" maps them wherever TMPDIR is (on a disk it would fall back to sync).
 const ENGINES = probeUring().ok
-  ? (["threads", "uring", "mmap", "sync"] as const)
+  ? (["threads", "io_uring", "mmap", "sync"] as const)
   : (["threads", "mmap", "sync"] as const);
 const noLoop = loopUnavailable();
 const noFuse = fuseUnavailable();
@@ -87,7 +87,7 @@ class SteadyIo {
   }
 }
 
-describe.each(ENGINES)("backend faults, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("backend faults, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
   let sock: string;
@@ -196,20 +196,21 @@ ${extra}`;
       `metrics:
   listen: 127.0.0.1:9288
 control-socket: ${sock}
+defaults:
+  io: ${engine}
 exports:
 ${(Object.keys(EXPORTS) as Name[]).map((n) => exportYaml(n)).join("")}`,
     );
     client = AoeClient.open(net.a, { timeoutMs: 500, tries: 4 });
     daemon = await startDaemon(["--config", config], {
       netns: net.netns,
-      env: { AOED_IO: engine },
     });
-    expect(hasIoUring(daemon.pid)).toBe(engine === "uring");
+    expect(hasIoUring(daemon.pid)).toBe(engine === "io_uring");
     const ready = daemon.logs.find((l) => /aoed ready/.test(String(l.msg)))!;
     const io = Object.fromEntries(
       (ready.exports as { name: string; io: string }[]).map((e) => [e.name, e.io]),
     );
-    const expectedIo = engine === "uring" ? "io_uring" : engine;
+    const expectedIo = engine;
     for (const name of ["steady", "full", "shrink", "gone"])
       expect(io[name], name).toBe(expectedIo);
     for (const info of await client.discover({ shelf: 9, timeoutMs: 300 })) {
@@ -420,7 +421,7 @@ ${(Object.keys(EXPORTS) as Name[]).map((n) => exportYaml(n)).join("")}`,
     for (const name of failing) {
       const first = errorLines(name, "backend I/O error: answering ABRT")[0]!;
       console.log(
-        `faults AOED_IO=${engine}: ${name}: ${abrts.get(name)} ABRT, first: ${first.op} ${first.err}`,
+        `faults io: ${engine}: ${name}: ${abrts.get(name)} ABRT, first: ${first.op} ${first.err}`,
       );
       const summary = errorLines(name, "backend I/O errors");
       expect(summary, name).toHaveLength(1);

@@ -30,7 +30,7 @@ const QUEUE = 16;
 const WRITES = 480;
 const SPACING = 8; // sectors between writes: each one's own page, never rewritten
 
-const ENGINES = probeUring().ok ? (["threads", "uring"] as const) : (["threads"] as const);
+const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["threads"] as const);
 const traceUnavailable = KernelTrace.unavailable();
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -123,7 +123,7 @@ describe("the ordering check", () => {
 });
 
 describe.skipIf(traceUnavailable !== null).each(ENGINES)(
-  "group commit seen by the kernel, AOED_IO=%s",
+  "group commit seen by the kernel, io: %s",
   (engine) => {
     let net: VethPair;
     let dir: string;
@@ -140,7 +140,9 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
       const config = path.join(dir, "aoed.yaml");
       fs.writeFileSync(
         config,
-        `exports:
+        `defaults:
+  io: ${engine}
+exports:
   - name: sync
     path: ${img()}
     shelf: 8
@@ -153,7 +155,7 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
       client = AoeClient.open(net.a, { timeoutMs: 2000, tries: 1 });
       daemon = await startDaemon(["--config", config], {
         netns: net.netns,
-        env: { AOED_IO: engine, AOED_SOCKET: path.join(dir, "aoed.sock") },
+        env: { AOED_SOCKET: path.join(dir, "aoed.sock") },
         // One CPU for the daemon and the kernel work it causes (its io-wq and pool
         // threads inherit it): a write's write_end and the sync after it are then
         // stamped by the same CPU's clock, so their order in the trace is the real one.
@@ -196,7 +198,7 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
         expect(unsynced.slice(0, 5)).toEqual([]);
         const maxBatch = Math.max(...perSync);
         console.log(
-          `group commit AOED_IO=${engine}: ${WRITES} writes, ${pairs.length} syncs, largest batch ${maxBatch}`,
+          `group commit io: ${engine}: ${WRITES} writes, ${pairs.length} syncs, largest batch ${maxBatch}`,
         );
         expect(maxBatch).toBeLessThanOrEqual(QUEUE);
         // How many writes share a sync depends on how fast the disk syncs against how

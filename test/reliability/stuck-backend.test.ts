@@ -33,7 +33,7 @@ import { waitFor } from "../helpers/wait.js";
 
 const MiB = 1024 * 1024;
 const ENGINES = probeUring().ok
-  ? (["threads", "uring", "mmap", "sync"] as const)
+  ? (["threads", "io_uring", "mmap", "sync"] as const)
   : (["threads", "mmap", "sync"] as const);
 const noFuse = fuseUnavailable();
 /** The stuck export's queue length. */
@@ -47,7 +47,7 @@ const ROUNDS = 5;
 const STUCK_LOG = /^backend stuck/;
 const RECOVERED_LOG = /^backend recovered/;
 
-describe.skipIf(noFuse !== null).each(ENGINES)("a stuck backend, AOED_IO=%s", (engine) => {
+describe.skipIf(noFuse !== null).each(ENGINES)("a stuck backend, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
   let mem: Mounted;
@@ -65,6 +65,8 @@ describe.skipIf(noFuse !== null).each(ENGINES)("a stuck backend, AOED_IO=%s", (e
   const exportYaml = (model: string) => `metrics:
   listen: 127.0.0.1:9288
 control-socket: ${sock}
+defaults:
+  io: ${engine}
 exports:
   - name: healthy
     path: ${path.join(mem.dir, "healthy.img")}
@@ -173,7 +175,6 @@ exports:
     fs.writeFileSync(config, exportYaml("stuck-1"));
     daemon = await startDaemon(["--config", config], {
       netns: net.netns,
-      env: { AOED_IO: engine },
     });
     client = AoeClient.open(net.a, { timeoutMs: 500, tries: 4 });
     patient = AoeClient.open(net.a, { timeoutMs: 600_000, tries: 1 });
@@ -200,10 +201,10 @@ exports:
     const io = Object.fromEntries(
       (ready.exports as { name: string; io: string; ioNote?: string }[]).map((e) => [e.name, e]),
     );
-    const expected = { threads: "threads", uring: "io_uring", mmap: "threads", sync: "threads" };
+    const expected = { threads: "threads", io_uring: "io_uring", mmap: "threads", sync: "threads" };
     expect(io.stuck!.io).toBe(expected[engine]);
     if (engine === "mmap" || engine === "sync") expect(io.stuck!.ioNote).toMatch(/fuse/);
-    expect(io.healthy!.io).toBe(engine === "uring" ? "io_uring" : engine);
+    expect(io.healthy!.io).toBe(engine);
   });
 
   it("the other export keeps serving verified I/O while the backend hangs (alternating phases)", async () => {

@@ -28,11 +28,11 @@ import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern } from "../helpers/patterns.js";
 import { waitFor } from "../helpers/wait.js";
 
-const ENGINES = probeUring().ok ? (["threads", "uring"] as const) : (["threads"] as const);
+const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["threads"] as const);
 const noFuse = fuseUnavailable();
 const MiB = 1024 * 1024;
 
-describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, AOED_IO=%s", (engine) => {
+describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
   let sock: string;
@@ -73,6 +73,8 @@ describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, AOED_IO=%s", (engi
     fs.writeFileSync(
       config,
       `control-socket: ${sock}
+defaults:
+  io: ${engine}
 exports:
   - name: nowc
     path: ${nowc}
@@ -91,7 +93,6 @@ exports:
     client = AoeClient.open(net.a, { timeoutMs: 1000, tries: 3 });
     daemon = await startDaemon(["--config", config], {
       netns: net.netns,
-      env: { AOED_IO: engine },
     });
     for (const info of await client.discover({ shelf: 6, timeoutMs: 300 }))
       targets.set(info.slot === 0 ? "nowc" : "wc", info);

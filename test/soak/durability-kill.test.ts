@@ -23,7 +23,7 @@ const WRITERS = 16;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (n: number) => Math.floor(Math.random() * n);
 
-describe.each(ENGINES)("SIGKILL under writes, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("SIGKILL under writes, io: %s", (engine) => {
   const rig = durabilityRig(engine);
 
   it(`every acknowledged write survives ${KILLS} SIGKILLs; unacknowledged ones are old or new per sector`, async () => {
@@ -106,7 +106,7 @@ describe.each(ENGINES)("SIGKILL under writes, AOED_IO=%s", (engine) => {
       totals.lost += r.unknownLost;
       totals.torn += r.tornRequests;
     }
-    console.log(`durability AOED_IO=${engine}: ${JSON.stringify(totals)}`);
+    console.log(`durability io: ${engine}: ${JSON.stringify(totals)}`);
     expect(unexpected).toEqual([]);
     // The kills did hit writes in flight (16 writers keep one each outstanding between replies).
     expect(totals.inflightAtKill).toBeGreaterThan(KILLS);

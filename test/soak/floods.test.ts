@@ -106,7 +106,7 @@ function discoveryStorm(macs: number, n: number): Entry[] {
 }
 
 // Per engine: the same accounting must hold whether requests complete at once or later.
-describe.each(ENGINES)("floods from many MACs, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("floods from many MACs, io: %s", (engine) => {
   let net: VethPair;
   let mv: Macvlan;
   let dir: string;
@@ -133,6 +133,8 @@ describe.each(ENGINES)("floods from many MACs, AOED_IO=%s", (engine) => {
       `control-socket: ${sock}
 metrics:
   listen: 127.0.0.1:9288
+defaults:
+  io: ${engine}
 exports:
   - name: flood
     path: ${img}
@@ -146,7 +148,6 @@ exports:
     portMac = mac(linkInfo(net.b, net.netns).mac);
     daemon = await startDaemon(["--config", path.join(dir, "aoed.yaml")], {
       netns: net.netns,
-      env: { AOED_IO: engine },
     });
     expectEngine(daemon, engine);
     pid = (await aoectlJson<StatusResult>(sock, "status")).daemon.pid;

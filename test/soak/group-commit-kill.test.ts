@@ -21,10 +21,10 @@ import { waitFor } from "../helpers/wait.js";
 const KILLS = 60;
 const SECTORS = 8192; // 4 MiB
 const WRITERS = 32;
-const ENGINES = probeUring().ok ? (["uring", "threads"] as const) : (["threads"] as const);
+const ENGINES = probeUring().ok ? (["io_uring", "threads"] as const) : (["threads"] as const);
 const rand = (n: number) => Math.floor(Math.random() * n);
 
-describe.each(ENGINES)("group commit under SIGKILL, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("group commit under SIGKILL, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
   let config: string;
@@ -35,7 +35,7 @@ describe.each(ENGINES)("group commit under SIGKILL, AOED_IO=%s", (engine) => {
   const start = async () => {
     daemon = await startDaemon(["--config", config], {
       netns: net.netns,
-      env: { AOED_IO: engine, AOED_SOCKET: path.join(dir, "aoed.sock") },
+      env: { AOED_SOCKET: path.join(dir, "aoed.sock") },
     });
   };
 
@@ -48,7 +48,9 @@ describe.each(ENGINES)("group commit under SIGKILL, AOED_IO=%s", (engine) => {
     config = path.join(dir, "aoed.yaml");
     fs.writeFileSync(
       config,
-      `exports:
+      `defaults:
+  io: ${engine}
+exports:
   - name: durable
     path: ${img()}
     shelf: 5
@@ -122,7 +124,7 @@ describe.each(ENGINES)("group commit under SIGKILL, AOED_IO=%s", (engine) => {
       expect(model.unresolved).toBe(0);
     }
     console.log(
-      `soak group commit AOED_IO=${engine}: ${acked} acknowledged, ${inflightAtKill} in flight at kills`,
+      `soak group commit io: ${engine}: ${acked} acknowledged, ${inflightAtKill} in flight at kills`,
     );
     expect(inflightAtKill).toBeGreaterThan(KILLS);
   }, 600_000);

@@ -27,7 +27,7 @@ const TASKS = 8;
 const SECTORS = 16384; // 8 MiB
 const SPAN = SECTORS / TASKS; // each task owns its range: no two writes race for a sector
 
-describe.each(ENGINES)("reload under load, AOED_IO=%s", (engine) => {
+describe.each(ENGINES)("reload under load, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
   let sock: string;
@@ -49,6 +49,8 @@ describe.each(ENGINES)("reload under load, AOED_IO=%s", (engine) => {
     fs.writeFileSync(
       configPath,
       `control-socket: ${sock}
+defaults:
+  io: ${engine}
 exports:
   - name: busy
     path: ${img()}
@@ -74,7 +76,6 @@ ${i % 2 === 0 ? "" : extra}`,
     writeConfig(0);
     daemon = await startDaemon(["--config", configPath], {
       netns: net.netns,
-      env: { AOED_IO: engine },
     });
     expectEngine(daemon, engine);
     // Generous retries: a request the old target dropped while handing over is sent again.
@@ -126,7 +127,7 @@ ${i % 2 === 0 ? "" : extra}`,
       expect(failed.map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
     }
     console.log(
-      `reload under load AOED_IO=${engine}: ${RELOADS} reloads, ${roundTrips} verified round trips`,
+      `reload under load io: ${engine}: ${RELOADS} reloads, ${roundTrips} verified round trips`,
     );
     // All that was acknowledged is there, over AoE and in the file.
     for (let lba = 0; lba < SECTORS; lba += 1024) {
