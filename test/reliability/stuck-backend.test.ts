@@ -87,8 +87,13 @@ exports:
     (await aoectlJson<StatsResult>(sock, "stats")).exports.find((e) => e.name === name)!;
   const logs = (name: string, re: RegExp) =>
     daemon.logs.filter((l) => l.export === name && re.test(String(l.msg)));
+  /** Both slots, as discovery finds them: asked again if one answer missed the window. */
+  const discoverBoth = () =>
+    waitFor("a discovery to find both exports", async () => {
+      const found = (await client.discover({ shelf: SHELF, timeoutMs: 300 })).map((t) => t.slot);
+      return found.length >= 2 ? found : null;
+    });
 
-  /** `n` verified round trips (write a pattern, read it back) on the healthy export; ms taken. */
   /** `n` verified round trips (write a pattern, read it back) on the healthy export; ms each. */
   const verifiedOps = async (n: number): Promise<number[]> => {
     const times: number[] = [];
@@ -228,10 +233,12 @@ exports:
   }, 180_000);
 
   it("while stuck: discovery and the control socket answer; status, the gauges and one log line say so; it resumes when the filesystem answers", async () => {
+    // An earlier phase that outlived the stuck threshold on a loaded machine logged too: count from here.
+    const stuckLogged = logs("stuck", STUCK_LOG).length;
+    const recoveryLogged = logs("stuck", RECOVERED_LOG).length;
     const f = await fill();
     expect(f.dropped).toBeGreaterThan(0);
-    const found = await client.discover({ shelf: SHELF, timeoutMs: 300 });
-    expect(found.map((t) => t.slot)).toEqual([0, 1]);
+    expect(await discoverBoth()).toEqual([0, 1]);
 
     const s = await waitFor(
       "status to show the export stuck",
@@ -257,7 +264,7 @@ exports:
     expect(m.get(`aoed_export_oldest_request_age_seconds{export="stuck"}`)).toBeGreaterThanOrEqual(
       3,
     );
-    expect(logs("stuck", STUCK_LOG)).toHaveLength(1);
+    expect(logs("stuck", STUCK_LOG)).toHaveLength(stuckLogged + 1);
     await verifiedOps(20);
 
     // A retransmit while stuck is dropped and counted.
@@ -279,9 +286,12 @@ exports:
         .subarray(100 * 512, 104 * 512)
         .equals(pattern(100, 4, 9)),
     ).toBe(true);
-    await waitFor("the recovery to be logged", () => logs("stuck", RECOVERED_LOG).length === 1);
+    await waitFor(
+      "the recovery to be logged",
+      () => logs("stuck", RECOVERED_LOG).length === recoveryLogged + 1,
+    );
     expect((await status("stuck")).stuck).toBe(false);
-    expect(logs("stuck", STUCK_LOG)).toHaveLength(1);
+    expect(logs("stuck", STUCK_LOG)).toHaveLength(stuckLogged + 1);
     expect(logs("healthy", STUCK_LOG)).toHaveLength(0);
   }, 60_000);
 
@@ -293,8 +303,7 @@ exports:
     const reloaded = await daemon.waitForLog(/config reloaded/);
     expect(reloaded.changed).toEqual(["stuck"]);
     await daemon.waitForLog(/still has requests in flight after/, { timeoutMs: 20_000 });
-    const found = await client.discover({ shelf: SHELF, timeoutMs: 300 });
-    expect(found.map((t) => t.slot)).toEqual([0, 1]);
+    expect(await discoverBoth()).toEqual([0, 1]);
     await verifiedOps(20);
     await f.release();
     expect((await client.read(stuck, 5, 1)).equals(pattern(5, 1, 1))).toBe(true);
