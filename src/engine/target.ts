@@ -256,6 +256,7 @@ export class Target implements FrameConsumer {
     else this.stats.writes++;
     this.queue.submit(port, buf, off, kind, lba, count);
   }
+
   /** Answers a completed read, write or flush on the port it came from. */
   private readonly ataComplete = (req: Request, err: NodeJS.ErrnoException | null): void => {
     const port = req.port!;
