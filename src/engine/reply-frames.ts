@@ -1,35 +1,12 @@
 /**
  * The parts every reply frame shares, written by hand into a transmit slot.
- * Target's command handlers (src/engine/target.ts) fill in the rest.
+ * Target's command handlers (src/engine/target.ts) fill in the rest. Moved
+ * here as they were; src/protocol/reply-writers.ts has the writers that are
+ * to replace them and the hand-written frames in target.ts.
  */
-import {
-  ATA_HEADER,
-  AtaOff,
-  CONFIG_HEADER,
-  Command,
-  Flag,
-  MaskOff,
-  Off,
-  ReserveOff,
-} from "../protocol/constants.js";
+import { AtaOff, Flag, Off } from "../protocol/constants.js";
 import { copySmall } from "./bytes.js";
 import type { ReplyPort } from "./seams.js";
-
-/** Bytes of fixed argument each command carries after the common header. */
-export function argumentEnd(command: number): number {
-  switch (command) {
-    case Command.ata:
-      return ATA_HEADER;
-    case Command.queryConfig:
-      return CONFIG_HEADER;
-    case Command.macMask:
-      return MaskOff.directives;
-    case Command.reserve:
-      return ReserveOff.macs;
-    default:
-      return Off.arg;
-  }
-}
 
 /** Reserved bytes 34-35 of the ATA argument. */
 export const ATA_RESERVED = AtaOff.lba + 6;

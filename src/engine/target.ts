@@ -36,12 +36,13 @@ import {
   SECTOR,
   VENDOR_COMMAND_MIN,
 } from "../protocol/constants.js";
+import { argumentEnd } from "../protocol/frame-readers.js";
 import { buildIdentify } from "../protocol/identify.js";
 import { readMac, writeMac } from "../protocol/mac.js";
 import { FIRMWARE_VERSION, VERSION } from "../version.js";
 import { AtaQueue } from "./ata-queue.js";
 import { emptyState, InitiatorState, type TargetState } from "./initiator-state.js";
-import { ATA_RESERVED, argumentEnd, replyRoom, writeReplyHeader } from "./reply-frames.js";
+import { ATA_RESERVED, replyRoom, writeReplyHeader } from "./reply-frames.js";
 import type { OpKind, Request } from "./request.js";
 import type { FrameConsumer, ReplyPort } from "./seams.js";
 import type { SharedAccessLists } from "./shared-state.js";
