@@ -17,12 +17,13 @@ import { openFileBackend } from "../io/open.js";
 import { type LinkEvent, LinkMonitor, linkState } from "../net/link-monitor.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
+import { emptyState, type TargetState } from "./initiator-state.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
-import { emptyState, StateStore } from "./state-store.js";
+import { StateStore } from "./state-store.js";
 import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
-import { Target, type TargetState } from "./target.js";
+import { Target } from "./target.js";
 import { WorkerPool } from "./workers.js";
 
 export interface ApplySummary {

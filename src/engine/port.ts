@@ -1,9 +1,8 @@
 /**
  * A port is one interface's packet socket, shared by every export on it.
  * It filters and dispatches received frames to targets by shelf/slot, and
- * hands targets transmit slots to build replies in place. Replies built while
- * a receive batch is walked go out with it (the first few early); the others
- * with one kick per event-loop turn.
+ * hands targets transmit slots to build replies in place. When the replies
+ * leave is src/engine/reply-kick.ts's decision.
  */
 import type { FanoutRequest } from "../native/addon.js";
 import { linkState } from "../net/link-monitor.js";
@@ -27,56 +26,9 @@ import {
   readVersion,
 } from "../protocol/frame-readers.js";
 import { readMac } from "../protocol/mac.js";
-import type { Target } from "./target.js";
-
-export interface PortStats {
-  rxFrames: number;
-  rxBytes: number;
-  txFrames: number;
-  txBytes: number;
-  /** Frames ignored, by reason. */
-  ignoredShort: number;
-  ignoredVersion: number;
-  /** Frames with the response flag: other targets' replies. */
-  ignoredResponse: number;
-  /** Our own frames looping back (bridges, lo). */
-  ignoredOwn: number;
-  /** Wildcard shelf/slot on anything but discovery. */
-  ignoredWildcard: number;
-  /** Addressed to a shelf/slot nobody here exports. */
-  notForUs: number;
-  /** Not a read or write, on a worker thread's socket: the steering program sends those to the main thread. */
-  ignoredSteering: number;
-  /** Replies lost because the transmit ring was full (the initiator retransmits). */
-  txRingFull: number;
-}
-
-export function newPortStats(): PortStats {
-  return {
-    rxFrames: 0,
-    rxBytes: 0,
-    txFrames: 0,
-    txBytes: 0,
-    ignoredShort: 0,
-    ignoredVersion: 0,
-    ignoredResponse: 0,
-    ignoredOwn: 0,
-    ignoredWildcard: 0,
-    notForUs: 0,
-    ignoredSteering: 0,
-    txRingFull: 0,
-  };
-}
-
-/** What a target needs from a port to answer on it; tests supply a fake. */
-export interface ReplyPort {
-  readonly mac: number;
-  readonly macBytes: Buffer;
-  readonly mtu: number;
-  readonly maxSectors: number;
-  acquire(): Buffer | null;
-  commit(len: number): void;
-}
+import { ReplyKick } from "./reply-kick.js";
+import type { FrameConsumer, PortSocket, ReplyPort } from "./seams.js";
+import { addPortVector, type KernelCounts, newPortStats, type PortStats } from "./stats.js";
 
 export interface PortOptions {
   /** Override the interface's MTU (must not exceed it). */
@@ -93,15 +45,17 @@ export interface PortOptions {
   onSocketError?: (err: Error) => void;
 }
 
+/** A port over a socket that is open already (Port.fromSocket). */
+export interface SocketPortOptions {
+  /** Override the socket's MTU (not above it); null: the socket's. */
+  mtu: number | null;
+  /** Bytes of each ring, for worker threads' sockets on this interface. */
+  ringBytes: number;
+  /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
+  readsAndWritesOnly?: boolean;
+}
+
 const MiB = 1024 * 1024;
-/**
- * The first replies of a receive batch go out after this many, the rest at its
- * end: the initiator can send more while the batch is still being worked on,
- * for one extra kick per batch. Measured side by side on the 2-core VM (1 KiB
- * requests, MTU 1500): +20% at queue depth 8, within noise at 32; a kick every
- * 4 replies instead costs 15% at 32.
- */
-const EARLY_KICK = 4;
 
 /**
  * The default ring size when the interface sets no `buffers:`: room for every
@@ -128,25 +82,31 @@ export class Port implements ReplyPort {
   /** The link as it was when the socket was bound: a change means the port must be reopened. */
   readonly ifindex: number;
   readonly linkMtu: number;
-  private readonly targets = new Map<number, Target>();
-  private pendingFlush = false;
+  private readonly targets = new Map<number, FrameConsumer>();
+  private readonly kick: ReplyKick;
+  /** Bytes of each ring, for worker threads' sockets on this interface. */
+  readonly ringBytes: number;
+  private readonly readsAndWritesOnly: boolean;
+  /** What the receive rings of worker threads' sockets on this interface dropped or skipped. */
+  private readonly workerKernel = { rxDrops: 0, otherHost: 0 };
 
   private constructor(
     readonly name: string,
-    private readonly sock: PacketSocket,
-    mtu: number,
-    /** Bytes of each ring, for worker threads' sockets on this interface. */
-    readonly ringBytes: number,
-    private readonly readsAndWritesOnly: boolean,
+    private readonly sock: PortSocket,
+    opts: SocketPortOptions,
   ) {
     this.macBytes = Buffer.from(sock.mac);
     this.mac = readMac(this.macBytes, 0);
-    this.mtu = mtu;
-    this.maxSectors = maxSectorsForMtu(mtu);
+    this.mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
+    this.maxSectors = maxSectorsForMtu(this.mtu);
     this.ifindex = sock.ifindex;
     this.linkMtu = sock.mtu;
+    this.ringBytes = opts.ringBytes;
+    this.readsAndWritesOnly = opts.readsAndWritesOnly ?? false;
+    this.kick = new ReplyKick(() => sock.flush());
   }
 
+  /** Binds a packet socket to interface `name` and serves it. */
   static open(name: string, opts: PortOptions): Port {
     const ringBytes = opts.ringBytes ?? ringBytesFor(opts.queueSlots, linkState(name)?.mtu ?? 9000);
     const sock = PacketSocket.open(name, {
@@ -155,17 +115,25 @@ export class Port implements ReplyPort {
       ...(opts.fanout ? { fanout: opts.fanout } : {}),
     });
     if (opts.onSocketError) sock.onError(opts.onSocketError);
-    const mtu = opts.mtu === null ? sock.mtu : Math.min(opts.mtu, sock.mtu);
-    const port = new Port(name, sock, mtu, ringBytes, opts.readsAndWritesOnly ?? false);
+    return Port.fromSocket(name, sock, {
+      mtu: opts.mtu,
+      ringBytes,
+      readsAndWritesOnly: opts.readsAndWritesOnly,
+    });
+  }
+
+  /** A port serving `sock`, an open socket on interface `name`: it starts receiving now. */
+  static fromSocket(name: string, sock: PortSocket, opts: SocketPortOptions): Port {
+    const port = new Port(name, sock, opts);
     sock.start(port.onFrame, port.onBatchEnd);
     return port;
   }
 
-  attach(target: Target): void {
+  attach(target: FrameConsumer): void {
     this.targets.set(target.key, target);
   }
 
-  detach(target: Target): void {
+  detach(target: FrameConsumer): void {
     if (this.targets.get(target.key) === target) this.targets.delete(target.key);
   }
 
@@ -194,42 +162,20 @@ export class Port implements ReplyPort {
     return tx;
   }
 
-  /**
-   * Queues the acquired slot for sending. Replies built while a receive batch
-   * is walked go out with one kick at its end; others (completions of
-   * asynchronous I/O) with one kick per event-loop turn.
-   */
+  /** Queues the acquired slot for sending; src/engine/reply-kick.ts says when it leaves. */
   commit(len: number): void {
     this.sock.txCommit(len);
     this.stats.txFrames++;
     this.stats.txBytes += Math.max(len, MIN_FRAME);
-    if (!this.pendingFlush) {
-      this.pendingFlush = true;
-      if (!this.inBatch) setImmediate(this.flush);
-    }
-    if (this.inBatch && ++this.batchReplies === EARLY_KICK) this.flush();
+    this.kick.committed();
   }
 
-  /** Replies built in the current receive batch. */
-  private batchReplies = 0;
-
-  private readonly flush = (): void => {
-    if (!this.pendingFlush) return;
-    this.pendingFlush = false;
-    this.sock.flush();
-  };
-
-  /** Between the first frame of a receive batch and its end. */
-  private inBatch = false;
-
   private readonly onBatchEnd = (): void => {
-    this.inBatch = false;
-    this.batchReplies = 0;
-    this.flush();
+    this.kick.batchEnd();
   };
 
   private readonly onFrame = (buf: Buffer, off: number, len: number): void => {
-    this.inBatch = true;
+    this.kick.frame();
     const stats = this.stats;
     stats.rxFrames++;
     stats.rxBytes += len;
@@ -281,15 +227,15 @@ export class Port implements ReplyPort {
   stopReceiving(): void {
     this.sock.stop();
     // A batch cut short ends here: what it answered still goes out.
-    this.inBatch = false;
-    this.batchReplies = 0;
-    this.flush();
+    this.kick.batchEnd();
   }
 
-  /** What the receive rings of worker threads' sockets on this interface dropped or skipped. */
-  readonly workerKernel = { rxDrops: 0, otherHost: 0 };
+  /** A worker thread's socket on this interface reports: a portVector() difference (src/engine/stats.ts). */
+  workerReport(counts: readonly number[]): void {
+    addPortVector(this.stats, this.workerKernel, counts);
+  }
 
-  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number } {
+  kernelStats(): KernelCounts {
     const s = this.sock.stats();
     return {
       rxFrames: s.rxFrames,
@@ -299,7 +245,7 @@ export class Port implements ReplyPort {
   }
 
   close(): void {
-    this.sock.flush();
+    this.kick.close();
     this.sock.close();
   }
 }

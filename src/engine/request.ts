@@ -1,7 +1,7 @@
 /** One queue slot of a target: the request's header and its data buffer, reused forever. */
 import { ATA_HEADER } from "../protocol/constants.js";
 import { copySmall } from "./bytes.js";
-import type { ReplyPort } from "./port.js";
+import type { ReplyPort } from "./seams.js";
 
 export type OpKind = "read" | "write" | "flush";
 

@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { macToString, parseMac } from "../protocol/mac.js";
-import type { TargetState } from "./target.js";
+import { emptyState, type TargetState } from "./initiator-state.js";
 
 interface StateFile {
   version: 1;
@@ -16,10 +16,6 @@ interface StateFile {
   config: string;
   mask: string[];
   reserve: string[];
-}
-
-export function emptyState(): TargetState {
-  return { config: Buffer.alloc(0), mask: [], reserve: [] };
 }
 
 export class StateStore {

@@ -1,7 +1,10 @@
 /**
- * A target is one export: it answers the four AoE commands for its
- * shelf/slot on every port it is attached to, and runs ATA I/O against its
- * backend with a fixed pool of request slots (the queue length).
+ * A target is one export as the network sees it: it checks who may talk to
+ * it (the config ACL, then the initiator-set MAC mask) and answers the four
+ * AoE commands for its shelf/slot on every port it is attached to. ATA reads,
+ * writes and flushes go to its queue (src/engine/ata-queue.ts); what
+ * initiators set lives in src/engine/initiator-state.ts; its counters are
+ * src/engine/stats.ts's.
  */
 import type { Logger } from "pino";
 import { Acl } from "../acl/acl.js";
@@ -33,116 +36,37 @@ import {
   SECTOR,
   VENDOR_COMMAND_MIN,
 } from "../protocol/constants.js";
+import { argumentEnd } from "../protocol/frame-readers.js";
 import { buildIdentify } from "../protocol/identify.js";
-import { macToString, readMac, writeMac } from "../protocol/mac.js";
+import { readMac, writeMac } from "../protocol/mac.js";
 import { FIRMWARE_VERSION, VERSION } from "../version.js";
-import { copySmall } from "./bytes.js";
-import { LatencyHistogram } from "./latency.js";
-import type { ReplyPort } from "./port.js";
-import { type OpKind, Request } from "./request.js";
+import { AtaQueue } from "./ata-queue.js";
+import { emptyState, InitiatorState, type TargetState } from "./initiator-state.js";
+import { ATA_RESERVED, replyRoom, writeReplyHeader } from "./reply-frames.js";
+import type { OpKind, Request } from "./request.js";
+import type { FrameConsumer, ReplyPort } from "./seams.js";
 import type { SharedAccessLists } from "./shared-state.js";
+import { addTargetVector, newTargetStats, resetTargetStats, type TargetStats } from "./stats.js";
 
-/** How long a burst of backend errors is summarized before the next one is logged in full. */
-const BURST_MS = 10_000;
-
-/** A request in flight this long means the backend is stuck (logged, shown, exported). */
-export const STUCK_AFTER_MS = 3000;
-
-export interface TargetStats {
-  reads: number;
-  writes: number;
-  flushes: number;
-  identifies: number;
-  otherAta: number;
-  configs: number;
-  masks: number;
-  reserves: number;
-  bytesRead: number;
-  bytesWritten: number;
-  /** ATA commands answered with ABRT. */
-  ataErrors: number;
-  /** Requests dropped because every queue slot was busy. */
-  queueDrops: number;
-  aclDenied: number;
-  maskDenied: number;
-  /** AoE-level error replies (bad argument, reserved, unknown command...). */
-  aoeErrors: number;
-  /** Backend time of reads, writes and flushes. */
-  latency: LatencyHistogram;
-  /** The same, per operation (the metric's `op` label). */
-  opLatency: Record<OpKind, LatencyHistogram>;
-}
-
-export function newTargetStats(): TargetStats {
-  return {
-    reads: 0,
-    writes: 0,
-    flushes: 0,
-    identifies: 0,
-    otherAta: 0,
-    configs: 0,
-    masks: 0,
-    reserves: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    ataErrors: 0,
-    queueDrops: 0,
-    aclDenied: 0,
-    maskDenied: 0,
-    aoeErrors: 0,
-    latency: new LatencyHistogram(),
-    opLatency: {
-      read: new LatencyHistogram(),
-      write: new LatencyHistogram(),
-      flush: new LatencyHistogram(),
-    },
-  };
-}
-
-/** What an initiator can set on an export at run time; persisted by the state store. */
-export interface TargetState {
-  config: Buffer;
-  mask: number[];
-  reserve: number[];
-}
-
-export class Target {
+export class Target implements FrameConsumer {
   readonly name: string;
   readonly shelf: number;
   readonly slot: number;
   readonly key: number;
   readonly stats: TargetStats;
-  private current: TargetState;
-  private readonly onStateChange: (state: TargetState) => void;
-  /** With worker threads: the mask and reservation every thread serving this export enforces. */
-  readonly sharedLists: SharedAccessLists | null;
-  private listsVersion = -1;
+  private readonly initiators: InitiatorState;
+  private readonly queue: AtaQueue;
   private readonly acl: Acl;
   private readonly sectors: number;
   private readonly identify: Buffer;
-  /** Idle request slots; more are made on demand up to the queue length, so idle exports cost little memory. */
-  private readonly free: Request[] = [];
-  /** Every request slot made: the ones with a port are in flight. */
-  private readonly all: Request[] = [];
-  private slots = 0;
-  /** Requests handed to the backend and not completed: at most its issueLimit. */
-  private issued = 0;
-  private readonly issueLimit: number;
-  /** Requests in their slots waiting for the backend to take them, oldest first. */
-  private readonly waiting: Request[] = [];
-  /** When (performance.now()) the oldest request of the current stall started; null while none is stuck. */
-  private stuckSince: number | null = null;
-  private readonly slotBytes: number;
-  private inflight = 0;
   private accepting = true;
-  private drained: (() => void) | null = null;
 
   constructor(
     readonly cfg: ExportConfig,
     readonly backend: Backend,
     /** The largest sectors-per-request any of this target's ports can carry. */
     readonly maxSectors: number,
-    private readonly log: Logger,
+    log: Logger,
     /** On reload a replacement target carries its predecessor's state and counters. */
     carried: {
       state?: TargetState;
@@ -151,10 +75,14 @@ export class Target {
       lists?: SharedAccessLists;
     } = {},
   ) {
-    this.current = carried.state ?? { config: Buffer.alloc(0), mask: [], reserve: [] };
     this.stats = carried.stats ?? newTargetStats();
-    this.onStateChange = carried.onStateChange ?? (() => {});
-    this.sharedLists = carried.lists ?? null;
+    this.initiators = new InitiatorState(
+      cfg.name,
+      log,
+      carried.state ?? emptyState(),
+      carried.onStateChange ?? (() => {}),
+      carried.lists ?? null,
+    );
     this.name = cfg.name;
     this.shelf = cfg.shelf;
     this.slot = cfg.slot;
@@ -168,88 +96,51 @@ export class Target {
       firmware: VERSION,
       writeCache: cfg.writeCache,
     });
-    this.slotBytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
-    this.issueLimit = backend.issueLimit ?? Number.POSITIVE_INFINITY;
+    const slotBytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
+    this.queue = new AtaQueue(cfg, backend, slotBytes, this.stats, log, this.ataComplete);
   }
 
   get state(): TargetState {
-    const lists = this.sharedLists;
-    if (lists !== null && lists.version !== this.listsVersion) {
-      const { version, mask, reserve } = lists.read();
-      this.listsVersion = version;
-      this.current = { ...this.current, mask, reserve };
-    }
-    return this.current;
+    return this.initiators.state;
   }
 
-  private setState(next: TargetState): void {
-    this.current = next;
-    if (this.sharedLists !== null) {
-      this.sharedLists.publish(next.mask, next.reserve);
-      this.listsVersion = this.sharedLists.version;
-    }
-    this.onStateChange(next);
+  /** With worker threads: the mask and reservation every thread serving this export enforces. */
+  get sharedLists(): SharedAccessLists | null {
+    return this.initiators.lists;
   }
 
-  /** Requests of this target in flight in each worker thread, as last reported. */
-  readonly inFlightElsewhere: number[] = [];
   /**
-   * When each worker thread's oldest request of this target started, as last
-   * reported (epoch milliseconds, performance.timeOrigin-based; 0 when none).
+   * Worker thread `worker` (1-based) reports: `counts`, a targetVector()
+   * difference, added into this target's counters; its requests in flight
+   * and when the oldest of them started (epoch ms, 0: none).
    */
-  readonly oldestElsewhere: number[] = [];
+  workerReport(worker: number, counts: readonly number[], inFlight: number, oldest: number): void {
+    addTargetVector(this.stats, counts);
+    this.queue.reportElsewhere(worker, inFlight, oldest);
+  }
 
   /** When the oldest request in flight on this thread started (epoch ms), 0 when none. */
   get oldestStart(): number {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const r of this.all) if (r.port !== null && r.startedAt < oldest) oldest = r.startedAt;
-    return oldest === Number.POSITIVE_INFINITY ? 0 : performance.timeOrigin + oldest;
+    return this.queue.oldestStart;
   }
 
   /** Seconds since the oldest request in flight on any thread started; 0 when none. */
   get oldestRequestSeconds(): number {
-    let oldest = this.oldestStart;
-    for (const w of this.oldestElsewhere) if (w > 0 && (oldest === 0 || w < oldest)) oldest = w;
-    return oldest === 0 ? 0 : (performance.timeOrigin + performance.now() - oldest) / 1000;
+    return this.queue.oldestRequestSeconds;
   }
 
-  /** The backend has not completed a request for STUCK_AFTER_MS or longer. */
+  /** The backend has not completed a request for STUCK_AFTER_MS (src/engine/ata-queue.ts) or longer. */
   get stuck(): boolean {
-    return this.stuckSince !== null;
+    return this.queue.stuck;
   }
 
-  /**
-   * Called periodically: logs once when a request has been in flight for
-   * STUCK_AFTER_MS (the backend hangs) and once when that is over.
-   */
+  /** Called periodically: logs once when the backend sticks and once when it recovers. */
   checkStuck(): void {
-    const age = this.oldestRequestSeconds;
-    if (this.stuckSince === null && age * 1000 >= STUCK_AFTER_MS) {
-      this.stuckSince = performance.now() - age * 1000;
-      this.log.warn(
-        {
-          export: this.name,
-          path: this.backend.path,
-          oldestSeconds: Math.round(age * 10) / 10,
-          inFlight: this.inFlight,
-          queueLength: this.cfg.queueLength,
-        },
-        "backend stuck: requests are not completing; new ones beyond the queue length are dropped",
-      );
-    } else if (this.stuckSince !== null && age * 1000 < STUCK_AFTER_MS) {
-      const seconds = (performance.now() - this.stuckSince) / 1000;
-      this.stuckSince = null;
-      this.log.info(
-        { export: this.name, path: this.backend.path, stuckSeconds: Math.round(seconds * 10) / 10 },
-        "backend recovered: requests are completing again",
-      );
-    }
+    this.queue.checkStuck();
   }
 
   get inFlight(): number {
-    let n = this.inflight;
-    for (const w of this.inFlightElsewhere) n += w;
-    return n;
+    return this.queue.inFlight;
   }
 
   get sizeBytes(): number {
@@ -321,7 +212,7 @@ export class Target {
       case AtaCmd.flushCacheExt:
         if (this.reservedAgainst(port, buf, off, len, src)) return;
         this.stats.flushes++;
-        this.submit(port, buf, off, "flush", 0, 0);
+        this.queue.submit(port, buf, off, "flush", 0, 0);
         return;
       case AtaCmd.identifyDevice:
         this.stats.identifies++;
@@ -364,68 +255,13 @@ export class Target {
     }
     if (kind === "read") this.stats.reads++;
     else this.stats.writes++;
-    this.submit(port, buf, off, kind, lba, count);
+    this.queue.submit(port, buf, off, kind, lba, count);
   }
 
-  /** Takes a queue slot and starts the backend operation; drops the request if none is free. */
-  private submit(
-    port: ReplyPort,
-    buf: Buffer,
-    off: number,
-    kind: OpKind,
-    lba: number,
-    count: number,
-  ): void {
-    let req = this.free.pop();
-    if (req === undefined) {
-      if (this.slots >= this.cfg.queueLength) {
-        this.stats.queueDrops++;
-        return;
-      }
-      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete);
-      this.all.push(req);
-      this.slots++;
-    }
-    this.inflight++;
-    req.start(port, buf, off, kind, lba, count);
-    // Copied now: the receive slot goes back to the kernel when this returns.
-    if (kind === "write")
-      buf.copy(req.data, 0, off + ATA_HEADER, off + ATA_HEADER + count * SECTOR);
-    if (this.issued < this.issueLimit) this.issue(req);
-    else this.waiting.push(req);
-  }
-
-  private issue(req: Request): void {
-    this.issued++;
-    const bytes = req.count * SECTOR;
-    switch (req.kind) {
-      case "read":
-        this.backend.read(req.data, bytes, req.lba * SECTOR, req.done);
-        return;
-      case "write":
-        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done);
-        return;
-      case "flush":
-        this.backend.flush(req.done);
-        return;
-    }
-  }
-
-  private readonly complete = (req: Request, err: NodeJS.ErrnoException | null): void => {
-    this.issued--;
-    const next = this.waiting.shift();
-    if (next !== undefined) this.issue(next);
+  /** Answers a completed read, write or flush on the port it came from. */
+  private readonly ataComplete = (req: Request, err: NodeJS.ErrnoException | null): void => {
     const port = req.port!;
     const bytes = req.count * SECTOR;
-    if (err) {
-      this.stats.ataErrors++;
-      this.ioErrorBurst(req, err);
-    } else if (req.kind === "read") this.stats.bytesRead += bytes;
-    else if (req.kind === "write") this.stats.bytesWritten += bytes;
-    const seconds = (performance.now() - req.startedAt) / 1000;
-    this.stats.latency.observe(seconds);
-    this.stats.opLatency[req.kind].observe(seconds);
-    if (this.cfg.traceIo) this.trace(req, err, seconds);
     const tx = port.acquire();
     if (tx !== null) {
       const ok = err === null;
@@ -440,55 +276,7 @@ export class Target {
       }
       port.commit(frameLen);
     }
-    req.port = null;
-    this.free.push(req);
-    this.inflight--;
-    if (this.inflight === 0 && this.drained) this.drained();
   };
-
-  /**
-   * A failing disk fails every request: log the first error of a burst with
-   * its details, then one summary when the burst is over, not a line per request.
-   */
-  private ioErrorBurst(req: Request, err: NodeJS.ErrnoException): void {
-    if (this.burst === null) {
-      this.log.error(
-        { export: this.name, op: req.kind, lba: req.lba, sectors: req.count, err: err.message },
-        "backend I/O error: answering ABRT",
-      );
-      this.burst = { count: 0, timer: setTimeout(this.endBurst, BURST_MS) };
-      this.burst.timer.unref();
-    }
-    this.burst.count++;
-  }
-
-  private burst: { count: number; timer: NodeJS.Timeout } | null = null;
-
-  private readonly endBurst = (): void => {
-    const count = this.burst?.count ?? 0;
-    this.burst = null;
-    if (count > 1)
-      this.log.error(
-        { export: this.name, errors: count, seconds: BURST_MS / 1000 },
-        "backend I/O errors",
-      );
-  };
-
-  private trace(req: Request, err: NodeJS.ErrnoException | null, seconds: number): void {
-    this.log.info(
-      {
-        export: this.name,
-        tag: req.hdr.readUInt32BE(Off.tag),
-        mac: macToString(readMac(req.hdr, Off.src)),
-        op: req.kind,
-        lba: req.lba,
-        sectors: req.count,
-        result: err ? `error: ${err.message}` : "ok",
-        latencyUs: Math.round(seconds * 1e6),
-      },
-      "io",
-    );
-  }
 
   /** ATA reads, writes and flushes from MACs outside a non-empty reservation get AoE error 6. */
   private reservedAgainst(
@@ -563,21 +351,16 @@ export class Target {
           this.aoeError(port, buf, off, len, AoeError.configStringPresent);
           return;
         }
-        this.setConfigString(theirs);
+        this.initiators.setConfig(theirs);
         this.configReply(port, buf, off, ccmd);
         return;
       case ConfigCmd.forceSet:
-        this.setConfigString(theirs);
+        this.initiators.setConfig(theirs);
         this.configReply(port, buf, off, ccmd);
         return;
       default:
         this.aoeError(port, buf, off, len, AoeError.badArgument);
     }
-  }
-
-  private setConfigString(value: Buffer): void {
-    this.setState({ ...this.state, config: Buffer.from(value) });
-    this.log.info({ export: this.name, config: value.toString("latin1") }, "config string set");
   }
 
   private configReply(port: ReplyPort, buf: Buffer, off: number, ccmd: number): void {
@@ -664,17 +447,13 @@ export class Target {
       if (failure !== 0) {
         // Directives before the failing one stay applied; the count names the failing one,
         // and the reply echoes the directives before it as sent.
-        this.setMask(list);
+        this.initiators.setMask(list);
         this.maskErrorReply(port, buf, off, failure, i);
         return;
       }
     }
-    this.setMask(list);
+    this.initiators.setMask(list);
     this.maskReply(port, buf, off, mcmd, 0, list);
-  }
-
-  private setMask(list: number[]): void {
-    this.setState({ ...this.state, mask: list });
   }
 
   private maskReply(
@@ -763,11 +542,7 @@ export class Target {
       const mac = readMac(buf, off + ReserveOff.macs + i * 6);
       if (!macs.includes(mac)) macs.push(mac);
     }
-    this.setState({ ...this.state, reserve: macs });
-    this.log.info(
-      { export: this.name, by: macToString(src), reserve: macs.map(macToString) },
-      "reservation changed",
-    );
+    this.initiators.setReserve(macs, src);
     this.reserveReply(port, buf, off, rcmd);
   }
 
@@ -806,81 +581,16 @@ export class Target {
 
   /** The admin's reset of what initiators set (aoectl clear). */
   clearState(what: "config" | "mask" | "reserve"): void {
-    if (what === "config") this.setState({ ...this.state, config: Buffer.alloc(0) });
-    else if (what === "mask") this.setState({ ...this.state, mask: [] });
-    else this.setState({ ...this.state, reserve: [] });
-    this.log.info({ export: this.name, cleared: what }, "state cleared by the admin");
+    this.initiators.clear(what);
   }
 
   resetStats(): void {
-    for (const key of Object.keys(this.stats) as (keyof TargetStats)[]) {
-      if (key !== "latency" && key !== "opLatency") this.stats[key] = 0;
-    }
-    this.stats.latency.reset();
-    for (const h of Object.values(this.stats.opLatency)) h.reset();
+    resetTargetStats(this.stats);
   }
 
   /** Stops taking requests and resolves once every request in flight has been answered and an open error burst summarized. */
   drain(): Promise<void> {
     this.accepting = false;
-    const answered =
-      this.inflight === 0
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            this.drained = resolve;
-          });
-    // Nothing more will be served: a burst of errors is over, and its summary
-    // must not wait for a timer that a stopping daemon would never see fire.
-    return answered.then(() => {
-      if (this.burst === null) return;
-      clearTimeout(this.burst.timer);
-      this.endBurst();
-    });
+    return this.queue.drain();
   }
-}
-
-/** Bytes of fixed argument each command carries after the common header. */
-function argumentEnd(command: number): number {
-  switch (command) {
-    case Command.ata:
-      return ATA_HEADER;
-    case Command.queryConfig:
-      return CONFIG_HEADER;
-    case Command.macMask:
-      return MaskOff.directives;
-    case Command.reserve:
-      return ReserveOff.macs;
-    default:
-      return Off.arg;
-  }
-}
-
-/** Reserved bytes 34-35 of the ATA argument. */
-const ATA_RESERVED = AtaOff.lba + 6;
-
-/** Bytes a reply may fill on this port: its transmit slot, within the port's MTU. */
-function replyRoom(tx: Buffer, port: ReplyPort): number {
-  return Math.min(tx.length, port.mtu + 14);
-}
-
-/**
- * Starts a reply in `tx` from a request at `req[off]`: copies `echo` bytes of
- * header and argument, addresses it back to the sender from this port, sets
- * the response flag and the export's own shelf/slot (never the wildcards).
- */
-function writeReplyHeader(
-  tx: Buffer,
-  req: Buffer,
-  off: number,
-  port: ReplyPort,
-  target: Target,
-  echo: number,
-): void {
-  copySmall(req, off, tx, 0, echo);
-  copySmall(req, off + Off.src, tx, Off.dst, 6);
-  copySmall(port.macBytes, 0, tx, Off.src, 6);
-  tx[Off.verFlags] = (1 << 4) | Flag.response;
-  tx[Off.error] = 0;
-  tx.writeUInt16BE(target.shelf, Off.shelf);
-  tx[Off.slot] = target.slot;
 }

@@ -8,10 +8,10 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { adoptFileBackend } from "../io/open.js";
 import { createLogger } from "../log.js";
-import { portVector, targetVector } from "../metrics/ledger.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
+import { portVector, targetVector } from "./stats.js";
 import { Target } from "./target.js";
 import type { FromWorker, PortSpec, ToWorker, WorkerInit } from "./worker-messages.js";
 

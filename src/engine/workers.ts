@@ -11,8 +11,8 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
-import { addPortVector, addTargetVector, portIndex } from "../metrics/ledger.js";
 import type { Port } from "./port.js";
+import { portIndex } from "./stats.js";
 import { encodeProgram, steeringProgram } from "./steering.js";
 import type { Target } from "./target.js";
 import type { FromWorker, TargetSpec, ToWorker, WorkerInit } from "./worker-messages.js";
@@ -183,14 +183,12 @@ export class WorkerPool {
         for (const [id, d, inFlight, oldest] of m.targets) {
           const t = this.byId.get(id);
           if (t === undefined) continue;
-          addTargetVector(t.stats, d);
-          t.inFlightElsewhere[member.index - 1] = inFlight;
-          t.oldestElsewhere[member.index - 1] = oldest;
+          t.workerReport(member.index, d, inFlight, oldest);
         }
         for (const [name, d] of m.ports) {
           this.rxFrames[member.index - 1]! += d[portIndex("rxFrames")]!;
           const p = this.ports.get(name);
-          if (p !== undefined) addPortVector(p.stats, p.workerKernel, d);
+          p?.workerReport(d);
         }
         return;
       case "stopped":

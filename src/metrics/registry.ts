@@ -10,16 +10,16 @@
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
 import type { ReloadOutcome } from "../engine/reload.js";
-import { VERSION } from "../version.js";
 import {
   LATENCY_OPS,
   opHistogramAt,
   type PortCounter,
   portIndex,
-  type StatsLedger,
   type TargetCounter,
   targetIndex,
-} from "./ledger.js";
+} from "../engine/stats.js";
+import { VERSION } from "../version.js";
+import type { StatsLedger } from "./ledger.js";
 import { type EngineView, IGNORE_REASONS, OPS, targetLabel } from "./view.js";
 
 type Labels = Record<string, string | number>;

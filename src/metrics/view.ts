@@ -5,8 +5,8 @@
  * replace targets and ports.
  */
 import type { ExportConfig } from "../config/types.js";
-import type { PortStats } from "../engine/port.js";
-import type { TargetState, TargetStats } from "../engine/target.js";
+import type { TargetState } from "../engine/initiator-state.js";
+import type { PortStats, TargetStats } from "../engine/stats.js";
 
 export type StateKind = "config" | "mask" | "reserve";
 
@@ -17,7 +17,7 @@ export interface TargetView {
   readonly stats: TargetStats;
   readonly state: TargetState;
   readonly inFlight: number;
-  /** A request has been in flight for STUCK_AFTER_MS or longer (src/engine/target.ts). */
+  /** A request has been in flight for STUCK_AFTER_MS or longer (src/engine/ata-queue.ts). */
   readonly stuck: boolean;
   /** Age of the oldest request in flight, seconds; 0 when none. */
   readonly oldestRequestSeconds: number;

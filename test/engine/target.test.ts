@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { ExportConfig } from "../../src/config/types.js";
-import type { ReplyPort } from "../../src/engine/port.js";
+import type { ReplyPort } from "../../src/engine/seams.js";
 import { Target } from "../../src/engine/target.js";
 import {
   AtaCmd,

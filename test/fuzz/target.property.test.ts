@@ -12,8 +12,8 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { ExportConfig } from "../../src/config/types.js";
 import { Port } from "../../src/engine/port.js";
+import type { FrameHandler, PortSocket } from "../../src/engine/seams.js";
 import { Target } from "../../src/engine/target.js";
-import type { FrameHandler } from "../../src/net/packet-socket.js";
 import { FIRMWARE_VERSION } from "../../src/version.js";
 import { exportConfig } from "../helpers/export-config.js";
 import { MemoryBackend } from "../helpers/memory-backend.js";
@@ -40,9 +40,10 @@ const C = mac("02:00:00:00:0c:cc");
 const D = mac("02:00:00:00:0d:dd");
 
 /** The PacketSocket surface Port uses, over an in-memory "ring" full of stale bytes. */
-class FakeSocket {
+class FakeSocket implements PortSocket {
   readonly mac: Buffer;
   readonly ifindex = 7;
+  readonly fanoutId = 0;
   readonly maxFrame: number;
   readonly sent: Buffer[] = [];
   private readonly slot: Buffer;
@@ -87,23 +88,17 @@ class FakeSocket {
     this.sent.push(frame);
   }
 
-  flush(): number {
-    return 0;
-  }
+  flush(): void {}
+  setSteering(): void {}
   stop(): void {}
   close(): void {}
   stats() {
-    return { rxFrames: 0, rxDrops: 0 };
+    return { rxFrames: 0, rxDrops: 0, rxIgnored: 0 };
   }
 }
 
 function openPort(sock: FakeSocket): Port {
-  const PortCtor = Port as unknown as new (name: string, sock: unknown, mtu: number) => Port;
-  const port = new PortCtor(`fake${sock.mtu}`, sock, sock.mtu);
-  // Port.open() would bind a real socket; the handlers it starts the socket with are private.
-  const handlers = port as unknown as { onFrame: FrameHandler; onBatchEnd: () => void };
-  sock.start(handlers.onFrame, handlers.onBatchEnd);
-  return port;
+  return Port.fromSocket(`fake${sock.mtu}`, sock, { mtu: null, ringBytes: 0 });
 }
 
 interface ExportDef {

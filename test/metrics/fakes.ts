@@ -1,7 +1,7 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
-import { newPortStats } from "../../src/engine/port.js";
+import type { TargetState } from "../../src/engine/initiator-state.js";
 import type { OpKind } from "../../src/engine/request.js";
-import { newTargetStats, type TargetState } from "../../src/engine/target.js";
+import { newPortStats, newTargetStats } from "../../src/engine/stats.js";
 import type {
   EngineView,
   PortView,
