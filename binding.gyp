@@ -12,7 +12,8 @@
         "native/fd-poller.cc",
         "native/mapped.cc",
         "native/netlink.cc",
-        "native/shared-mapping.cc"
+        "native/shared-mapping.cc",
+        "native/mapped-fd.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

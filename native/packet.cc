@@ -32,8 +32,7 @@
 
 #include "errors.h"
 #include "factory.h"
-#include "fd-poller.h"
-#include "shared-mapping.h"
+#include "mapped-fd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -259,7 +258,7 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
   return !fan.enabled || JoinFanout(fan, n, st, f);
 }
 
-class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Owner {
+class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private MappedFd {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PacketHandle",
@@ -328,7 +327,7 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     }
     fd_ = st.fd;
     ifindex_ = st.ifindex;
-    map_.Own(st.addr, st.mapLen);
+    map_.Own(st.addr, st.mapLen);  // both rings, in one mmap
 
     size_t rxLen = size_t(st.rx.tp_block_size) * st.rx.tp_block_nr;
     size_t txLen = size_t(st.tx.tp_block_size) * st.tx.tp_block_nr;
@@ -364,29 +363,10 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
     poller_.AddCleanupHook(env);
   }
 
-  // Reached by garbage collection. No JS calls here.
-  ~PacketHandle() override { ReleaseNative(); }
-
  private:
-  // Stops polling, unmaps, closes the fd. Uses no JavaScript.
-  void ReleaseNative() override {
-    if (closed_) return;
-    closed_ = true;
-    poller_.Stop();
-    map_.Release();
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (closed_) return env.Undefined();
-    map_.DetachAndUnmap();
-    poller_.Close();
-    ReleaseNative();
-    return env.Undefined();
+    CloseNow();
+    return info.Env().Undefined();
   }
 
   // PACKET_FANOUT_DATA: a new steering program for the whole fanout group.
@@ -486,12 +466,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private FdPoller::Ow
   }
 
   std::string ifname_;
-  int fd_ = -1;
   int ifindex_ = 0;
-  bool closed_ = false;
   int events_ = 0;
-  SharedMapping map_;  // both rings, in one mmap
-  FdPoller poller_{this};
 };
 
 // interfaceMtu(ifname) -> number, without needing CAP_NET_RAW.

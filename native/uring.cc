@@ -32,8 +32,7 @@
 
 #include "errors.h"
 #include "factory.h"
-#include "fd-poller.h"
-#include "shared-mapping.h"
+#include "mapped-fd.h"
 
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -97,7 +96,7 @@ Napi::Object CqOffsets(Napi::Env env, const io_cqring_offsets& o) {
   return r;
 }
 
-class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owner {
+class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UringHandle",
@@ -149,7 +148,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
         close(fd);
         throw ErrnoError(env, e, std::string("io_uring: mmap of the ") + what);
       }
-      maps_.Own(addr, len);
+      map_.Own(addr, len);
       return addr;
     };
     void* sq = map(sqLen, IORING_OFF_SQ_RING, "SQ ring");
@@ -160,9 +159,9 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
     for (unsigned i = 0; i < p.sq_entries; i++) array[i] = i;
 
     fd_ = fd;
-    Napi::ArrayBuffer sqAb = maps_.Expose(env, sq, sqLen);
-    Napi::ArrayBuffer cqAb = single ? sqAb : maps_.Expose(env, cq, cqLen);
-    Napi::ArrayBuffer sqesAb = maps_.Expose(env, sqes, sqesLen);
+    Napi::ArrayBuffer sqAb = map_.Expose(env, sq, sqLen);
+    Napi::ArrayBuffer cqAb = single ? sqAb : map_.Expose(env, cq, cqLen);
+    Napi::ArrayBuffer sqesAb = map_.Expose(env, sqes, sqesLen);
 
     auto ro = napi_enumerable;
     Napi::Object self = info.This().As<Napi::Object>();
@@ -182,30 +181,10 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
     poller_.AddCleanupHook(env);
   }
 
-  // Garbage collected without close(). No JS calls here.
-  ~UringHandle() override { ReleaseNative(); }
-
  private:
-  // Stops polling (the poller closes the eventfd), closes the ring, drops the
-  // handle's share of the mappings. Uses no JavaScript.
-  void ReleaseNative() override {
-    if (closed_) return;
-    closed_ = true;
-    poller_.Stop();
-    maps_.Release();
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (closed_) return env.Undefined();
-    maps_.DetachAndUnmap();
-    poller_.Close();
-    ReleaseNative();
-    return env.Undefined();
+    CloseNow();
+    return info.Env().Undefined();
   }
 
   // enter(toSubmit, minComplete, flags) -> result >= 0, or -errno.
@@ -268,11 +247,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private FdPoller::Owne
     poller_.Call(Value(), {});
   }
 
-  int fd_ = -1;
   int efd_ = -1;  // owned by poller_, which closes it
-  bool closed_ = false;
-  SharedMapping maps_;  // SQ ring, CQ ring (unless the same), SQE array
-  FdPoller poller_{this};
 };
 
 Napi::Value UringProbe(const Napi::CallbackInfo& info) {
