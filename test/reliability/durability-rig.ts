@@ -15,6 +15,7 @@ import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { hasIoUring } from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { SECTOR } from "../helpers/patterns.js";
+import { waitFor } from "../helpers/wait.js";
 
 export const DISK_SECTORS = 4096; // 2 MiB: small, so sectors are overwritten many times
 export const ENGINES = probeUring().ok
@@ -35,8 +36,13 @@ export interface DurabilityRig {
   start(wrap?: string[]): Promise<Daemon>;
 }
 
-/** Registers beforeAll/afterAll in the calling describe; the rig is usable inside its tests. */
-export function durabilityRig(engine: DurabilityRig["engine"]): DurabilityRig {
+/**
+ * Registers beforeAll/afterAll in the calling describe; the rig is usable inside its tests.
+ * `tryMs`: how long the client waits for each request's one try (default 15 s: an
+ * fdatasync on a busy disk can take seconds). A kill loop, where a timeout only
+ * makes a write's outcome unknown, keeps it short so that a kill is not waited out.
+ */
+export function durabilityRig(engine: DurabilityRig["engine"], tryMs = 15_000): DurabilityRig {
   let config = "";
   const rig = {
     engine,
@@ -84,9 +90,12 @@ exports:
     );
     // One try per request: the client never retransmits, so a write is either
     // acknowledged or of unknown outcome, and no stale duplicate can land later.
-    rig.client = AoeClient.open(rig.net.a, { timeoutMs: 400, tries: 1 });
+    rig.client = AoeClient.open(rig.net.a, { timeoutMs: tryMs, tries: 1 });
     await rig.start();
-    const found = await rig.client.discover({ shelf: 7, timeoutMs: 300 });
+    const found = await waitFor("discovery to find both exports", async () => {
+      const f = await rig.client.discover({ shelf: 7, timeoutMs: 300 });
+      return f.length >= 2 && f;
+    });
     rig.syncT = found.find((t) => t.slot === 0)!;
     rig.cachedT = found.find((t) => t.slot === 1)!;
     expect(rig.syncT.maxSectors).toBe(17);

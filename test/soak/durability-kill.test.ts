@@ -24,7 +24,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (n: number) => Math.floor(Math.random() * n);
 
 describe.each(ENGINES)("SIGKILL under writes, io: %s", (engine) => {
-  const rig = durabilityRig(engine);
+  const rig = durabilityRig(engine, 400);
 
   it(`every acknowledged write survives ${KILLS} SIGKILLs; unacknowledged ones are old or new per sector`, async () => {
     const model = new SectorModel(DISK_SECTORS);
