@@ -4,6 +4,7 @@
  */
 import type { Logger } from "pino";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
+import { countSyncs } from "../engine/stats.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import {
   type EngineView,
@@ -218,6 +219,7 @@ export class CommandHandler {
     return {
       time: performance.now() / 1000,
       exports: this.targets().map((t): ExportCounters => {
+        countSyncs(t.stats, t.backend.syncStats);
         const s = t.stats;
         return {
           name: t.name,
@@ -231,6 +233,12 @@ export class CommandHandler {
           queueDrops: s.queueDrops,
           aclDenied: s.aclDenied,
           maskDenied: s.maskDenied,
+          sync: {
+            syncs: s.syncs,
+            syncedWrites: s.syncedWrites,
+            dsyncWrites: s.dsyncWrites,
+            errors: s.syncErrors,
+          },
           latency: {
             bounds: [...LATENCY_BUCKETS],
             counts: [...s.latency.counts],
