@@ -219,8 +219,8 @@ export class CommandHandler {
     return {
       time: performance.now() / 1000,
       exports: this.targets().map((t): ExportCounters => {
-        countSyncs(t.stats, t.backend.syncStats);
         const s = t.stats;
+        countSyncs(s, t.backend.syncStats);
         return {
           name: t.name,
           target: targetLabel(t),

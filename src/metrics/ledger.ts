@@ -70,8 +70,9 @@ export class StatsLedger {
   readonly interfaces = new Monotonic<PortView>(portVector);
 
   exportTotals(t: TargetView): number[] {
-    countSyncs(t.stats, t.backend.syncStats);
-    return this.exports.totals(t.name, t.stats);
+    const stats = t.stats;
+    countSyncs(stats, t.backend.syncStats);
+    return this.exports.totals(t.name, stats);
   }
 
   interfaceTotals(p: PortView): number[] {
@@ -80,8 +81,9 @@ export class StatsLedger {
 
   /** `aoectl clear stats`: zero the export's counters without moving its metrics backwards. */
   resetExport(t: TargetView): void {
-    countSyncs(t.stats, t.backend.syncStats);
-    this.exports.beforeReset(t.name, t.stats);
+    const stats = t.stats;
+    countSyncs(stats, t.backend.syncStats);
+    this.exports.beforeReset(t.name, stats);
     t.resetStats();
   }
 }
