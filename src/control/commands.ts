@@ -4,6 +4,7 @@
  */
 import type { Logger } from "pino";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
+import { countSyncs } from "../engine/stats.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import {
   type EngineView,
@@ -219,6 +220,7 @@ export class CommandHandler {
       time: performance.now() / 1000,
       exports: this.targets().map((t): ExportCounters => {
         const s = t.stats;
+        countSyncs(s, t.backend.syncStats);
         return {
           name: t.name,
           target: targetLabel(t),
@@ -231,6 +233,12 @@ export class CommandHandler {
           queueDrops: s.queueDrops,
           aclDenied: s.aclDenied,
           maskDenied: s.maskDenied,
+          sync: {
+            syncs: s.syncs,
+            syncedWrites: s.syncedWrites,
+            dsyncWrites: s.dsyncWrites,
+            errors: s.syncErrors,
+          },
           latency: {
             bounds: [...LATENCY_BUCKETS],
             counts: [...s.latency.counts],

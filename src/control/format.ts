@@ -89,6 +89,19 @@ function kv(pairs: [string, string | number][]): string {
   return pairs.map(([k, v]) => `${k} ${v}`).join("  ");
 }
 
+/** Group commit's line, when the export has synced anything (write-cache: false). */
+function syncLine(s: ExportCounters["sync"]): string[] {
+  if (s.syncs + s.dsyncWrites + s.errors === 0) return [];
+  return [
+    `  syncs      ${kv([
+      ["fdatasync", s.syncs],
+      ["writes-per-sync", s.syncs > 0 ? (s.syncedWrites / s.syncs).toFixed(1) : "-"],
+      ["dsync-writes", s.dsyncWrites],
+      ["errors", s.errors],
+    ])}`,
+  ];
+}
+
 export function formatStats(s: StatsResult): string {
   const out: string[] = [];
   for (const e of s.exports) {
@@ -110,6 +123,7 @@ export function formatStats(s: StatsResult): string {
         ["acl-denied", e.aclDenied],
         ["mask-denied", e.maskDenied],
       ])}`,
+      ...syncLine(e.sync),
       `  in-flight  ${e.inFlight}`,
       "",
     );

@@ -99,6 +99,8 @@ export interface ExportCounters {
   queueDrops: number;
   aclDenied: number;
   maskDenied: number;
+  /** Group commit with `write-cache: false`, as in the aoed_export_syncs_total family; zeros otherwise. */
+  sync: { syncs: number; syncedWrites: number; dsyncWrites: number; errors: number };
   /** Backend time of reads, writes and flushes; `counts[i]` per bucket (not cumulative), +Inf last. */
   latency: { bounds: number[]; counts: number[]; sum: number; count: number };
 }

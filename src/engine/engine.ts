@@ -22,6 +22,7 @@ import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
 import { StateStore } from "./state-store.js";
+import { countSyncs } from "./stats.js";
 import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
 import { Target } from "./target.js";
 import { WorkerPool } from "./workers.js";
@@ -381,6 +382,8 @@ export class Engine {
       this.retiring.add(t);
       void drained.finally(() => this.retiring.delete(t));
       const done = drained.then(async () => {
+        // Its last syncs, into the counters its successor carries on.
+        countSyncs(t.stats, t.backend.syncStats);
         if (!closeBackend) return;
         await t.backend.close();
         await heirs

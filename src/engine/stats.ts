@@ -6,6 +6,7 @@
  * in the layout defined here, which the main thread adds into its own counters.
  * The metrics read the same vectors (src/metrics/ledger.ts).
  */
+import type { SyncStats } from "../io/group-commit.js";
 import { LATENCY_BUCKETS, LatencyHistogram } from "./latency.js";
 import type { OpKind } from "./request.js";
 
@@ -28,6 +29,11 @@ export interface TargetStats {
   maskDenied: number;
   /** AoE-level error replies (bad argument, reserved, unknown command...). */
   aoeErrors: number;
+  /** Group commit (src/io/group-commit.ts), counted from the backend's SyncStats by countSyncs(). */
+  syncs: number;
+  syncedWrites: number;
+  dsyncWrites: number;
+  syncErrors: number;
   /** Backend time of reads, writes and flushes. */
   latency: LatencyHistogram;
   /** The same, per operation (the metric's `op` label). */
@@ -51,6 +57,10 @@ export function newTargetStats(): TargetStats {
     aclDenied: 0,
     maskDenied: 0,
     aoeErrors: 0,
+    syncs: 0,
+    syncedWrites: 0,
+    dsyncWrites: 0,
+    syncErrors: 0,
     latency: new LatencyHistogram(),
     opLatency: {
       read: new LatencyHistogram(),
@@ -135,6 +145,10 @@ export const TARGET_COUNTERS = [
   "aclDenied",
   "maskDenied",
   "aoeErrors",
+  "syncs",
+  "syncedWrites",
+  "dsyncWrites",
+  "syncErrors",
 ] as const satisfies readonly Exclude<keyof TargetStats, "latency" | "opLatency">[];
 
 export type TargetCounter = (typeof TARGET_COUNTERS)[number];
@@ -177,6 +191,42 @@ export function addTargetVector(stats: TargetStats, delta: readonly number[]): v
     h.sum += delta[at + h.counts.length]!;
     h.count += delta[at + h.counts.length + 1]!;
   });
+}
+
+/** The SyncStats counters that are target counters too. */
+const SYNC_COUNTERS = [
+  "syncs",
+  "syncedWrites",
+  "dsyncWrites",
+  "syncErrors",
+] as const satisfies readonly (keyof SyncStats & TargetCounter)[];
+
+type SyncCounts = Record<(typeof SYNC_COUNTERS)[number], number>;
+
+/**
+ * What countSyncs() has taken from each backend's SyncStats so far. Kept by
+ * backend, not by target: a reload may hand one backend to a new target that
+ * carries the same TargetStats, and the old target, still draining, counts too.
+ */
+const syncsCounted = new WeakMap<Readonly<SyncStats>, SyncCounts>();
+
+/**
+ * Adds what a backend's group commit counted since the last call into
+ * `stats`. Each thread's backend has its own group commit, so each thread
+ * counts its own, and worker threads' counts reach the main thread in their
+ * counter vectors: call it before targetVector() reads `stats`.
+ */
+export function countSyncs(stats: TargetStats, sync: Readonly<SyncStats> | undefined): void {
+  if (sync === undefined) return;
+  let counted = syncsCounted.get(sync);
+  if (counted === undefined) {
+    counted = { syncs: 0, syncedWrites: 0, dsyncWrites: 0, syncErrors: 0 };
+    syncsCounted.set(sync, counted);
+  }
+  for (const k of SYNC_COUNTERS) {
+    stats[k] += sync[k] - counted[k];
+    counted[k] = sync[k];
+  }
 }
 
 /** The counters of PortStats, in vector order; the receive ring's drops and other-host frames come last. */

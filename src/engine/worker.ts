@@ -11,7 +11,7 @@ import { createLogger } from "../log.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
-import { portVector, targetVector } from "./stats.js";
+import { countSyncs, portVector, targetVector } from "./stats.js";
 import { Target } from "./target.js";
 import type { FromWorker, PortSpec, ToWorker, WorkerInit } from "./worker-messages.js";
 
@@ -29,6 +29,12 @@ const retiring = new Set<Promise<void>>();
 /** Counter vectors as last reported, by target id and by port. */
 const reported = new Map<Target | Port, number[]>();
 
+/** The target's counters, its backend's syncs included. */
+function targetCounts(target: Target): number[] {
+  countSyncs(target.stats, target.backend.syncStats);
+  return targetVector(target.stats);
+}
+
 function delta(source: Target | Port, now: number[]): number[] | null {
   const last = reported.get(source);
   reported.set(source, now);
@@ -40,7 +46,7 @@ function reportStats(): void {
   const t: [number, number[], number, number][] = [];
   const p: [string, number[]][] = [];
   for (const [id, target] of targets) {
-    const d = delta(target, targetVector(target.stats));
+    const d = delta(target, targetCounts(target));
     if (d !== null) t.push([id, d, target.inFlight, target.oldestStart]);
   }
   for (const [name, sock] of ports) {
@@ -55,7 +61,7 @@ function retire(id: number, target: Target): void {
   targets.delete(id);
   for (const p of ports.values()) p.detach(target);
   const done = target.drain().then(async () => {
-    const d = delta(target, targetVector(target.stats));
+    const d = delta(target, targetCounts(target));
     if (d !== null) post({ type: "stats", targets: [[id, d, 0, 0]], ports: [] });
     reported.delete(target);
     await target.backend.close();

@@ -52,7 +52,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     this.offset = on.offset;
     this.readOnly = on.readOnly;
     this.caps = on.caps;
-    this.commit = this.readOnly ? null : new GroupCommit((cb) => this.rawSync(cb), this.path);
+    this.commit = this.readOnly ? null : new GroupCommit((cb) => this.rawSync(cb), this);
     this.lone = new LoneWriteChooser(this.caps.groupCommit?.dsync === true && this.canDsync());
     this.forceAsync = this.caps.mayHang !== undefined;
   }

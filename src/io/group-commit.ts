@@ -17,6 +17,7 @@
  *   The backend stays failed until it is reopened.
  */
 import type { IoCallback } from "./backend.js";
+import { type IoSite, ioError } from "./errors.js";
 
 export interface SyncStats {
   /** Syncs (fdatasync) started. */
@@ -111,7 +112,8 @@ export class GroupCommit {
   constructor(
     /** Starts one fdatasync of the backing store. */
     private readonly sync: (cb: IoCallback) => void,
-    private readonly path: string,
+    /** The file and export, named in the error writes get after a failed sync. */
+    private readonly site: IoSite,
   ) {}
 
   /** Nothing written and not yet durable: a new write would be alone. */
@@ -160,15 +162,14 @@ export class GroupCommit {
   /** The error every write and flush gets once a sync has failed. */
   failedError(): NodeJS.ErrnoException {
     const first = this.failed!;
-    const err: NodeJS.ErrnoException = new Error(
-      `${this.path}: fdatasync failed earlier (${first.code ?? first.message}); writes since then may ` +
-        "be lost, so writes and flushes fail until the export is reopened (aoectl reload or a restart)",
+    return ioError(
+      "fdatasync",
+      this.site,
+      "EIO",
+      -5,
+      `an earlier fdatasync failed (${first.code ?? first.message}); writes since then may be lost, ` +
+        "so writes and flushes fail until the export is reopened (aoectl reload or a restart)",
     );
-    err.code = "EIO";
-    err.errno = -5;
-    err.syscall = "fdatasync";
-    err.path = this.path;
-    return err;
   }
 
   private readonly kick = (): void => {

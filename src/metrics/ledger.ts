@@ -7,7 +7,7 @@
  * the clear. Nothing here runs on the data path: it is read at scrape time.
  * The counter vectors it keeps are the engine's (src/engine/stats.ts).
  */
-import { portVector, type TargetStats, targetVector } from "../engine/stats.js";
+import { countSyncs, portVector, type TargetStats, targetVector } from "../engine/stats.js";
 import type { PortView, TargetView } from "./view.js";
 
 interface Entry<S> {
@@ -70,7 +70,9 @@ export class StatsLedger {
   readonly interfaces = new Monotonic<PortView>(portVector);
 
   exportTotals(t: TargetView): number[] {
-    return this.exports.totals(t.name, t.stats);
+    const stats = t.stats;
+    countSyncs(stats, t.backend.syncStats);
+    return this.exports.totals(t.name, stats);
   }
 
   interfaceTotals(p: PortView): number[] {
@@ -79,7 +81,9 @@ export class StatsLedger {
 
   /** `aoectl clear stats`: zero the export's counters without moving its metrics backwards. */
   resetExport(t: TargetView): void {
-    this.exports.beforeReset(t.name, t.stats);
+    const stats = t.stats;
+    countSyncs(stats, t.backend.syncStats);
+    this.exports.beforeReset(t.name, stats);
     t.resetStats();
   }
 }

@@ -235,6 +235,27 @@ export function createMetricsRegistry(
     "Requests dropped because all of the export's queue slots were busy (the initiator retransmits).",
     "queueDrops",
   );
+  // Group commit with `write-cache: false` (src/io/group-commit.ts); zero otherwise.
+  exportCounter(
+    "aoed_export_syncs_total",
+    "fdatasync calls started to make written data durable (write-cache: false); each covers every write completed before it.",
+    "syncs",
+  );
+  exportCounter(
+    "aoed_export_synced_writes_total",
+    "Writes (and FLUSH CACHE commands) acknowledged after a completed fdatasync covered them (write-cache: false).",
+    "syncedWrites",
+  );
+  exportCounter(
+    "aoed_export_dsync_writes_total",
+    "Lone writes made durable on their own with RWF_DSYNC instead of a shared fdatasync (write-cache: false).",
+    "dsyncWrites",
+  );
+  exportCounter(
+    "aoed_export_sync_errors_total",
+    "fdatasync calls that failed; the first fails the export's writes and flushes until it is reopened.",
+    "syncErrors",
+  );
   add(
     "aoed_export_denied_requests_total",
     "Requests ignored because the sender is refused: by the ACL (reason acl) or not on the MAC mask list (reason mask).",

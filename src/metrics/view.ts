@@ -7,6 +7,7 @@
 import type { ExportConfig } from "../config/types.js";
 import type { TargetState } from "../engine/initiator-state.js";
 import type { PortStats, TargetStats } from "../engine/stats.js";
+import type { SyncStats } from "../io/group-commit.js";
 
 export type StateKind = "config" | "mask" | "reserve";
 
@@ -30,6 +31,8 @@ export interface TargetView {
     readonly caps?: { readonly engine?: string };
     /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
     readonly failed?: NodeJS.ErrnoException | null;
+    /** Group commit's counters, added into `stats` by countSyncs() before they are read. */
+    readonly syncStats?: Readonly<SyncStats>;
   };
   clearState(what: StateKind): void;
   resetStats(): void;

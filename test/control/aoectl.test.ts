@@ -108,6 +108,18 @@ describe("aoectl admin commands", () => {
     expect(r.stdout).toContain("interface eth0\n  received   frames 11");
   });
 
+  it("stats shows group commit's syncs and writes per sync for an export that syncs", async () => {
+    Object.assign(engine.targets.get("lv1")!.stats, { syncs: 4, syncedWrites: 10, dsyncWrites: 2 });
+    const r = await aoectl(["stats", "--socket", sock]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      "  errors     ata 0  aoe 0  queue-drops 0  acl-denied 0  mask-denied 0\n" +
+        "  syncs      fdatasync 4  writes-per-sync 2.5  dsync-writes 2  errors 0\n",
+    );
+    // lv0 has synced nothing (write-cache on): no such line.
+    expect(r.stdout.split("lv1 (")[0]).not.toContain("  syncs ");
+  });
+
   it("show: the value for a name, name: value lines for a glob", async () => {
     expect((await aoectl(["show", "config", "lv0", "--socket", sock])).stdout).toBe("rack4\n");
     expect((await aoectl(["show", "reserve", "lv0", "--socket", sock])).stdout).toBe(

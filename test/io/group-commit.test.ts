@@ -17,10 +17,13 @@ import { probeUring } from "../../src/io/uring.js";
 function harness() {
   const log: string[] = [];
   const syncs: IoCallback[] = [];
-  const gc = new GroupCommit((cb) => {
-    log.push("sync-start");
-    syncs.push(cb);
-  }, "/img");
+  const gc = new GroupCommit(
+    (cb) => {
+      log.push("sync-start");
+      syncs.push(cb);
+    },
+    { path: "/img", exportName: "lv0" },
+  );
   const write = (name: string) => {
     log.push(`done ${name}`);
     gc.completed((err) => log.push(`${err ? "fail" : "ack"} ${name}`));
@@ -80,7 +83,10 @@ describe("GroupCommit", () => {
     h.gc.completed((err) => later.push(err));
     expect(later).toHaveLength(1);
     expect(later[0]?.code).toBe("EIO");
-    expect(later[0]?.message).toMatch(/\/img: fdatasync failed earlier \(EIO\).*reopened/);
+    expect(later[0]?.message).toMatch(
+      /^fdatasync \/img \(export lv0\): EIO \(an earlier fdatasync failed \(EIO\).*reopened/,
+    );
+    expect(later[0]).toMatchObject({ syscall: "fdatasync", path: "/img", errno: -5 });
     expect(h.gc.stats.syncErrors).toBe(1);
     expect(h.log.some((l) => l.startsWith("ack"))).toBe(false);
   });

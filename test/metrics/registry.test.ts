@@ -32,6 +32,10 @@ describe("metrics text", () => {
       ["aoed_export_ata_errors_total", "counter"],
       ["aoed_export_aoe_errors_total", "counter"],
       ["aoed_export_queue_drops_total", "counter"],
+      ["aoed_export_syncs_total", "counter"],
+      ["aoed_export_synced_writes_total", "counter"],
+      ["aoed_export_dsync_writes_total", "counter"],
+      ["aoed_export_sync_errors_total", "counter"],
       ["aoed_export_denied_requests_total", "counter"],
       ["aoed_export_request_duration_seconds", "histogram"],
       ["aoed_export_in_flight_requests", "gauge"],
@@ -78,6 +82,10 @@ describe("metrics text", () => {
       queueDrops: 11,
       aclDenied: 12,
       maskDenied: 13,
+      syncs: 14,
+      syncedWrites: 15,
+      dsyncWrites: 16,
+      syncErrors: 17,
     });
     lv0.inFlight = 4;
     lv0.stuck = true;
@@ -102,6 +110,10 @@ describe("metrics text", () => {
     expect(m.get(`aoed_export_queue_drops_total{${LV0}}`)).toBe(11);
     expect(m.get(`aoed_export_denied_requests_total{${LV0},reason="acl"}`)).toBe(12);
     expect(m.get(`aoed_export_denied_requests_total{${LV0},reason="mask"}`)).toBe(13);
+    expect(m.get(`aoed_export_syncs_total{${LV0}}`)).toBe(14);
+    expect(m.get(`aoed_export_synced_writes_total{${LV0}}`)).toBe(15);
+    expect(m.get(`aoed_export_dsync_writes_total{${LV0}}`)).toBe(16);
+    expect(m.get(`aoed_export_sync_errors_total{${LV0}}`)).toBe(17);
     expect(m.get(`aoed_export_in_flight_requests{${LV0}}`)).toBe(4);
     expect(m.get(`aoed_export_backend_stuck{${LV0}}`)).toBe(1);
     expect(m.get(`aoed_export_oldest_request_age_seconds{${LV0}}`)).toBe(7.5);
