@@ -8,7 +8,8 @@
  */
 import type { Logger } from "pino";
 import type { Backend } from "../io/backend.js";
-import { ATA_HEADER, SECTOR } from "../protocol/constants.js";
+import { SECTOR } from "../protocol/constants.js";
+import { copyAtaData } from "../protocol/frame-readers.js";
 import { IoLog } from "./io-log.js";
 import { type OpKind, Request } from "./request.js";
 import type { ReplyPort } from "./seams.js";
@@ -79,8 +80,7 @@ export class AtaQueue {
     this.inflight++;
     req.start(port, buf, off, kind, lba, count);
     // Copied now: the receive slot goes back to the kernel when this returns.
-    if (kind === "write")
-      buf.copy(req.data, 0, off + ATA_HEADER, off + ATA_HEADER + count * SECTOR);
+    if (kind === "write") copyAtaData(buf, off, req.data, count * SECTOR);
     if (this.issued < this.issueLimit) this.issue(req);
     else this.waiting.push(req);
   }

@@ -5,8 +5,8 @@
  * request.
  */
 import type { Logger } from "pino";
-import { Off } from "../protocol/constants.js";
-import { macToString, readMac } from "../protocol/mac.js";
+import { readSrcMac, readTag } from "../protocol/frame-readers.js";
+import { macToString } from "../protocol/mac.js";
 import type { Request } from "./request.js";
 
 /** How long a burst of backend errors is summarized before the next one is logged in full. */
@@ -62,8 +62,8 @@ export class IoLog {
     this.log.info(
       {
         export: this.exportName,
-        tag: req.hdr.readUInt32BE(Off.tag),
-        mac: macToString(readMac(req.hdr, Off.src)),
+        tag: readTag(req.hdr, 0),
+        mac: macToString(readSrcMac(req.hdr, 0)),
         op: req.kind,
         lba: req.lba,
         sectors: req.count,

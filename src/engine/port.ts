@@ -13,6 +13,7 @@ import {
   BROADCAST_SHELF,
   BROADCAST_SLOT,
   Command,
+  ETH_HEADER,
   MIN_FRAME,
   maxSectorsForMtu,
 } from "../protocol/constants.js";
@@ -68,7 +69,7 @@ const MiB = 1024 * 1024;
 const MAX_AUTO_RING = 16 * MiB;
 
 function ringBytesFor(queueSlots: number, mtu: number): number {
-  const slot = 1 << Math.ceil(Math.log2(mtu + 14 + 96));
+  const slot = 1 << Math.ceil(Math.log2(mtu + ETH_HEADER + 96));
   return Math.min(MAX_AUTO_RING, Math.max(4 * MiB, queueSlots * 2 * slot));
 }
 

@@ -1,13 +1,12 @@
 /** One queue slot of a target: the request's header and its data buffer, reused forever. */
-import { ATA_HEADER } from "../protocol/constants.js";
-import { copySmall } from "./bytes.js";
+import { ataLength, copyAtaHeader } from "../protocol/frame-readers.js";
 import type { ReplyPort } from "./seams.js";
 
 export type OpKind = "read" | "write" | "flush";
 
 export class Request {
-  /** The request's first 36 bytes, kept to build the reply after the receive slot is gone. */
-  readonly hdr = Buffer.alloc(ATA_HEADER);
+  /** The request's header and ATA argument, kept to build the reply after the receive slot is gone. */
+  readonly hdr = Buffer.alloc(ataLength(0));
   port: ReplyPort | null = null;
   kind: OpKind = "read";
   lba = 0;
@@ -24,7 +23,7 @@ export class Request {
   }
 
   start(port: ReplyPort, buf: Buffer, off: number, kind: OpKind, lba: number, count: number): void {
-    copySmall(buf, off, this.hdr, 0, ATA_HEADER);
+    copyAtaHeader(buf, off, this.hdr);
     this.port = port;
     this.kind = kind;
     this.lba = lba;

@@ -13,36 +13,58 @@ import type { Backend } from "../io/backend.js";
 import {
   AoeError,
   ATA_ABRT,
-  ATA_HEADER,
   AtaCmd,
-  AtaFlag,
-  AtaOff,
   AtaStatus,
   BROADCAST_MAC,
-  CONFIG_HEADER,
   Command,
   ConfigCmd,
-  ConfigOff,
-  Flag,
-  MASK_DIRECTIVE_SIZE,
   MAX_CONFIG_STRING,
   MaskCmd,
   MaskDcmd,
   MaskError,
-  MaskOff,
-  Off,
+  maxMaskEntriesForMtu,
   ReserveCmd,
-  ReserveOff,
   SECTOR,
   VENDOR_COMMAND_MIN,
 } from "../protocol/constants.js";
-import { argumentEnd } from "../protocol/frame-readers.js";
+import {
+  ataLength,
+  ataTransfer,
+  configLength,
+  configString,
+  maskLength,
+  readAtaCommand,
+  readCcmd,
+  readCommand,
+  readConfigLength,
+  readDirectiveCmd,
+  readDirectiveMac,
+  readLba,
+  readMaskCount,
+  readMcmd,
+  readRcmd,
+  readReserveCount,
+  readReserveMac,
+  readSectorCount,
+  reserveLength,
+} from "../protocol/frame-readers.js";
 import { buildIdentify } from "../protocol/identify.js";
-import { readMac, writeMac } from "../protocol/mac.js";
+import { readMac } from "../protocol/mac.js";
+import {
+  replyRoom,
+  writeAnnounceHeader,
+  writeAtaReply,
+  writeConfigReply,
+  writeErrorReply,
+  writeMaskErrorReply,
+  writeMaskReply,
+  writePowerModeReply,
+  writeReplyHeader,
+  writeReserveReply,
+} from "../protocol/reply-writers.js";
 import { FIRMWARE_VERSION, VERSION } from "../version.js";
 import { AtaQueue } from "./ata-queue.js";
 import { emptyState, InitiatorState, type TargetState } from "./initiator-state.js";
-import { ATA_RESERVED, replyRoom, writeReplyHeader } from "./reply-frames.js";
 import type { OpKind, Request } from "./request.js";
 import type { FrameConsumer, ReplyPort } from "./seams.js";
 import type { SharedAccessLists } from "./shared-state.js";
@@ -169,7 +191,7 @@ export class Target implements FrameConsumer {
       return;
     }
     if (!this.accepting) return;
-    const cmd = buf[off + Off.command]!;
+    const cmd = readCommand(buf, off);
     switch (cmd) {
       case Command.ata:
         this.ata(port, buf, off, len, src);
@@ -194,20 +216,16 @@ export class Target implements FrameConsumer {
   // --- ATA ---------------------------------------------------------------
 
   private ata(port: ReplyPort, buf: Buffer, off: number, len: number, src: number): void {
-    if (len < ATA_HEADER) {
+    if (len < ataLength(0)) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const cmd = buf[off + AtaOff.cmdStatus]!;
-    switch (cmd) {
-      case AtaCmd.readSectors:
-      case AtaCmd.readSectorsExt:
-        this.readWrite(port, buf, off, len, src, "read");
-        return;
-      case AtaCmd.writeSectors:
-      case AtaCmd.writeSectorsExt:
-        this.readWrite(port, buf, off, len, src, "write");
-        return;
+    const transfer = ataTransfer(buf, off);
+    if (transfer !== null) {
+      this.readWrite(port, buf, off, len, src, transfer);
+      return;
+    }
+    switch (readAtaCommand(buf, off)) {
       case AtaCmd.flushCache:
       case AtaCmd.flushCacheExt:
         if (this.reservedAgainst(port, buf, off, len, src)) return;
@@ -216,12 +234,11 @@ export class Target implements FrameConsumer {
         return;
       case AtaCmd.identifyDevice:
         this.stats.identifies++;
-        this.ataReply(port, buf, off, AtaStatus.ok, 0, this.identify, 512);
+        this.ataReply(port, buf, off, AtaStatus.ok, 0, this.identify, this.identify.length);
         return;
       case AtaCmd.checkPowerMode:
-        // Sector count 0xFF: active or idle.
         this.stats.otherAta++;
-        this.ataReply(port, buf, off, AtaStatus.ok, 0, null, 0, 0xff);
+        this.powerModeReply(port, buf, off);
         return;
       default:
         this.stats.otherAta++;
@@ -238,17 +255,13 @@ export class Target implements FrameConsumer {
     kind: OpKind,
   ): void {
     if (this.reservedAgainst(port, buf, off, len, src)) return;
-    const count = buf[off + AtaOff.sectorCount]!;
-    const lba =
-      buf[off + AtaOff.aflags]! & AtaFlag.lba48
-        ? buf.readUIntLE(off + AtaOff.lba, 6)
-        : buf.readUInt32LE(off + AtaOff.lba) & 0x0fffffff; // top nibble carries device-register bits
-    const bytes = count * SECTOR;
+    const count = readSectorCount(buf, off);
+    const lba = readLba(buf, off);
     if (
       count === 0 ||
       count > this.maxSectorsFor(port.maxSectors) ||
       lba + count > this.sectors ||
-      (kind === "write" && (this.backend.readOnly || len < ATA_HEADER + bytes))
+      (kind === "write" && (this.backend.readOnly || len < ataLength(count)))
     ) {
       this.ataAbort(port, buf, off);
       return;
@@ -261,21 +274,15 @@ export class Target implements FrameConsumer {
   /** Answers a completed read, write or flush on the port it came from. */
   private readonly ataComplete = (req: Request, err: NodeJS.ErrnoException | null): void => {
     const port = req.port!;
-    const bytes = req.count * SECTOR;
     const tx = port.acquire();
-    if (tx !== null) {
-      const ok = err === null;
-      writeReplyHeader(tx, req.hdr, 0, port, this, ATA_HEADER);
-      tx.writeUInt16BE(0, ATA_RESERVED); // reserved: zero, whatever the request carried
-      tx[AtaOff.errFeature] = ok ? 0 : ATA_ABRT;
-      tx[AtaOff.cmdStatus] = ok ? AtaStatus.ok : AtaStatus.error;
-      let frameLen = ATA_HEADER;
-      if (ok && req.kind === "read") {
-        req.data.copy(tx, ATA_HEADER, 0, bytes);
-        frameLen += bytes;
-      }
-      port.commit(frameLen);
+    if (tx === null) return;
+    writeReplyHeader(tx, req.hdr, 0, port.macBytes, this.shelf, this.slot);
+    if (err !== null) {
+      port.commit(writeAtaReply(tx, req.hdr, 0, AtaStatus.error, ATA_ABRT, null, 0));
+      return;
     }
+    const bytes = req.kind === "read" ? req.count * SECTOR : 0;
+    port.commit(writeAtaReply(tx, req.hdr, 0, AtaStatus.ok, 0, req.data, bytes));
   };
 
   /** ATA reads, writes and flushes from MACs outside a non-empty reservation get AoE error 6. */
@@ -305,38 +312,40 @@ export class Target implements FrameConsumer {
     error: number,
     data: Buffer | null,
     dataLen: number,
-    sectorCount?: number,
   ): void {
     const tx = port.acquire();
     if (tx === null) return;
-    writeReplyHeader(tx, buf, off, port, this, ATA_HEADER);
-    tx.writeUInt16BE(0, ATA_RESERVED);
-    tx[AtaOff.errFeature] = error;
-    tx[AtaOff.cmdStatus] = status;
-    if (sectorCount !== undefined) tx[AtaOff.sectorCount] = sectorCount;
-    if (data !== null) data.copy(tx, ATA_HEADER, 0, dataLen);
-    port.commit(ATA_HEADER + dataLen);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
+    port.commit(writeAtaReply(tx, buf, off, status, error, data, dataLen));
+  }
+
+  /** CHECK POWER MODE: always active or idle. */
+  private powerModeReply(port: ReplyPort, buf: Buffer, off: number): void {
+    const tx = port.acquire();
+    if (tx === null) return;
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
+    port.commit(writePowerModeReply(tx, buf, off));
   }
 
   // --- Query config ------------------------------------------------------
 
   private queryConfig(port: ReplyPort, buf: Buffer, off: number, len: number): void {
     this.stats.configs++;
-    if (len < CONFIG_HEADER) {
+    if (len < configLength(0)) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const ccmd = buf[off + ConfigOff.verCcmd]! & 0x0f;
+    const ccmd = readCcmd(buf, off);
     if (ccmd === ConfigCmd.read) {
       this.configReply(port, buf, off, ccmd);
       return;
     }
-    const slen = buf.readUInt16BE(off + ConfigOff.stringLength);
-    if (slen > MAX_CONFIG_STRING || CONFIG_HEADER + slen > len) {
+    const slen = readConfigLength(buf, off);
+    if (slen > MAX_CONFIG_STRING || configLength(slen) > len) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const theirs = buf.subarray(off + CONFIG_HEADER, off + CONFIG_HEADER + slen);
+    const theirs = configString(buf, off, slen);
     const ours = this.state.config;
     switch (ccmd) {
       case ConfigCmd.test:
@@ -366,20 +375,21 @@ export class Target implements FrameConsumer {
   private configReply(port: ReplyPort, buf: Buffer, off: number, ccmd: number): void {
     const tx = port.acquire();
     if (tx === null) return;
-    writeReplyHeader(tx, buf, off, port, this, Off.arg);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
     port.commit(this.writeConfigBody(tx, port, ccmd));
   }
 
   private writeConfigBody(tx: Buffer, port: ReplyPort, ccmd: number): number {
     // A string set through a port with a larger MTU is cut to what this port's frame holds.
-    const cfg = this.state.config.subarray(0, replyRoom(tx, port) - CONFIG_HEADER);
-    tx.writeUInt16BE(this.cfg.queueLength, ConfigOff.bufferCount);
-    tx.writeUInt16BE(FIRMWARE_VERSION, ConfigOff.firmware);
-    tx[ConfigOff.maxSectors] = this.maxSectorsFor(port.maxSectors);
-    tx[ConfigOff.verCcmd] = (1 << 4) | ccmd;
-    tx.writeUInt16BE(cfg.length, ConfigOff.stringLength);
-    cfg.copy(tx, CONFIG_HEADER);
-    return CONFIG_HEADER + cfg.length;
+    return writeConfigReply(
+      tx,
+      replyRoom(tx, port.mtu),
+      this.cfg.queueLength,
+      FIRMWARE_VERSION,
+      this.maxSectorsFor(port.maxSectors),
+      ccmd,
+      this.state.config,
+    );
   }
 
   /**
@@ -394,15 +404,7 @@ export class Target implements FrameConsumer {
     for (const dst of dsts) {
       const tx = port.acquire();
       if (tx === null) return;
-      writeMac(tx, Off.dst, dst);
-      port.macBytes.copy(tx, Off.src);
-      tx.writeUInt16BE(0x88a2, Off.etherType);
-      tx[Off.verFlags] = (1 << 4) | Flag.response;
-      tx[Off.error] = 0;
-      tx.writeUInt16BE(this.shelf, Off.shelf);
-      tx[Off.slot] = this.slot;
-      tx[Off.command] = Command.queryConfig;
-      tx.writeUInt32BE(0, Off.tag);
+      writeAnnounceHeader(tx, dst, port.macBytes, this.shelf, this.slot);
       port.commit(this.writeConfigBody(tx, port, ConfigCmd.read));
     }
   }
@@ -411,29 +413,25 @@ export class Target implements FrameConsumer {
 
   private macMask(port: ReplyPort, buf: Buffer, off: number, len: number): void {
     this.stats.masks++;
-    if (len < MaskOff.directives) {
+    if (len < maskLength(0)) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const mcmd = buf[off + MaskOff.mcmd]!;
-    const count = buf[off + MaskOff.count]!;
+    const mcmd = readMcmd(buf, off);
+    const count = readMaskCount(buf, off);
     if (mcmd === MaskCmd.read) {
       this.maskReply(port, buf, off, mcmd, 0, this.state.mask);
       return;
     }
-    if (mcmd !== MaskCmd.edit || MaskOff.directives + count * MASK_DIRECTIVE_SIZE > len) {
+    if (mcmd !== MaskCmd.edit || maskLength(count) > len) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const capacity = Math.min(
-      255,
-      Math.floor((port.mtu + 14 - MaskOff.directives) / MASK_DIRECTIVE_SIZE),
-    );
+    const capacity = maxMaskEntriesForMtu(port.mtu);
     const list = [...this.state.mask];
     for (let i = 0; i < count; i++) {
-      const d = off + MaskOff.directives + i * MASK_DIRECTIVE_SIZE;
-      const dcmd = buf[d + 1]!;
-      const mac = readMac(buf, d + 2);
+      const dcmd = readDirectiveCmd(buf, off, i);
+      const mac = readDirectiveMac(buf, off, i);
       let failure = 0;
       if (dcmd === MaskDcmd.add) {
         if (!list.includes(mac)) {
@@ -466,24 +464,9 @@ export class Target implements FrameConsumer {
   ): void {
     const tx = port.acquire();
     if (tx === null) return;
-    writeReplyHeader(tx, buf, off, port, this, Off.arg);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
     // A list grown through a port with a larger MTU is answered with what this port's frame holds.
-    const shown = list.slice(
-      0,
-      Math.floor((replyRoom(tx, port) - MaskOff.directives) / MASK_DIRECTIVE_SIZE),
-    );
-    tx[Off.arg] = 0;
-    tx[MaskOff.mcmd] = mcmd;
-    tx[MaskOff.merror] = merror;
-    tx[MaskOff.count] = shown.length;
-    let o = MaskOff.directives;
-    for (const mac of shown) {
-      tx[o] = 0;
-      tx[o + 1] = MaskDcmd.none;
-      writeMac(tx, o + 2, mac);
-      o += MASK_DIRECTIVE_SIZE;
-    }
-    port.commit(o);
+    port.commit(writeMaskReply(tx, replyRoom(tx, port.mtu), mcmd, merror, list));
   }
 
   /** An edit failed at directive `index`: merror, the count naming it, the directives before it. */
@@ -496,13 +479,8 @@ export class Target implements FrameConsumer {
   ): void {
     const tx = port.acquire();
     if (tx === null) return;
-    const end = MaskOff.directives + index * MASK_DIRECTIVE_SIZE;
-    writeReplyHeader(tx, buf, off, port, this, end);
-    tx[Off.arg] = 0;
-    tx[MaskOff.merror] = merror;
-    tx[MaskOff.count] = index;
-    for (let o = MaskOff.directives; o < end; o += MASK_DIRECTIVE_SIZE) tx[o] = 0;
-    port.commit(end);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
+    port.commit(writeMaskErrorReply(tx, buf, off, merror, index));
   }
 
   // --- Reserve / release -------------------------------------------------
@@ -515,20 +493,17 @@ export class Target implements FrameConsumer {
     src: number,
   ): void {
     this.stats.reserves++;
-    if (len < ReserveOff.macs) {
+    if (len < reserveLength(0)) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
-    const rcmd = buf[off + ReserveOff.rcmd]!;
-    const count = buf[off + ReserveOff.count]!;
+    const rcmd = readRcmd(buf, off);
+    const count = readReserveCount(buf, off);
     if (rcmd === ReserveCmd.read) {
       this.reserveReply(port, buf, off, rcmd);
       return;
     }
-    if (
-      (rcmd !== ReserveCmd.set && rcmd !== ReserveCmd.forceSet) ||
-      ReserveOff.macs + count * 6 > len
-    ) {
+    if ((rcmd !== ReserveCmd.set && rcmd !== ReserveCmd.forceSet) || reserveLength(count) > len) {
       this.aoeError(port, buf, off, len, AoeError.badArgument);
       return;
     }
@@ -539,7 +514,7 @@ export class Target implements FrameConsumer {
     }
     const macs: number[] = [];
     for (let i = 0; i < count; i++) {
-      const mac = readMac(buf, off + ReserveOff.macs + i * 6);
+      const mac = readReserveMac(buf, off, i);
       if (!macs.includes(mac)) macs.push(mac);
     }
     this.initiators.setReserve(macs, src);
@@ -549,20 +524,9 @@ export class Target implements FrameConsumer {
   private reserveReply(port: ReplyPort, buf: Buffer, off: number, rcmd: number): void {
     const tx = port.acquire();
     if (tx === null) return;
-    writeReplyHeader(tx, buf, off, port, this, Off.arg);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
     // A list set through a port with a larger MTU is answered with what this port's frame holds.
-    const list = this.state.reserve.slice(
-      0,
-      Math.floor((replyRoom(tx, port) - ReserveOff.macs) / 6),
-    );
-    tx[ReserveOff.rcmd] = rcmd;
-    tx[ReserveOff.count] = list.length;
-    let o = ReserveOff.macs;
-    for (const mac of list) {
-      writeMac(tx, o, mac);
-      o += 6;
-    }
-    port.commit(o);
+    port.commit(writeReserveReply(tx, replyRoom(tx, port.mtu), rcmd, this.state.reserve));
   }
 
   // --- Errors and lifecycle -----------------------------------------------
@@ -572,11 +536,8 @@ export class Target implements FrameConsumer {
     this.stats.aoeErrors++;
     const tx = port.acquire();
     if (tx === null) return;
-    const echo = Math.min(len, argumentEnd(buf[off + Off.command]!));
-    writeReplyHeader(tx, buf, off, port, this, echo);
-    tx[Off.verFlags]! |= Flag.error;
-    tx[Off.error] = code;
-    port.commit(echo);
+    writeReplyHeader(tx, buf, off, port.macBytes, this.shelf, this.slot);
+    port.commit(writeErrorReply(tx, buf, off, len, code));
   }
 
   /** The admin's reset of what initiators set (aoectl clear). */

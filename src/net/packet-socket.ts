@@ -21,6 +21,7 @@ import {
   type NativePacketHandle,
   POLL_READABLE,
 } from "../native/addon.js";
+import { ETH_HEADER, MIN_FRAME } from "../protocol/constants.js";
 
 export interface PacketSocketOptions {
   /** RX ring size in bytes (rounded down to whole blocks). Default 8 MiB. */
@@ -54,8 +55,6 @@ export type FrameHandler = (buf: Buffer, off: number, len: number) => void;
 
 export const DEFAULT_RX_RING_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_TX_RING_BYTES = 4 * 1024 * 1024;
-/** Frames shorter than this are zero-padded on transmit. */
-export const MIN_FRAME = 60;
 
 // struct tpacket2_hdr: tp_status u32 @0, tp_len u32 @4, tp_snaplen u32 @8,
 // tp_mac u16 @12, tp_net u16 @14, ... 32 bytes; struct sockaddr_ll follows at
@@ -151,7 +150,7 @@ export class PacketSocket {
     const rxBytes = checkSize("rxRingBytes", opts.rxRingBytes, DEFAULT_RX_RING_BYTES, 1);
     const txBytes = checkSize("txRingBytes", opts.txRingBytes, DEFAULT_TX_RING_BYTES, 1);
     let maxFrame = opts.maxFrame;
-    if (maxFrame === undefined) maxFrame = native.interfaceMtu(ifname) + 14;
+    if (maxFrame === undefined) maxFrame = native.interfaceMtu(ifname) + ETH_HEADER;
     maxFrame = checkSize("maxFrame", maxFrame, 0, MIN_FRAME);
     const h = native.openPacket(ifname, rxBytes, txBytes, frameSizeFor(maxFrame), opts.fanout);
     return new PacketSocket(h, maxFrame);
@@ -252,9 +251,12 @@ export class PacketSocket {
     if ((Atomics.load(this.txI32, w) & TX_BUSY) !== 0) {
       throw new Error(`${this.ifname}: txCommit() without a successful txAcquire()`);
     }
-    if (!(len >= 14 && len <= this.maxFrame)) {
-      throw new RangeError(`${this.ifname}: frame length ${len} not in [14, ${this.maxFrame}]`);
+    if (!(len >= ETH_HEADER && len <= this.maxFrame)) {
+      throw new RangeError(
+        `${this.ifname}: frame length ${len} not in [${ETH_HEADER}, ${this.maxFrame}]`,
+      );
     }
+    // Shorter frames are zero-padded: nothing below us pads veth, tap or lo.
     if (len < MIN_FRAME) {
       this.txViews[head]!.fill(0, len, MIN_FRAME);
       len = MIN_FRAME;

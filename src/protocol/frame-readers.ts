@@ -2,10 +2,12 @@
  * Allocation-free readers of a received AoE frame: each takes the bytes and
  * the offset of the frame's first (Ethernet) byte and returns a number, so the
  * data path parses headers without creating an object per frame. Bounds are
- * the caller's: check the frame's length against AOE_HEADER, ATA_HEADER,
- * CONFIG_HEADER, MaskOff.directives or ReserveOff.macs first.
+ * the caller's: check the frame's length against ataLength(0),
+ * configLength(0), maskLength(0) or reserveLength(0) first.
  * The typed, allocating codec for tools and tests is messages.ts.
  */
+
+import { copyBytes } from "./bytes.js";
 import {
   AOE_HEADER,
   ATA_HEADER,
@@ -23,6 +25,7 @@ import {
   MaskOff,
   Off,
   ReserveOff,
+  SECTOR,
 } from "./constants.js";
 
 // Big-endian integers by hand: no bounds check to throw, nothing V8 cannot inline.
@@ -88,6 +91,19 @@ export function readLba(b: Uint8Array, off: number): number {
   return (b[o + 4]! | (b[o + 5]! << 8)) * 0x100000000 + low;
 }
 
+/** Frame length that holds `sectors` of ATA data. */
+export const ataLength = (sectors: number): number => ATA_HEADER + sectors * SECTOR;
+
+/** Copies a request's header and ATA argument (ataLength(0) bytes) to the start of `dst`. */
+export function copyAtaHeader(b: Uint8Array, off: number, dst: Uint8Array): void {
+  copyBytes(b, off, dst, 0, ATA_HEADER);
+}
+
+/** Copies the first `bytes` of a WRITE's data into `dst`. */
+export function copyAtaData(b: Buffer, off: number, dst: Buffer, bytes: number): void {
+  b.copy(dst, 0, off + AtaOff.data, off + AtaOff.data + bytes);
+}
+
 /** What an ATA request moves: READ or WRITE SECTORS (EXT); null for anything else. */
 export type AtaTransfer = "read" | "write";
 
@@ -121,6 +137,11 @@ export const readCcmd = (b: Uint8Array, off: number): number => b[off + ConfigOf
 /** Length the request claims for its config string (may exceed the frame). */
 export const readConfigLength = (b: Uint8Array, off: number): number =>
   u16(b, off + ConfigOff.stringLength);
+/** Frame length that holds a config string of `n` bytes. */
+export const configLength = (n: number): number => CONFIG_HEADER + n;
+/** The request's config string of `n` bytes, a view into `b` (valid while `b` is). */
+export const configString = (b: Buffer, off: number, n: number): Buffer =>
+  b.subarray(off + ConfigOff.string, off + ConfigOff.string + n);
 
 // --- MAC mask list -------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
  * Nothing here allocates; the bodies that carry lists are cut to `room`, the
  * bytes the reply may fill on its port (replyRoom).
  */
+
+import { copyBytes } from "./bytes.js";
 import {
   AOE_HEADER,
   AOE_VERSION,
@@ -29,14 +31,6 @@ import {
 } from "./constants.js";
 import { argumentEnd, maskLength, reserveLength } from "./frame-readers.js";
 import { writeMac } from "./mac.js";
-
-/**
- * Copies a few bytes. Buffer#copy with offsets creates a typed-array view per
- * call, which showed up in the per-request CPU; a loop allocates nothing.
- */
-function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
-  for (let i = 0; i < n; i++) dst[to + i] = src[from + i]!;
-}
 
 /** Bytes a reply may fill: its transmit slot, within the port's MTU. */
 export function replyRoom(tx: Uint8Array, mtu: number): number {

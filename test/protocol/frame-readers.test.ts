@@ -8,7 +8,12 @@ import { describe, expect, it } from "vitest";
 import { AtaCmd, maxMaskEntriesForMtu } from "../../src/protocol/constants.js";
 import {
   argumentEnd,
+  ataLength,
   ataTransfer,
+  configLength,
+  configString,
+  copyAtaData,
+  copyAtaHeader,
   isErrorReply,
   isResponse,
   maskLength,
@@ -116,6 +121,25 @@ describe("ATA readers", () => {
     expect(readLba(ATA("01 00 01 30 ffffffff ffff 0000"), OFF)).toBe(0x0fffffff);
   });
 
+  it("copy a WRITE's header and its data, nothing of the ring around them", () => {
+    const b = inRing(`${DST} ${SRC} 88a2 10 00 0007 03 00 deadbeef
+      41 00 01 34 010000000000 0000 ${"5a".repeat(510)}a5c3`);
+    expect(ataLength(0)).toBe(36);
+    expect(ataLength(1)).toBe(36 + 512);
+    const hdr = Buffer.alloc(40, 0x11);
+    copyAtaHeader(b, OFF, hdr);
+    expect(hdr.toString("hex")).toBe(
+      `020000000001 0a1b2c3d4e5f 88a2 10 00 0007 03 00 deadbeef 41 00 01 34 010000000000 0000 11111111`.replace(
+        / /g,
+        "",
+      ),
+    );
+    const data = Buffer.alloc(514, 0x11);
+    copyAtaData(b, OFF, data, 512);
+    expect(data.subarray(0, 510).every((x) => x === 0x5a)).toBe(true);
+    expect(data.subarray(510).toString("hex")).toBe("a5c31111");
+  });
+
   it("ataTransfer: READ/WRITE SECTORS (EXT) and nothing else", () => {
     const of = (cmd: number, command = "00") =>
       ataTransfer(
@@ -155,6 +179,9 @@ describe("query config readers", () => {
     expect(readConfigVersion(b, OFF)).toBe(1);
     expect(readCcmd(b, OFF)).toBe(3);
     expect(readConfigLength(b, OFF)).toBe(5);
+    expect(configLength(5)).toBe(37);
+    expect(configString(b, OFF, 5).toString("latin1")).toBe("hello");
+    expect(configString(b, OFF, 0).length).toBe(0);
   });
 
   it("read a string length beyond the frame as claimed (the caller checks it)", () => {
