@@ -8,6 +8,8 @@
 // maps the file's resident pages in 2 MiB steps (MADV_POPULATE_READ, Linux
 // 5.14+) so the event loop need not. Pages not in memory (holes, evicted
 // disk pages) are skipped: populating must not allocate or read anything.
+// mincore() does not count a tmpfs page that was fallocated but never
+// written, so a tmpfs file with all its blocks allocated is populated whole.
 // A file truncated under its mapping raises SIGBUS on access; copyGuarded
 // turns that into EIO for the one copy instead of killing the process.
 
@@ -18,7 +20,10 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <unistd.h>
 
@@ -62,10 +67,19 @@ void Unmap(Mapping* m) {
   munmap(m->addr, m->len);
 }
 
-// The populating thread: runs of resident pages (mincore), one step at a time.
-// Any error (EINVAL before 5.14, EFAULT past a truncated end) ends it: the
-// pages left are faulted in on first touch as before.
-void PopulateResident(uint8_t* addr, size_t len, std::shared_ptr<Populate> p) {
+// Whether every page of the file's first `len` bytes is memory already: a
+// tmpfs file with no holes (fallocated or written).
+bool AllInMemory(int fd, size_t len) {
+  struct statfs fs {};
+  struct stat st {};
+  return fstatfs(fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC && fstat(fd, &st) == 0 &&
+         uint64_t(st.st_blocks) * 512 >= len;
+}
+
+// The populating thread: the whole mapping, or runs of resident pages
+// (mincore), one step at a time. Any error (EINVAL before 5.14, EFAULT past a
+// truncated end) ends it: the pages left fault in on first touch as before.
+void PopulateResident(uint8_t* addr, size_t len, bool whole, std::shared_ptr<Populate> p) {
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   const size_t step = size_t(2) << 20;
   std::vector<unsigned char> resident(step / page);
@@ -75,6 +89,10 @@ void PopulateResident(uint8_t* addr, size_t len, std::shared_ptr<Populate> p) {
     if (p->stop) break;
     size_t n = std::min(step, len - at);
     size_t pages = (n + page - 1) / page;
+    if (whole) {
+      failed = madvise(addr + at, n, MADV_POPULATE_READ) != 0;
+      continue;
+    }
     if (mincore(addr + at, n, resident.data()) != 0) break;
     for (size_t i = 0; i < pages && !failed;) {
       if ((resident[i] & 1) == 0) {
@@ -188,7 +206,9 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
     gMaps[addr] = m;
   }
   try {
-    std::thread(PopulateResident, static_cast<uint8_t*>(addr), len, m->populate).detach();
+    std::thread(PopulateResident, static_cast<uint8_t*>(addr), len, AllInMemory(fd, len),
+                m->populate)
+        .detach();
   } catch (const std::system_error&) {
     m->populate->done = true;  // no thread to spare: pages fault in on first touch
   }
