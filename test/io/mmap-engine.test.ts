@@ -1,7 +1,7 @@
 /**
  * The mmap engine's first touches: the mapping populated off the event loop
- * without allocating a tmpfs file's holes, and reads of cold pages served by
- * pread with the same bytes as the mapping.
+ * without allocating a tmpfs file's holes, and reads that see the file's bytes
+ * while and after it is populated.
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -98,7 +98,7 @@ describe.skipIf(shm === null)("mmap engine on tmpfs", () => {
     }
   });
 
-  describe("reads cold and warm", () => {
+  describe("reads through a fresh mapping", () => {
     const size = 1 * MiB;
     let file: string;
     let data: Buffer;
@@ -124,7 +124,7 @@ describe.skipIf(shm === null)("mmap engine on tmpfs", () => {
 
     it("returns the file's bytes on every use of a page, and a write's bytes after it", async () => {
       const buf = b.allocBuffer(3 * KiB);
-      // 40 uses of the same pages: the first ones by pread, the rest from the mapping
+      // 40 uses of the same pages, from the first touch on
       for (let use = 0; use < 40; use++) {
         const pos = 5 * KiB + use * 16;
         expect(await op((cb) => b.read(buf, 3 * KiB, pos, cb))).toBeNull();
@@ -142,7 +142,7 @@ describe.skipIf(shm === null)("mmap engine on tmpfs", () => {
       expect(onDisk.equals(w)).toBe(true);
     });
 
-    it("sees a write made to the file outside the mapping, cold or warm", async () => {
+    it("sees a write made to the file outside the mapping, on a page touched or not", async () => {
       const buf = b.allocBuffer(PAGE);
       for (const pos of [200 * KiB, 5 * KiB]) {
         const w = randomBytes(PAGE);

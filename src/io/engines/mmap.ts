@@ -3,31 +3,18 @@
  * and the request's buffer, no system call. For files in memory (tmpfs), where
  * pread/pwrite cost several times the copy itself. A file truncated under the
  * mapping fails the request with EIO instead of killing the process
- * (native/mapped.cc).
- *
- * The first touch of each page of a fresh mapping is expensive: a page fault,
- * and on a paravirtualised VM a shadow page-table fill besides (measured here:
- * 33-50 µs per page even after MADV_POPULATE_READ mapped it, against ~1.6 µs
- * more for a pread than a copy). So a page is read with pread until it has
- * been used COLD_USES times, and only then through the mapping: a page read
- * once (a random read over a large disk) never pays for a first touch, a hot
- * one pays once. Writes always go through the mapping, which keeps a write
- * past a truncated end an EIO instead of growing the file.
+ * (native/mapped.cc), which also maps the file's pages in memory on a thread
+ * of its own so that first touches do not fault on the event loop.
  */
 import { constants as bufferConstants } from "node:buffer";
-import fs from "node:fs";
 import { loadNative } from "../../native/addon.js";
 import type { IoCallback, SharedBackend } from "../backend.js";
-import { errnoError, fromNodeError, shortIo } from "../errors.js";
+import { errnoError, shortIo } from "../errors.js";
 import { FileBackend } from "../file-backend.js";
 import { fdatasyncNow } from "./sync.js";
 
 const EIO = -5;
 const EBADF = -9;
-/** The unit of the cold-page count: the page size on x86-64 and most arm64. */
-const PAGE = 4096;
-/** Uses of a page read with pread before it is copied from the mapping (see above). */
-const COLD_USES = 16;
 
 /** The file mapped up to the end of the export's window; null when there is nothing to map. */
 export function mapWindow(on: SharedBackend): ArrayBuffer | null {
@@ -39,41 +26,12 @@ export function mapWindow(on: SharedBackend): ArrayBuffer | null {
 
 export class MappedBackend extends FileBackend {
   private readonly native = loadNative();
-  /** Per page of the mapping: the uses so far, up to COLD_USES (then it is warm). */
-  private readonly uses: Uint8Array;
 
   constructor(
     on: SharedBackend,
     private readonly map: ArrayBuffer,
   ) {
     super(on);
-    this.uses = new Uint8Array(Math.ceil(map.byteLength / PAGE));
-  }
-
-  /** Counts a use of each page of [at, at + len); whether all of them were warm already. */
-  private warm(at: number, len: number): boolean {
-    let all = true;
-    const end = Math.ceil((at + len) / PAGE);
-    for (let p = Math.floor(at / PAGE); p < end; p++) {
-      const n = this.uses[p] ?? COLD_USES;
-      if (n < COLD_USES) {
-        this.uses[p] = n + 1;
-        all = false;
-      }
-    }
-    return all;
-  }
-
-  /** A read of cold pages: pread, named as such in errors. */
-  private pread(buf: Buffer, len: number, at: number, cb: IoCallback): void {
-    let err: NodeJS.ErrnoException | null = null;
-    try {
-      const n = fs.readSync(this.fd, buf, 0, len, at);
-      if (n !== len) err = shortIo("pread", this, at, n, len);
-    } catch (e) {
-      err = fromNodeError(e as NodeJS.ErrnoException, "pread", this);
-    }
-    cb(err);
   }
 
   // The operations are copies, not system calls: named as such in errors.
@@ -105,7 +63,6 @@ export class MappedBackend extends FileBackend {
     const at = pos + this.offset;
     const no = this.refused("mapped read", at, len);
     if (no !== null) cb(no);
-    else if (!this.warm(at, len)) this.pread(buf, len, at, cb);
     else this.copied(this.native.copyGuarded(this.map, at, buf, 0, len), "mapped read", at, cb);
   }
 
@@ -113,11 +70,7 @@ export class MappedBackend extends FileBackend {
     const at = pos + this.offset;
     const no = this.refused("mapped write", at, len);
     if (no !== null) cb(no);
-    else {
-      // The write touches the pages through the mapping: they are warm from now on.
-      this.uses.fill(COLD_USES, Math.floor(at / PAGE), Math.ceil((at + len) / PAGE));
-      this.copied(this.native.copyGuarded(buf, 0, this.map, at, len), "mapped write", at, cb);
-    }
+    else this.copied(this.native.copyGuarded(buf, 0, this.map, at, len), "mapped write", at, cb);
   }
 
   protected rawSync(cb: IoCallback): void {
