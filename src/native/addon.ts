@@ -188,10 +188,15 @@ export interface NativeAddon {
   logicalBlockSize(fd: number): number;
   alignedBuffer(size: number, align: number): ArrayBuffer;
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
-  /** mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC. */
+  /**
+   * mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC.
+   * A thread then maps the pages already in memory (MADV_POPULATE_READ), off the event loop.
+   */
   mapFile(fd: number, length: number, writable: boolean): ArrayBuffer;
   /** Detaches a mapFile() buffer and unmaps it now; a no-op for anything else. */
   unmapFile(map: ArrayBuffer): void;
+  /** Whether mapFile()'s background thread has finished mapping the file's resident pages. */
+  mapPopulated(map: ArrayBuffer): boolean;
   /** memcpy that answers EIO (5) instead of crashing when a mapping faults (file truncated); else 0. */
   copyGuarded(
     src: ArrayBuffer | ArrayBufferView,

@@ -3,7 +3,8 @@
  * and the request's buffer, no system call. For files in memory (tmpfs), where
  * pread/pwrite cost several times the copy itself. A file truncated under the
  * mapping fails the request with EIO instead of killing the process
- * (native/mapped.cc).
+ * (native/mapped.cc), which also maps the file's pages in memory on a thread
+ * of its own so that first touches do not fault on the event loop.
  */
 import { constants as bufferConstants } from "node:buffer";
 import { loadNative } from "../../native/addon.js";
