@@ -67,13 +67,16 @@ void Unmap(Mapping* m) {
   munmap(m->addr, m->len);
 }
 
-// Whether every page of the file's first `len` bytes is memory already: a
-// tmpfs file with no holes (fallocated or written).
-bool AllInMemory(int fd, size_t len) {
+// Whether every page of the file is memory already: a tmpfs file with no
+// holes anywhere (fallocated or written). Blocks past a hole could otherwise
+// make up for it, and a read fault in a hole of a shared mapping allocates.
+bool AllInMemory(int fd) {
   struct statfs fs {};
   struct stat st {};
-  return fstatfs(fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC && fstat(fd, &st) == 0 &&
-         uint64_t(st.st_blocks) * 512 >= len;
+  if (fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC || fstat(fd, &st) != 0) return false;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t pages = (uint64_t(st.st_size) + page - 1) / page;
+  return uint64_t(st.st_blocks) * 512 >= pages * page;
 }
 
 // The populating thread: the whole mapping, or runs of resident pages
@@ -114,10 +117,14 @@ void PopulateResident(uint8_t* addr, size_t len, bool whole, std::shared_ptr<Pop
 std::mutex gMapsLock;
 std::unordered_map<void*, Mapping*> gMaps;
 
+// Unmap() may wait for a populate step: never while holding gMapsLock, which
+// every thread's mapFile() needs.
 void FinalizeMapping(Napi::Env, void*, Mapping* m) {
-  std::lock_guard<std::mutex> hold(gMapsLock);
   if (m->addr != nullptr) {
-    gMaps.erase(m->addr);
+    {
+      std::lock_guard<std::mutex> hold(gMapsLock);
+      gMaps.erase(m->addr);
+    }
     Unmap(m);
   }
   delete m;
@@ -206,7 +213,7 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
     gMaps[addr] = m;
   }
   try {
-    std::thread(PopulateResident, static_cast<uint8_t*>(addr), len, AllInMemory(fd, len),
+    std::thread(PopulateResident, static_cast<uint8_t*>(addr), len, AllInMemory(fd),
                 m->populate)
         .detach();
   } catch (const std::system_error&) {
@@ -222,11 +229,14 @@ Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
   }
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   void* addr = ab.Data();
-  std::lock_guard<std::mutex> hold(gMapsLock);
-  auto it = gMaps.find(addr);
-  if (it == gMaps.end()) return env.Undefined();  // not a mapping, or unmapped already
-  Mapping* m = it->second;
-  gMaps.erase(it);
+  Mapping* m;
+  {
+    std::lock_guard<std::mutex> hold(gMapsLock);
+    auto it = gMaps.find(addr);
+    if (it == gMaps.end()) return env.Undefined();  // not a mapping, or unmapped already
+    m = it->second;
+    gMaps.erase(it);
+  }
   ab.Detach();
   Unmap(m);
   m->addr = nullptr;

@@ -139,7 +139,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
     size_t sqesLen = p.sq_entries * sizeof(io_uring_sqe);
     bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
     if (single) sqLen = cqLen = sqLen > cqLen ? sqLen : cqLen;
-    // Each region is owned by maps_ as soon as it is mapped: if a later one
+    // Each region is owned by map_ as soon as it is mapped: if a later one
     // fails, the throw destroys maps_, which unmaps them.
     auto map = [&](size_t len, off_t off, const char* what) {
       void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);

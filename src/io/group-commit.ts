@@ -147,15 +147,16 @@ export class GroupCommit {
   }
 
   /**
-   * The RWF_DSYNC write is done. If it failed while other writes were
-   * outstanding, its sync may have reported (and cleared) their errors: the
-   * backend fails as after a failed fdatasync.
+   * The RWF_DSYNC write is done. If it failed with EIO, or while other writes
+   * were outstanding, its sync may have reported (and cleared) the write-back
+   * error of other writes, this thread's or another's on the same file: the
+   * backend fails as after a failed fdatasync. A lone ENOSPC is the write's own.
    */
   dsyncDone(err: NodeJS.ErrnoException | null): void {
     this.outstanding--;
     this.dsyncing--;
-    if (err !== null && (this.outstanding > 0 || this.syncing || this.waiting.length > 0))
-      this.failed ??= err;
+    const others = this.outstanding > 0 || this.syncing || this.waiting.length > 0;
+    if (err !== null && (err.code === "EIO" || others)) this.failed ??= err;
     if (this.dsyncing === 0 && this.waiting.length > 0) this.kick();
   }
 

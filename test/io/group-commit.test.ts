@@ -101,17 +101,24 @@ describe("GroupCommit", () => {
     expect(h.syncs).toHaveLength(1);
   });
 
-  it("a failed RWF_DSYNC write fails the export only when other writes were outstanding", () => {
+  it("a failed RWF_DSYNC write fails the export on EIO or when other writes were outstanding", () => {
     const eio = Object.assign(new Error("EIO"), { code: "EIO" });
+    const enospc = Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+    // EIO: the sync may have taken a write-back error of another thread's writes to the file.
+    const lone = harness();
+    lone.gc.dsyncStarted();
+    lone.gc.dsyncDone(eio);
+    expect(lone.gc.failed).toBe(eio);
+    // A lone ENOSPC is the write's own: the export keeps serving.
     const alone = harness();
     alone.gc.dsyncStarted();
-    alone.gc.dsyncDone(eio);
+    alone.gc.dsyncDone(enospc);
     expect(alone.gc.failed).toBeNull();
     const shared = harness();
     shared.gc.dsyncStarted();
     shared.gc.outstanding++; // a plain write issued meanwhile
-    shared.gc.dsyncDone(eio);
-    expect(shared.gc.failed).toBe(eio);
+    shared.gc.dsyncDone(enospc);
+    expect(shared.gc.failed).toBe(enospc);
   });
 });
 
