@@ -4,6 +4,7 @@
  * condition holds passes on any machine, and when it cannot, says what it was
  * waiting for and what it saw last.
  */
+import type { AoeClient, TargetInfo } from "../../src/client/client.js";
 
 export interface WaitOptions {
   /** Give up after this long (default 15 s: generous, only reached when something is broken). */
@@ -39,4 +40,21 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/**
+ * Discovers from `client` until the targets found satisfy `enough`, and
+ * returns them. On a loaded machine an answer can miss one collection window,
+ * so a positive discovery is asked again rather than judged on one window; a
+ * refusal is never proven by this.
+ */
+export function discoverUntil(
+  client: AoeClient,
+  opts: { shelf?: number; slot?: number },
+  enough: (found: TargetInfo[]) => boolean,
+): Promise<TargetInfo[]> {
+  return waitFor(`a discovery of ${JSON.stringify(opts)} to find what the test needs`, async () => {
+    const found = await client.discover({ ...opts, timeoutMs: 300 });
+    return enough(found) && found;
+  });
 }

@@ -42,7 +42,7 @@ import { aoectl } from "../helpers/aoectl.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createMacvlan, type Macvlan } from "../helpers/macvlan.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
-import { waitFor } from "../helpers/wait.js";
+import { discoverUntil, waitFor } from "../helpers/wait.js";
 
 const MiB = 1024 * 1024;
 const ME = "02:a1:00:00:00:01";
@@ -51,18 +51,8 @@ const NOBODY = "02:00:00:00:00:99";
 const mac = (hex: string) => Buffer.from(hex.replace(/:/g, ""), "hex");
 /** A discovery collects answers for this long. */
 const DISCOVERY_MS = 300;
-
-/**
- * The slots a discovery finds, repeated until `slot` is among them: on a loaded
- * machine an answer can miss one collection window, and a refusal is never
- * proven by a positive discovery anyway.
- */
-function discoverSlot(c: AoeClient, opts: { shelf?: number; slot?: number }, slot: number) {
-  return waitFor(`a discovery to find slot ${slot}`, async () => {
-    const found = (await c.discover({ ...opts, timeoutMs: DISCOVERY_MS })).map((x) => x.slot);
-    return found.includes(slot) ? found : null;
-  });
-}
+/** For discoverUntil: the discovery found `slot`. */
+const has = (slot: number) => (found: TargetInfo[]) => found.some((x) => x.slot === slot);
 
 /** Counts AoE responses arriving on an interface (every copy, whoever asked). */
 class Sniffer {
@@ -320,8 +310,10 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     expect(await code(me.reserve(e63, ReserveCmd.set, [mac(ME)]))).toBe(6);
     expect(fs.readFileSync(img("reserved")).equals(file)).toBe(true);
     // Discovery and IDENTIFY still answer, so the initiator sees the disk and why it cannot use it.
-    expect(await discoverSlot(me, { shelf: 6, slot: 3 }, 3)).toEqual([3]);
-    expect(await discoverSlot(me, {}, 3)).toContain(3);
+    expect((await discoverUntil(me, { shelf: 6, slot: 3 }, has(3))).map((x) => x.slot)).toEqual([
+      3,
+    ]);
+    expect((await discoverUntil(me, {}, has(3))).map((x) => x.slot)).toContain(3);
     expect((await me.identify(e63)).sectors).toBe(2048);
     const read = await me.reserve(e63, ReserveCmd.read);
     expect(read.kind === "reserve" && read.arg.macs.length).toBe(1);
@@ -388,6 +380,8 @@ describe.each([0, 2])("access: denied MACs, reservations, MAC masks (workers: %i
     expect(await exportState("masked")).toEqual({ config: "", macmask: [], reserve: [] });
     await me.write(e64, 0, Buffer.alloc(1024, 0x44));
     expect((await me.read(e64, 0, 2)).equals(Buffer.alloc(1024, 0x44))).toBe(true);
-    expect(await discoverSlot(me, { shelf: 6, slot: 4 }, 4)).toEqual([4]);
+    expect((await discoverUntil(me, { shelf: 6, slot: 4 }, has(4))).map((x) => x.slot)).toEqual([
+      4,
+    ]);
   });
 });

@@ -15,7 +15,7 @@ import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { hasIoUring } from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { SECTOR } from "../helpers/patterns.js";
-import { waitFor } from "../helpers/wait.js";
+import { discoverUntil } from "../helpers/wait.js";
 
 export const DISK_SECTORS = 4096; // 2 MiB: small, so sectors are overwritten many times
 export const ENGINES = probeUring().ok
@@ -92,10 +92,7 @@ exports:
     // acknowledged or of unknown outcome, and no stale duplicate can land later.
     rig.client = AoeClient.open(rig.net.a, { timeoutMs: tryMs, tries: 1 });
     await rig.start();
-    const found = await waitFor("discovery to find both exports", async () => {
-      const f = await rig.client.discover({ shelf: 7, timeoutMs: 300 });
-      return f.length >= 2 && f;
-    });
+    const found = await discoverUntil(rig.client, { shelf: 7 }, (f) => f.length >= 2);
     rig.syncT = found.find((t) => t.slot === 0)!;
     rig.cachedT = found.find((t) => t.slot === 1)!;
     expect(rig.syncT.maxSectors).toBe(17);

@@ -29,7 +29,7 @@ import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern } from "../helpers/patterns.js";
 import { scrapeMetrics } from "../helpers/scrape.js";
 import { type Mounted, mountTmpfs } from "../helpers/scratch-mounts.js";
-import { waitFor } from "../helpers/wait.js";
+import { discoverUntil, waitFor } from "../helpers/wait.js";
 
 const MiB = 1024 * 1024;
 const ENGINES = probeUring().ok
@@ -87,12 +87,7 @@ exports:
     (await aoectlJson<StatsResult>(sock, "stats")).exports.find((e) => e.name === name)!;
   const logs = (name: string, re: RegExp) =>
     daemon.logs.filter((l) => l.export === name && re.test(String(l.msg)));
-  /** Both slots, as discovery finds them: asked again if one answer missed the window. */
-  const discoverBoth = () =>
-    waitFor("a discovery to find both exports", async () => {
-      const found = (await client.discover({ shelf: SHELF, timeoutMs: 300 })).map((t) => t.slot);
-      return found.length >= 2 ? found : null;
-    });
+  const both = (found: TargetInfo[]) => found.length >= 2;
 
   /** `n` verified round trips (write a pattern, read it back) on the healthy export; ms each. */
   const verifiedOps = async (n: number): Promise<number[]> => {
@@ -238,7 +233,9 @@ exports:
     const recoveryLogged = logs("stuck", RECOVERED_LOG).length;
     const f = await fill();
     expect(f.dropped).toBeGreaterThan(0);
-    expect(await discoverBoth()).toEqual([0, 1]);
+    expect((await discoverUntil(client, { shelf: SHELF }, both)).map((t) => t.slot)).toEqual([
+      0, 1,
+    ]);
 
     const s = await waitFor(
       "status to show the export stuck",
@@ -303,7 +300,9 @@ exports:
     const reloaded = await daemon.waitForLog(/config reloaded/);
     expect(reloaded.changed).toEqual(["stuck"]);
     await daemon.waitForLog(/still has requests in flight after/, { timeoutMs: 20_000 });
-    expect(await discoverBoth()).toEqual([0, 1]);
+    expect((await discoverUntil(client, { shelf: SHELF }, both)).map((t) => t.slot)).toEqual([
+      0, 1,
+    ]);
     await verifiedOps(20);
     await f.release();
     expect((await client.read(stuck, 5, 1)).equals(pattern(5, 1, 1))).toBe(true);
