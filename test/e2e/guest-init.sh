@@ -500,9 +500,6 @@ if [ "$SCEN" = failover ]; then
   echo "$dead0" >/sys/module/aoe/parameters/aoe_deadsecs
   [ $ok = 1 ] && pass nodeloss "node A killed under verified writes on md0: no I/O error, e0.0 faulty after ${nl_faulty}s, up again ${nl_reval}s after the restart, bitmap resync ${nl_resync}s, md check 0 mismatches, $(loop_ok) passes"
 
-  # ------------------------------------------------------- restart under load
-  # node C is stopped with SIGTERM and started again while fio writes to e0.2;
-  # nothing may fail and e0.2 must stay up (aoe_deadsecs as at the start)
   # io_begin STEP OFF_MB SEED0: the step starts with e0.2 watched (mon_start)
   # and one verified pass done; io_end STEP ends both and checks them
   io_begin() {
@@ -520,22 +517,20 @@ if [ "$SCEN" = failover ]; then
       ok=0
     fi
   }
-  io_begin restart "$RS_OFF" 2000
-  if [ $ok = 1 ] && host restart-node-c; then
-    n=$(loop_ok)
-    loop_wait $((n + 2)) 120 || ok=0
-  elif [ $ok = 1 ]; then
-    fail restart "host did not restart node C"
-    ok=0
-  fi
-  io_end restart
-  [ $ok = 1 ] && pass restart "node C restarted under verified writes on e0.2 ($HOST_ACK): no I/O error, e0.2 up throughout, $(loop_ok) passes"
 
   # ----------------------------------------------------------------- link loss
   # e0.2 is reached through eth0 (node C's aoe2) and eth1 (its aoe3). The host
   # takes aoe3 down during verified writes and brings it back; the host's
   # capture checks which link answered what.
+  # It runs before the restart: a whole-target outage can leave the driver
+  # avoiding one of the two paths for good (README.md, "Failures under load"),
+  # and this step needs both in use before the link goes down.
   io_begin linkloss "$LL_OFF" 3000
+  p0=$(path_pkts e0.2)
+  if [ $ok = 1 ] && ! wait_until 30 '[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ] || loop_failed'; then
+    fail linkloss "the driver did not use both paths before the link loss: $(path_pkts e0.2 | tr '\n' ' ')"
+    ok=0
+  fi
   if [ $ok = 1 ] && host link-down; then
     n=$(loop_ok)
     loop_wait $((n + 2)) 120 || ok=0
@@ -563,8 +558,23 @@ if [ "$SCEN" = failover ]; then
   io_end linkloss
   echo "E2E-INFO linkloss_both_paths_s=${ll_back:-} linkloss_paths=$(path_pkts e0.2 | tr ' \n' '=,')"
   [ $ok = 1 ] && pass linkloss "aoe3 down and up under verified writes on e0.2: no I/O error, both paths used again after ${ll_back}s, $(loop_ok) passes"
-
+  # node C's counters before the restart clears them
   host metrics || fail linkloss "host did not save the nodes' metrics"
+
+  # ------------------------------------------------------- restart under load
+  # node C is stopped with SIGTERM and started again while fio writes to e0.2;
+  # nothing may fail and e0.2 must stay up (aoe_deadsecs as at the start)
+  io_begin restart "$RS_OFF" 2000
+  if [ $ok = 1 ] && host restart-node-c; then
+    n=$(loop_ok)
+    loop_wait $((n + 2)) 120 || ok=0
+  elif [ $ok = 1 ]; then
+    fail restart "host did not restart node C"
+    ok=0
+  fi
+  io_end restart
+  [ $ok = 1 ] && pass restart "node C restarted under verified writes on e0.2 ($HOST_ACK): no I/O error, e0.2 up throughout, $(loop_ok) passes"
+
   kill $fo_err 2>/dev/null
   echo "E2E-INFO failover_retransmits_e0.2=$(grep -c 'retransmit e0\.2 ' /tmp/fo.err) failover_aoe_err_lines=$(wc -l </tmp/fo.err)"
   sed 's/^/  etherd\/err| /' /tmp/fo.err | head -n 20

@@ -159,7 +159,7 @@ describe.skipIf(!enabled)("Linux aoe initiator end-to-end", () => {
   // B (e0.1) and C (e0.2 on two links) and fails them when the guest asks.
   for (const mtu of targetCmd === aoedTarget ? failoverMtus : []) {
     it.skipIf(reason !== undefined)(
-      `MTU ${mtu}: node loss under md RAID1, restart under load, link loss, with verified I/O`,
+      `MTU ${mtu}: node loss under md RAID1, link loss, restart under load, with verified I/O`,
       async () => {
         const r = await runE2E({
           mtu,
@@ -168,7 +168,7 @@ describe.skipIf(!enabled)("Linux aoe initiator end-to-end", () => {
           env: { E2E_REQUIRE_PADDING: "1" },
           onLine,
         });
-        expectPassed(r, ["net", "discover", "sizes", "nodeloss", "restart", "linkloss"]);
+        expectPassed(r, ["net", "discover", "sizes", "nodeloss", "linkloss", "restart"]);
         // the data checks the harness makes on the host all ran
         const hostChecks = r.host.map((h) => h.detail).join("\n");
         for (const check of [
@@ -229,7 +229,7 @@ describe.skipIf(!enabled)("Linux aoe initiator end-to-end", () => {
             `restart: ${restart}, no answer ${cap.restart_no_answer_ms} ms; ` +
             `link loss: first br1 answer ${cap.up_first_br1_answer_ms} ms after link-up, ` +
             `both paths in the guest after ${info("linkloss_both_paths_s")} s; ` +
-            `steps ${["nodeloss", "restart", "linkloss"].map((n) => `${n}=${r.guest.find((s) => s.name === n)?.seconds}s`).join(" ")}; ` +
+            `steps ${["nodeloss", "linkloss", "restart"].map((n) => `${n}=${r.guest.find((s) => s.name === n)?.seconds}s`).join(" ")}; ` +
             `total ${r.timings.total}s`,
         );
       },
