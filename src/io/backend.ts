@@ -94,4 +94,6 @@ export interface SharedBackend {
   offset: number;
   readOnly: boolean;
   caps: BackendCapabilities;
+  /** With group commit: the word where any thread's failed sync fails them all (group-commit.ts). */
+  syncFailure?: SharedArrayBuffer;
 }

@@ -7,7 +7,12 @@
 import type { Backend, BackendCapabilities, IoCallback, SharedBackend } from "./backend.js";
 import { alignedBuffer } from "./blockdev.js";
 import type { IoSite } from "./errors.js";
-import { GroupCommit, LoneWriteChooser, type SyncStats } from "./group-commit.js";
+import {
+  GroupCommit,
+  LoneWriteChooser,
+  newSyncFailureFlag,
+  type SyncStats,
+} from "./group-commit.js";
 import { closeFd, openExclusiveClaim } from "./store.js";
 import type { IoOwner } from "./uring.js";
 
@@ -35,9 +40,12 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   private closing: Promise<void> | null = null;
   /** False in a worker thread: the main thread closes the descriptors. */
   ownsDescriptors = true;
+  /** A descriptor this thread opened for itself and closes, besides those above; -1 when none. */
+  ownFd = -1;
   /** Serializes syncs and fails the backend after a failed one; null when read-only. */
   private readonly commit: GroupCommit | null;
   private readonly lone: LoneWriteChooser;
+  private readonly syncFailure: SharedArrayBuffer;
   /** See Backend.issueLimit; set by the engines that run on a shared pool. */
   issueLimit?: number;
   /** See IoOwner.forceAsync: the filesystem can hang, so never issued inline. */
@@ -52,7 +60,10 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     this.offset = on.offset;
     this.readOnly = on.readOnly;
     this.caps = on.caps;
-    this.commit = this.readOnly ? null : new GroupCommit((cb) => this.rawSync(cb), this);
+    this.syncFailure = on.syncFailure ?? newSyncFailureFlag();
+    this.commit = this.readOnly
+      ? null
+      : new GroupCommit((cb) => this.rawSync(cb), this, this.syncFailure);
     this.lone = new LoneWriteChooser(this.caps.groupCommit?.dsync === true && this.canDsync());
     this.forceAsync = this.caps.mayHang !== undefined;
   }
@@ -69,8 +80,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   share(): SharedBackend {
-    const { path, exportName, fd, directFd, size, offset, readOnly, caps } = this;
-    return { path, exportName, fd, directFd, size, offset, readOnly, caps };
+    const { path, exportName, fd, directFd, size, offset, readOnly, caps, syncFailure } = this;
+    return { path, exportName, fd, directFd, size, offset, readOnly, caps, syncFailure };
   }
 
   /** The O_DIRECT fd when the request is aligned for it, else the buffered one. */
@@ -150,6 +161,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
         if (this.directFd >= 0) await closeFd(this.directFd);
         if (this.claimFd >= 0) await closeFd(this.claimFd);
       }
+      if (this.ownFd >= 0) await closeFd(this.ownFd);
       await this.release();
     })();
     return this.closing;

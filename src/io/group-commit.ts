@@ -15,9 +15,14 @@
  *   it ("fsyncgate": after a failed fsync the kernel may have dropped the dirty
  *   pages and marked them clean, so a later sync succeeding proves nothing).
  *   The backend stays failed until it is reopened.
+ * - With worker threads each thread commits its own writes, and a failure in
+ *   one fails them all: the threads of one store share a word of memory that
+ *   holds the first failed sync's errno. A sync that succeeds after another
+ *   thread's failed does not count either (the kernel may have reported the
+ *   error to that thread only).
  */
 import type { IoCallback } from "./backend.js";
-import { type IoSite, ioError } from "./errors.js";
+import { errnoError, type IoSite, ioError } from "./errors.js";
 
 export interface SyncStats {
   /** Syncs (fdatasync) started. */
@@ -94,10 +99,16 @@ export class LoneWriteChooser {
   }
 }
 
+/** The word threads of one store share: 0, or the errno of the first failed sync in any of them. */
+export function newSyncFailureFlag(): SharedArrayBuffer {
+  return new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+}
+
 export class GroupCommit {
   readonly stats = newSyncStats();
-  /** The first failed sync's error; writes and flushes fail from then on. */
-  failed: NodeJS.ErrnoException | null = null;
+  /** This thread's first failed sync. */
+  private ownFailure: NodeJS.ErrnoException | null = null;
+  private readonly sharedFailure: Int32Array;
   /** Completed writes (and flushes) waiting for a sync to start. */
   private waiting: IoCallback[] = [];
   /** Those covered by the sync in flight. */
@@ -114,7 +125,26 @@ export class GroupCommit {
     private readonly sync: (cb: IoCallback) => void,
     /** The file and export, named in the error writes get after a failed sync. */
     private readonly site: IoSite,
-  ) {}
+    /** See newSyncFailureFlag: shared with the other threads serving the store. */
+    failureFlag: SharedArrayBuffer = newSyncFailureFlag(),
+  ) {
+    this.sharedFailure = new Int32Array(failureFlag);
+  }
+
+  /** The first failed sync's error, in this thread or another; writes and flushes fail from then on. */
+  get failed(): NodeJS.ErrnoException | null {
+    if (this.ownFailure !== null) return this.ownFailure;
+    const errno = Atomics.load(this.sharedFailure, 0);
+    if (errno === 0) return null;
+    this.ownFailure = errnoError(-errno, "fdatasync", this.site, "it failed in another thread");
+    return this.ownFailure;
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    if (this.failed !== null) return;
+    this.ownFailure = err;
+    Atomics.compareExchange(this.sharedFailure, 0, 0, Math.abs(err.errno ?? 0) || 5);
+  }
 
   /** Nothing written and not yet durable: a new write would be alone. */
   get idle(): boolean {
@@ -156,7 +186,7 @@ export class GroupCommit {
     this.outstanding--;
     this.dsyncing--;
     const others = this.outstanding > 0 || this.syncing || this.waiting.length > 0;
-    if (err !== null && (err.code === "EIO" || others)) this.failed ??= err;
+    if (err !== null && (err.code === "EIO" || others)) this.fail(err);
     if (this.dsyncing === 0 && this.waiting.length > 0) this.kick();
   }
 
@@ -195,7 +225,10 @@ export class GroupCommit {
     this.covered = [];
     if (err !== null) {
       this.stats.syncErrors++;
-      this.failed ??= err;
+      this.fail(err);
+    } else if (this.failed !== null) {
+      // Another thread's sync failed meanwhile: this one may not have heard of it.
+      err = this.failedError();
     } else this.stats.syncedWrites += batch.length;
     this.finish(batch, err);
     // Writes that completed during this sync have waited long enough.

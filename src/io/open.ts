@@ -4,6 +4,7 @@
  * A worker thread adopts the main thread's descriptors through the same
  * engine dispatch.
  */
+import fs from "node:fs";
 import type { Backend, BackendCapabilities, SharedBackend } from "./backend.js";
 import { chooseIoEngine } from "./choose-engine.js";
 import { MappedBackend, mapWindow } from "./engines/mmap.js";
@@ -60,9 +61,40 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
  * waits for its operations and leaves the descriptors open.
  */
 export function adoptFileBackend(shared: SharedBackend): Backend {
-  const backend = backendOn({ ...shared, caps: { ...shared.caps } }, " in a worker thread");
+  const ownFd = syncDescriptor(shared);
+  const fd = ownFd ?? shared.fd;
+  let backend: FileBackend;
+  try {
+    backend = backendOn({ ...shared, fd, caps: { ...shared.caps } }, " in a worker thread");
+  } catch (err) {
+    if (ownFd !== null) fs.closeSync(ownFd);
+    throw err;
+  }
   backend.ownsDescriptors = false;
+  backend.ownFd = ownFd ?? -1;
   return backend;
+}
+
+/**
+ * With group commit a worker thread syncs the file itself, and the kernel
+ * reports a write-back error once per open file description: through the
+ * main thread's descriptor only the first thread to sync would hear of it. A
+ * descriptor of its own (the same file, through /proc/self/fd) hears of every
+ * error since it was opened. Not for a store that may hang (FUSE, NFS), where
+ * the open could block this thread: there the failure flag the threads share
+ * (group-commit.ts) is what tells them.
+ */
+function syncDescriptor(shared: SharedBackend): number | null {
+  if (shared.caps.groupCommit === undefined || shared.readOnly || shared.caps.mayHang !== undefined)
+    return null;
+  try {
+    return fs.openSync(`/proc/self/fd/${shared.fd}`, "r+");
+  } catch (err) {
+    throw new BackendError(
+      shared.path,
+      `cannot open it again for a worker thread's syncs: ${(err as Error).message}`,
+    );
+  }
 }
 
 /**

@@ -9,12 +9,20 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IoCallback } from "../../src/io/backend.js";
-import { dsyncHonoured, GroupCommit, LoneWriteChooser } from "../../src/io/group-commit.js";
-import { openFileBackend } from "../../src/io/open.js";
+import {
+  dsyncHonoured,
+  GroupCommit,
+  LoneWriteChooser,
+  newSyncFailureFlag,
+} from "../../src/io/group-commit.js";
+import { adoptFileBackend, openFileBackend } from "../../src/io/open.js";
 import { probeUring } from "../../src/io/uring.js";
 
-/** A sync the test completes by hand, with a log of what happened in which order. */
-function harness() {
+/**
+ * A sync the test completes by hand, with a log of what happened in which
+ * order. `flag`: the failure word shared with another thread's GroupCommit.
+ */
+function harness(flag?: SharedArrayBuffer) {
   const log: string[] = [];
   const syncs: IoCallback[] = [];
   const gc = new GroupCommit(
@@ -23,6 +31,7 @@ function harness() {
       syncs.push(cb);
     },
     { path: "/img", exportName: "lv0" },
+    flag,
   );
   const write = (name: string) => {
     log.push(`done ${name}`);
@@ -122,6 +131,48 @@ describe("GroupCommit", () => {
   });
 });
 
+describe("GroupCommit across worker threads", () => {
+  const eio = () =>
+    Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO", errno: -5 });
+
+  it("a sync failing in one thread fails the others' writes, even those their own sync covered", async () => {
+    const flag = newSyncFailureFlag();
+    const a = harness(flag);
+    const b = harness(flag);
+    b.write("b1");
+    await tick();
+    expect(b.syncs).toHaveLength(1); // b's sync is under way when a's fails
+    a.write("a1");
+    await tick();
+    a.endSync(eio());
+    expect(a.log).toContain("fail a1");
+    // The kernel reports a write-back error once per open file: b's sync may
+    // succeed without having heard of it, so it proves nothing.
+    b.endSync();
+    expect(b.log).toContain("fail b1");
+    expect(b.gc.failed).toMatchObject({ code: "EIO", errno: -5, syscall: "fdatasync" });
+    expect(b.gc.failed?.message).toMatch(/^fdatasync \/img \(export lv0\): EIO .*another thread/);
+    // and every later write, in either thread
+    b.write("b2");
+    a.write("a2");
+    expect(b.log).toContain("fail b2");
+    expect(a.log).toContain("fail a2");
+    expect(b.gc.stats).toMatchObject({ syncedWrites: 0, syncErrors: 0 });
+  });
+
+  it("threads of different stores do not share a failure", async () => {
+    const a = harness(newSyncFailureFlag());
+    const b = harness(newSyncFailureFlag());
+    a.write("a1");
+    b.write("b1");
+    await tick();
+    a.endSync(eio());
+    b.endSync();
+    expect(b.log).toContain("ack b1");
+    expect(b.gc.failed).toBeNull();
+  });
+});
+
 describe("LoneWriteChooser", () => {
   it("measures both ways, then keeps the faster and still tries the other now and then", () => {
     const c = new LoneWriteChooser(true);
@@ -153,6 +204,20 @@ const engines = probeUring().ok
   ? (["threads", "io_uring", "sync"] as const)
   : (["threads", "sync"] as const);
 
+/** A backend on `file` with write-cache off, so with group commit. */
+function openUncached(file: string, io: (typeof engines)[number]) {
+  return openFileBackend({
+    path: file,
+    exportName: "e0.1",
+    readOnly: false,
+    directIo: false,
+    writeCache: false,
+    offset: 0,
+    length: null,
+    io,
+  });
+}
+
 describe.each(engines)("file backend with write-cache off, %s", (io) => {
   let dir: string;
   beforeAll(() => {
@@ -163,16 +228,7 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
   it("32 concurrent writes: each acknowledged after a sync, at most 32 per sync", async () => {
     const file = path.join(dir, `${io}.img`);
     fs.writeFileSync(file, Buffer.alloc(1 << 20));
-    const b = await openFileBackend({
-      path: file,
-      exportName: "e0.1",
-      readOnly: false,
-      directIo: false,
-      writeCache: false,
-      offset: 0,
-      length: null,
-      io,
-    });
+    const b = await openUncached(file, io);
     expect(b.caps.groupCommit).toBeDefined();
     const errors: unknown[] = [];
     let acked = 0;
@@ -201,5 +257,24 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
     await b.close();
     const data = fs.readFileSync(file);
     for (let n = 0; n < rounds * 32; n++) expect(data[n * 1024 + 1023]).toBe((n + 1) & 0xff);
+  });
+
+  it("a worker thread's backend syncs through a descriptor of its own, closed with it, and shares the failure", async () => {
+    const file = path.join(dir, `${io}-adopted.img`);
+    fs.writeFileSync(file, Buffer.alloc(1 << 20));
+    const main = await openUncached(file, io);
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const worker = adoptFileBackend(main.share!());
+    // One more descriptor, on the same file: its own record of write-back errors.
+    expect(fds()).toBe(before + 1);
+    const buf = worker.allocBuffer(1024).fill(7);
+    await new Promise<void>((resolve, reject) =>
+      worker.write(buf, 1024, 4096, (err) => (err ? reject(err) : resolve())),
+    );
+    expect(fs.readFileSync(file)[4096]).toBe(7);
+    await worker.close();
+    expect(fds()).toBe(before);
+    await main.close();
   });
 });

@@ -32,6 +32,32 @@ const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["thread
 const noFuse = fuseUnavailable();
 const MiB = 1024 * 1024;
 
+/** Stops what beforeAll started, as far as it got. */
+async function tearDown(
+  client?: AoeClient,
+  daemon?: Daemon,
+  fuse?: FuseFaults,
+  net?: VethPair,
+  dir?: string,
+): Promise<void> {
+  client?.close();
+  await daemon?.stop();
+  await fuse?.unmount();
+  net?.destroy();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Settles a request: "ok", "abrt", or throws on anything else. */
+const outcome = (p: Promise<unknown>): Promise<"ok" | "abrt"> =>
+  p.then(
+    () => "ok" as const,
+    (e: unknown) => {
+      if (e instanceof AtaErrorReply && e.status === 0x41 && e.error === 0x04)
+        return "abrt" as const;
+      throw e;
+    },
+  );
+
 describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, io: %s", (engine) => {
   let net: VethPair;
   let dir: string;
@@ -43,16 +69,6 @@ describe.skipIf(noFuse !== null).each(ENGINES)("failed syncs, io: %s", (engine) 
   const targets = new Map<string, TargetInfo>();
   const t = (name: string) => targets.get(name)!;
 
-  /** Settles a request: "ok", "abrt", or throws on anything else. */
-  const outcome = (p: Promise<unknown>): Promise<"ok" | "abrt"> =>
-    p.then(
-      () => "ok" as const,
-      (e: unknown) => {
-        if (e instanceof AtaErrorReply && e.status === 0x41 && e.error === 0x04)
-          return "abrt" as const;
-        throw e;
-      },
-    );
   const write = (name: string, lba: number, gen: number) =>
     outcome(client.write(t(name), lba, pattern(lba, 2, gen)));
   const flush = (name: string) => outcome(client.flush(t(name)));
@@ -99,13 +115,7 @@ exports:
     expect([...targets.keys()].sort()).toEqual(["nowc", "wc"]);
   });
 
-  afterAll(async () => {
-    client?.close();
-    await daemon?.stop();
-    await fuse?.unmount();
-    net?.destroy();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => tearDown(client, daemon, fuse, net, dir));
 
   it("the risk of write-cache on is stated per export: start-up log, aoectl status, aoed check", async () => {
     const warned = daemon.logs.filter(
@@ -183,5 +193,76 @@ exports:
     await waitFor("the reopened export to flush", async () => (await flush("wc")) === "ok");
     expect(await write("wc", 30, 3)).toBe("ok");
     expect(await flush("wc")).toBe("ok");
+  });
+});
+
+// With worker threads each thread syncs the file on its own, and a write-back
+// error may reach only the thread that syncs first: one failure must fail
+// every thread's writes.
+describe.skipIf(noFuse !== null)("failed syncs with workers: 2", () => {
+  let net: VethPair;
+  let dir: string;
+  let sock: string;
+  let daemon: Daemon;
+  let client: AoeClient;
+  let fuse: FuseFaults;
+  let target: TargetInfo;
+
+  const write = (lba: number, gen: number) =>
+    outcome(client.write(target, lba, pattern(lba, 2, gen)));
+
+  beforeAll(async () => {
+    net = createVethPair({ netns: true, mtu: 1500, prefix: "sfw" });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-sync-faults-workers-"));
+    sock = path.join(dir, "aoed.sock");
+    fuse = await FuseFaults.mount();
+    const file = fuse.addFile("w.img", 4 * MiB);
+    const config = path.join(dir, "aoed.yaml");
+    fs.writeFileSync(
+      config,
+      `control-socket: ${sock}
+workers: 2
+exports:
+  - name: w
+    path: ${file}
+    shelf: 6
+    slot: 2
+    interfaces: [${net.b}]
+    write-cache: false
+    io: threads
+`,
+    );
+    client = AoeClient.open(net.a, { timeoutMs: 1000, tries: 3 });
+    daemon = await startDaemon(["--config", config], { netns: net.netns });
+    const found = await client.discover({ shelf: 6, slot: 2, timeoutMs: 300 });
+    expect(found).toHaveLength(1);
+    target = found[0]!;
+  });
+
+  afterAll(() => tearDown(client, daemon, fuse, net, dir));
+
+  it("one thread's failed fdatasync fails the writes every thread gets after it", async () => {
+    // Writes spread over both workers by tag; each is acknowledged after a sync.
+    for (let i = 0; i < 16; i++) expect(await write(i * 2, 1)).toBe("ok");
+    fuse.fail("w.img", { sync: true });
+    // One write, so one thread syncs and hears of the failure.
+    expect(await write(100, 2)).toBe("abrt");
+    expect(fuse.syncs("w.img").failed).toBe(1);
+    fuse.heal("w.img");
+    const syncsAtHeal = fuse.syncs("w.img").total;
+    // Writes with new tags reach the other worker too: none may be acknowledged,
+    // and no thread even tries a sync whose success would prove nothing.
+    const after = await Promise.all(Array.from({ length: 16 }, (_, i) => write(200 + i * 2, 3)));
+    expect(after).toEqual(Array(16).fill("abrt"));
+    expect(fuse.syncs("w.img").total).toBe(syncsAtHeal);
+    expect(await outcome(client.flush(target))).toBe("abrt"); // the main thread's FLUSH too
+    const status = await aoectl(sock, ["status"]);
+    expect(status.stdout).toMatch(/w \(e6\.2\): FAILED: fdatasync/);
+    // A reload reopens the export in every thread.
+    const r = await aoectl(sock, ["reload"]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor("the reopened export to take writes", async () => (await write(300, 4)) === "ok");
+    const again = await Promise.all(Array.from({ length: 16 }, (_, i) => write(400 + i * 2, 5)));
+    expect(again).toEqual(Array(16).fill("ok"));
   });
 });
