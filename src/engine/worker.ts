@@ -103,7 +103,9 @@ function apply(m: Extract<ToWorker, { type: "apply" }>): void {
       continue;
     }
     listed.add(t.id);
-    const backend = adoptFileBackend(t.backend);
+    const backend = adoptFileBackend(t.backend, (message) =>
+      log.warn({ export: t.backend.exportName }, message),
+    );
     targets.set(
       t.id,
       new Target(t.cfg, backend, t.maxSectors, log, { lists: new SharedAccessLists(t.lists) }),

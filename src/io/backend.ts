@@ -96,4 +96,10 @@ export interface SharedBackend {
   caps: BackendCapabilities;
   /** With group commit: the word where any thread's failed sync fails them all (group-commit.ts). */
   syncFailure?: SharedArrayBuffer;
+  /**
+   * A worker thread's own descriptor of the file for fdatasync (src/io/open.ts
+   * adoptFileBackend), which the backend closes; absent: syncs go through `fd`.
+   * Never shared.
+   */
+  syncFd?: number;
 }

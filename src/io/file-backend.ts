@@ -40,8 +40,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   private closing: Promise<void> | null = null;
   /** False in a worker thread: the main thread closes the descriptors. */
   ownsDescriptors = true;
-  /** A descriptor this thread opened for itself and closes, besides those above; -1 when none. */
-  ownFd = -1;
+  /** What fdatasync goes through: `fd`, or a worker thread's own descriptor (SharedBackend.syncFd). */
+  protected readonly syncFd: number;
   /** Serializes syncs and fails the backend after a failed one; null when read-only. */
   private readonly commit: GroupCommit | null;
   private readonly lone: LoneWriteChooser;
@@ -60,11 +60,15 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     this.offset = on.offset;
     this.readOnly = on.readOnly;
     this.caps = on.caps;
+    this.syncFd = on.syncFd ?? on.fd;
     this.syncFailure = on.syncFailure ?? newSyncFailureFlag();
     this.commit = this.readOnly
       ? null
       : new GroupCommit((cb) => this.rawSync(cb), this, this.syncFailure);
-    this.lone = new LoneWriteChooser(this.caps.groupCommit?.dsync === true && this.canDsync());
+    // An RWF_DSYNC write syncs through the write's descriptor: only where that is the sync descriptor.
+    this.lone = new LoneWriteChooser(
+      this.caps.groupCommit?.dsync === true && this.canDsync() && this.syncFd === this.fd,
+    );
     this.forceAsync = this.caps.mayHang !== undefined;
   }
 
@@ -128,7 +132,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
       this.rawWrite(buf, len, pos, true, (err) => {
         if (err === null) this.lone.observe("dsync", performance.now() - t0);
         gc.dsyncDone(err);
-        cb(err);
+        // Another thread's sync failed meanwhile: this one may not have heard of it.
+        cb(err ?? (gc.failed !== null ? gc.failedError() : null));
       });
       return;
     }
@@ -161,7 +166,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
         if (this.directFd >= 0) await closeFd(this.directFd);
         if (this.claimFd >= 0) await closeFd(this.claimFd);
       }
-      if (this.ownFd >= 0) await closeFd(this.ownFd);
+      if (this.syncFd !== this.fd) await closeFd(this.syncFd);
       await this.release();
     })();
     return this.closing;

@@ -58,20 +58,20 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
 /**
  * A worker thread's backend over descriptors the main thread opened (see
  * Backend.share): the same engine, with this thread's own io_uring; close()
- * waits for its operations and leaves the descriptors open.
+ * waits for its operations and leaves those descriptors open. `warn` hears
+ * what the thread had to do without.
  */
-export function adoptFileBackend(shared: SharedBackend): Backend {
-  const ownFd = syncDescriptor(shared);
-  const fd = ownFd ?? shared.fd;
+export function adoptFileBackend(shared: SharedBackend, warn: (message: string) => void): Backend {
+  const syncFd = syncDescriptor(shared, warn);
   let backend: FileBackend;
   try {
-    backend = backendOn({ ...shared, fd, caps: { ...shared.caps } }, " in a worker thread");
+    const on = { ...shared, caps: { ...shared.caps } };
+    backend = backendOn(syncFd === null ? on : { ...on, syncFd }, " in a worker thread");
   } catch (err) {
-    if (ownFd !== null) fs.closeSync(ownFd);
+    if (syncFd !== null) fs.closeSync(syncFd);
     throw err;
   }
   backend.ownsDescriptors = false;
-  backend.ownFd = ownFd ?? -1;
   return backend;
 }
 
@@ -79,21 +79,24 @@ export function adoptFileBackend(shared: SharedBackend): Backend {
  * With group commit a worker thread syncs the file itself, and the kernel
  * reports a write-back error once per open file description: through the
  * main thread's descriptor only the first thread to sync would hear of it. A
- * descriptor of its own (the same file, through /proc/self/fd) hears of every
- * error since it was opened. Not for a store that may hang (FUSE, NFS), where
- * the open could block this thread: there the failure flag the threads share
- * (group-commit.ts) is what tells them.
+ * descriptor of its own (the same file, through /proc/self/fd), used for
+ * fdatasync only, hears of every error that comes after it was opened or that
+ * nobody had seen yet. Not for a store that may hang (FUSE, NFS), where the
+ * open could block this thread; there, and if the open fails, the failure
+ * word the threads share (group-commit.ts) is what tells them.
  */
-function syncDescriptor(shared: SharedBackend): number | null {
+function syncDescriptor(shared: SharedBackend, warn: (message: string) => void): number | null {
   if (shared.caps.groupCommit === undefined || shared.readOnly || shared.caps.mayHang !== undefined)
     return null;
   try {
-    return fs.openSync(`/proc/self/fd/${shared.fd}`, "r+");
+    return fs.openSync(`/proc/self/fd/${shared.fd}`, "r");
   } catch (err) {
-    throw new BackendError(
-      shared.path,
-      `cannot open it again for a worker thread's syncs: ${(err as Error).message}`,
+    warn(
+      `${shared.path} (export ${shared.exportName}): cannot open it again for this worker thread's ` +
+        `syncs (${(err as Error).message}); it syncs through the main thread's descriptor, and ` +
+        "hears of a failed sync in another thread only once that thread has told the others",
     );
+    return null;
   }
 }
 

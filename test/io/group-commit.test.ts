@@ -265,7 +265,8 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
     const main = await openUncached(file, io);
     const fds = () => fs.readdirSync("/proc/self/fd").length;
     const before = fds();
-    const worker = adoptFileBackend(main.share!());
+    const warnings: string[] = [];
+    const worker = adoptFileBackend(main.share!(), (m) => warnings.push(m));
     // One more descriptor, on the same file: its own record of write-back errors.
     expect(fds()).toBe(before + 1);
     const buf = worker.allocBuffer(1024).fill(7);
@@ -273,6 +274,18 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
       worker.write(buf, 1024, 4096, (err) => (err ? reject(err) : resolve())),
     );
     expect(fs.readFileSync(file)[4096]).toBe(7);
+    expect(warnings).toEqual([]);
+    // Synced through that descriptor: an RWF_DSYNC write would sync through the shared one.
+    expect(worker.syncStats).toMatchObject({ syncs: 1, syncedWrites: 1, dsyncWrites: 0 });
+    // A failure another thread of the store records fails this thread's writes.
+    const shared = main.share!();
+    Atomics.store(new Int32Array(shared.syncFailure!), 0, 5);
+    expect(worker.failed).toMatchObject({ code: "EIO", syscall: "fdatasync" });
+    expect(main.failed).toMatchObject({ code: "EIO" });
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+      worker.write(buf, 1024, 8192, resolve),
+    );
+    expect(err?.message).toMatch(/an earlier fdatasync failed/);
     await worker.close();
     expect(fds()).toBe(before);
     await main.close();

@@ -26,6 +26,7 @@ import { AOED, type Daemon, startDaemon } from "../helpers/daemon.js";
 import { FuseFaults, fuseUnavailable } from "../helpers/fuse-faults.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern } from "../helpers/patterns.js";
+import { scrapeMetrics } from "../helpers/scrape.js";
 import { waitFor } from "../helpers/wait.js";
 
 const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["threads"] as const);
@@ -244,6 +245,16 @@ exports:
   it("one thread's failed fdatasync fails the writes every thread gets after it", async () => {
     // Writes spread over both workers by tag; each is acknowledged after a sync.
     for (let i = 0; i < 16; i++) expect(await write(i * 2, 1)).toBe("ok");
+    // The premise: consecutive tags reach both workers (the client numbers its
+    // requests one after another, as it will below).
+    const frames = (m: Map<string, number>, w: number) =>
+      m.get(`aoed_worker_receive_frames_total{worker="${w}"}`) ?? 0;
+    const m = await waitFor("the workers' frame counts in the metrics", async () => {
+      const m = await scrapeMetrics(net.netns!);
+      return frames(m, 1) + frames(m, 2) >= 16 ? m : null;
+    });
+    expect(frames(m, 1)).toBeGreaterThan(0);
+    expect(frames(m, 2)).toBeGreaterThan(0);
     fuse.fail("w.img", { sync: true });
     // One write, so one thread syncs and hears of the failure.
     expect(await write(100, 2)).toBe("abrt");

@@ -74,7 +74,7 @@ export class MappedBackend extends FileBackend {
   }
 
   protected rawSync(cb: IoCallback): void {
-    cb(fdatasyncNow(this.fd, this));
+    cb(fdatasyncNow(this.syncFd, this));
   }
 
   protected override release(): Promise<void> {

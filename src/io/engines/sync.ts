@@ -52,6 +52,6 @@ export class SyncBackend extends FileBackend {
   }
 
   protected rawSync(cb: IoCallback): void {
-    cb(fdatasyncNow(this.fd, this));
+    cb(fdatasyncNow(this.syncFd, this));
   }
 }

@@ -54,7 +54,7 @@ export class ThreadPoolBackend extends FileBackend {
 
   protected rawSync(cb: IoCallback): void {
     this.pending++;
-    fs.fdatasync(this.fd, (err) => {
+    fs.fdatasync(this.syncFd, (err) => {
       this.done();
       cb(err ? fromNodeError(err, "fdatasync", this) : null);
     });

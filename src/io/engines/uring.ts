@@ -31,7 +31,7 @@ export class UringBackend extends FileBackend {
   }
 
   protected rawSync(cb: IoCallback): void {
-    this.ring.fdatasync(this.fd, cb, this);
+    this.ring.fdatasync(this.syncFd, cb, this);
   }
 
   protected override release(): Promise<void> {
