@@ -122,9 +122,10 @@ do_step() {
     event link-down
     ip link set aoe3 down && answer "ok link-down aoe3" || answer "error link-down"
     ;;
-  metrics)
-    for n in a b c; do scrape $n end; done
-    answer "ok metrics"
+  metrics-linkloss | metrics-end)
+    # after the link loss (before the restart clears node C's counters), and at the end
+    for n in a b c; do scrape $n "${1#metrics-}"; done
+    answer "ok $1"
     ;;
   link-up)
     ip link set aoe3 up && event link-up && answer "ok link-up aoe3" || answer "error link-up"

@@ -526,12 +526,17 @@ if [ "$SCEN" = failover ]; then
   # avoiding one of the two paths for good (README.md, "Failures under load"),
   # and this step needs both in use before the link goes down.
   io_begin linkloss "$LL_OFF" 3000
+  both_grown='[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ]'
   p0=$(path_pkts e0.2)
-  if [ $ok = 1 ] && ! wait_until 30 '[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ] || loop_failed'; then
+  if [ $ok = 1 ] && ! wait_until 30 "$both_grown || loop_failed"; then
     fail linkloss "the driver did not use both paths before the link loss: $(path_pkts e0.2 | tr '\n' ' ')"
     ok=0
   fi
+  loop_failed && ok=0
+  # Once down, aoe3 comes back up whatever happens meanwhile: the restart step needs it.
+  ll_down=0
   if [ $ok = 1 ] && host link-down; then
+    ll_down=1
     n=$(loop_ok)
     loop_wait $((n + 2)) 120 || ok=0
     echo "  two passes with aoe3 down"
@@ -539,19 +544,21 @@ if [ "$SCEN" = failover ]; then
     fail linkloss "host did not take aoe3 down"
     ok=0
   fi
-  if [ $ok = 1 ] && host link-up; then
+  if [ $ll_down = 1 ] && host link-up; then
     t=$(now)
     p0=$(path_pkts e0.2)
-    if wait_until 60 '[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ] || loop_failed'; then
+    if [ $ok = 0 ]; then
+      :
+    elif wait_until 60 "$both_grown || loop_failed" && ! loop_failed; then
       ll_back=$(secs "$t")
       echo "  frames on both paths again ${ll_back}s after the link came back: $(path_pkts e0.2 | tr '\n' ' ')"
-    else
+    elif ! loop_failed; then
       fail linkloss "the driver did not use both paths within 60 s: before $(echo "$p0" | tr '\n' ' '), now $(path_pkts e0.2 | tr '\n' ' ')"
       ok=0
     fi
     n=$(loop_ok)
     [ $ok = 1 ] && { loop_wait $((n + 1)) 120 || ok=0; }
-  elif [ $ok = 1 ]; then
+  elif [ $ll_down = 1 ]; then
     fail linkloss "host did not bring aoe3 back"
     ok=0
   fi
@@ -559,7 +566,7 @@ if [ "$SCEN" = failover ]; then
   echo "E2E-INFO linkloss_both_paths_s=${ll_back:-} linkloss_paths=$(path_pkts e0.2 | tr ' \n' '=,')"
   [ $ok = 1 ] && pass linkloss "aoe3 down and up under verified writes on e0.2: no I/O error, both paths used again after ${ll_back}s, $(loop_ok) passes"
   # node C's counters before the restart clears them
-  host metrics || fail linkloss "host did not save the nodes' metrics"
+  host metrics-linkloss || fail linkloss "host did not save the nodes' metrics"
 
   # ------------------------------------------------------- restart under load
   # node C is stopped with SIGTERM and started again while fio writes to e0.2;
@@ -574,6 +581,7 @@ if [ "$SCEN" = failover ]; then
   fi
   io_end restart
   [ $ok = 1 ] && pass restart "node C restarted under verified writes on e0.2 ($HOST_ACK): no I/O error, e0.2 up throughout, $(loop_ok) passes"
+  host metrics-end || fail restart "host did not save the nodes' metrics"
 
   kill $fo_err 2>/dev/null
   echo "E2E-INFO failover_retransmits_e0.2=$(grep -c 'retransmit e0\.2 ' /tmp/fo.err) failover_aoe_err_lines=$(wc -l </tmp/fo.err)"
