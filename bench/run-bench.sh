@@ -60,7 +60,8 @@ usage: $0 [options]
               aoed with direct-io: true; defaults become -m 9000 -n 8 (4 KiB requests)
   -y DIR      durable writes: the backing file is DIR/aoebench-1024m.img on a real disk
               (buffered, no O_DIRECT); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
-              aoed_sync (aoed, write-cache: false) and aoed (write-cache: true, for
+              aoed_sync (aoed, write-cache: false), aoed_sync_inline (the same with
+              io: sync: I/O on the event loop) and aoed (write-cache: true, for
               reference); defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
   -o DIR      output directory (default bench/results/<date>)
@@ -127,9 +128,10 @@ if [[ -n $DURABLE ]]; then
 	[[ -n $SECTORS_SET ]] || SECTORS=2
 	[[ -n $SIZE_SET ]] || SIZE_MB=1024
 	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
-	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed"
+	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed"
 	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
+	[[ -n ${CMD_aoed_sync_inline:-} ]] || CMD_aoed_sync_inline="env AOED_WRITE_CACHE=false AOED_IO=sync $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
 	RETX_MS=1000
