@@ -500,14 +500,20 @@ if [ "$SCEN" = failover ]; then
   echo "$dead0" >/sys/module/aoe/parameters/aoe_deadsecs
   [ $ok = 1 ] && pass nodeloss "node A killed under verified writes on md0: no I/O error, e0.0 faulty after ${nl_faulty}s, up again ${nl_reval}s after the restart, bitmap resync ${nl_resync}s, md check 0 mismatches, $(loop_ok) passes"
 
-  # io_begin STEP OFF_MB SEED0: the step starts with e0.2 watched (mon_start)
-  # and one verified pass done; io_end STEP ends both and checks them
+  # io_begin STEP OFF_MB SEED0 [passes]: the step starts with e0.2 watched
+  # (mon_start), one verified pass done and the next one's requests in flight
+  # (loop_busy), or with "passes" only the first pass done (the step checks
+  # for traffic itself); io_end STEP ends both and checks them
   io_begin() {
     begin "$1"
     ok=1
     mon_start e0.2
     loop_start /dev/etherd/e0.2 "$2" "$3"
-    loop_busy || ok=0
+    if [ "${4:-}" = passes ]; then
+      loop_wait 1 120 || { fail "$1" "no verified pass on e0.2 within 120 s"; ok=0; }
+    else
+      loop_busy || { fail "$1" "no verified pass followed by requests in flight on e0.2"; ok=0; }
+    fi
   }
   io_end() {
     loop_stop "$1" || ok=0
@@ -525,7 +531,7 @@ if [ "$SCEN" = failover ]; then
   # It runs before the restart: a whole-target outage can leave the driver
   # avoiding one of the two paths for good (README.md, "Failures under load"),
   # and this step needs both in use before the link goes down.
-  io_begin linkloss "$LL_OFF" 3000
+  io_begin linkloss "$LL_OFF" 3000 passes
   both_grown='[ "$(grown "$p0" "$(path_pkts e0.2)" | wc -w)" = 2 ]'
   p0=$(path_pkts e0.2)
   if [ $ok = 1 ] && ! wait_until 30 "$both_grown || loop_failed"; then
