@@ -3,7 +3,8 @@
 # Usage: aoed-target.sh IFACE FILE SHELF SLOT   (extra aoed flags in $AOED_ARGS)
 # Environment: AOED_DIRECT_IO (direct-io, default false), AOED_WRITE_CACHE
 # (write-cache, default true), AOED_IO (io, aoed's I/O engine: auto, io_uring,
-# threads, mmap, sync; default auto), AOED_WORKERS (workers, default 0), AOED_CONF_DIR (where the config goes; default: beside
+# threads, mmap, sync; default auto), AOED_WORKERS (workers, default 0), AOED_BUSY_POLL
+# (the interface's busy-poll in µs; default: aoed's), AOED_CONF_DIR (where the config goes; default: beside
 # FILE. run-bench.sh points it at its private scratch directory).
 set -eu
 iface=$1 file=$2 shelf=$3 slot=$4
@@ -14,6 +15,8 @@ log-level: warn
 workers: ${AOED_WORKERS:-0}
 metrics: off
 control-socket: off
+interfaces:
+  $iface:${AOED_BUSY_POLL:+ { busy-poll: $AOED_BUSY_POLL \}}
 exports:
   - path: $file
     shelf: $shelf

@@ -12,7 +12,13 @@ import {
   type ResolveContext,
   resolveExport,
 } from "./resolve-export.js";
-import { ACL_NAME_PATTERN, configSchema, IFNAME_PATTERN, metricsSchema } from "./schema.js";
+import {
+  ACL_NAME_PATTERN,
+  configSchema,
+  IFNAME_PATTERN,
+  interfaceSchema,
+  metricsSchema,
+} from "./schema.js";
 import type { Config, ControlConfig, InterfaceConfig, MetricsConfig } from "./types.js";
 import { isBool, isInt, isNum, isObj, isStr } from "./values.js";
 
@@ -137,6 +143,13 @@ function resolveControl(ctx: ResolveContext, opts: ResolveOptions): ControlConfi
   return { socket, group, gid };
 }
 
+/** An interface with no block under `interfaces:`, or an empty one. */
+export const INTERFACE_DEFAULTS: Readonly<InterfaceConfig> = {
+  mtu: null,
+  ringBytes: null,
+  busyPollUs: interfaceSchema.properties["busy-poll"].default,
+};
+
 function resolveInterfaceSettings(ctx: ResolveContext): Record<string, InterfaceConfig> {
   const out: Record<string, InterfaceConfig> = {};
   const ifName = new RegExp(IFNAME_PATTERN, "u");
@@ -145,7 +158,11 @@ function resolveInterfaceSettings(ctx: ResolveContext): Record<string, Interface
     const base = ["interfaces", name];
     const mtu = ctx.values.get([...base, "mtu"], isInt) ?? null;
     const buffers = ctx.values.get([...base, "buffers"], isInt);
-    out[name] = { mtu, ringBytes: buffers === undefined ? null : buffers * BUFFER_UNIT };
+    out[name] = {
+      mtu,
+      ringBytes: buffers === undefined ? null : buffers * BUFFER_UNIT,
+      busyPollUs: ctx.values.get([...base, "busy-poll"], isInt) ?? INTERFACE_DEFAULTS.busyPollUs,
+    };
     // An interface an export names is reported there: the export waits for it.
     if (!ctx.existing.includes(name) && !namedByExport(ctx, name)) {
       const near = didYouMean(name, ctx.existing);

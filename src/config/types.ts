@@ -48,6 +48,8 @@ export interface InterfaceConfig {
   mtu: number | null;
   /** Receive ring size in bytes (null: sized from the exports' queue lengths). */
   ringBytes: number | null;
+  /** `busy-poll`: how long to watch the receive ring after a batch, in µs; 0: off. */
+  busyPollUs: number;
 }
 
 /** The Prometheus endpoint (`metrics:`). */

@@ -122,6 +122,11 @@ export class AtaQueue {
     if (this.inflight === 0 && this.drained) this.drained();
   };
 
+  /** Requests of this thread waiting for the backend. */
+  get localInFlight(): number {
+    return this.inflight;
+  }
+
   /** Requests in flight on this thread and, as last reported, on the worker threads. */
   get inFlight(): number {
     let n = this.inflight;

@@ -11,6 +11,7 @@
 import fs from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
+import { INTERFACE_DEFAULTS } from "../config/resolve.js";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
 import { openFileBackend } from "../io/open.js";
@@ -303,13 +304,13 @@ export class Engine {
       });
       if (failures.length > 0) throw new Error(`cannot open exports:\n  ${failures.join("\n  ")}`);
       for (const name of new Set(serving.flatMap((e) => e.interfaces))) {
-        const settings: InterfaceConfig = next.interfaces[name] ?? { mtu: null, ringBytes: null };
+        const settings: InterfaceConfig = next.interfaces[name] ?? INTERFACE_DEFAULTS;
         const running = this.ports.get(name);
         if (
           running &&
           prev &&
           !reopen.has(name) &&
-          isDeepStrictEqual(prev.interfaces[name] ?? { mtu: null, ringBytes: null }, settings)
+          isDeepStrictEqual(prev.interfaces[name] ?? INTERFACE_DEFAULTS, settings)
         )
           continue;
         if (!exists(name)) continue;
@@ -457,6 +458,7 @@ export class Engine {
     const opts = {
       mtu: settings.mtu,
       ringBytes: settings.ringBytes,
+      busyPollUs: settings.busyPollUs,
       queueSlots,
       onSocketError: logSocketErrors(this.log, name),
     };

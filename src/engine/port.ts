@@ -38,6 +38,8 @@ export interface PortOptions {
   ringBytes: number | null;
   /** Sum of the queue lengths of the exports served here, to size the rings. */
   queueSlots: number;
+  /** Busy polling of the receive ring after a batch, in µs; 0: off (src/net/packet-socket.ts start()). */
+  busyPollUs: number;
   /** Share the interface with worker threads' sockets (src/engine/steering.ts). */
   fanout?: FanoutRequest;
   /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
@@ -52,6 +54,8 @@ export interface SocketPortOptions {
   mtu: number | null;
   /** Bytes of each ring, for worker threads' sockets on this interface. */
   ringBytes: number;
+  /** The socket's busy polling, for worker threads' sockets on this interface (default 0: off). */
+  busyPollUs?: number;
   /** A worker thread's port: serves ATA reads and writes only, whatever arrives. */
   readsAndWritesOnly?: boolean;
 }
@@ -87,6 +91,8 @@ export class Port implements ReplyPort {
   private readonly kick: ReplyKick;
   /** Bytes of each ring, for worker threads' sockets on this interface. */
   readonly ringBytes: number;
+  /** PortOptions.busyPollUs, for the worker threads' sockets on this interface. */
+  readonly busyPollUs: number;
   private readonly readsAndWritesOnly: boolean;
   /** What the receive rings of worker threads' sockets on this interface dropped or skipped. */
   private readonly workerKernel = { rxDrops: 0, otherHost: 0 };
@@ -103,6 +109,7 @@ export class Port implements ReplyPort {
     this.ifindex = sock.ifindex;
     this.linkMtu = sock.mtu;
     this.ringBytes = opts.ringBytes;
+    this.busyPollUs = opts.busyPollUs ?? 0;
     this.readsAndWritesOnly = opts.readsAndWritesOnly ?? false;
     this.kick = new ReplyKick(() => sock.flush());
   }
@@ -113,12 +120,14 @@ export class Port implements ReplyPort {
     const sock = PacketSocket.open(name, {
       rxRingBytes: ringBytes,
       txRingBytes: ringBytes,
+      busyPollUs: opts.busyPollUs,
       ...(opts.fanout ? { fanout: opts.fanout } : {}),
     });
     if (opts.onSocketError) sock.onError(opts.onSocketError);
     return Port.fromSocket(name, sock, {
       mtu: opts.mtu,
       ringBytes,
+      busyPollUs: opts.busyPollUs,
       readsAndWritesOnly: opts.readsAndWritesOnly,
     });
   }
@@ -126,7 +135,7 @@ export class Port implements ReplyPort {
   /** A port serving `sock`, an open socket on interface `name`: it starts receiving now. */
   static fromSocket(name: string, sock: PortSocket, opts: SocketPortOptions): Port {
     const port = new Port(name, sock, opts);
-    sock.start(port.onFrame, port.onBatchEnd);
+    sock.start(port.onFrame, port.onBatchEnd, port.quiet);
     return port;
   }
 
@@ -170,6 +179,12 @@ export class Port implements ReplyPort {
     this.stats.txBytes += Math.max(len, MIN_FRAME);
     this.kick.committed();
   }
+
+  /** No export here waits for its backend on this thread: every reply is out. */
+  private readonly quiet = (): boolean => {
+    for (const t of this.targets.values()) if (t.waiting) return false;
+    return true;
+  };
 
   private readonly onBatchEnd = (): void => {
     this.kick.batchEnd();

@@ -26,6 +26,7 @@ export interface PortSpec {
   name: string;
   mtu: number;
   ringBytes: number;
+  busyPollUs: number;
   fanoutId: number;
 }
 

@@ -87,6 +87,7 @@ function openPort(spec: PortSpec): Port {
   return Port.open(spec.name, {
     mtu: spec.mtu,
     ringBytes: spec.ringBytes,
+    busyPollUs: spec.busyPollUs,
     queueSlots: 0,
     fanout: { id: spec.fanoutId, program: Buffer.alloc(0) },
     readsAndWritesOnly: true,

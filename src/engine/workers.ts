@@ -114,6 +114,7 @@ export class WorkerPool {
         name: p.name,
         mtu: p.mtu,
         ringBytes: p.ringBytes,
+        busyPollUs: p.busyPollUs,
         fanoutId: p.fanoutId,
       })),
       targets: specs,

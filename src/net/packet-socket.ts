@@ -32,6 +32,8 @@ export interface PacketSocketOptions {
   maxFrame?: number;
   /** Share the interface's frames with other sockets (worker threads). */
   fanout?: FanoutRequest;
+  /** Busy polling after a batch, in microseconds; 0 (the default): off. See start(). */
+  busyPollUs?: number;
 }
 
 export interface PacketSocketStats {
@@ -49,6 +51,10 @@ export interface PacketSocketStats {
   txFull: number;
   /** flush() calls whose send() failed with an error other than EAGAIN/ENOBUFS. */
   txErrors: number;
+  /** Busy polling: watches of the ring that saw a frame arrive (and handled it without a wake-up). */
+  busyPollFrames: number;
+  /** Busy polling: watches that saw nothing and went back to epoll. */
+  busyPollMisses: number;
 }
 
 export type FrameHandler = (buf: Buffer, off: number, len: number) => void;
@@ -78,6 +84,9 @@ const PACKET_OTHERHOST = 3;
 const PACKET_OUTGOING = 4;
 
 const { EAGAIN, ENOBUFS } = osConstants.errno;
+
+/** Busy polling yields to the event loop after this long, however busy the link (timers, other sockets). */
+const BUSY_POLL_MAX_MS = 2;
 
 /** Ring slot size for a given largest frame: a power of two (the kernel allocates blocks in powers of two pages). */
 export function frameSizeFor(maxFrame: number): number {
@@ -130,6 +139,11 @@ export class PacketSocket {
 
   private polling = false;
   private errorHandler: ((err: Error) => void) | null = null;
+  /** Busy polling: how long to watch the ring after a batch (ms, 0: never), and when. */
+  private readonly busyPollMs: number;
+  private quiet: (() => boolean) | null = null;
+  /** When the socket last had nothing to do but wait (performance.now()); -Infinity: not since the last frame. */
+  private idleSince = Number.NEGATIVE_INFINITY;
 
   private counters: PacketSocketStats = {
     rxFrames: 0,
@@ -139,6 +153,8 @@ export class PacketSocket {
     txFrames: 0,
     txFull: 0,
     txErrors: 0,
+    busyPollFrames: 0,
+    busyPollMisses: 0,
   };
 
   /**
@@ -153,11 +169,13 @@ export class PacketSocket {
     if (maxFrame === undefined) maxFrame = native.interfaceMtu(ifname) + ETH_HEADER;
     maxFrame = checkSize("maxFrame", maxFrame, 0, MIN_FRAME);
     const h = native.openPacket(ifname, rxBytes, txBytes, frameSizeFor(maxFrame), opts.fanout);
-    return new PacketSocket(h, maxFrame);
+    const busyPollUs = checkSize("busyPollUs", opts.busyPollUs, 0, 0);
+    return new PacketSocket(h, maxFrame, busyPollUs);
   }
 
-  private constructor(h: NativePacketHandle, maxFrame: number) {
+  private constructor(h: NativePacketHandle, maxFrame: number, busyPollUs: number) {
     this.h = h;
+    this.busyPollMs = busyPollUs / 1000;
     this.ifname = h.ifname;
     this.ifindex = h.ifindex;
     this.mac = Buffer.from(h.mac);
@@ -210,12 +228,23 @@ export class PacketSocket {
    * only during the call); after each drained batch onBatchEnd() is called
    * once (a good place to flush()). Exceptions thrown by the handlers do not
    * stall the ring: the batch completes, then the first one is rethrown.
+   *
+   * With busy polling (busyPollUs), when a batch has ended and `quiet()` says
+   * nothing is left to do but wait for the next frame (every reply sent), the
+   * socket watches the ring for up to busyPollUs before going back to epoll:
+   * a frame that arrives meanwhile is handled without the wake-up. It watches
+   * only after a frame that came within busyPollUs of the socket going idle
+   * (one a watch would have caught), and the first watch that sees nothing
+   * ends it, so a link whose frames come further apart costs no watching at
+   * all and one that goes idle costs one watch. It yields to the event loop
+   * after BUSY_POLL_MAX_MS however busy the link.
    */
-  start(onFrame: FrameHandler, onBatchEnd?: () => void): void {
+  start(onFrame: FrameHandler, onBatchEnd?: () => void, quiet?: () => boolean): void {
     this.assertOpen();
     if (this.rxActive) throw new Error(`${this.ifname}: already started`);
     this.onFrame = onFrame;
     this.onBatchEnd = onBatchEnd ?? null;
+    this.quiet = quiet ?? null;
     this.rxActive = true;
     this.updatePoll();
   }
@@ -226,6 +255,7 @@ export class PacketSocket {
     this.rxActive = false;
     this.onFrame = null;
     this.onBatchEnd = null;
+    this.quiet = null;
     if (!this.closedFlag) this.updatePoll();
   }
 
@@ -342,6 +372,7 @@ export class PacketSocket {
     this.rxActive = false;
     this.onFrame = null;
     this.onBatchEnd = null;
+    this.quiet = null;
     if (this.txRetry !== null) clearTimeout(this.txRetry);
     this.txRetry = null;
     this.h.close();
@@ -369,8 +400,43 @@ export class PacketSocket {
       this.reportError(status);
       return;
     }
-    if ((events & POLL_READABLE) !== 0 && this.rxActive) this.drainRx();
+    if ((events & POLL_READABLE) === 0 || !this.rxActive) return;
+    if (this.busyPollMs === 0 || this.quiet === null) {
+      this.drainRx();
+      return;
+    }
+    // Watch the ring after this batch only if this frame came soon enough after
+    // the last idle moment that a watch would have caught it.
+    const watch = performance.now() - this.idleSince <= this.busyPollMs;
+    this.drainRx();
+    this.busyPoll(this.quiet, watch);
   };
+
+  /**
+   * See start(): after a batch, while quiet, frames that arrive within
+   * busyPollMs are handled at once. Records when the socket went idle, so the
+   * next wake-up can tell whether watching pays.
+   */
+  private busyPoll(quiet: () => boolean, watch: boolean): void {
+    const i32 = this.rxI32;
+    const words = this.rxWords;
+    const until = performance.now() + BUSY_POLL_MAX_MS;
+    this.idleSince = Number.NEGATIVE_INFINITY;
+    while (this.rxActive && !this.closedFlag && quiet()) {
+      const now = performance.now();
+      this.idleSince = now;
+      if (!watch || now >= until) return;
+      const w = this.rxHead * words;
+      const deadline = Math.min(now + this.busyPollMs, until);
+      while ((Atomics.load(i32, w) & TP_STATUS_USER) === 0)
+        if (performance.now() >= deadline) {
+          this.counters.busyPollMisses++;
+          return;
+        }
+      this.counters.busyPollFrames++;
+      this.drainRx();
+    }
+  }
 
   private reportError(status: number): void {
     const code = Object.entries(osConstants.errno).find(([, v]) => v === -status)?.[0];

@@ -123,7 +123,7 @@ const cases: Case[] = [
     at: [3, 5],
     path: "interfaces.eth0.colour",
     message: "unknown key `colour`",
-    hint: "valid keys here: mtu, buffers",
+    hint: "valid keys here: mtu, buffers, busy-poll",
   },
 
   // ---- types and ranges
@@ -146,6 +146,18 @@ const cases: Case[] = [
     at: [6, 19],
     path: "exports[0].queue-length",
     message: "must be a whole number from 2 to 16384, got 1",
+  },
+  {
+    name: "out of range: busy-poll",
+    text: yaml(
+      "interfaces:",
+      "  eth0:",
+      "    busy-poll: 5000",
+      ...E("    interfaces: [eth0]").trimEnd().split("\n"),
+    ),
+    at: [3, 16],
+    path: "interfaces.eth0.busy-poll",
+    message: "must be microseconds from 0 to 1000, got 5000",
   },
   {
     name: "out of range: sectors",

@@ -138,6 +138,7 @@ describe("defaults", () => {
         "  eth0: { mtu: 9000, buffers: 32 }",
         "  eth1:",
         "    mtu: auto",
+        "    busy-poll: 0",
         "exports:",
         "  - name: a-very-long-export-name-indeed",
         "    uuid: 6f1c2a9e-3b7d-4e8a-9c51-0d2f4a6b8e10",
@@ -153,8 +154,8 @@ describe("defaults", () => {
     );
     const cfg = ok(r);
     expect(cfg.interfaces).toEqual({
-      eth0: { mtu: 9000, ringBytes: 32 * 64 * 1024 },
-      eth1: { mtu: null, ringBytes: null },
+      eth0: { mtu: 9000, ringBytes: 32 * 64 * 1024, busyPollUs: 50 },
+      eth1: { mtu: null, ringBytes: null, busyPollUs: 0 },
     });
     expect(cfg.exports[0]).toMatchObject({
       name: "a-very-long-export-name-indeed",
@@ -369,7 +370,7 @@ describe("warnings", () => {
         "    interfaces: [bond0]",
       ),
     );
-    expect(ok(r).interfaces.bond0).toEqual({ mtu: 9000, ringBytes: null });
+    expect(ok(r).interfaces.bond0).toEqual({ mtu: 9000, ringBytes: null, busyPollUs: 50 });
     expect(r.warnings.map((d) => `${d.line}:${d.column} ${d.path}: ${d.message}`)).toEqual([
       "7:18 exports[0].interfaces[0]: there is no network interface `bond0` on this machine; the export waits for it",
     ]);

@@ -24,10 +24,13 @@ class FakeSocket implements PortSocket {
   private readonly slot = Buffer.alloc(1514);
   private onFrame: FrameHandler | null = null;
   private onBatchEnd: (() => void) | null = null;
+  /** What the port tells a busy-polling socket: nothing left but to wait for frames. */
+  quiet: () => boolean = () => false;
 
-  start(onFrame: FrameHandler, onBatchEnd: () => void): void {
+  start(onFrame: FrameHandler, onBatchEnd: () => void, quiet: () => boolean): void {
     this.onFrame = onFrame;
     this.onBatchEnd = onBatchEnd;
+    this.quiet = quiet;
   }
   /** One receive batch, as the ring delivers it. */
   batch(frames: Buffer[], cutShort?: () => void): void {
@@ -66,6 +69,9 @@ class Export implements FrameConsumer {
   readonly key: number;
   readonly later: ReplyPort[] = [];
   handled = 0;
+  get waiting(): boolean {
+    return this.later.length > 0;
+  }
   constructor(
     readonly shelf: number,
     readonly slot: number,
@@ -132,6 +138,19 @@ describe("Port", () => {
     expect(sock.kicks).toEqual([]);
     await turn();
     expect(sock.kicks).toEqual([3]);
+  });
+
+  it("is quiet (busy polling may watch the ring) only while no export waits for its backend", () => {
+    const inline = setup(true);
+    inline.sock.batch([frame(1, 2), frame(1, 2)]);
+    expect(inline.sock.quiet()).toBe(true); // answered within the batch
+    const { sock, port, target } = setup(false);
+    const other = new Export(1, 3, true);
+    port.attach(other);
+    sock.batch([frame(1, 3), frame(1, 2)]);
+    expect(sock.quiet()).toBe(false); // 1.2's reply is still to come
+    for (const p of target.later.splice(0)) reply(p);
+    expect(sock.quiet()).toBe(true);
   });
 
   it("sends what a batch answered when the port stops receiving in the middle of it", () => {

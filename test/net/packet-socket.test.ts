@@ -52,12 +52,16 @@ function makeFrame(dst: Buffer, src: Buffer, type: number, len: number, seq: num
   return f;
 }
 
-/** Start `sock` and copy every frame it receives into the returned array. */
-function collect(sock: PacketSocket): Buffer[] {
+/** Start `sock` and copy every frame it receives into the returned array. `quiet`: see start(). */
+function collect(sock: PacketSocket, quiet?: () => boolean): Buffer[] {
   const got: Buffer[] = [];
-  sock.start((buf, off, len) => {
-    got.push(Buffer.from(buf.subarray(off, off + len)));
-  });
+  sock.start(
+    (buf, off, len) => {
+      got.push(Buffer.from(buf.subarray(off, off + len)));
+    },
+    undefined,
+    quiet,
+  );
   return got;
 }
 
@@ -279,6 +283,40 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     });
     expect(atB[0]!.readUInt32BE(14)).toBe(42);
     sb.stop();
+  });
+
+  it("busy polling delivers every frame once, in order, and watches only while quiet and busy", async () => {
+    const sa = openSock(pair.a);
+    // Not quiet (replies still to come): never watches.
+    const loud = openSock(pair.b, { busyPollUs: 1000 });
+    const atLoud = collect(loud, () => false);
+    for (let seq = 0; seq < 20; seq++) sa.send(makeFrame(loud.mac, sa.mac, ETH_P_AOE, 60, seq));
+    sa.flush();
+    await roundTrip(sa, loud, atLoud, 20);
+    expect(loud.stats()).toMatchObject({ rxFrames: 21, busyPollFrames: 0, busyPollMisses: 0 });
+    loud.close();
+
+    const sb = openSock(pair.b, { busyPollUs: 1000 });
+    const atB = collect(sb, () => true);
+    // One frame after a long quiet: a watch would not have caught it, so none follows.
+    await roundTrip(sa, sb, atB, 100);
+    expect(sb.stats()).toMatchObject({ busyPollFrames: 0, busyPollMisses: 0 });
+    // Frames in batches: whoever hands them over (a wake-up or a watch), each arrives once.
+    const sent: Buffer[] = [];
+    for (let batch = 0; batch < 10; batch++) {
+      for (let i = 0; i < 20; i++) {
+        const f = makeFrame(sb.mac, sa.mac, ETH_P_AOE, 60 + i, 101 + sent.length);
+        sa.send(f);
+        sent.push(f);
+      }
+      sa.flush();
+    }
+    await roundTrip(sa, sb, atB, 999);
+    expect(atB.slice(1, -1)).toEqual(sent);
+    const st = sb.stats();
+    expect(st.rxFrames).toBe(sent.length + 2);
+    expect(st.busyPollFrames).toBeLessThanOrEqual(st.rxFrames);
+    sa.stop();
   });
 
   it("close() is idempotent and leaves no usable views behind", () => {
