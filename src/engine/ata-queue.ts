@@ -18,6 +18,14 @@ import type { TargetStats } from "./stats.js";
 /** A request in flight this long means the backend is stuck (logged, shown, exported). */
 export const STUCK_AFTER_MS = 3000;
 
+/** Requests of every export on this thread (an isolate: the main thread or one worker) taken and not yet answered. */
+let onThisThread = 0;
+
+/** No export on this thread has a request waiting for its backend: every reply is built (busy polling). */
+export function noRequestsInFlight(): boolean {
+  return onThisThread === 0;
+}
+
 /** Answers a completed request on `req.port`; err null: it succeeded. */
 export type Answer = (req: Request, err: NodeJS.ErrnoException | null) => void;
 
@@ -78,6 +86,7 @@ export class AtaQueue {
       this.slots++;
     }
     this.inflight++;
+    onThisThread++;
     req.start(port, buf, off, kind, lba, count);
     // Copied now: the receive slot goes back to the kernel when this returns.
     if (kind === "write") copyAtaData(buf, off, req.data, count * SECTOR);
@@ -119,13 +128,9 @@ export class AtaQueue {
     req.port = null;
     this.free.push(req);
     this.inflight--;
+    onThisThread--;
     if (this.inflight === 0 && this.drained) this.drained();
   };
-
-  /** Requests of this thread waiting for the backend. */
-  get localInFlight(): number {
-    return this.inflight;
-  }
 
   /** Requests in flight on this thread and, as last reported, on the worker threads. */
   get inFlight(): number {

@@ -27,6 +27,7 @@ import {
   readVersion,
 } from "../protocol/frame-readers.js";
 import { readMac } from "../protocol/mac.js";
+import { noRequestsInFlight } from "./ata-queue.js";
 import { ReplyKick } from "./reply-kick.js";
 import type { FrameConsumer, PortSocket, ReplyPort } from "./seams.js";
 import { addPortVector, type KernelCounts, newPortStats, type PortStats } from "./stats.js";
@@ -111,7 +112,11 @@ export class Port implements ReplyPort {
     this.ringBytes = opts.ringBytes;
     this.busyPollUs = opts.busyPollUs ?? 0;
     this.readsAndWritesOnly = opts.readsAndWritesOnly ?? false;
-    this.kick = new ReplyKick(() => sock.flush());
+    this.kick = new ReplyKick(
+      () => sock.flush(),
+      setImmediate,
+      () => sock.repliesSent(),
+    );
   }
 
   /** Binds a packet socket to interface `name` and serves it. */
@@ -135,7 +140,7 @@ export class Port implements ReplyPort {
   /** A port serving `sock`, an open socket on interface `name`: it starts receiving now. */
   static fromSocket(name: string, sock: PortSocket, opts: SocketPortOptions): Port {
     const port = new Port(name, sock, opts);
-    sock.start(port.onFrame, port.onBatchEnd, port.quiet);
+    sock.start(port.onFrame, port.onBatchEnd, noRequestsInFlight);
     return port;
   }
 
@@ -179,12 +184,6 @@ export class Port implements ReplyPort {
     this.stats.txBytes += Math.max(len, MIN_FRAME);
     this.kick.committed();
   }
-
-  /** No export here waits for its backend on this thread: every reply is out. */
-  private readonly quiet = (): boolean => {
-    for (const t of this.targets.values()) if (t.waiting) return false;
-    return true;
-  };
 
   private readonly onBatchEnd = (): void => {
     this.kick.batchEnd();

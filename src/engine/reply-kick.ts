@@ -18,7 +18,8 @@
  *    from setImmediate. io_uring submits from a microtask after the batch's
  *    callback (src/io/uring.ts) and reaps what completed inline right away,
  *    so page-cache hits are answered by that same setImmediate kick, in the
- *    same loop iteration as the batch that asked for them.
+ *    same loop iteration as the batch that asked for them. After that kick
+ *    the socket hears the replies are out (busy polling may watch the ring).
  * 4. A batch cut short (the port stops receiving) ends there: its replies go.
  * 5. A kick with nothing committed since the last one does nothing; a port
  *    closing sends whatever its socket still holds.
@@ -50,6 +51,8 @@ export class ReplyKick {
     private readonly send: () => void,
     /** Runs a function once later in this event-loop turn. */
     private readonly defer: (fn: () => void) => void = setImmediate,
+    /** After a deferred kick (rule 3): the replies built outside a batch are out. */
+    private readonly sentOutsideBatch: () => void = () => {},
   ) {}
 
   /** A received frame is about to be handled: a batch is under way. */
@@ -61,7 +64,7 @@ export class ReplyKick {
   committed(): void {
     if (!this.pending) {
       this.pending = true;
-      if (!this.inBatch) this.defer(this.kick);
+      if (!this.inBatch) this.defer(this.deferredKick);
     }
     if (this.inBatch && ++this.batchReplies === EARLY_KICK) this.kick();
   }
@@ -83,5 +86,10 @@ export class ReplyKick {
     if (!this.pending) return;
     this.pending = false;
     this.send();
+  };
+
+  private readonly deferredKick = (): void => {
+    this.kick();
+    this.sentOutsideBatch();
   };
 }

@@ -19,6 +19,8 @@ export interface PortSocket {
   readonly fanoutId: number;
   /** `quiet`: every reply sent, nothing to do but wait for a frame (busy polling may watch the ring). */
   start(onFrame: FrameHandler, onBatchEnd: () => void, quiet: () => boolean): void;
+  /** Replies built outside a receive batch have been sent (busy polling may watch the ring). */
+  repliesSent(): void;
   stop(): void;
   /** A transmit slot to write a frame into at offset 0, or null when the ring is full. */
   txAcquire(): Buffer | null;
@@ -48,8 +50,6 @@ export interface FrameConsumer {
   readonly slot: number;
   /** shelf * 256 + slot: the port's dispatch key. */
   readonly key: number;
-  /** Requests of this thread waiting for the backend: their replies are still to come. */
-  readonly waiting: boolean;
   /**
    * One received AoE frame at buf[off, off + len) from MAC `src`, already
    * checked by the port (version, not a response, not our own). `broadcast`:

@@ -165,11 +165,6 @@ export class Target implements FrameConsumer {
     return this.queue.inFlight;
   }
 
-  /** Requests of this thread waiting for the backend: their replies are still to come. */
-  get waiting(): boolean {
-    return this.queue.localInFlight > 0;
-  }
-
   get sizeBytes(): number {
     return this.sectors * SECTOR;
   }

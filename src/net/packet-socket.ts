@@ -22,6 +22,7 @@ import {
   POLL_READABLE,
 } from "../native/addon.js";
 import { ETH_HEADER, MIN_FRAME } from "../protocol/constants.js";
+import { BusyPollPolicy } from "./busy-poll.js";
 
 export interface PacketSocketOptions {
   /** RX ring size in bytes (rounded down to whole blocks). Default 8 MiB. */
@@ -85,7 +86,7 @@ const PACKET_OUTGOING = 4;
 
 const { EAGAIN, ENOBUFS } = osConstants.errno;
 
-/** Busy polling yields to the event loop after this long, however busy the link (timers, other sockets). */
+/** Busy polling stops watching after this long, however busy the link (timers, other sockets). */
 const BUSY_POLL_MAX_MS = 2;
 
 /** Ring slot size for a given largest frame: a power of two (the kernel allocates blocks in powers of two pages). */
@@ -139,11 +140,9 @@ export class PacketSocket {
 
   private polling = false;
   private errorHandler: ((err: Error) => void) | null = null;
-  /** Busy polling: how long to watch the ring after a batch (ms, 0: never), and when. */
-  private readonly busyPollMs: number;
+  /** Busy polling: when to watch the ring (null: off), and whether there is nothing else to do. */
+  private readonly policy: BusyPollPolicy | null;
   private quiet: (() => boolean) | null = null;
-  /** When the socket last had nothing to do but wait (performance.now()); -Infinity: not since the last frame. */
-  private idleSince = Number.NEGATIVE_INFINITY;
 
   private counters: PacketSocketStats = {
     rxFrames: 0,
@@ -175,7 +174,7 @@ export class PacketSocket {
 
   private constructor(h: NativePacketHandle, maxFrame: number, busyPollUs: number) {
     this.h = h;
-    this.busyPollMs = busyPollUs / 1000;
+    this.policy = busyPollUs > 0 ? new BusyPollPolicy(busyPollUs / 1000) : null;
     this.ifname = h.ifname;
     this.ifindex = h.ifindex;
     this.mac = Buffer.from(h.mac);
@@ -229,15 +228,14 @@ export class PacketSocket {
    * once (a good place to flush()). Exceptions thrown by the handlers do not
    * stall the ring: the batch completes, then the first one is rethrown.
    *
-   * With busy polling (busyPollUs), when a batch has ended and `quiet()` says
-   * nothing is left to do but wait for the next frame (every reply sent), the
-   * socket watches the ring for up to busyPollUs before going back to epoll:
-   * a frame that arrives meanwhile is handled without the wake-up. It watches
-   * only after a frame that came within busyPollUs of the socket going idle
-   * (one a watch would have caught), and the first watch that sees nothing
-   * ends it, so a link whose frames come further apart costs no watching at
-   * all and one that goes idle costs one watch. It yields to the event loop
-   * after BUSY_POLL_MAX_MS however busy the link.
+   * With busy polling (busyPollUs), when a batch has ended, or the owner
+   * says it has sent the replies it built outside one (repliesSent()), and
+   * `quiet()` says nothing is left to do on this thread but wait for frames,
+   * the socket watches the ring for up to busyPollUs before going back to
+   * epoll: a frame that arrives meanwhile is handled without the wake-up.
+   * When it watches is BusyPollPolicy's (src/net/busy-poll.ts). It stops
+   * watching after BUSY_POLL_MAX_MS however busy the link, so timers and
+   * other sockets get their turn.
    */
   start(onFrame: FrameHandler, onBatchEnd?: () => void, quiet?: () => boolean): void {
     this.assertOpen();
@@ -401,38 +399,35 @@ export class PacketSocket {
       return;
     }
     if ((events & POLL_READABLE) === 0 || !this.rxActive) return;
-    if (this.busyPollMs === 0 || this.quiet === null) {
-      this.drainRx();
-      return;
-    }
-    // Watch the ring after this batch only if this frame came soon enough after
-    // the last idle moment that a watch would have caught it.
-    const watch = performance.now() - this.idleSince <= this.busyPollMs;
+    this.policy?.woke(performance.now());
     this.drainRx();
-    this.busyPoll(this.quiet, watch);
+    this.repliesSent();
   };
 
   /**
-   * See start(): after a batch, while quiet, frames that arrive within
-   * busyPollMs are handled at once. Records when the socket went idle, so the
-   * next wake-up can tell whether watching pays.
+   * The owner has sent every reply it had (after a batch, or after replies
+   * built outside one): with busy polling, while quiet, watch the ring (see
+   * start()). Frames a watch catches are handled here, their batch ended as
+   * usual. Not while a reply waits to be retried: the retry timer must run.
    */
-  private busyPoll(quiet: () => boolean, watch: boolean): void {
+  repliesSent(): void {
+    const policy = this.policy;
+    const quiet = this.quiet;
+    if (policy === null || quiet === null) return;
     const i32 = this.rxI32;
-    const words = this.rxWords;
     const until = performance.now() + BUSY_POLL_MAX_MS;
-    this.idleSince = Number.NEGATIVE_INFINITY;
-    while (this.rxActive && !this.closedFlag && quiet()) {
+    while (this.rxActive && !this.closedFlag && !this.txStalled && quiet()) {
       const now = performance.now();
-      this.idleSince = now;
-      if (!watch || now >= until) return;
-      const w = this.rxHead * words;
-      const deadline = Math.min(now + this.busyPollMs, until);
+      if (!policy.idle(now) || now >= until) return;
+      const w = this.rxHead * this.rxWords;
+      const deadline = Math.min(now + policy.budgetMs, until);
       while ((Atomics.load(i32, w) & TP_STATUS_USER) === 0)
         if (performance.now() >= deadline) {
+          policy.missed();
           this.counters.busyPollMisses++;
           return;
         }
+      policy.caught();
       this.counters.busyPollFrames++;
       this.drainRx();
     }

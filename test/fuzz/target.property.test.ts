@@ -65,6 +65,7 @@ class FakeSocket implements PortSocket {
     this.onFrame = onFrame;
     this.onBatchEnd = onBatchEnd;
   }
+  repliesSent(): void {}
 
   /** Hands a frame to the port the way the RX ring does: a window into a larger buffer of old bytes. */
   deliver(frame: Buffer): void {

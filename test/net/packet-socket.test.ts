@@ -285,7 +285,7 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     sb.stop();
   });
 
-  it("busy polling delivers every frame once, in order, and watches only while quiet and busy", async () => {
+  it("busy polling: never watches while not quiet, nor after a lone frame; every frame arrives once, in order", async () => {
     const sa = openSock(pair.a);
     // Not quiet (replies still to come): never watches.
     const loud = openSock(pair.b, { busyPollUs: 1000 });
@@ -316,7 +316,7 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     const st = sb.stats();
     expect(st.rxFrames).toBe(sent.length + 2);
     expect(st.busyPollFrames).toBeLessThanOrEqual(st.rxFrames);
-    sa.stop();
+    sb.stop();
   });
 
   it("close() is idempotent and leaves no usable views behind", () => {
