@@ -381,9 +381,20 @@ if [ "$SCEN" = failover ]; then
   # loop_busy: the first pass is done and the next one has requests in flight,
   # so a failure the host makes now lands in the middle of a pass, not between
   # two (fio takes a while to start)
-  loop_busy() {
-    loop_wait 1 120 && wait_until 30 "loop_failed || awk '{exit !(\$1 + \$2 > 0)}' '$LOOP_SYS/inflight'" &&
-      ! loop_failed
+  loop_busy() { loop_wait 1 120 && busy_seen 30 && ! loop_failed; }
+  # busy_seen LIMIT_S: until the device has requests in flight (sysfs), read
+  # every ~10 ms by the shell itself, no process per look: against a fast
+  # target a pass's I/O lasts only tens of ms, which a look every 0.2 s with
+  # a forked awk missed for 30 s in two runs out of eight
+  busy_seen() {
+    bs_i=0
+    while [ $bs_i -lt $(($1 * 100)) ]; do
+      read -r bs_r bs_w <"$LOOP_SYS/inflight" && [ $((bs_r + bs_w)) -gt 0 ] && return 0
+      if [ $((bs_i % 50)) = 0 ] && loop_failed; then return 1; fi
+      sleep 0.01
+      bs_i=$((bs_i + 1))
+    done
+    return 1
   }
   # loop_stop STEP: end the loop after its current pass and check every pass;
   # then verify the last one once more. Sets LAST (its seed).
@@ -438,7 +449,7 @@ if [ "$SCEN" = failover ]; then
   for i in 0 1; do echo "E2E-INFO md_data_offset_e0.$i=$(cat "$md/dev-etherd!e0.$i/offset")"; done
   echo "E2E-INFO md_size_kib=$(cat $md/component_size)"
   loop_start /dev/md0 "$NL_OFF" 1000
-  loop_busy || ok=0
+  loop_busy || { fail nodeloss "no verified pass followed by requests in flight on md0"; ok=0; }
   if [ $ok = 1 ] && host kill-node-a; then
     t=$(now)
     if wait_until 60 'grep -q faulty "$md/dev-etherd!e0.0/state"'; then
