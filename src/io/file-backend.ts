@@ -131,9 +131,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
       gc.dsyncStarted();
       this.rawWrite(buf, len, pos, true, (err) => {
         if (err === null) this.lone.observe("dsync", performance.now() - t0);
-        gc.dsyncDone(err);
-        // Another thread's sync failed meanwhile: this one may not have heard of it.
-        cb(err ?? (gc.failed !== null ? gc.failedError() : null));
+        cb(gc.dsyncDone(err));
       });
       return;
     }

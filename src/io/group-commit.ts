@@ -181,13 +181,16 @@ export class GroupCommit {
    * were outstanding, its sync may have reported (and cleared) the write-back
    * error of other writes, this thread's or another's on the same file: the
    * backend fails as after a failed fdatasync. A lone ENOSPC is the write's own.
+   * Returns what the write gets: its error, or, like a synced batch, the
+   * failure of another thread's sync that this one may not have heard of.
    */
-  dsyncDone(err: NodeJS.ErrnoException | null): void {
+  dsyncDone(err: NodeJS.ErrnoException | null): NodeJS.ErrnoException | null {
     this.outstanding--;
     this.dsyncing--;
     const others = this.outstanding > 0 || this.syncing || this.waiting.length > 0;
     if (err !== null && (err.code === "EIO" || others)) this.fail(err);
     if (this.dsyncing === 0 && this.waiting.length > 0) this.kick();
+    return err ?? (this.failed !== null ? this.failedError() : null);
   }
 
   /** The error every write and flush gets once a sync has failed. */

@@ -152,6 +152,9 @@ describe("GroupCommit across worker threads", () => {
     expect(b.log).toContain("fail b1");
     expect(b.gc.failed).toMatchObject({ code: "EIO", errno: -5, syscall: "fdatasync" });
     expect(b.gc.failed?.message).toMatch(/^fdatasync \/img \(export lv0\): EIO .*another thread/);
+    // A lone RWF_DSYNC write that succeeded there does not count either.
+    b.gc.dsyncStarted();
+    expect(b.gc.dsyncDone(null)).toMatchObject({ code: "EIO", syscall: "fdatasync" });
     // and every later write, in either thread
     b.write("b2");
     a.write("a2");
