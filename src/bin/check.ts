@@ -14,7 +14,7 @@ import os from "node:os";
 import { type BackingProbe, describeConfig } from "../config/describe.js";
 import type { Diagnostic } from "../config/diagnostics.js";
 import type { Config, ExportConfig } from "../config/types.js";
-import { openBackend } from "../engine/engine.js";
+import { openBackend } from "../engine/export-backend.js";
 import { blockDeviceSize } from "../io/blockdev.js";
 import { linkState } from "../net/link-monitor.js";
 

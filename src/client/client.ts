@@ -21,7 +21,13 @@ import {
 import { isResponse } from "../protocol/frame-readers.js";
 import { type IdentifyPage, parseIdentify } from "../protocol/identify.js";
 import { macToString, readMac } from "../protocol/mac.js";
-import { type AtaArg, type Message, parse, serialize } from "../protocol/messages.js";
+import {
+  type AtaArg,
+  type ConfigArg,
+  type Message,
+  parse,
+  serialize,
+} from "../protocol/messages.js";
 
 export interface TargetInfo {
   shelf: number;
@@ -61,6 +67,18 @@ interface Pending {
   resolve(m: Message): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+}
+
+/** A config query as an initiator sends it: the target fills in the counts. */
+function configQuery(ccmd: number, value: string): ConfigArg {
+  return {
+    bufferCount: 0,
+    firmware: 0,
+    maxSectors: 0,
+    aoeVersion: 1,
+    ccmd,
+    config: Buffer.from(value, "latin1"),
+  };
 }
 
 export interface ClientOptions {
@@ -211,14 +229,7 @@ export class AoeClient {
           tag,
         ),
         kind: "config",
-        arg: {
-          bufferCount: 0,
-          firmware: 0,
-          maxSectors: 0,
-          aoeVersion: 1,
-          ccmd: ConfigCmd.read,
-          config: Buffer.alloc(0),
-        },
+        arg: configQuery(ConfigCmd.read, ""),
       }),
     );
     return new Promise((resolve) =>
@@ -326,14 +337,7 @@ export class AoeClient {
     return this.send((tag) => ({
       ...this.header(t.macBytes, t.shelf, t.slot, Command.queryConfig, tag),
       kind: "config",
-      arg: {
-        bufferCount: 0,
-        firmware: 0,
-        maxSectors: 0,
-        aoeVersion: 1,
-        ccmd,
-        config: Buffer.from(value, "latin1"),
-      },
+      arg: configQuery(ccmd, value),
     }));
   }
 

@@ -14,10 +14,10 @@ import type { Logger } from "pino";
 import { INTERFACE_DEFAULTS } from "../config/resolve.js";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
-import { openFileBackend } from "../io/open.js";
 import { type LinkEvent, LinkMonitor, linkState } from "../net/link-monitor.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
-import { boundedStat, FS_TIMEOUT_MS, within } from "./bounded-fs.js";
+import { within } from "./bounded-fs.js";
+import { backendKey, grew, inheritsClaim, openBackend } from "./export-backend.js";
 import { emptyState, type TargetState } from "./initiator-state.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
@@ -41,66 +41,6 @@ export interface ApplySummary {
 export interface WaitingExport {
   readonly cfg: ExportConfig;
   readonly missing: string[];
-}
-
-/** Settings that need the backing store reopened when they change. */
-function backendKey(e: ExportConfig): unknown[] {
-  return [e.path, e.readOnly, e.directIo, e.writeCache, e.io, e.offset, e.length];
-}
-
-/**
- * Opens an export's backend, giving up after FS_TIMEOUT_MS: the stat, statfs
- * and opens run on the thread pool, and a filesystem that does not answer
- * must not hang the reload (or every reload after it). A backend that opens
- * after all is closed again. `aoed check` opens stores this way too.
- */
-export async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
-  const opening = openFileBackend({
-    path: e.path,
-    exportName: e.name,
-    readOnly: e.readOnly,
-    directIo: e.directIo,
-    writeCache: e.writeCache,
-    io: e.io,
-    offset: e.offset,
-    length: e.length,
-    sharedClaim,
-  });
-  const backend = await within(opening, FS_TIMEOUT_MS, null);
-  if (backend !== null) return backend;
-  void opening.then(
-    (late) => late.close(),
-    () => {},
-  );
-  throw new Error(
-    `${e.path}: the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s (stat, statfs, open): not opened`,
-  );
-}
-
-/**
- * A replaced export's new backend on the block device its old one holds
- * exclusively: O_EXCL would fail with EBUSY, so the new one opens shared and
- * takes the claim over once the old one has drained and closed.
- */
-function inheritsClaim(old: Target | null, next: ExportConfig): boolean {
-  if (old === null || !old.backend.caps.blockDevice) return false;
-  try {
-    return fs.realpathSync(old.cfg.path) === fs.realpathSync(next.path);
-  } catch {
-    return false;
-  }
-}
-
-/**
- * True when the file behind a running export has grown since it was opened.
- * Not asked of a stuck backend, and a filesystem that does not answer within
- * FS_TIMEOUT_MS counts as no growth: the reload goes on without it.
- */
-async function grew(target: Target): Promise<boolean> {
-  const e = target.cfg;
-  if (e.length !== null || target.backend.caps.blockDevice || target.stuck) return false;
-  const st = await boundedStat(e.path);
-  return st !== null && "size" in st && st.size - e.offset >= target.backend.size + 512;
 }
 
 /** How long a stop or a replaced export waits for requests in flight before leaving them. */
