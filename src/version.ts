@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The package root: the nearest ancestor holding our package.json (same from src/ and dist/src/). */
-export const PACKAGE_ROOT = (() => {
+const PACKAGE_ROOT = (() => {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   while (!fs.existsSync(path.join(dir, "package.json"))) {
     const up = path.dirname(dir);

@@ -42,7 +42,7 @@ export interface NotifierOptions {
 }
 
 /** CLOCK_MONOTONIC in microseconds: libuv's hrtime reads CLOCK_MONOTONIC on Linux. */
-export function monotonicUsec(): bigint {
+function monotonicUsec(): bigint {
   return process.hrtime.bigint() / 1000n;
 }
 

@@ -17,12 +17,12 @@ import type { Config } from "./types.js";
 
 export const DEMO_INTERFACE = "aoed-demo0";
 export const DEMO_PEER = "aoed-demo1";
-export const DEMO_DIR = "/tmp/aoed-demo";
+const DEMO_DIR = "/tmp/aoed-demo";
 export const DEMO_IMAGE_BYTES = 64 * 1024 * 1024;
-export const DEMO_SOURCE = "embedded:demo";
+const DEMO_SOURCE = "embedded:demo";
 
 /** The demo config, as a user would write it. */
-export function demoYaml(dir: string = DEMO_DIR): string {
+function demoYaml(dir: string = DEMO_DIR): string {
   return `log-level: info
 state-dir: ${join(dir, "state")}
 interfaces:

@@ -68,7 +68,7 @@ export function formatPath(path: readonly PathSegment[]): string {
 }
 
 /** Optimal-string-alignment distance (Levenshtein plus adjacent transpositions). */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const m = a.length;
   const n = b.length;
   let prev2: number[] = [];

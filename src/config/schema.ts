@@ -30,7 +30,7 @@ const PRINTABLE = "^[ -~]*$";
 export const IFNAME_PATTERN = "^(?!\\.\\.?$)[^\\s/:]{1,15}$";
 /** List names must not look like MACs: no ':' and a letter or '_' first. */
 export const ACL_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9._-]{0,63}$";
-export const EXPORT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$";
+const EXPORT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$";
 
 const aclEntries = {
   type: ["array", "null"],
@@ -245,7 +245,7 @@ export const interfaceSchema = {
 } as const;
 
 /** Where the Prometheus endpoint listens: `HOST:PORT`, `[V6]:PORT`, `:PORT` (every address) or off. */
-export const LISTEN_PATTERN = "^(off|(\\[[0-9A-Fa-f:.]+\\]|\\*|[A-Za-z0-9.-]*):[0-9]{1,5})$";
+const LISTEN_PATTERN = "^(off|(\\[[0-9A-Fa-f:.]+\\]|\\*|[A-Za-z0-9.-]*):[0-9]{1,5})$";
 
 /** `metrics:` (the Prometheus endpoint); false or off disables it. */
 export const metricsSchema = {

@@ -94,7 +94,7 @@ export function pathAt(doc: Document, offset: number): PathSegment[] {
 }
 
 /** The YAML node at a key path (aliases resolved), or undefined. */
-export function nodeAt(doc: Document, path: readonly PathSegment[]): unknown {
+function nodeAt(doc: Document, path: readonly PathSegment[]): unknown {
   let node: unknown = doc.contents;
   for (const seg of path) {
     node = deref(doc, node);

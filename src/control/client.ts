@@ -6,7 +6,7 @@ import path from "node:path";
 import { groupById } from "../util/groups.js";
 import { PROTOCOL_VERSION, type Request, type Response } from "./protocol.js";
 
-export const DEFAULT_SOCKET = "/run/aoed/aoed.sock";
+const DEFAULT_SOCKET = "/run/aoed/aoed.sock";
 
 /** The socket aoectl uses: --socket, else $AOED_SOCKET, else the default. */
 export function socketPath(option: string | undefined): string {
@@ -33,7 +33,7 @@ function modeString(mode: number): string {
 }
 
 /** Why aoectl cannot use the socket at `p`, for a human. */
-export function describeConnectError(p: string, err: NodeJS.ErrnoException): string {
+function describeConnectError(p: string, err: NodeJS.ErrnoException): string {
   switch (err.code) {
     case "ENOENT":
       return `aoed is not running (no socket at ${p}); if it runs with another \`control-socket:\`, give --socket PATH or set AOED_SOCKET`;

@@ -4,7 +4,6 @@
  */
 import type { Logger } from "pino";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
-import { countSyncs } from "../engine/stats.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import {
   type EngineView,
@@ -219,8 +218,7 @@ export class CommandHandler {
     return {
       time: performance.now() / 1000,
       exports: this.targets().map((t): ExportCounters => {
-        const s = t.stats;
-        countSyncs(s, t.backend.syncStats);
+        const s = t.counters();
         return {
           name: t.name,
           target: targetLabel(t),

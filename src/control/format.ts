@@ -3,7 +3,7 @@ import { writeCacheRisk } from "../config/describe.js";
 import { formatBytes } from "../config/units.js";
 import type { ExportCounters, ShowResult, StatsResult, StatusResult } from "./protocol.js";
 
-export function duration(seconds: number): string {
+function duration(seconds: number): string {
   const s = Math.floor(seconds);
   const d = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);

@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { CommandHandler, type CommandOptions } from "./commands.js";
 import { MAX_LINE, PROTOCOL_VERSION } from "./protocol.js";
 
-export const SOCKET_MODE = 0o660;
+const SOCKET_MODE = 0o660;
 
 export interface ControlServerOptions extends CommandOptions {
   /** Where to create the socket. */
@@ -46,7 +46,7 @@ function probe(p: string): Promise<boolean> {
 }
 
 /** Another daemon holds the socket path. */
-export class AlreadyRunningError extends Error {
+class AlreadyRunningError extends Error {
   constructor(p: string) {
     super(
       `another aoed is already running: something answers on the control socket ${p}; stop it first, or give this one another \`control-socket:\``,

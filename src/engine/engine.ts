@@ -23,7 +23,6 @@ import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
 import { StateStore } from "./state-store.js";
-import { countSyncs } from "./stats.js";
 import { encodeProgram, TO_MAIN_ONLY } from "./steering.js";
 import { Target } from "./target.js";
 import { WorkerPool } from "./workers.js";
@@ -44,7 +43,7 @@ export interface WaitingExport {
 }
 
 /** How long a stop or a replaced export waits for requests in flight before leaving them. */
-export const DRAIN_TIMEOUT_MS = 5000;
+const DRAIN_TIMEOUT_MS = 5000;
 
 const TO_MAIN = encodeProgram(TO_MAIN_ONLY);
 
@@ -324,7 +323,7 @@ export class Engine {
       void drained.finally(() => this.retiring.delete(t));
       const done = drained.then(async () => {
         // Its last syncs, into the counters its successor carries on.
-        countSyncs(t.stats, t.backend.syncStats);
+        t.counters();
         if (!closeBackend) return;
         await t.backend.close();
         await heirs

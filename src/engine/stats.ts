@@ -154,7 +154,7 @@ export const TARGET_COUNTERS = [
 export type TargetCounter = (typeof TARGET_COUNTERS)[number];
 
 /** Vector layout of an export: the counters, the latency buckets (per bucket, +Inf last), sum, count. */
-export const TARGET_BUCKETS_AT = TARGET_COUNTERS.length;
+const TARGET_BUCKETS_AT = TARGET_COUNTERS.length;
 export const TARGET_SUM_AT = TARGET_BUCKETS_AT + LATENCY_BUCKETS.length + 1;
 export const TARGET_COUNT_AT = TARGET_SUM_AT + 1;
 /** Then one histogram per operation, in this order, each laid out as the total's (buckets, sum, count). */

@@ -68,7 +68,13 @@ import { emptyState, InitiatorState, type TargetState } from "./initiator-state.
 import type { OpKind, Request } from "./request.js";
 import type { FrameConsumer, ReplyPort } from "./seams.js";
 import type { SharedAccessLists } from "./shared-state.js";
-import { addTargetVector, newTargetStats, resetTargetStats, type TargetStats } from "./stats.js";
+import {
+  addTargetVector,
+  countSyncs,
+  newTargetStats,
+  resetTargetStats,
+  type TargetStats,
+} from "./stats.js";
 
 export class Target implements FrameConsumer {
   readonly name: string;
@@ -543,6 +549,16 @@ export class Target implements FrameConsumer {
   /** The admin's reset of what initiators set (aoectl clear). */
   clearState(what: "config" | "mask" | "reserve"): void {
     this.initiators.clear(what);
+  }
+
+  /**
+   * The export's counters, with what its backend's group commit has done
+   * since they were last read folded in: the one way metrics, the control
+   * socket and the worker reports read them.
+   */
+  counters(): TargetStats {
+    countSyncs(this.stats, this.backend.syncStats);
+    return this.stats;
   }
 
   resetStats(): void {

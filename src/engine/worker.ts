@@ -11,7 +11,7 @@ import { createLogger } from "../log.js";
 import { Port } from "./port.js";
 import { SharedAccessLists } from "./shared-state.js";
 import { logSocketErrors } from "./socket-errors.js";
-import { countSyncs, portVector, targetVector } from "./stats.js";
+import { portVector, targetVector } from "./stats.js";
 import { Target } from "./target.js";
 import type { FromWorker, PortSpec, ToWorker, WorkerInit } from "./worker-messages.js";
 
@@ -31,8 +31,7 @@ const reported = new Map<Target | Port, number[]>();
 
 /** The target's counters, its backend's syncs included. */
 function targetCounts(target: Target): number[] {
-  countSyncs(target.stats, target.backend.syncStats);
-  return targetVector(target.stats);
+  return targetVector(target.counters());
 }
 
 function delta(source: Target | Port, now: number[]): number[] | null {

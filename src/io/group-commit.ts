@@ -37,7 +37,7 @@ export interface SyncStats {
   syncErrors: number;
 }
 
-export function newSyncStats(): SyncStats {
+function newSyncStats(): SyncStats {
   return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };
 }
 

@@ -7,7 +7,7 @@
  * the clear. Nothing here runs on the data path: it is read at scrape time.
  * The counter vectors it keeps are the engine's (src/engine/stats.ts).
  */
-import { countSyncs, portVector, type TargetStats, targetVector } from "../engine/stats.js";
+import { portVector, type TargetStats, targetVector } from "../engine/stats.js";
 import type { PortView, TargetView } from "./view.js";
 
 interface Entry<S> {
@@ -19,7 +19,7 @@ interface Entry<S> {
 }
 
 /** Monotonic totals of counter vectors read from sources that may be reset or replaced. */
-export class Monotonic<S extends object> {
+class Monotonic<S extends object> {
   private readonly entries = new Map<string, Entry<S>>();
 
   constructor(private readonly read: (source: S) => number[]) {}
@@ -70,9 +70,7 @@ export class StatsLedger {
   readonly interfaces = new Monotonic<PortView>(portVector);
 
   exportTotals(t: TargetView): number[] {
-    const stats = t.stats;
-    countSyncs(stats, t.backend.syncStats);
-    return this.exports.totals(t.name, stats);
+    return this.exports.totals(t.name, t.counters());
   }
 
   interfaceTotals(p: PortView): number[] {
@@ -81,9 +79,7 @@ export class StatsLedger {
 
   /** `aoectl clear stats`: zero the export's counters without moving its metrics backwards. */
   resetExport(t: TargetView): void {
-    const stats = t.stats;
-    countSyncs(stats, t.backend.syncStats);
-    this.exports.beforeReset(t.name, stats);
+    this.exports.beforeReset(t.name, t.counters());
     t.resetStats();
   }
 }

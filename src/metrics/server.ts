@@ -18,7 +18,7 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export function listenText(host: string | null, port: number): string {
+function listenText(host: string | null, port: number): string {
   if (host === null) return `:${port}`;
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

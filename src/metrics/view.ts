@@ -7,7 +7,6 @@
 import type { ExportConfig } from "../config/types.js";
 import type { TargetState } from "../engine/initiator-state.js";
 import type { PortStats, TargetStats } from "../engine/stats.js";
-import type { SyncStats } from "../io/group-commit.js";
 
 export type StateKind = "config" | "mask" | "reserve";
 
@@ -15,7 +14,6 @@ export interface TargetView {
   readonly name: string;
   readonly shelf: number;
   readonly slot: number;
-  readonly stats: TargetStats;
   readonly state: TargetState;
   readonly inFlight: number;
   /** A request has been in flight for STUCK_AFTER_MS or longer (src/engine/ata-queue.ts). */
@@ -31,9 +29,9 @@ export interface TargetView {
     readonly caps?: { readonly engine?: string };
     /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
     readonly failed?: NodeJS.ErrnoException | null;
-    /** Group commit's counters, added into `stats` by countSyncs() before they are read. */
-    readonly syncStats?: Readonly<SyncStats>;
   };
+  /** The export's counters, group commit's included. */
+  counters(): TargetStats;
   clearState(what: StateKind): void;
   resetStats(): void;
 }

@@ -60,8 +60,8 @@ export interface PacketSocketStats {
 
 export type FrameHandler = (buf: Buffer, off: number, len: number) => void;
 
-export const DEFAULT_RX_RING_BYTES = 8 * 1024 * 1024;
-export const DEFAULT_TX_RING_BYTES = 4 * 1024 * 1024;
+const DEFAULT_RX_RING_BYTES = 8 * 1024 * 1024;
+const DEFAULT_TX_RING_BYTES = 4 * 1024 * 1024;
 
 // struct tpacket2_hdr: tp_status u32 @0, tp_len u32 @4, tp_snaplen u32 @8,
 // tp_mac u16 @12, tp_net u16 @14, ... 32 bytes; struct sockaddr_ll follows at
@@ -90,7 +90,7 @@ const { EAGAIN, ENOBUFS } = osConstants.errno;
 const BUSY_POLL_MAX_MS = 2;
 
 /** Ring slot size for a given largest frame: a power of two (the kernel allocates blocks in powers of two pages). */
-export function frameSizeFor(maxFrame: number): number {
+function frameSizeFor(maxFrame: number): number {
   let size = 128;
   while (size < RX_DATA_OFF + maxFrame) size *= 2;
   return size;

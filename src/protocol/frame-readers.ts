@@ -49,7 +49,6 @@ export const isErrorReply = (b: Uint8Array, off: number): boolean =>
 export const readError = (b: Uint8Array, off: number): number => b[off + Off.error]!;
 /** Source MAC as a 48-bit integer (protocol/mac.ts). */
 export const readSrcMac = (b: Uint8Array, off: number): number => u48(b, off + Off.src);
-export const readDstMac = (b: Uint8Array, off: number): number => u48(b, off + Off.dst);
 export const readShelf = (b: Uint8Array, off: number): number => u16(b, off + Off.shelf);
 export const readSlot = (b: Uint8Array, off: number): number => b[off + Off.slot]!;
 export const readCommand = (b: Uint8Array, off: number): number => b[off + Off.command]!;

@@ -112,15 +112,15 @@ export type Message =
 export class ParseError extends Error {}
 
 /** Reads the 48-bit little-endian LBA at `off`. */
-export function readLba48(buf: Buffer, off: number): number {
+function readLba48(buf: Buffer, off: number): number {
   return buf.readUIntLE(off, 6);
 }
 
-export function writeLba48(buf: Buffer, off: number, lba: number): void {
+function writeLba48(buf: Buffer, off: number, lba: number): void {
   buf.writeUIntLE(lba, off, 6);
 }
 
-export function parseHeader(buf: Buffer): Header {
+function parseHeader(buf: Buffer): Header {
   if (buf.length < AOE_HEADER)
     throw new ParseError(`frame of ${buf.length} bytes is shorter than the AoE header`);
   if (readEtherType(buf, 0) !== ETHERTYPE_AOE) throw new ParseError("not an AoE frame");
@@ -140,7 +140,7 @@ export function parseHeader(buf: Buffer): Header {
 }
 
 /** Writes the 24-byte common header. */
-export function writeHeader(buf: Buffer, h: Header): void {
+function writeHeader(buf: Buffer, h: Header): void {
   h.dst.copy(buf, Off.dst, 0, 6);
   h.src.copy(buf, Off.src, 0, 6);
   buf.writeUInt16BE(ETHERTYPE_AOE, Off.etherType);
@@ -157,7 +157,7 @@ function need(buf: Buffer, n: number, what: string): void {
   if (buf.length < n) throw new ParseError(`${what}: frame of ${buf.length} bytes, need ${n}`);
 }
 
-export function parseAtaArg(buf: Buffer): AtaArg {
+function parseAtaArg(buf: Buffer): AtaArg {
   need(buf, AtaOff.data, "ATA");
   return {
     aflags: readAflags(buf, 0),
@@ -170,7 +170,7 @@ export function parseAtaArg(buf: Buffer): AtaArg {
 }
 
 /** Writes the ATA argument and data; returns the frame length. */
-export function writeAtaArg(buf: Buffer, a: AtaArg): number {
+function writeAtaArg(buf: Buffer, a: AtaArg): number {
   buf[AtaOff.aflags] = a.aflags;
   buf[AtaOff.errFeature] = a.errFeature;
   buf[AtaOff.sectorCount] = a.sectorCount;
@@ -181,7 +181,7 @@ export function writeAtaArg(buf: Buffer, a: AtaArg): number {
   return AtaOff.data + a.data.length;
 }
 
-export function parseConfigArg(buf: Buffer): ConfigArg {
+function parseConfigArg(buf: Buffer): ConfigArg {
   need(buf, ConfigOff.string, "query config");
   const len = readConfigLength(buf, 0);
   return {
@@ -195,7 +195,7 @@ export function parseConfigArg(buf: Buffer): ConfigArg {
   };
 }
 
-export function writeConfigArg(buf: Buffer, c: ConfigArg): number {
+function writeConfigArg(buf: Buffer, c: ConfigArg): number {
   buf.writeUInt16BE(c.bufferCount, ConfigOff.bufferCount);
   buf.writeUInt16BE(c.firmware, ConfigOff.firmware);
   buf[ConfigOff.maxSectors] = c.maxSectors;
@@ -205,7 +205,7 @@ export function writeConfigArg(buf: Buffer, c: ConfigArg): number {
   return ConfigOff.string + c.config.length;
 }
 
-export function parseMacMaskArg(buf: Buffer): MacMaskArg {
+function parseMacMaskArg(buf: Buffer): MacMaskArg {
   need(buf, MaskOff.directives, "MAC mask list");
   const count = readMaskCount(buf, 0);
   need(buf, maskLength(count), "MAC mask list");
@@ -220,7 +220,7 @@ export function parseMacMaskArg(buf: Buffer): MacMaskArg {
   return { mcmd: readMcmd(buf, 0), merror: readMerror(buf, 0), directives };
 }
 
-export function writeMacMaskArg(buf: Buffer, m: MacMaskArg): number {
+function writeMacMaskArg(buf: Buffer, m: MacMaskArg): number {
   buf[Off.arg] = 0;
   buf[MaskOff.mcmd] = m.mcmd;
   buf[MaskOff.merror] = m.merror;
@@ -235,7 +235,7 @@ export function writeMacMaskArg(buf: Buffer, m: MacMaskArg): number {
   return o;
 }
 
-export function parseReserveArg(buf: Buffer): ReserveArg {
+function parseReserveArg(buf: Buffer): ReserveArg {
   need(buf, ReserveOff.macs, "reserve/release");
   const count = readReserveCount(buf, 0);
   need(buf, reserveLength(count), "reserve/release");
@@ -247,7 +247,7 @@ export function parseReserveArg(buf: Buffer): ReserveArg {
   return { rcmd: readRcmd(buf, 0), macs };
 }
 
-export function writeReserveArg(buf: Buffer, r: ReserveArg): number {
+function writeReserveArg(buf: Buffer, r: ReserveArg): number {
   buf[ReserveOff.rcmd] = r.rcmd;
   buf[ReserveOff.count] = r.macs.length;
   let o = ReserveOff.macs;

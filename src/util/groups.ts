@@ -46,7 +46,7 @@ function fromGetent(key: string): GroupEntry | null {
 }
 
 /** The group named `name`, or null if there is none. */
-export function groupByName(name: string): GroupEntry | null {
+function groupByName(name: string): GroupEntry | null {
   return fromEtcGroup((g) => g.name === name) ?? fromGetent(name);
 }
 

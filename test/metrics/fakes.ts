@@ -1,7 +1,7 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
 import type { TargetState } from "../../src/engine/initiator-state.js";
 import type { OpKind } from "../../src/engine/request.js";
-import { newPortStats, newTargetStats } from "../../src/engine/stats.js";
+import { newPortStats, newTargetStats, type TargetStats } from "../../src/engine/stats.js";
 import type {
   EngineView,
   PortView,
@@ -44,6 +44,10 @@ export class FakeTarget implements TargetView {
       caps: { engine: "io_uring" },
     };
     this.sizeBytes = opts.size ?? 1 << 30;
+  }
+
+  counters(): TargetStats {
+    return this.stats;
   }
 
   clearState(what: StateKind): void {
