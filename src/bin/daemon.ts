@@ -1,4 +1,11 @@
 #!/usr/bin/env node
+/**
+ * `aoed`: the daemon's life from the command line to exit. Loads the config
+ * (or the embedded demo), starts the admin services and then the engine,
+ * tells systemd it is ready, reloads on SIGHUP, a changed file or `aoectl
+ * reload`, and on SIGTERM/SIGINT answers what is in flight and exits (by the
+ * signal itself when a stuck backend's requests had to be left).
+ */
 import type { EventEmitter } from "node:events";
 import { symbols } from "pino";
 import { prepareDemo } from "../config/demo.js";

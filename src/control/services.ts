@@ -1,6 +1,7 @@
 /**
- * The daemon's admin side, started once the engine runs: the Prometheus
- * endpoint and the control socket, as the config asks. Both read the engine
+ * The daemon's admin side: the Prometheus endpoint and the control socket, as
+ * the config asks. Started before the engine (the control socket is what
+ * refuses a second aoed before it opens an interface). Both read the engine
  * at request time, so they follow reloads; their own settings (listen
  * address, socket path, group) take effect at the next start.
  */
