@@ -181,6 +181,6 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
 
   async claimExclusive(): Promise<void> {
     if (!this.caps.blockDevice || this.claimFd >= 0 || this.closing !== null) return;
-    this.claimFd = await openExclusiveClaim(this.path);
+    this.claimFd = await openExclusiveClaim(this);
   }
 }
