@@ -24,7 +24,7 @@
 import type { IoCallback, SyncStats } from "./backend.js";
 import { errnoError, type IoSite, ioError } from "./errors.js";
 
-// Declared with the Backend that exposes it; src/engine/stats.ts and src/metrics/view.ts read it from here.
+// Declared with the Backend that exposes it; src/engine/stats.ts reads it from here.
 export type { SyncStats } from "./backend.js";
 
 export function newSyncStats(): SyncStats {
