@@ -44,26 +44,26 @@ void RequireBlockDevice(Napi::Env env, int fd) {
   }
 }
 
-Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
+// ioctl(fd, request, &value) on a block device; the value as a Number.
+template <typename T>
+Napi::Value BlockIoctl(const Napi::CallbackInfo& info, const char* fn, unsigned long request,
+                       const char* requestName) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, "blockDeviceSize");
+  int fd = FdArg(info, fn);
   RequireBlockDevice(env, fd);
-  uint64_t bytes = 0;
-  if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
-    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKGETSIZE64");
+  T value = 0;
+  if (ioctl(fd, request, &value) < 0) {
+    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": " + requestName);
   }
-  return Napi::Number::New(env, static_cast<double>(bytes));
+  return Napi::Number::New(env, static_cast<double>(value));
+}
+
+Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
+  return BlockIoctl<uint64_t>(info, "blockDeviceSize", BLKGETSIZE64, "BLKGETSIZE64");
 }
 
 Napi::Value LogicalBlockSize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = FdArg(info, "logicalBlockSize");
-  RequireBlockDevice(env, fd);
-  int size = 0;
-  if (ioctl(fd, BLKSSZGET, &size) < 0) {
-    throw ErrnoError(env, errno, "fd " + std::to_string(fd) + ": BLKSSZGET");
-  }
-  return Napi::Number::New(env, size);
+  return BlockIoctl<int>(info, "logicalBlockSize", BLKSSZGET, "BLKSSZGET");
 }
 
 struct AlignedHint {

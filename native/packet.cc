@@ -2,9 +2,9 @@
 //
 // openPacket(ifname, rxRingBytes, txRingBytes, frameSize[, fanout]) returns a
 // PacketHandle with read-only properties
-//   fd, ifindex, ifname, hatype, mac (Buffer, 6 bytes), mtu,
+//   fd, ifindex, ifname, mac (Buffer, 6 bytes), mtu,
 //   rxRing, txRing (external ArrayBuffers over the one mmap, no copy),
-//   rxFrameSize, rxFrameCount, txFrameSize, txFrameCount, blockSize,
+//   rxFrameSize, rxFrameCount, txFrameSize, txFrameCount,
 //   fanoutId (0 without fanout)
 // and methods
 //   kick() -> 0 | errno         send(fd, NULL, 0, MSG_DONTWAIT)
@@ -14,8 +14,7 @@
 //   setPollEvents(readable)
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
-// and interfaceMtu(ifname) -> number (SIOCGIFMTU, no privileges needed), and
-// interfaceLink(ifname) -> {ifindex, mtu, up} | null (null: no such interface
+// and interfaceLink(ifname) -> {ifindex, mtu, up} | null (null: no such interface
 // in this network namespace; ioctls, so it works where sysfs shows another one).
 //
 // fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
@@ -68,14 +67,12 @@ constexpr size_t kMaxRingBytes = size_t(1) << 30;
 struct OpenState {
   int fd = -1;
   int ifindex = 0;
-  int hatype = 0;
   int mtu = 0;
   unsigned char mac[6] = {0, 0, 0, 0, 0, 0};
   void* addr = MAP_FAILED;
   size_t mapLen = 0;
   tpacket_req rx{};
   tpacket_req tx{};
-  unsigned blockSize = 0;
   int fanoutId = 0;
 };
 
@@ -186,10 +183,10 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
 
   FillIfreq(&ifr, ifname);
   if (ioctl(st->fd, SIOCGIFHWADDR, &ifr) < 0) return Fail(f, errno, n + ": SIOCGIFHWADDR");
-  st->hatype = ifr.ifr_hwaddr.sa_family;
-  if (st->hatype != ARPHRD_ETHER && st->hatype != ARPHRD_LOOPBACK) {
+  int hatype = ifr.ifr_hwaddr.sa_family;
+  if (hatype != ARPHRD_ETHER && hatype != ARPHRD_LOOPBACK) {
     return Fail(f, EPROTOTYPE,
-                n + ": not an Ethernet interface (ARPHRD " + std::to_string(st->hatype) + ")",
+                n + ": not an Ethernet interface (ARPHRD " + std::to_string(hatype) + ")",
                 true);
   }
   std::memcpy(st->mac, ifr.ifr_hwaddr.sa_data, 6);
@@ -210,9 +207,10 @@ bool DoOpen(const std::string& ifname, size_t rxBytes, size_t txBytes, unsigned 
 
   long page = sysconf(_SC_PAGESIZE);
   if (page <= 0) page = 4096;
-  st->blockSize = frameSize > static_cast<unsigned>(page) ? frameSize : static_cast<unsigned>(page);
-  st->rx = RingReq(rxBytes, st->blockSize, frameSize);
-  st->tx = RingReq(txBytes, st->blockSize, frameSize);
+  unsigned blockSize =
+      frameSize > static_cast<unsigned>(page) ? frameSize : static_cast<unsigned>(page);
+  st->rx = RingReq(rxBytes, blockSize, frameSize);
+  st->tx = RingReq(txBytes, blockSize, frameSize);
 
   // TX frames hold skb memory (charged to sk_wmem_alloc) until the driver
   // frees them; with the default SO_SNDBUF a non-blocking send() stops early
@@ -341,10 +339,8 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private MappedFd {
         Napi::PropertyDescriptor::Value("fd", Napi::Number::New(env, fd_), ro),
         Napi::PropertyDescriptor::Value("ifindex", Napi::Number::New(env, ifindex_), ro),
         Napi::PropertyDescriptor::Value("ifname", Napi::String::New(env, ifname_), ro),
-        Napi::PropertyDescriptor::Value("hatype", Napi::Number::New(env, st.hatype), ro),
         Napi::PropertyDescriptor::Value("mac", Napi::Buffer<uint8_t>::Copy(env, st.mac, 6), ro),
         Napi::PropertyDescriptor::Value("mtu", Napi::Number::New(env, st.mtu), ro),
-        Napi::PropertyDescriptor::Value("blockSize", Napi::Number::New(env, st.blockSize), ro),
         Napi::PropertyDescriptor::Value("fanoutId", Napi::Number::New(env, st.fanoutId), ro),
         Napi::PropertyDescriptor::Value("rxRing", rxAb, ro),
         Napi::PropertyDescriptor::Value("rxFrameSize", Napi::Number::New(env, st.rx.tp_frame_size),
@@ -470,31 +466,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private MappedFd {
   int events_ = 0;
 };
 
-// interfaceMtu(ifname) -> number, without needing CAP_NET_RAW.
-Napi::Value InterfaceMtu(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    throw Napi::TypeError::New(env, "interfaceMtu(ifname: string)");
-  }
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  ifreq ifr;
-  if (!FillIfreq(&ifr, name)) {
-    throw CodedError(env, EINVAL,
-                     "'" + name + "': invalid interface name (1 to " +
-                         std::to_string(IFNAMSIZ - 1) + " characters)");
-  }
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw ErrnoError(env, errno, name + ": socket(AF_UNIX)");
-  int r = ioctl(fd, SIOCGIFMTU, &ifr);
-  int e = errno;
-  close(fd);
-  if (r < 0) {
-    if (e == ENODEV) throw CodedError(env, e, name + ": no such interface");
-    throw ErrnoError(env, e, name + ": SIOCGIFMTU");
-  }
-  return Napi::Number::New(env, ifr.ifr_mtu);
-}
-
 // interfaceLink(ifname) -> {ifindex, mtu, up} | null, without needing
 // CAP_NET_RAW. up: IFF_UP and IFF_RUNNING (set up, and the carrier is on).
 Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
@@ -537,6 +508,5 @@ Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
 
 void InitPacket(Napi::Env env, Napi::Object exports) {
   ExportWithFactory<PacketHandle>(env, exports, "PacketHandle", "openPacket");
-  exports.Set("interfaceMtu", Napi::Function::New<InterfaceMtu>(env, "interfaceMtu"));
   exports.Set("interfaceLink", Napi::Function::New<InterfaceLink>(env, "interfaceLink"));
 }

@@ -4,9 +4,21 @@
  * Callbacks, not promises: the data path must not allocate a promise per request.
  */
 
-import type { SyncStats } from "./group-commit.js";
-
 export type IoCallback = (err: NodeJS.ErrnoException | null) => void;
+
+/** A backend's group commit counters (src/io/group-commit.ts). */
+export interface SyncStats {
+  /** Syncs (fdatasync) started. */
+  syncs: number;
+  /** Writes acknowledged after a sync covered them. */
+  syncedWrites: number;
+  /** The most writes one sync covered. */
+  maxBatch: number;
+  /** Lone writes written with RWF_DSYNC instead. */
+  dsyncWrites: number;
+  /** Syncs that failed. */
+  syncErrors: number;
+}
 
 export interface BackendCapabilities {
   /** O_DIRECT is in effect for aligned requests. */

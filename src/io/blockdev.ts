@@ -1,17 +1,28 @@
 /**
  * Block device and O_DIRECT helpers (thin wrappers over the native addon).
- * All of them take an open file descriptor.
+ * All of them take an open file descriptor; given the `site` it is open on,
+ * an error names the ioctl, the file and the export.
  */
 import { loadNative } from "../native/addon.js";
+import { fromNodeError, type IoSite } from "./errors.js";
+
+function blockIoctl(request: string, site: IoSite | undefined, get: () => number): number {
+  try {
+    return get();
+  } catch (err) {
+    if (site === undefined) throw err;
+    throw fromNodeError(err as NodeJS.ErrnoException, `ioctl(${request})`, site);
+  }
+}
 
 /** Size of a block device in bytes (BLKGETSIZE64). Throws (code ENOTBLK) for anything else. */
-export function blockDeviceSize(fd: number): number {
-  return loadNative().blockDeviceSize(fd);
+export function blockDeviceSize(fd: number, site?: IoSite): number {
+  return blockIoctl("BLKGETSIZE64", site, () => loadNative().blockDeviceSize(fd));
 }
 
 /** Logical sector size of a block device (BLKSSZGET): the O_DIRECT alignment unit. */
-export function logicalBlockSize(fd: number): number {
-  return loadNative().logicalBlockSize(fd);
+export function logicalBlockSize(fd: number, site?: IoSite): number {
+  return blockIoctl("BLKSSZGET", site, () => loadNative().logicalBlockSize(fd));
 }
 
 /**

@@ -11,6 +11,11 @@ export interface IoSite {
   readonly exportName: string | null;
 }
 
+/** `path (export name)`. */
+function where(site: IoSite): string {
+  return `${site.path}${site.exportName === null ? "" : ` (export ${site.exportName})`}`;
+}
+
 /** `syscall path (export name): code (detail)`, with Node's error fields. */
 export function ioError(
   syscall: string,
@@ -19,11 +24,8 @@ export function ioError(
   errno: number,
   detail: string,
 ): NodeJS.ErrnoException {
-  const where =
-    site === null
-      ? ""
-      : ` ${site.path}${site.exportName === null ? "" : ` (export ${site.exportName})`}`;
-  const err: NodeJS.ErrnoException = new Error(`${syscall}${where}: ${code} (${detail})`);
+  const at = site === null ? "" : ` ${where(site)}`;
+  const err: NodeJS.ErrnoException = new Error(`${syscall}${at}: ${code} (${detail})`);
   err.code = code;
   err.errno = errno;
   err.syscall = syscall;
@@ -33,33 +35,45 @@ export function ioError(
 
 let errnoNames: Map<number, [string, string]> | undefined;
 
-/** From a negative errno, as io_uring completes with. */
+/** Node's name and description of a negative errno; libuv knows a few by neither (ENOTBLK). */
+function errnoParts(negErrno: number): [code: string | null, desc: string | null] {
+  errnoNames ??= getSystemErrorMap();
+  return errnoNames.get(negErrno) ?? [null, null];
+}
+
+const withExtra = (detail: string, extra?: string) =>
+  extra === undefined ? detail : `${detail}; ${extra}`;
+
+/** From a negative errno, as io_uring completes with; `extra` (what happened, what to do) after its description. */
 export function errnoError(
   negErrno: number,
   syscall: string,
   site: IoSite | null,
   extra?: string,
 ): NodeJS.ErrnoException {
-  errnoNames ??= getSystemErrorMap();
-  const [code, desc] = errnoNames.get(negErrno) ?? [`Unknown system error ${-negErrno}`, ""];
-  const detail = desc || "unknown error";
-  return ioError(
-    syscall,
-    site,
-    code,
-    negErrno,
-    extra === undefined ? detail : `${detail}; ${extra}`,
-  );
+  const [code, desc] = errnoParts(negErrno);
+  const name = code ?? `Unknown system error ${-negErrno}`;
+  return ioError(syscall, site, name, negErrno, withExtra(desc ?? "unknown error", extra));
 }
 
-/** Node's own fs error (code "EIO: i/o error, read") restated with the call, the file and the export. */
+/**
+ * Node's own fs error (code "EIO: i/o error, read"), or the addon's, restated
+ * with the call, the file and the export, and `extra` (what to do) after the
+ * error's description.
+ */
 export function fromNodeError(
   err: NodeJS.ErrnoException,
   syscall: string,
   site: IoSite,
+  extra?: string,
 ): NodeJS.ErrnoException {
-  if (typeof err.errno === "number" && err.errno < 0) return errnoError(err.errno, syscall, site);
-  return ioError(syscall, site, err.code ?? "EIO", err.errno ?? -5, err.message);
+  if (typeof err.errno === "number" && err.errno < 0) {
+    // Where Node knows it not, the addon's name and message say more than "unknown error".
+    const [code, desc] = errnoParts(err.errno);
+    const name = code ?? err.code ?? `Unknown system error ${-err.errno}`;
+    return ioError(syscall, site, name, err.errno, withExtra(desc ?? err.message, extra));
+  }
+  return ioError(syscall, site, err.code ?? "EIO", err.errno ?? -5, withExtra(err.message, extra));
 }
 
 /** A read or write that moved fewer bytes than asked: the backing store shrank. EIO. */
@@ -80,12 +94,15 @@ export function shortIo(
   );
 }
 
-/** An error opening a backing store that the admin can act on: names the path and what to change. */
+/**
+ * A backing store that cannot be served, though no system call failed (not a
+ * file, a window past its end): names the file, the export and what to change.
+ */
 export class BackendError extends Error {
-  constructor(
-    readonly path: string,
-    message: string,
-  ) {
-    super(`${path}: ${message}`);
+  readonly path: string;
+
+  constructor(site: IoSite, message: string) {
+    super(`${where(site)}: ${message}`);
+    this.path = site.path;
   }
 }

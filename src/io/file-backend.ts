@@ -4,15 +4,16 @@
  * operations in progress before closing, the exclusive claim on a block
  * device. An engine supplies read, one raw write and one raw sync.
  */
-import type { Backend, BackendCapabilities, IoCallback, SharedBackend } from "./backend.js";
+import type {
+  Backend,
+  BackendCapabilities,
+  IoCallback,
+  SharedBackend,
+  SyncStats,
+} from "./backend.js";
 import { alignedBuffer } from "./blockdev.js";
 import type { IoSite } from "./errors.js";
-import {
-  GroupCommit,
-  LoneWriteChooser,
-  newSyncFailureFlag,
-  type SyncStats,
-} from "./group-commit.js";
+import { GroupCommit, LoneWriteChooser, newSyncFailureFlag } from "./group-commit.js";
 import { closeFd, openExclusiveClaim } from "./store.js";
 import type { IoOwner } from "./uring.js";
 
@@ -180,6 +181,6 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
 
   async claimExclusive(): Promise<void> {
     if (!this.caps.blockDevice || this.claimFd >= 0 || this.closing !== null) return;
-    this.claimFd = await openExclusiveClaim(this.path);
+    this.claimFd = await openExclusiveClaim(this);
   }
 }

@@ -21,21 +21,11 @@
  *   thread's failed does not count either (the kernel may have reported the
  *   error to that thread only).
  */
-import type { IoCallback } from "./backend.js";
+import type { IoCallback, SyncStats } from "./backend.js";
 import { errnoError, type IoSite, ioError } from "./errors.js";
 
-export interface SyncStats {
-  /** Syncs (fdatasync) started. */
-  syncs: number;
-  /** Writes acknowledged after a sync covered them. */
-  syncedWrites: number;
-  /** The most writes one sync covered. */
-  maxBatch: number;
-  /** Lone writes written with RWF_DSYNC instead. */
-  dsyncWrites: number;
-  /** Syncs that failed. */
-  syncErrors: number;
-}
+// Declared with the Backend that exposes it; src/engine/stats.ts reads it from here.
+export type { SyncStats } from "./backend.js";
 
 function newSyncStats(): SyncStats {
   return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };

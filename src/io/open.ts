@@ -11,7 +11,7 @@ import { MappedBackend, mapWindow } from "./engines/mmap.js";
 import { SyncBackend } from "./engines/sync.js";
 import { ThreadPoolBackend } from "./engines/threads.js";
 import { UringBackend } from "./engines/uring.js";
-import { BackendError } from "./errors.js";
+import { BackendError, fromNodeError } from "./errors.js";
 import type { FileBackend } from "./file-backend.js";
 import { dsyncHonoured } from "./group-commit.js";
 import { closeStore, type OpenOptions, openStore } from "./store.js";
@@ -33,7 +33,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
         readOnly: opts.readOnly,
       });
     } catch (err) {
-      throw new BackendError(store.path, (err as Error).message);
+      throw new BackendError(store, (err as Error).message);
     }
     const caps: BackendCapabilities = {
       directIo: store.directFd >= 0,
@@ -114,13 +114,18 @@ function backendOn(on: SharedBackend, uring: string): FileBackend {
     } catch (err) {
       // The probe passed but this ring could not be set up (e.g. out of memory).
       if (uring === "required")
-        throw new BackendError(on.path, `cannot set up io_uring: ${(err as Error).message}`);
+        throw new BackendError(on, `cannot set up io_uring: ${(err as Error).message}`);
       caps.engine = "threads";
       caps.engineNote = `io_uring setup failed${uring}: ${(err as Error).message}`;
     }
   }
   if (caps.engine === "mmap") {
-    const map = mapWindow(on);
+    let map: ArrayBuffer | null;
+    try {
+      map = mapWindow(on);
+    } catch (err) {
+      throw fromNodeError(err as NodeJS.ErrnoException, "mmap", on);
+    }
     if (map !== null) return new MappedBackend(on, map);
     caps.engine = "sync";
     caps.engineNote = "not mapped (empty, over 4 GiB, or a block device): pread/pwrite";

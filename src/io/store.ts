@@ -4,9 +4,10 @@
  * whether it lives in memory, whether its filesystem can hang.
  */
 import fs from "node:fs";
+import os from "node:os";
 import type { IoSetting, SharedBackend } from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
-import { BackendError } from "./errors.js";
+import { BackendError, errnoError, fromNodeError, type IoSite } from "./errors.js";
 
 export interface OpenOptions {
   path: string;
@@ -83,6 +84,7 @@ export async function isMemoryBacked(path: string): Promise<boolean> {
 }
 
 const { O_RDONLY, O_RDWR, O_EXCL, O_DIRECT, O_NOATIME = 0 } = fs.constants;
+const { EINVAL } = os.constants.errno;
 
 export function openFd(path: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) =>
@@ -114,43 +116,56 @@ export async function closeStore(s: Store): Promise<void> {
   if (s.directFd >= 0) await closeFd(s.directFd);
 }
 
-export function describeOpenError(
-  path: string,
-  err: NodeJS.ErrnoException,
-  exclusive: boolean,
-  readOnly = false,
-): BackendError {
-  switch (err.code) {
-    case "ENOENT":
-      return new BackendError(path, "no such file or device");
+/** How the store was being opened, for the advice in an error. */
+interface OpenHow {
+  readOnly: boolean;
+  /** A block device opened O_EXCL: EBUSY means it is in use. */
+  exclusive?: boolean;
+  /** With O_DIRECT: EINVAL means the filesystem refuses it. */
+  direct?: boolean;
+}
+
+/**
+ * A failed open (or stat) of the store: the call, the file, the export, the
+ * error, and what to change where the error says it, e.g.
+ * `open /srv/a.img (export e0.1): EACCES (permission denied; aoed needs read access)`.
+ */
+function openError(
+  syscall: string,
+  site: IoSite,
+  err: unknown,
+  how: OpenHow,
+): NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException;
+  return fromNodeError(e, syscall, site, openAdvice(e.code, how));
+}
+
+function openAdvice(code: string | undefined, how: OpenHow): string | undefined {
+  switch (code) {
     case "EACCES":
     case "EPERM":
-      return new BackendError(
-        path,
-        readOnly
-          ? "permission denied (aoed needs read access)"
-          : "permission denied (aoed needs read/write access; set read-only: true to export it read-only)",
-      );
+      return how.readOnly
+        ? "aoed needs read access"
+        : "aoed needs read/write access; set read-only: true to export it read-only";
     case "EBUSY":
-      return new BackendError(
-        path,
-        exclusive
-          ? "device is in use (mounted, or opened exclusively by another program)"
-          : "device is busy",
-      );
+      return how.exclusive
+        ? "the device is in use: mounted, or opened exclusively by another program"
+        : undefined;
     case "EROFS":
-      return new BackendError(path, "read-only filesystem (set read-only: true)");
+      return "set read-only: true, or make the filesystem writable for aoed";
+    case "EINVAL":
+      return how.direct ? "the filesystem refuses O_DIRECT; set direct-io: false" : undefined;
     default:
-      return new BackendError(path, `cannot open: ${err.message}`);
+      return undefined;
   }
 }
 
 /** Takes the exclusive claim on a block device: a descriptor opened O_EXCL. */
-export async function openExclusiveClaim(path: string): Promise<number> {
+export async function openExclusiveClaim(site: IoSite): Promise<number> {
   try {
-    return await openFd(path, O_RDONLY | O_EXCL);
+    return await openFd(site.path, O_RDONLY | O_EXCL);
   } catch (err) {
-    throw describeOpenError(path, err as NodeJS.ErrnoException, true);
+    throw openError("open", site, err, { readOnly: true, exclusive: true });
   }
 }
 
@@ -158,38 +173,48 @@ export async function openExclusiveClaim(path: string): Promise<number> {
  * Finds the smallest alignment O_DIRECT accepts on this fd (512 or 4096).
  * On the thread pool: the store may not answer, and the event loop must not wait for it.
  */
-async function probeDirectAlignment(fd: number): Promise<number> {
+async function probeDirectAlignment(fd: number, site: IoSite): Promise<number> {
   const buf = alignedBuffer(4096, 4096);
   for (const align of [SECTOR, 4096]) {
     const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
       fs.read(fd, buf, 0, align, 0, (e) => resolve(e)),
     );
     if (err === null) return align;
-    if (err.code !== "EINVAL") throw err;
+    if (err.code !== "EINVAL")
+      throw fromNodeError(err, "pread", site, "probing the O_DIRECT alignment");
   }
-  return 0;
+  throw errnoError(
+    -EINVAL,
+    "pread",
+    site,
+    "O_DIRECT reads fail at 512 and 4096-byte alignment; set direct-io: false",
+  );
 }
 
-function windowSize(path: string, total: number, offset: number, length: number | null): number {
+function windowSize(site: IoSite, total: number, offset: number, length: number | null): number {
   if (offset > total)
-    throw new BackendError(path, `offset ${offset} is past the end (${total} bytes)`);
+    throw new BackendError(site, `offset ${offset} is past the end (${total} bytes)`);
   const size = length ?? total - offset;
   if (offset + size > total)
-    throw new BackendError(path, `window ${offset}+${size} runs past the end (${total} bytes)`);
+    throw new BackendError(site, `window ${offset}+${size} runs past the end (${total} bytes)`);
   return size - (size % SECTOR);
 }
 
-/** Opens the store's descriptors and probes it; throws a BackendError that says what to change. */
+/**
+ * Opens the store's descriptors and probes it; throws an error that names the
+ * call, the file and the export, and says what to change where it can.
+ */
 export async function openStore(opts: OpenOptions): Promise<Store> {
   const { path } = opts;
+  const site: IoSite = { path, exportName: opts.exportName };
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(path);
   } catch (err) {
-    throw describeOpenError(path, err as NodeJS.ErrnoException, false);
+    throw openError("stat", site, err, { readOnly: opts.readOnly });
   }
   const isBlock = st.isBlockDevice();
-  if (!isBlock && !st.isFile()) throw new BackendError(path, "not a regular file or block device");
+  if (!isBlock && !st.isFile()) throw new BackendError(site, "not a regular file or block device");
   const fsType = isBlock ? null : await statfsType(path);
 
   // O_EXCL on a block device makes the open exclusive: it fails while mounted or in use.
@@ -200,7 +225,7 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
   try {
     fd = isBlock ? await openFd(path, baseFlags) : await openFileFd(path, baseFlags);
   } catch (err) {
-    throw describeOpenError(path, err as NodeJS.ErrnoException, isBlock, opts.readOnly);
+    throw openError("open", site, err, { readOnly: opts.readOnly, exclusive: isBlock });
   }
 
   let directFd = -1;
@@ -211,29 +236,19 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
         const directFlags = (baseFlags & ~O_EXCL) | O_DIRECT;
         directFd = isBlock ? await openFd(path, directFlags) : await openFileFd(path, directFlags);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EINVAL")
-          throw new BackendError(
-            path,
-            "the filesystem refuses O_DIRECT; set direct-io: false (buffered-io)",
-          );
-        throw describeOpenError(path, err as NodeJS.ErrnoException, false);
+        throw openError("open", site, err, { readOnly: opts.readOnly, direct: true });
       }
       alignment = isBlock
-        ? Math.max(SECTOR, logicalBlockSize(directFd))
-        : await probeDirectAlignment(directFd);
-      if (alignment === 0)
-        throw new BackendError(
-          path,
-          "O_DIRECT reads fail at 512 and 4096-byte alignment; set direct-io: false",
-        );
+        ? Math.max(SECTOR, logicalBlockSize(directFd, site))
+        : await probeDirectAlignment(directFd, site);
     }
-    const total = isBlock ? blockDeviceSize(fd) : st.size;
+    const total = isBlock ? blockDeviceSize(fd, site) : st.size;
     return {
       path,
       exportName: opts.exportName,
       fd,
       directFd,
-      size: windowSize(path, total, opts.offset, opts.length),
+      size: windowSize(site, total, opts.offset, opts.length),
       offset: opts.offset,
       readOnly: opts.readOnly,
       blockDevice: isBlock,

@@ -71,26 +71,6 @@ export interface IoRingOptions {
   maxWorkers?: number;
 }
 
-export interface IoRingStats {
-  /** SQEs handed to the kernel. */
-  submitted: number;
-  /** io_uring_enter calls that submitted something. */
-  enters: number;
-  /** CQEs reaped. */
-  completed: number;
-  /** CQEs found right after a submit (completed inline). */
-  reapedInline: number;
-  /** Eventfd wake-ups, and how many of them found nothing to reap. */
-  wakeups: number;
-  emptyWakeups: number;
-  /** Operations that had to wait in the overflow queue. */
-  overflowed: number;
-  /** Short writes continued with a new SQE. */
-  resubmits: number;
-  /** Operations resubmitted after EAGAIN or EINTR. */
-  retries: number;
-}
-
 let probed: UringProbeResult | undefined;
 
 /** Whether io_uring can be used here (probed once per process). Never throws. */
@@ -131,17 +111,6 @@ export class IoRing {
    * 5.15 it cannot be read or set, and is min(SQ entries, 4 x CPUs)).
    */
   boundedWorkers: number;
-  readonly stats: IoRingStats = {
-    submitted: 0,
-    enters: 0,
-    completed: 0,
-    reapedInline: 0,
-    wakeups: 0,
-    emptyWakeups: 0,
-    overflowed: 0,
-    resubmits: 0,
-    retries: 0,
-  };
 
   private readonly h: NativeUringHandle;
   private readonly k: UringConstants;
@@ -353,7 +322,6 @@ export class IoRing {
     ) {
       this.writeSqe(slot);
     } else {
-      this.stats.overflowed++;
       if (this.pendCount === this.pend.length) {
         const bigger = new Int32Array(this.pend.length * 2);
         for (let i = 0; i < this.pendCount; i++)
@@ -431,16 +399,12 @@ export class IoRing {
         Atomics.store(this.sq, this.sqTailIx, this.sqTail);
         r = this.h.enter(toSubmit, 0, 0);
         this.sqHead = Atomics.load(this.sq, this.sqHeadIx);
-        if (r > 0) {
-          this.stats.enters++;
-          this.stats.submitted += r;
-        } else if (r < 0 && r !== -EINTR && r !== -EAGAIN && r !== -EBUSY) {
+        if (r < 0 && r !== -EINTR && r !== -EAGAIN && r !== -EBUSY) {
           this.failQueued(r);
           return;
         }
       }
       const n = this.reap();
-      if (toSubmit > 0) this.stats.reapedInline += n;
       if (this.closed) return; // the last completion finished a close()
       const unsubmitted = (this.sqTail - this.sqHead) >>> 0;
       if (unsubmitted === 0 && (this.pendCount === 0 || this.inKernel >= this.cqEntries)) break;
@@ -484,9 +448,8 @@ export class IoRing {
   // --- completion ---------------------------------------------------------
 
   private readonly onWakeup = (): void => {
-    this.stats.wakeups++;
     if (this.closed) return;
-    if (this.reap() === 0) this.stats.emptyWakeups++;
+    this.reap();
     if (this.closed) return;
     if (this.pendCount > 0) this.pump();
     else this.updateRef();
@@ -509,7 +472,6 @@ export class IoRing {
     this.cqHead = head;
     Atomics.store(cq, this.cqHeadIx, head);
     this.inKernel -= n;
-    this.stats.completed += n;
     for (let j = 0; j < n; j++) this.complete(this.reapSlot[j]!, this.reapRes[j]!);
     if (this.closing) this.maybeFinishClose();
     return n;
@@ -521,7 +483,6 @@ export class IoRing {
       if (res === -EINTR || res === -EAGAIN) {
         // Only for O_NONBLOCK files or an interrupted worker: try again on the
         // next loop turn (never from a microtask: that could starve the loop).
-        this.stats.retries++;
         this.retrying.push(slot);
         if (this.retrying.length === 1) setImmediate(this.retryNow);
         return;
@@ -539,7 +500,6 @@ export class IoRing {
       this.finish(slot, null);
     } else if (kind === K_WRITE && res > 0) {
       this.dones[slot] = done;
-      this.stats.resubmits++;
       this.enqueue(slot);
     } else {
       const site = this.owners[slot] ?? null;

@@ -26,13 +26,10 @@ export interface NativePacketHandle {
   readonly fd: number;
   readonly ifindex: number;
   readonly ifname: string;
-  /** ARPHRD_* of the interface: 1 Ethernet, 772 loopback. */
-  readonly hatype: number;
   /** Interface MAC address (a 6-byte copy). */
   readonly mac: Buffer;
   /** MTU at open time. */
   readonly mtu: number;
-  readonly blockSize: number;
   /** The PACKET_FANOUT group this socket is in; 0 when it fans out with nobody. */
   readonly fanoutId: number;
   /** The RX ring, an external ArrayBuffer over the mmap; detached by close(). */
@@ -170,8 +167,6 @@ export interface NativeAddon {
     frameSize: number,
     fanout?: FanoutRequest,
   ): NativePacketHandle;
-  /** SIOCGIFMTU; needs no privileges. Throws "<ifname>: no such interface" (code ENODEV). */
-  interfaceMtu(ifname: string): number;
   /**
    * Index, MTU and whether it is up and running (IFF_UP and IFF_RUNNING) of an
    * interface in this network namespace (ioctls, not sysfs); null if there is none.

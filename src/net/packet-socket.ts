@@ -84,7 +84,9 @@ const TX_BUSY = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING;
 const PACKET_OTHERHOST = 3;
 const PACKET_OUTGOING = 4;
 
-const { EAGAIN, ENOBUFS } = osConstants.errno;
+const { EAGAIN, ENOBUFS, ENODEV } = osConstants.errno;
+/** The longest interface name, in bytes (IFNAMSIZ - 1). */
+const MAX_IFNAME = 15;
 
 /** Busy polling stops watching after this long, however busy the link (timers, other sockets). */
 const BUSY_POLL_MAX_MS = 2;
@@ -94,6 +96,21 @@ function frameSizeFor(maxFrame: number): number {
   let size = 128;
   while (size < RX_DATA_OFF + maxFrame) size *= 2;
   return size;
+}
+
+/**
+ * The largest frame `ifname`'s MTU allows. An interface that is not there is
+ * said here, before openPacket would ask for CAP_NET_RAW; a name no interface
+ * can have is left for openPacket, which refuses it before anything else.
+ */
+function mtuFrame(ifname: string): number {
+  const link = loadNative().interfaceLink(ifname);
+  if (link !== null) return link.mtu + ETH_HEADER;
+  if (ifname.length === 0 || Buffer.byteLength(ifname) > MAX_IFNAME) return MIN_FRAME;
+  throw Object.assign(new Error(`${ifname}: no such interface`), {
+    code: "ENODEV",
+    errno: -ENODEV,
+  });
 }
 
 function checkSize(name: string, v: number | undefined, dflt: number, min: number): number {
@@ -164,9 +181,7 @@ export class PacketSocket {
     const native = loadNative();
     const rxBytes = checkSize("rxRingBytes", opts.rxRingBytes, DEFAULT_RX_RING_BYTES, 1);
     const txBytes = checkSize("txRingBytes", opts.txRingBytes, DEFAULT_TX_RING_BYTES, 1);
-    let maxFrame = opts.maxFrame;
-    if (maxFrame === undefined) maxFrame = native.interfaceMtu(ifname) + ETH_HEADER;
-    maxFrame = checkSize("maxFrame", maxFrame, 0, MIN_FRAME);
+    const maxFrame = checkSize("maxFrame", opts.maxFrame ?? mtuFrame(ifname), 0, MIN_FRAME);
     const h = native.openPacket(ifname, rxBytes, txBytes, frameSizeFor(maxFrame), opts.fanout);
     const busyPollUs = checkSize("busyPollUs", opts.busyPollUs, 0, 0);
     return new PacketSocket(h, maxFrame, busyPollUs);
@@ -347,15 +362,6 @@ export class PacketSocket {
   stats(): PacketSocketStats {
     if (!this.closedFlag) this.counters.rxDrops += this.h.stats().drops;
     return { ...this.counters };
-  }
-
-  /** Let the process exit while this socket is open (like net.Socket#unref). */
-  unref(): void {
-    this.h.unref();
-  }
-
-  ref(): void {
-    this.h.ref();
   }
 
   /** Stop everything and release the rings and the fd. Idempotent. */

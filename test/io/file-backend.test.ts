@@ -11,6 +11,7 @@ import { chooseIoEngine, describeUringFailure } from "../../src/io/choose-engine
 import { type OpenOptions, openFileBackend } from "../../src/io/open.js";
 import { isMemoryBacked } from "../../src/io/store.js";
 import { probeUring } from "../../src/io/uring.js";
+import { openOptions } from "../helpers/open-options.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -108,15 +109,7 @@ describe("I/O engine selection", () => {
     try {
       const file = path.join(dir, "img");
       fs.writeFileSync(file, Buffer.alloc(64 * KiB));
-      const base = {
-        path: file,
-        exportName: "e0.1",
-        readOnly: false,
-        directIo: false,
-        writeCache: true,
-        offset: 0,
-        length: null,
-      };
+      const base = openOptions(file);
       const auto = await openFileBackend({ ...base, io: "auto" });
       expect(auto.caps.engine).toBe("mmap");
       expect(auto.caps.engineNote).toMatch(/tmpfs/);
@@ -192,15 +185,7 @@ describe("I/O engine selection", () => {
     const file = path.join(dir, "img");
     fs.writeFileSync(file, Buffer.alloc(64 * KiB));
     try {
-      const b = await openFileBackend({
-        path: file,
-        exportName: "e0.1",
-        readOnly: false,
-        directIo: false,
-        writeCache: true,
-        offset: 0,
-        length: null,
-      });
+      const b = await openFileBackend(openOptions(file));
       expect(b.caps.engine).toBe(
         chooseIoEngine("auto", { inMemory: await isMemoryBacked(file) }).engine,
       );
@@ -214,17 +199,7 @@ describe("I/O engine selection", () => {
 describe.each(engines)("file backend on $name", ({ name, available }) => {
   let dir: string;
   const open = (file: string, over: Partial<OpenOptions> = {}) =>
-    openFileBackend({
-      path: file,
-      exportName: "e0.1",
-      readOnly: false,
-      directIo: false,
-      writeCache: true,
-      offset: 0,
-      length: null,
-      io: name,
-      ...over,
-    });
+    openFileBackend(openOptions(file, { io: name, ...over }));
   const image = (name: string, bytes: number, fill?: Buffer) => {
     const file = path.join(dir, name);
     fs.writeFileSync(file, fill ?? Buffer.alloc(bytes));
@@ -476,16 +451,7 @@ describe.skipIf(!probeUring().ok)("io_uring file backends", () => {
     const opts = (name: string): OpenOptions => {
       const file = path.join(dir, name);
       fs.writeFileSync(file, Buffer.alloc(64 * KiB));
-      return {
-        path: file,
-        exportName: name,
-        readOnly: false,
-        directIo: false,
-        writeCache: true,
-        offset: 0,
-        length: null,
-        io: "io_uring",
-      };
+      return openOptions(file, { exportName: name, io: "io_uring" });
     };
     const before = uringFds();
     const backends: Backend[] = [

@@ -132,7 +132,9 @@ describe("aoed as nobody with only CAP_NET_RAW", () => {
       const r = runDaemonAs(AS_NOBODY, ["--config", file], net.netns);
       expect(r.code).toBe(1);
       const fatal = r.logs.find((l) => l.msg === "cannot start");
-      expect(String(fatal?.err)).toContain(`${locked}: permission denied`);
+      expect(String(fatal?.err)).toContain(
+        `d: open ${locked} (export d): EACCES (permission denied; aoed needs ${extra ? "read" : "read/write"} access`,
+      );
       expect(fs.existsSync(other)).toBe(false);
     },
   );
