@@ -235,7 +235,13 @@ export class Engine {
       const failures: string[] = [];
       results.forEach((r, i) => {
         const b = build[i]!;
-        if (r.status === "rejected") failures.push(`${b.cfg.name}: ${(r.reason as Error).message}`);
+        if (r.status === "rejected") {
+          // The backend's errors name the export; anything else gets its name in front.
+          const message = (r.reason as Error).message;
+          failures.push(
+            message.includes(`(export ${b.cfg.name})`) ? message : `${b.cfg.name}: ${message}`,
+          );
+        }
         else if (r.value !== b.backend) {
           opened.push(r.value);
           b.backend = r.value;

@@ -41,7 +41,7 @@ export async function openBackend(e: ExportConfig, sharedClaim = false): Promise
     () => {},
   );
   throw new Error(
-    `${e.path}: the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s (stat, statfs, open): not opened`,
+    `stat, statfs, open ${e.path} (export ${e.name}): the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s: not opened`,
   );
 }
 

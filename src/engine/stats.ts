@@ -6,7 +6,7 @@
  * in the layout defined here, which the main thread adds into its own counters.
  * The metrics read the same vectors (src/metrics/ledger.ts).
  */
-import type { SyncStats } from "../io/group-commit.js";
+import type { SyncStats } from "../io/backend.js";
 import { LATENCY_BUCKETS, LatencyHistogram } from "./latency.js";
 import type { OpKind } from "./request.js";
 

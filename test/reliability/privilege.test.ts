@@ -133,7 +133,7 @@ describe("aoed as nobody with only CAP_NET_RAW", () => {
       expect(r.code).toBe(1);
       const fatal = r.logs.find((l) => l.msg === "cannot start");
       expect(String(fatal?.err)).toContain(
-        `d: open ${locked} (export d): EACCES (permission denied; aoed needs ${extra ? "read" : "read/write"} access`,
+        `cannot open exports:\n  open ${locked} (export d): EACCES (permission denied; aoed needs ${extra ? "read" : "read/write"} access`,
       );
       expect(fs.existsSync(other)).toBe(false);
     },
