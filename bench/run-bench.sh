@@ -61,8 +61,10 @@ usage: $0 [options]
   -y DIR      durable writes: the backing file is DIR/aoebench-1024m.img on a real disk
               (buffered, no O_DIRECT); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
               aoed_sync (aoed, write-cache: false), aoed_sync_inline (the same with
-              io: sync: I/O on the event loop) and aoed (write-cache: true, for
-              reference); defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
+              io: sync: I/O on the event loop), aoed_sync_direct (the same with
+              direct-io: true), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
+              aoed (write-cache: true, for reference); defaults become -w randwrite
+              -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
@@ -128,10 +130,14 @@ if [[ -n $DURABLE ]]; then
 	[[ -n $SECTORS_SET ]] || SECTORS=2
 	[[ -n $SIZE_SET ]] || SIZE_MB=1024
 	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
-	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed"
+	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed_sync_direct vblade_sd aoed"
 	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b {bufs} {shelf} {slot} {iface} {file}'
+	[[ -n ${CMD_vblade_sd:-} ]] || CMD_vblade_sd='vblade -s -d -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	[[ -n ${CMD_aoed_sync_inline:-} ]] || CMD_aoed_sync_inline="env AOED_WRITE_CACHE=false AOED_IO=sync $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
+	# O_DIRECT: 1 KiB writes go to the disk without the page cache's read of the
+	# rest of the page, which ext4 does under the file's lock, one write at a time.
+	[[ -n ${CMD_aoed_sync_direct:-} ]] || CMD_aoed_sync_direct="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=true $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
 	RETX_MS=1000
