@@ -18,11 +18,9 @@ import {
 import {
   CLEAR_WHAT,
   type ClearResult,
-  type ClearWhat,
   type ReloadResult,
   SHOW_WHAT,
   type ShowResult,
-  type ShowWhat,
   type StatsResult,
   type StatusResult,
 } from "../control/protocol.js";
@@ -103,6 +101,18 @@ function print(json: boolean | undefined, value: unknown, text: () => string): v
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
 }
 
+/** `aoectl show|clear WHAT EXPORT`: the two arguments, or the usage line. */
+function whatAndExport<W extends string>(
+  command: string,
+  whats: readonly W[],
+  args: string[],
+): [W, string] {
+  const [what, pattern] = args;
+  if (!whats.includes(what as W) || pattern === undefined)
+    fail(`usage: aoectl ${command} ${whats.join("|")} EXPORT`);
+  return [what as W, pattern];
+}
+
 async function admin(command: string, args: string[], opts: AdminOptions): Promise<void> {
   const sock = socketPath(opts.socket);
   switch (command) {
@@ -136,26 +146,14 @@ async function admin(command: string, args: string[], opts: AdminOptions): Promi
       return;
     }
     case "show": {
-      const [what, pattern] = args;
-      if (!SHOW_WHAT.includes(what as ShowWhat) || pattern === undefined)
-        fail(`usage: aoectl show ${SHOW_WHAT.join("|")} EXPORT`);
-      const r = await controlRequest<ShowResult>(sock, {
-        cmd: "show",
-        what: what as ShowWhat,
-        export: pattern,
-      });
+      const [what, pattern] = whatAndExport("show", SHOW_WHAT, args);
+      const r = await controlRequest<ShowResult>(sock, { cmd: "show", what, export: pattern });
       print(opts.json, r, () => formatShow(r, !isGlob(pattern)));
       return;
     }
     case "clear": {
-      const [what, pattern] = args;
-      if (!CLEAR_WHAT.includes(what as ClearWhat) || pattern === undefined)
-        fail(`usage: aoectl clear ${CLEAR_WHAT.join("|")} EXPORT`);
-      const r = await controlRequest<ClearResult>(sock, {
-        cmd: "clear",
-        what: what as ClearWhat,
-        export: pattern,
-      });
+      const [what, pattern] = whatAndExport("clear", CLEAR_WHAT, args);
+      const r = await controlRequest<ClearResult>(sock, { cmd: "clear", what, export: pattern });
       print(opts.json, r, () => `cleared ${r.what} on ${r.matched.join(", ")}\n`);
       return;
     }

@@ -241,8 +241,7 @@ export class Engine {
           failures.push(
             message.includes(`(export ${b.cfg.name})`) ? message : `${b.cfg.name}: ${message}`,
           );
-        }
-        else if (r.value !== b.backend) {
+        } else if (r.value !== b.backend) {
           opened.push(r.value);
           b.backend = r.value;
         }
