@@ -4,6 +4,7 @@
  */
 import type { Logger } from "pino";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
+import { newSocketCounts, type SocketCounts } from "../engine/stats.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import {
   type EngineView,
@@ -247,10 +248,9 @@ export class CommandHandler {
       }),
       interfaces: [...engine.ports.values()].map((p): InterfaceCounters => {
         const s = p.stats;
-        let kernelDrops = 0;
-        let otherHost = 0;
+        let socket: SocketCounts = newSocketCounts();
         try {
-          ({ rxDrops: kernelDrops, otherHost } = p.kernelStats());
+          socket = p.kernelStats();
         } catch {
           // the interface may be gone
         }
@@ -261,9 +261,11 @@ export class CommandHandler {
           txFrames: s.txFrames,
           txBytes: s.txBytes,
           ignored: labelled(IGNORE_REASONS, s),
-          kernelDrops,
-          otherHost,
+          kernelDrops: socket.rxDrops,
+          otherHost: socket.otherHost,
           txRingFull: s.txRingFull,
+          busyPollFrames: socket.busyPollFrames,
+          busyPollMisses: socket.busyPollMisses,
         };
       }),
     };

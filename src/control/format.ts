@@ -1,7 +1,13 @@
 /** aoectl's rendering of control socket answers: status, stats, show and the monitor table. */
 import { writeCacheRisk } from "../config/describe.js";
 import { formatBytes } from "../config/units.js";
-import type { ExportCounters, ShowResult, StatsResult, StatusResult } from "./protocol.js";
+import type {
+  ExportCounters,
+  InterfaceCounters,
+  ShowResult,
+  StatsResult,
+  StatusResult,
+} from "./protocol.js";
 
 function duration(seconds: number): string {
   const s = Math.floor(seconds);
@@ -102,6 +108,17 @@ function syncLine(s: ExportCounters["sync"]): string[] {
   ];
 }
 
+/** Busy polling's line, when the interface's socket has watched its ring (busy-poll not 0). */
+function busyPollLine(i: InterfaceCounters): string[] {
+  if (i.busyPollFrames + i.busyPollMisses === 0) return [];
+  return [
+    `  busy-poll  ${kv([
+      ["frames", i.busyPollFrames],
+      ["misses", i.busyPollMisses],
+    ])}`,
+  ];
+}
+
 export function formatStats(s: StatsResult): string {
   const out: string[] = [];
   for (const e of s.exports) {
@@ -144,6 +161,7 @@ export function formatStats(s: StatsResult): string {
         ["kernel-ring", i.kernelDrops],
         ["tx-ring-full", i.txRingFull],
       ])}`,
+      ...busyPollLine(i),
       "",
     );
   }

@@ -117,6 +117,9 @@ export interface InterfaceCounters {
   /** Frames for another host's MAC (a promiscuous link or a bridge port) that the daemon skipped. */
   otherHost: number;
   txRingFull: number;
+  /** Busy polling, as in aoed_interface_busy_poll_frames_total and _misses_total: requests a watch caught, watches that caught none. */
+  busyPollFrames: number;
+  busyPollMisses: number;
 }
 
 /** Counters since the daemon started or since `clear stats` (the metrics never go back). */

@@ -30,7 +30,13 @@ import { readMac } from "../protocol/mac.js";
 import { noRequestsInFlight } from "./ata-queue.js";
 import { ReplyKick } from "./reply-kick.js";
 import type { FrameConsumer, PortSocket, ReplyPort } from "./seams.js";
-import { addPortVector, type KernelCounts, newPortStats, type PortStats } from "./stats.js";
+import {
+  addPortVector,
+  type KernelCounts,
+  newPortStats,
+  newSocketCounts,
+  type PortStats,
+} from "./stats.js";
 
 export interface PortOptions {
   /** Override the interface's MTU (must not exceed it). */
@@ -95,8 +101,8 @@ export class Port implements ReplyPort {
   /** PortOptions.busyPollUs, for the worker threads' sockets on this interface. */
   readonly busyPollUs: number;
   private readonly readsAndWritesOnly: boolean;
-  /** What the receive rings of worker threads' sockets on this interface dropped or skipped. */
-  private readonly workerKernel = { rxDrops: 0, otherHost: 0 };
+  /** What worker threads' sockets on this interface counted: ring drops, skipped frames, busy polling. */
+  private readonly workerKernel = newSocketCounts();
 
   private constructor(
     readonly name: string,
@@ -256,6 +262,8 @@ export class Port implements ReplyPort {
       rxFrames: s.rxFrames,
       rxDrops: s.rxDrops + this.workerKernel.rxDrops,
       otherHost: s.rxIgnored + this.workerKernel.otherHost,
+      busyPollFrames: s.busyPollFrames + this.workerKernel.busyPollFrames,
+      busyPollMisses: s.busyPollMisses + this.workerKernel.busyPollMisses,
     };
   }
 

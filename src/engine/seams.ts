@@ -28,7 +28,13 @@ export interface PortSocket {
   /** Sends everything committed since the last flush (one system call). */
   flush(): void;
   setSteering(program: Buffer): void;
-  stats(): { rxFrames: number; rxDrops: number; rxIgnored: number };
+  stats(): {
+    rxFrames: number;
+    rxDrops: number;
+    rxIgnored: number;
+    busyPollFrames: number;
+    busyPollMisses: number;
+  };
   close(): void;
 }
 

@@ -118,12 +118,16 @@ export function newPortStats(): PortStats {
   };
 }
 
-/** What the kernel's receive ring says of a port's socket. */
+/** What a port's socket counts (src/net/packet-socket.ts): its receive ring, and busy polling. */
 export interface KernelCounts {
   rxFrames: number;
   rxDrops: number;
   /** Frames for another host's MAC the ring delivered and the port skipped. */
   otherHost: number;
+  /** Requests that arrived while the socket watched its ring (busy polling): no epoll wake-up. */
+  busyPollFrames: number;
+  /** Watches that ended with no request. */
+  busyPollMisses: number;
 }
 
 // --- Counter vectors ----------------------------------------------------------
@@ -229,7 +233,7 @@ export function countSyncs(stats: TargetStats, sync: Readonly<SyncStats> | undef
   }
 }
 
-/** The counters of PortStats, in vector order; the receive ring's drops and other-host frames come last. */
+/** The counters of PortStats, in vector order; the socket's counts (SOCKET_COUNTERS) come last. */
 export const PORT_COUNTERS = [
   "rxFrames",
   "rxBytes",
@@ -245,43 +249,72 @@ export const PORT_COUNTERS = [
   "txRingFull",
 ] as const satisfies readonly (keyof PortStats)[];
 
-export type PortCounter = (typeof PORT_COUNTERS)[number] | "kernelDrops";
+/** The socket's counts a port's vector carries after PORT_COUNTERS, in this order. */
+const SOCKET_COUNTERS = [
+  "rxDrops",
+  "otherHost",
+  "busyPollFrames",
+  "busyPollMisses",
+] as const satisfies readonly (keyof KernelCounts)[];
 
-export function portIndex(key: PortCounter): number {
-  return key === "kernelDrops" ? PORT_COUNTERS.length : PORT_COUNTERS.indexOf(key);
+type SocketCounter = (typeof SOCKET_COUNTERS)[number];
+
+/** The socket's counts that travel in a port's vector (worker threads' sockets add theirs). */
+export type SocketCounts = Record<SocketCounter, number>;
+
+export function newSocketCounts(): SocketCounts {
+  return { rxDrops: 0, otherHost: 0, busyPollFrames: 0, busyPollMisses: 0 };
 }
 
-/** A port as its counters are read: its own and the kernel's. */
+/** A place in a port's vector; the receive ring's drops are "kernelDrops" there. */
+export type PortCounter =
+  | (typeof PORT_COUNTERS)[number]
+  | "kernelDrops"
+  | Exclude<SocketCounter, "rxDrops">;
+
+export function portIndex(key: PortCounter): number {
+  switch (key) {
+    case "kernelDrops":
+      return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf("rxDrops");
+    case "otherHost":
+    case "busyPollFrames":
+    case "busyPollMisses":
+      return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf(key);
+    default:
+      return PORT_COUNTERS.indexOf(key);
+  }
+}
+
+/** A port as its counters are read: its own and its socket's. */
 export interface CountedPort {
   readonly stats: PortStats;
   kernelStats(): KernelCounts;
 }
 
-/** The kernel's counts of a port's receive ring; zeros if the socket cannot say. */
-function kernelCounts(port: CountedPort): { rxDrops: number; otherHost: number } {
+/** The socket's counts of a port; zeros if the socket cannot say. */
+function socketCounts(port: CountedPort): SocketCounts {
   try {
     return port.kernelStats();
   } catch {
-    return { rxDrops: 0, otherHost: 0 };
+    return newSocketCounts();
   }
 }
 
 export function portVector(port: CountedPort): number[] {
-  const v: number[] = PORT_COUNTERS.map((k) => port.stats[k]);
-  const { rxDrops, otherHost } = kernelCounts(port);
-  v.push(rxDrops, otherHost);
-  return v;
+  const socket = socketCounts(port);
+  return [...PORT_COUNTERS.map((k) => port.stats[k]), ...SOCKET_COUNTERS.map((k) => socket[k])];
 }
 
-/** Adds a portVector() difference (a worker thread's socket) into `stats` and the kernel counts. */
+/** Adds a portVector() difference (a worker thread's socket) into `stats` and the socket counts. */
 export function addPortVector(
   stats: PortStats,
-  kernel: { rxDrops: number; otherHost: number },
+  socket: SocketCounts,
   delta: readonly number[],
 ): void {
   PORT_COUNTERS.forEach((k, i) => {
     stats[k] += delta[i]!;
   });
-  kernel.rxDrops += delta[PORT_COUNTERS.length]!;
-  kernel.otherHost += delta[PORT_COUNTERS.length + 1]!;
+  SOCKET_COUNTERS.forEach((k, i) => {
+    socket[k] += delta[PORT_COUNTERS.length + i]!;
+  });
 }

@@ -381,6 +381,17 @@ export function createMetricsRegistry(
     "Frames the kernel dropped because the receive ring was full.",
     "kernelDrops",
   );
+  // Busy polling (`busy-poll`, src/net/packet-socket.ts); both stay 0 with `busy-poll: 0`.
+  interfaceCounter(
+    "aoed_interface_busy_poll_frames_total",
+    "Requests taken while busy polling: they arrived while aoed watched the receive ring, and were handled without an epoll wake-up.",
+    "busyPollFrames",
+  );
+  interfaceCounter(
+    "aoed_interface_busy_poll_misses_total",
+    "Busy polls that ended with no request: each spent up to busy-poll microseconds of CPU for nothing.",
+    "busyPollMisses",
+  );
   interfaceCounter(
     "aoed_interface_transmit_ring_full_total",
     "Replies not sent because the transmit ring was full (the initiator retransmits).",

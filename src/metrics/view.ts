@@ -6,7 +6,7 @@
  */
 import type { ExportConfig } from "../config/types.js";
 import type { TargetState } from "../engine/initiator-state.js";
-import type { PortStats, TargetStats } from "../engine/stats.js";
+import type { KernelCounts, PortStats, TargetStats } from "../engine/stats.js";
 
 export type StateKind = "config" | "mask" | "reserve";
 
@@ -42,8 +42,8 @@ export interface PortView {
   readonly macBytes: Buffer;
   readonly stats: PortStats;
   readonly exportCount: number;
-  /** otherHost: frames for another host's MAC the receive ring delivered and the port skipped. */
-  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number };
+  /** The socket's counts: its receive ring's (drops, other hosts' frames) and busy polling's. */
+  kernelStats(): KernelCounts;
 }
 
 /** An export that waits for its backing store or an interface to appear. */

@@ -106,6 +106,17 @@ describe("aoectl admin commands", () => {
     expect(r.stdout).toContain("  latency    avg ms 0.500  requests 1");
     expect(r.stdout).toContain("  errors     ata 2  aoe 0  queue-drops 0");
     expect(r.stdout).toContain("interface eth0\n  received   frames 11");
+    // The port's socket has not busy polled: no such line.
+    expect(r.stdout).not.toContain("busy-poll");
+  });
+
+  it("stats shows busy polling's line for an interface that busy polled", async () => {
+    Object.assign(engine.ports.get("eth0")!.kernel, { busyPollFrames: 12, busyPollMisses: 3 });
+    const r = await aoectl(["stats", "--socket", sock]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      "  dropped    kernel-ring 0  tx-ring-full 0\n  busy-poll  frames 12  misses 3\n",
+    );
   });
 
   it("stats shows group commit's syncs and writes per sync for an export that syncs", async () => {

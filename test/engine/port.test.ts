@@ -63,8 +63,10 @@ class FakeSocket implements PortSocket {
     this.unsent = 0;
   }
   setSteering(): void {}
+  /** What the socket counts itself (src/net/packet-socket.ts). */
+  counts = { rxFrames: 0, rxDrops: 0, rxIgnored: 0, busyPollFrames: 0, busyPollMisses: 0 };
   stats() {
-    return { rxFrames: 0, rxDrops: 0, rxIgnored: 0 };
+    return { ...this.counts };
   }
   close(): void {}
 }
@@ -166,12 +168,37 @@ describe("Port", () => {
 
   it("adds a worker thread's counts through workerReport", () => {
     const { port } = setup(true);
-    const counts = new Array<number>(PORT_COUNTERS.length + 2).fill(0);
+    const counts = new Array<number>(PORT_COUNTERS.length + 4).fill(0);
     counts[portIndex("rxFrames")] = 5;
     counts[portIndex("kernelDrops")] = 2;
     counts[PORT_COUNTERS.length + 1] = 3; // other-host frames
+    counts[portIndex("busyPollFrames")] = 4;
+    counts[portIndex("busyPollMisses")] = 6;
     port.workerReport(counts);
     expect(port.stats.rxFrames).toBe(5);
-    expect(port.kernelStats()).toEqual({ rxFrames: 0, rxDrops: 2, otherHost: 3 });
+    expect(port.kernelStats()).toEqual({
+      rxFrames: 0,
+      rxDrops: 2,
+      otherHost: 3,
+      busyPollFrames: 4,
+      busyPollMisses: 6,
+    });
+  });
+
+  it("adds its own socket's counts, busy polling's included, to the workers'", () => {
+    const { sock, port } = setup(true);
+    sock.counts = { rxFrames: 9, rxDrops: 1, rxIgnored: 2, busyPollFrames: 7, busyPollMisses: 3 };
+    const counts = new Array<number>(PORT_COUNTERS.length + 4).fill(0);
+    counts[portIndex("busyPollFrames")] = 10;
+    counts[portIndex("busyPollMisses")] = 20;
+    port.workerReport(counts);
+    port.workerReport(counts);
+    expect(port.kernelStats()).toEqual({
+      rxFrames: 9,
+      rxDrops: 1,
+      otherHost: 2,
+      busyPollFrames: 27,
+      busyPollMisses: 43,
+    });
   });
 });

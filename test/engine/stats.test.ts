@@ -5,6 +5,7 @@ import {
   addTargetVector,
   LATENCY_OPS,
   newPortStats,
+  newSocketCounts,
   newTargetStats,
   opHistogramAt,
   PORT_COUNTERS,
@@ -58,22 +59,59 @@ describe("engine counter vectors", () => {
     expect(targetVector(s).every((x) => x === 0)).toBe(true);
   });
 
-  it("a port's vector carries the kernel's drops and other-host frames after its counters", () => {
+  it("a port's vector carries the kernel's drops, other-host frames and busy polling's counts after its counters", () => {
     const stats = newPortStats();
     PORT_COUNTERS.forEach((k, i) => {
       stats[k] = i + 1;
     });
     const v = portVector({
       stats,
-      kernelStats: () => ({ rxFrames: 0, rxDrops: 5, otherHost: 6 }),
+      kernelStats: () => ({
+        rxFrames: 0,
+        rxDrops: 5,
+        otherHost: 6,
+        busyPollFrames: 8,
+        busyPollMisses: 9,
+      }),
     });
+    expect(v).toHaveLength(PORT_COUNTERS.length + 4);
     expect(v[portIndex("kernelDrops")]).toBe(5);
+    expect(v[portIndex("otherHost")]).toBe(6);
+    expect(v[portIndex("busyPollFrames")]).toBe(8);
+    expect(v[portIndex("busyPollMisses")]).toBe(9);
     expect(v[portIndex("txRingFull")]).toBe(PORT_COUNTERS.length);
     const into = newPortStats();
-    const kernel = { rxDrops: 1, otherHost: 1 };
-    addPortVector(into, kernel, v);
+    const socket = { rxDrops: 1, otherHost: 1, busyPollFrames: 2, busyPollMisses: 3 };
+    addPortVector(into, socket, v);
     expect(into).toEqual(stats);
-    expect(kernel).toEqual({ rxDrops: 6, otherHost: 7 });
+    expect(socket).toEqual({ rxDrops: 6, otherHost: 7, busyPollFrames: 10, busyPollMisses: 12 });
+  });
+
+  it("a worker's port vectors, sent as differences, add up to its socket's counts", () => {
+    // As src/engine/worker.ts reports them and Port.workerReport adds them.
+    const worker = newSocketCounts();
+    const counted = { stats: newPortStats(), kernelStats: () => ({ rxFrames: 0, ...worker }) };
+    const mainStats = newPortStats();
+    const main = newSocketCounts();
+    let last = portVector(counted);
+    for (const [frames, misses] of [
+      [3, 1],
+      [0, 2],
+      [40, 0],
+    ] as const) {
+      worker.busyPollFrames += frames;
+      worker.busyPollMisses += misses;
+      counted.stats.rxFrames += frames + 1;
+      const now = portVector(counted);
+      addPortVector(
+        mainStats,
+        main,
+        now.map((x, i) => x - last[i]!),
+      );
+      last = now;
+    }
+    expect(main).toEqual({ rxDrops: 0, otherHost: 0, busyPollFrames: 43, busyPollMisses: 3 });
+    expect(mainStats.rxFrames).toBe(46);
   });
 
   it("a port whose socket cannot say counts no kernel drops", () => {
@@ -83,6 +121,6 @@ describe("engine counter vectors", () => {
         throw new Error("closed");
       },
     });
-    expect(v.slice(-2)).toEqual([0, 0]);
+    expect(v.slice(PORT_COUNTERS.length)).toEqual([0, 0, 0, 0]);
   });
 });

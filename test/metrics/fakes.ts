@@ -1,7 +1,12 @@
 /** Fake engine objects for the metrics and control tests: plain counters, as the engine has them. */
 import type { TargetState } from "../../src/engine/initiator-state.js";
 import type { OpKind } from "../../src/engine/request.js";
-import { newPortStats, newTargetStats, type TargetStats } from "../../src/engine/stats.js";
+import {
+  type KernelCounts,
+  newPortStats,
+  newTargetStats,
+  type TargetStats,
+} from "../../src/engine/stats.js";
 import type {
   EngineView,
   PortView,
@@ -73,7 +78,13 @@ export class FakePort implements PortView {
   readonly stats = newPortStats();
   readonly macBytes: Buffer;
   exportCount = 1;
-  kernel = { rxFrames: 0, rxDrops: 0, otherHost: 0 };
+  kernel: KernelCounts = {
+    rxFrames: 0,
+    rxDrops: 0,
+    otherHost: 0,
+    busyPollFrames: 0,
+    busyPollMisses: 0,
+  };
   kernelBroken = false;
 
   constructor(
@@ -84,7 +95,7 @@ export class FakePort implements PortView {
     this.macBytes = Buffer.from(mac.replace(/:/g, ""), "hex");
   }
 
-  kernelStats(): { rxFrames: number; rxDrops: number; otherHost: number } {
+  kernelStats(): KernelCounts {
     if (this.kernelBroken) throw new Error("ENODEV");
     return { ...this.kernel };
   }
