@@ -264,7 +264,7 @@ export class CommandHandler {
           kernelDrops: socket.rxDrops,
           otherHost: socket.otherHost,
           txRingFull: s.txRingFull,
-          busyPollFrames: socket.busyPollFrames,
+          busyPollHits: socket.busyPollHits,
           busyPollMisses: socket.busyPollMisses,
         };
       }),

@@ -110,10 +110,10 @@ function syncLine(s: ExportCounters["sync"]): string[] {
 
 /** Busy polling's line, when the interface's socket has watched its ring (busy-poll not 0). */
 function busyPollLine(i: InterfaceCounters): string[] {
-  if (i.busyPollFrames + i.busyPollMisses === 0) return [];
+  if (i.busyPollHits + i.busyPollMisses === 0) return [];
   return [
     `  busy-poll  ${kv([
-      ["frames", i.busyPollFrames],
+      ["hits", i.busyPollHits],
       ["misses", i.busyPollMisses],
     ])}`,
   ];

@@ -117,8 +117,8 @@ export interface InterfaceCounters {
   /** Frames for another host's MAC (a promiscuous link or a bridge port) that the daemon skipped. */
   otherHost: number;
   txRingFull: number;
-  /** Busy polling, as in aoed_interface_busy_poll_frames_total and _misses_total: requests a watch caught, watches that caught none. */
-  busyPollFrames: number;
+  /** Busy polling, as in aoed_interface_busy_poll_hits_total and _misses_total: watches that caught a frame (a wake-up saved each), watches that caught none. */
+  busyPollHits: number;
   busyPollMisses: number;
 }
 

@@ -262,7 +262,7 @@ export class Port implements ReplyPort {
       rxFrames: s.rxFrames,
       rxDrops: s.rxDrops + this.workerKernel.rxDrops,
       otherHost: s.rxIgnored + this.workerKernel.otherHost,
-      busyPollFrames: s.busyPollFrames + this.workerKernel.busyPollFrames,
+      busyPollHits: s.busyPollHits + this.workerKernel.busyPollHits,
       busyPollMisses: s.busyPollMisses + this.workerKernel.busyPollMisses,
     };
   }

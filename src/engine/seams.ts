@@ -32,7 +32,7 @@ export interface PortSocket {
     rxFrames: number;
     rxDrops: number;
     rxIgnored: number;
-    busyPollFrames: number;
+    busyPollHits: number;
     busyPollMisses: number;
   };
   close(): void;

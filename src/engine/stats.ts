@@ -124,8 +124,8 @@ export interface KernelCounts {
   rxDrops: number;
   /** Frames for another host's MAC the ring delivered and the port skipped. */
   otherHost: number;
-  /** Requests that arrived while the socket watched its ring (busy polling): no epoll wake-up. */
-  busyPollFrames: number;
+  /** Busy polls that caught a frame: an epoll wake-up saved each. */
+  busyPollHits: number;
   /** Watches that ended with no request. */
   busyPollMisses: number;
 }
@@ -253,7 +253,7 @@ export const PORT_COUNTERS = [
 const SOCKET_COUNTERS = [
   "rxDrops",
   "otherHost",
-  "busyPollFrames",
+  "busyPollHits",
   "busyPollMisses",
 ] as const satisfies readonly (keyof KernelCounts)[];
 
@@ -263,7 +263,7 @@ type SocketCounter = (typeof SOCKET_COUNTERS)[number];
 export type SocketCounts = Record<SocketCounter, number>;
 
 export function newSocketCounts(): SocketCounts {
-  return { rxDrops: 0, otherHost: 0, busyPollFrames: 0, busyPollMisses: 0 };
+  return { rxDrops: 0, otherHost: 0, busyPollHits: 0, busyPollMisses: 0 };
 }
 
 /** A place in a port's vector; the receive ring's drops are "kernelDrops" there. */
@@ -277,7 +277,7 @@ export function portIndex(key: PortCounter): number {
     case "kernelDrops":
       return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf("rxDrops");
     case "otherHost":
-    case "busyPollFrames":
+    case "busyPollHits":
     case "busyPollMisses":
       return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf(key);
     default:

@@ -383,13 +383,13 @@ export function createMetricsRegistry(
   );
   // Busy polling (`busy-poll`, src/net/packet-socket.ts); both stay 0 with `busy-poll: 0`.
   interfaceCounter(
-    "aoed_interface_busy_poll_frames_total",
-    "Requests taken while busy polling: they arrived while aoed watched the receive ring, and were handled without an epoll wake-up.",
-    "busyPollFrames",
+    "aoed_interface_busy_poll_hits_total",
+    "Busy polls that caught a frame: it arrived while aoed watched the receive ring, and was handled without an epoll wake-up (one per wake-up saved, not per frame).",
+    "busyPollHits",
   );
   interfaceCounter(
     "aoed_interface_busy_poll_misses_total",
-    "Busy polls that ended with no request: each spent up to busy-poll microseconds of CPU for nothing.",
+    "Busy polls that ended with no frame: each spent up to busy-poll microseconds of CPU for nothing.",
     "busyPollMisses",
   );
   interfaceCounter(

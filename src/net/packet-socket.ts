@@ -53,7 +53,7 @@ export interface PacketSocketStats {
   /** flush() calls whose send() failed with an error other than EAGAIN/ENOBUFS. */
   txErrors: number;
   /** Busy polling: watches of the ring that saw a frame arrive (and handled it without a wake-up). */
-  busyPollFrames: number;
+  busyPollHits: number;
   /** Busy polling: watches that saw nothing and went back to epoll. */
   busyPollMisses: number;
 }
@@ -169,7 +169,7 @@ export class PacketSocket {
     txFrames: 0,
     txFull: 0,
     txErrors: 0,
-    busyPollFrames: 0,
+    busyPollHits: 0,
     busyPollMisses: 0,
   };
 
@@ -434,7 +434,7 @@ export class PacketSocket {
           return;
         }
       policy.caught();
-      this.counters.busyPollFrames++;
+      this.counters.busyPollHits++;
       this.drainRx();
     }
   }

@@ -111,11 +111,11 @@ describe("aoectl admin commands", () => {
   });
 
   it("stats shows busy polling's line for an interface that busy polled", async () => {
-    Object.assign(engine.ports.get("eth0")!.kernel, { busyPollFrames: 12, busyPollMisses: 3 });
+    Object.assign(engine.ports.get("eth0")!.kernel, { busyPollHits: 12, busyPollMisses: 3 });
     const r = await aoectl(["stats", "--socket", sock]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(
-      "  dropped    kernel-ring 0  tx-ring-full 0\n  busy-poll  frames 12  misses 3\n",
+      "  dropped    kernel-ring 0  tx-ring-full 0\n  busy-poll  hits 12  misses 3\n",
     );
   });
 

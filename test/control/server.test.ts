@@ -125,7 +125,7 @@ describe("control socket", () => {
     Object.assign(e.ports.get("eth0")!.stats, { rxFrames: 9, notForUs: 2 });
     e.ports.get("eth0")!.kernel.rxDrops = 5;
     e.ports.get("eth0")!.kernel.otherHost = 3;
-    e.ports.get("eth0")!.kernel.busyPollFrames = 6;
+    e.ports.get("eth0")!.kernel.busyPollHits = 6;
     e.ports.get("eth0")!.kernel.busyPollMisses = 1;
     const r = await controlRequest<StatsResult>(sock, { cmd: "stats" });
     expect(r.time).toBeGreaterThan(0);
@@ -153,7 +153,7 @@ describe("control socket", () => {
       ignored: { unknown_target: 2, short: 0 },
       kernelDrops: 5,
       otherHost: 3,
-      busyPollFrames: 6,
+      busyPollHits: 6,
       busyPollMisses: 1,
     });
   });

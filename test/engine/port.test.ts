@@ -64,7 +64,7 @@ class FakeSocket implements PortSocket {
   }
   setSteering(): void {}
   /** What the socket counts itself (src/net/packet-socket.ts). */
-  counts = { rxFrames: 0, rxDrops: 0, rxIgnored: 0, busyPollFrames: 0, busyPollMisses: 0 };
+  counts = { rxFrames: 0, rxDrops: 0, rxIgnored: 0, busyPollHits: 0, busyPollMisses: 0 };
   stats() {
     return { ...this.counts };
   }
@@ -172,7 +172,7 @@ describe("Port", () => {
     counts[portIndex("rxFrames")] = 5;
     counts[portIndex("kernelDrops")] = 2;
     counts[PORT_COUNTERS.length + 1] = 3; // other-host frames
-    counts[portIndex("busyPollFrames")] = 4;
+    counts[portIndex("busyPollHits")] = 4;
     counts[portIndex("busyPollMisses")] = 6;
     port.workerReport(counts);
     expect(port.stats.rxFrames).toBe(5);
@@ -180,16 +180,16 @@ describe("Port", () => {
       rxFrames: 0,
       rxDrops: 2,
       otherHost: 3,
-      busyPollFrames: 4,
+      busyPollHits: 4,
       busyPollMisses: 6,
     });
   });
 
   it("adds its own socket's counts, busy polling's included, to the workers'", () => {
     const { sock, port } = setup(true);
-    sock.counts = { rxFrames: 9, rxDrops: 1, rxIgnored: 2, busyPollFrames: 7, busyPollMisses: 3 };
+    sock.counts = { rxFrames: 9, rxDrops: 1, rxIgnored: 2, busyPollHits: 7, busyPollMisses: 3 };
     const counts = new Array<number>(PORT_COUNTERS.length + 4).fill(0);
-    counts[portIndex("busyPollFrames")] = 10;
+    counts[portIndex("busyPollHits")] = 10;
     counts[portIndex("busyPollMisses")] = 20;
     port.workerReport(counts);
     port.workerReport(counts);
@@ -197,7 +197,7 @@ describe("Port", () => {
       rxFrames: 9,
       rxDrops: 1,
       otherHost: 2,
-      busyPollFrames: 27,
+      busyPollHits: 27,
       busyPollMisses: 43,
     });
   });

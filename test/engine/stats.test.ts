@@ -70,21 +70,21 @@ describe("engine counter vectors", () => {
         rxFrames: 0,
         rxDrops: 5,
         otherHost: 6,
-        busyPollFrames: 8,
+        busyPollHits: 8,
         busyPollMisses: 9,
       }),
     });
     expect(v).toHaveLength(PORT_COUNTERS.length + 4);
     expect(v[portIndex("kernelDrops")]).toBe(5);
     expect(v[portIndex("otherHost")]).toBe(6);
-    expect(v[portIndex("busyPollFrames")]).toBe(8);
+    expect(v[portIndex("busyPollHits")]).toBe(8);
     expect(v[portIndex("busyPollMisses")]).toBe(9);
     expect(v[portIndex("txRingFull")]).toBe(PORT_COUNTERS.length);
     const into = newPortStats();
-    const socket = { rxDrops: 1, otherHost: 1, busyPollFrames: 2, busyPollMisses: 3 };
+    const socket = { rxDrops: 1, otherHost: 1, busyPollHits: 2, busyPollMisses: 3 };
     addPortVector(into, socket, v);
     expect(into).toEqual(stats);
-    expect(socket).toEqual({ rxDrops: 6, otherHost: 7, busyPollFrames: 10, busyPollMisses: 12 });
+    expect(socket).toEqual({ rxDrops: 6, otherHost: 7, busyPollHits: 10, busyPollMisses: 12 });
   });
 
   it("a worker's port vectors, sent as differences, add up to its socket's counts", () => {
@@ -99,7 +99,7 @@ describe("engine counter vectors", () => {
       [0, 2],
       [40, 0],
     ] as const) {
-      worker.busyPollFrames += frames;
+      worker.busyPollHits += frames;
       worker.busyPollMisses += misses;
       counted.stats.rxFrames += frames + 1;
       const now = portVector(counted);
@@ -110,7 +110,7 @@ describe("engine counter vectors", () => {
       );
       last = now;
     }
-    expect(main).toEqual({ rxDrops: 0, otherHost: 0, busyPollFrames: 43, busyPollMisses: 3 });
+    expect(main).toEqual({ rxDrops: 0, otherHost: 0, busyPollHits: 43, busyPollMisses: 3 });
     expect(mainStats.rxFrames).toBe(46);
   });
 

@@ -94,7 +94,7 @@ class FakeSocket implements PortSocket {
   stop(): void {}
   close(): void {}
   stats() {
-    return { rxFrames: 0, rxDrops: 0, rxIgnored: 0, busyPollFrames: 0, busyPollMisses: 0 };
+    return { rxFrames: 0, rxDrops: 0, rxIgnored: 0, busyPollHits: 0, busyPollMisses: 0 };
   }
 }
 

@@ -1,13 +1,13 @@
 /**
- * Busy polling's counters from a real daemon, per interface: an initiator that
- * sends its next request as soon as it has the reply (queue depth 1) is caught
- * by the watch, so aoed_interface_busy_poll_frames_total grows, and so does
- * _misses_total (a watch after the last reply sees nothing); with worker
- * threads their sockets watch too, and their counts reach the main thread's
- * totals. With `busy-poll: 0` nothing watches and both stay 0. A watch catches
- * a request only if it comes within `busy-poll` µs, so the test reads until
- * one has (at 1000 µs, the most, an initiator in this process mostly does)
- * instead of counting on a round trip's time.
+ * Busy polling's counters from a real daemon, per interface: what the metrics
+ * say is what `aoectl stats` says, with and without worker threads (whose
+ * sockets watch too and report through their port vectors), no more hits
+ * than frames received, and nothing at all with `busy-poll: 0`. Whether a
+ * watch catches a request depends on how fast this process's initiator
+ * answers, so no verdict here rests on one being caught: that a watch
+ * catches and misses is tested on the socket (test/net/packet-socket.test.ts,
+ * test/net/busy-poll.test.ts), and that worker threads' counts add up, on
+ * the port and the counter vectors (test/engine/port.test.ts, stats.test.ts).
  */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,7 +59,7 @@ exports:
   const counter = (m: Metrics, name: string) => m.get(`${name}{interface="${fx.net.b}"}`) ?? 0;
   return {
     counter,
-    frames: (m: Metrics) => counter(m, "aoed_interface_busy_poll_frames_total"),
+    hits: (m: Metrics) => counter(m, "aoed_interface_busy_poll_hits_total"),
     misses: (m: Metrics) => counter(m, "aoed_interface_busy_poll_misses_total"),
     /** READS reads, each sent once the previous one's reply is in. */
     async reads(): Promise<void> {
@@ -78,35 +78,24 @@ exports:
 
 describe.each([0, 2])("busy polling's counters, busy-poll: 1000, workers: %i", (workers) => {
   const d = serve(1000, workers);
-  /** Frames the main thread's socket took: the interface's, less the workers' share. */
-  const mainFrames = (m: Metrics) => {
-    let w = 0;
-    for (let i = 1; i <= workers; i++)
-      w += m.get(`aoed_worker_receive_frames_total{worker="${i}"}`) ?? 0;
-    return d.counter(m, "aoed_interface_receive_frames_total") - w;
-  };
 
-  it("counts requests a watch caught, and watches that caught none, in the metrics and aoectl stats", async () => {
-    const m = await waitFor(
-      workers > 0
-        ? "the workers' watches to catch requests, and one to miss, in the metrics"
-        : "a watch to catch a request, and one to miss, in the metrics",
-      async () => {
-        await d.reads();
-        const m = await d.scrape();
-        // Each request the main thread's watches caught is one of its own
-        // frames: more than it received were caught by the workers'.
-        const caught = workers > 0 ? d.frames(m) > mainFrames(m) : d.frames(m) > 0;
-        return caught && d.misses(m) > 0 ? m : null;
-      },
-      { timeoutMs: 45_000, intervalMs: 0 },
-    );
-    expect(d.frames(m)).toBeLessThanOrEqual(d.counter(m, "aoed_interface_receive_frames_total"));
-    // aoectl stats: the same counts since start (nothing was cleared), read a little later.
-    const s = await d.stats();
-    expect(s.busyPollFrames).toBeGreaterThanOrEqual(d.frames(m));
-    expect(s.busyPollMisses).toBeGreaterThanOrEqual(d.misses(m));
-  }, 60_000);
+  it("are the same in the metrics and aoectl stats, and count no more hits than frames received", async () => {
+    for (let round = 0; round < 4; round++) await d.reads();
+    // Once the last watch has ended, two scrapes and the stats between them agree.
+    const m = await waitFor("the counters to settle", async () => {
+      const before = await d.scrape();
+      const s = await d.stats();
+      const after = await d.scrape();
+      const same =
+        d.hits(before) === d.hits(after) &&
+        d.misses(before) === d.misses(after) &&
+        s.busyPollHits === d.hits(after) &&
+        s.busyPollMisses === d.misses(after);
+      return same ? after : null;
+    });
+    expect(d.hits(m)).toBeLessThanOrEqual(d.counter(m, "aoed_interface_receive_frames_total"));
+    expect(d.counter(m, "aoed_interface_receive_frames_total")).toBeGreaterThanOrEqual(4 * READS);
+  });
 });
 
 describe("busy polling's counters, busy-poll: 0", () => {
@@ -118,8 +107,8 @@ describe("busy polling's counters, busy-poll: 0", () => {
       const m = await d.scrape();
       return d.counter(m, "aoed_interface_receive_frames_total") >= 4 * READS ? m : null;
     });
-    expect(d.frames(m)).toBe(0);
+    expect(d.hits(m)).toBe(0);
     expect(d.misses(m)).toBe(0);
-    expect(await d.stats()).toMatchObject({ busyPollFrames: 0, busyPollMisses: 0 });
+    expect(await d.stats()).toMatchObject({ busyPollHits: 0, busyPollMisses: 0 });
   });
 });

@@ -82,7 +82,7 @@ export class FakePort implements PortView {
     rxFrames: 0,
     rxDrops: 0,
     otherHost: 0,
-    busyPollFrames: 0,
+    busyPollHits: 0,
     busyPollMisses: 0,
   };
   kernelBroken = false;

@@ -51,7 +51,7 @@ describe("metrics text", () => {
       ["aoed_interface_transmit_bytes_total", "counter"],
       ["aoed_interface_ignored_frames_total", "counter"],
       ["aoed_interface_receive_drops_total", "counter"],
-      ["aoed_interface_busy_poll_frames_total", "counter"],
+      ["aoed_interface_busy_poll_hits_total", "counter"],
       ["aoed_interface_busy_poll_misses_total", "counter"],
       ["aoed_interface_transmit_ring_full_total", "counter"],
       ["aoed_interface_mtu_bytes", "gauge"],
@@ -190,7 +190,7 @@ describe("metrics text", () => {
       txRingFull: 7,
     });
     eth0.kernel.rxDrops = 8;
-    eth0.kernel.busyPollFrames = 10;
+    eth0.kernel.busyPollHits = 10;
     eth0.kernel.busyPollMisses = 11;
     const m = await scrape();
     const I = 'interface="eth0"';
@@ -203,7 +203,7 @@ describe("metrics text", () => {
       expect(m.get(`aoed_interface_ignored_frames_total{${I},reason="${reason}"}`)).toBe(n);
     expect(m.get(`aoed_interface_transmit_ring_full_total{${I}}`)).toBe(7);
     expect(m.get(`aoed_interface_receive_drops_total{${I}}`)).toBe(8);
-    expect(m.get(`aoed_interface_busy_poll_frames_total{${I}}`)).toBe(10);
+    expect(m.get(`aoed_interface_busy_poll_hits_total{${I}}`)).toBe(10);
     expect(m.get(`aoed_interface_busy_poll_misses_total{${I}}`)).toBe(11);
     expect(m.get(`aoed_interface_mtu_bytes{${I}}`)).toBe(9000);
   });
@@ -262,7 +262,7 @@ describe("metrics text", () => {
     eth0.kernelBroken = true;
     const m = await scrape();
     expect(m.get('aoed_interface_receive_drops_total{interface="eth0"}')).toBe(0);
-    expect(m.get('aoed_interface_busy_poll_frames_total{interface="eth0"}')).toBe(0);
+    expect(m.get('aoed_interface_busy_poll_hits_total{interface="eth0"}')).toBe(0);
     expect(m.get('aoed_interface_busy_poll_misses_total{interface="eth0"}')).toBe(0);
   });
 
@@ -319,22 +319,22 @@ describe("counters stay monotonic", () => {
     lv0.stats.reads = 10;
     eth0.stats.rxFrames = 50;
     eth0.kernel.rxDrops = 3;
-    eth0.kernel.busyPollFrames = 20;
+    eth0.kernel.busyPollHits = 20;
     await scrape();
     lv0.stats.reads = 11; // the old target's last requests, after the last scrape
     eth0.stats.rxFrames = 55;
-    eth0.kernel.busyPollFrames = 21;
+    eth0.kernel.busyPollHits = 21;
     const lv0b = new FakeTarget("lv0", 1, 2);
     lv0b.stats.reads = 1;
     const eth0b = new FakePort("eth0");
     eth0b.stats.rxFrames = 2;
-    eth0b.kernel.busyPollFrames = 4;
+    eth0b.kernel.busyPollHits = 4;
     engine.add(lv0b, eth0b);
     const m = await scrape();
     expect(m.get(`aoed_export_requests_total{${LV0},op="read"}`)).toBe(12);
     expect(m.get('aoed_interface_receive_frames_total{interface="eth0"}')).toBe(57);
     expect(m.get('aoed_interface_receive_drops_total{interface="eth0"}')).toBe(3);
-    expect(m.get('aoed_interface_busy_poll_frames_total{interface="eth0"}')).toBe(25);
+    expect(m.get('aoed_interface_busy_poll_hits_total{interface="eth0"}')).toBe(25);
   });
 
   it("a target that carries its predecessor's stats object is not counted twice", async () => {
