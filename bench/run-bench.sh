@@ -59,7 +59,7 @@ usage: $0 [options]
               written once with random data and reused; vblade runs with -d -b {bufs} (O_DIRECT),
               aoed with direct-io: true; defaults become -m 9000 -n 8 (4 KiB requests)
   -y DIR      durable writes: the backing file is DIR/aoebench-1024m.img on a real disk
-              (buffered, no O_DIRECT); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
+              (buffered unless a target says otherwise); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
               aoed_sync (aoed, write-cache: false), aoed_sync_inline (the same with
               io: sync: I/O on the event loop), aoed_sync_direct (the same with
               direct-io: true), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
@@ -296,21 +296,27 @@ cpu_sample() {
 	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
-start_target() {
-	local name=$1 tmpl cmd
+# A target's command template; fails for a name with none.
+target_template() {
+	local name=$1
 	case $name in
-	vblade) tmpl=$VBLADE_CMD ;;
-	reflect) tmpl=$REFLECT_CMD ;;
-	aoed) tmpl=$AOED_CMD ;;
+	vblade) echo "$VBLADE_CMD" ;;
+	reflect) echo "$REFLECT_CMD" ;;
+	aoed) echo "$AOED_CMD" ;;
 	*)
 		local var="CMD_$name"
-		if [[ ! $name =~ ^[A-Za-z0-9_]+$ || -z ${!var:-} ]]; then
-			log "unknown target $name (no \$CMD_$name)"
-			return 1
-		fi
-		tmpl=${!var}
+		[[ $name =~ ^[A-Za-z0-9_]+$ && -n ${!var:-} ]] || return 1
+		echo "${!var}"
 		;;
 	esac
+}
+
+start_target() {
+	local name=$1 tmpl cmd
+	if ! tmpl=$(target_template "$name"); then
+		log "unknown target $name (no \$CMD_$name)"
+		return 1
+	fi
 	cmd=$(expand "$tmpl")
 	drop_cache
 	log "start $name: $cmd"
@@ -381,12 +387,18 @@ run_cell() { # target workload q round client-mode
 		log "client failed (rc $rc) for $tgt $wl q$q $mode"
 		out='{"failed":true}'
 	fi
-	# direct I/O as configured: vblade -d, aoed-target.sh's AOED_DIRECT_IO
-	local dio=null
-	case $tgt in
-	vblade) [[ " $(expand "$VBLADE_CMD") " == *" -d "* ]] && dio=true || dio=false ;;
-	aoed | aoed_*) [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false ;;
-	esac
+	# direct I/O as configured: vblade -d; aoed-target.sh's AOED_DIRECT_IO, set in
+	# the target's own command or for the whole run
+	local dio=null tmpl
+	tmpl=" $(target_template "$tgt") "
+	if [[ $tmpl == *vblade* ]]; then
+		[[ $tmpl == *" -d "* ]] && dio=true || dio=false
+	elif [[ $tmpl == *aoed* ]]; then
+		if [[ $tmpl == *AOED_DIRECT_IO=true* ]]; then dio=true
+		elif [[ $tmpl == *AOED_DIRECT_IO=* ]]; then dio=false
+		else [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false
+		fi
+	fi
 	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \

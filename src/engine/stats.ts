@@ -291,12 +291,21 @@ export interface CountedPort {
   kernelStats(): KernelCounts;
 }
 
-/** The socket's counts of a port; zeros if the socket cannot say. */
+/** Each port's socket counts as last read. */
+const lastSocketCounts = new WeakMap<CountedPort, SocketCounts>();
+
+/**
+ * The socket's counts of a port. If the socket cannot say (closed under a
+ * read), what it said last: zeros would look like a reset to the totals that
+ * never go down (metrics/ledger.ts), and a negative difference to a worker's.
+ */
 function socketCounts(port: CountedPort): SocketCounts {
   try {
-    return port.kernelStats();
+    const counts = port.kernelStats();
+    lastSocketCounts.set(port, counts);
+    return counts;
   } catch {
-    return newSocketCounts();
+    return lastSocketCounts.get(port) ?? newSocketCounts();
   }
 }
 

@@ -561,7 +561,9 @@ export class Target implements FrameConsumer {
     return this.stats;
   }
 
+  /** `aoectl clear stats`: syncs done so far are folded in first, so they are cleared too. */
   resetStats(): void {
+    countSyncs(this.stats, this.backend.syncStats);
     resetTargetStats(this.stats);
   }
 

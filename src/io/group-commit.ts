@@ -24,8 +24,6 @@
 import type { IoCallback, SyncStats } from "./backend.js";
 import { errnoError, type IoSite, ioError } from "./errors.js";
 
-// Declared with the Backend that exposes it; src/engine/stats.ts reads it from here.
-
 function newSyncStats(): SyncStats {
   return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };
 }

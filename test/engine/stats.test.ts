@@ -123,4 +123,18 @@ describe("engine counter vectors", () => {
     });
     expect(v.slice(PORT_COUNTERS.length)).toEqual([0, 0, 0, 0]);
   });
+
+  it("a socket that cannot say any more keeps what it said last, so no total goes back", () => {
+    let closed = false;
+    const port = {
+      stats: newPortStats(),
+      kernelStats: () => {
+        if (closed) throw new Error("closed");
+        return { rxFrames: 9, rxDrops: 2, otherHost: 3, busyPollHits: 4, busyPollMisses: 5 };
+      },
+    };
+    expect(portVector(port).slice(PORT_COUNTERS.length)).toEqual([2, 3, 4, 5]);
+    closed = true;
+    expect(portVector(port).slice(PORT_COUNTERS.length)).toEqual([2, 3, 4, 5]);
+  });
 });
