@@ -4,7 +4,7 @@
  */
 import type { Logger } from "pino";
 import { LATENCY_BUCKETS } from "../engine/latency.js";
-import { newSocketCounts, type SocketCounts } from "../engine/stats.js";
+import { socketCounts } from "../engine/stats.js";
 import type { StatsLedger } from "../metrics/ledger.js";
 import {
   type EngineView,
@@ -248,12 +248,7 @@ export class CommandHandler {
       }),
       interfaces: [...engine.ports.values()].map((p): InterfaceCounters => {
         const s = p.stats;
-        let socket: SocketCounts = newSocketCounts();
-        try {
-          socket = p.kernelStats();
-        } catch {
-          // the interface may be gone
-        }
+        const socket = socketCounts(p);
         return {
           name: p.name,
           rxFrames: s.rxFrames,

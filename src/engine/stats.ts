@@ -126,7 +126,7 @@ export interface KernelCounts {
   otherHost: number;
   /** Busy polls that caught a frame: an epoll wake-up saved each. */
   busyPollHits: number;
-  /** Watches that ended with no request. */
+  /** Busy polls that ended with no frame. */
   busyPollMisses: number;
 }
 
@@ -299,7 +299,7 @@ const lastSocketCounts = new WeakMap<CountedPort, SocketCounts>();
  * read), what it said last: zeros would look like a reset to the totals that
  * never go down (metrics/ledger.ts), and a negative difference to a worker's.
  */
-function socketCounts(port: CountedPort): SocketCounts {
+export function socketCounts(port: CountedPort): SocketCounts {
   try {
     const counts = port.kernelStats();
     lastSocketCounts.set(port, counts);
