@@ -15,6 +15,10 @@ interface Case {
 const E = (...rest: string[]) =>
   yaml("exports:", "  - path: /srv/a.img", "    shelf: 0", "    slot: 0", ...rest);
 
+/** `setting` (one line, indented) under `interfaces: eth0:`, then one export on eth0. */
+const I = (setting: string) =>
+  yaml("interfaces:", "  eth0:", setting, ...E("    interfaces: [eth0]").trimEnd().split("\n"));
+
 const cases: Case[] = [
   // ---- YAML syntax (positions from the yaml library)
   {
@@ -114,12 +118,7 @@ const cases: Case[] = [
   },
   {
     name: "unknown key, nothing close",
-    text: yaml(
-      "interfaces:",
-      "  eth0:",
-      "    colour: blue",
-      ...E("    interfaces: [eth0]").trimEnd().split("\n"),
-    ),
+    text: I("    colour: blue"),
     at: [3, 5],
     path: "interfaces.eth0.colour",
     message: "unknown key `colour`",
@@ -149,12 +148,7 @@ const cases: Case[] = [
   },
   {
     name: "out of range: busy-poll",
-    text: yaml(
-      "interfaces:",
-      "  eth0:",
-      "    busy-poll: 5000",
-      ...E("    interfaces: [eth0]").trimEnd().split("\n"),
-    ),
+    text: I("    busy-poll: 5000"),
     at: [3, 16],
     path: "interfaces.eth0.busy-poll",
     message: "must be microseconds from 0 to 1000, got 5000",
