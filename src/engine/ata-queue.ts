@@ -35,7 +35,10 @@ export class AtaQueue {
   /** Every request slot made: the ones with a port are in flight. */
   private readonly all: Request[] = [];
   private slots = 0;
-  /** Requests handed to the backend and not completed: at most its issueLimit. */
+  /**
+   * Requests handed to the backend and not completed (nor, for a write, yet
+   * written and only waiting for a sync): at most its issueLimit.
+   */
   private issued = 0;
   private readonly issueLimit: number;
   /** Requests in their slots waiting for the backend to take them, oldest first. */
@@ -81,7 +84,7 @@ export class AtaQueue {
         this.stats.queueDrops++;
         return;
       }
-      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete);
+      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete, this.release);
       this.all.push(req);
       this.slots++;
     }
@@ -96,13 +99,14 @@ export class AtaQueue {
 
   private issue(req: Request): void {
     this.issued++;
+    req.holdsIssue = true;
     const bytes = req.count * SECTOR;
     switch (req.kind) {
       case "read":
         this.backend.read(req.data, bytes, req.lba * SECTOR, req.done);
         return;
       case "write":
-        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done);
+        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done, req.written);
         return;
       case "flush":
         this.backend.flush(req.done);
@@ -110,10 +114,17 @@ export class AtaQueue {
     }
   }
 
-  private readonly complete = (req: Request, err: NodeJS.ErrnoException | null): void => {
+  /** The backend no longer holds `req` (done, or written and waiting for a sync): the next waiting request goes in. */
+  private readonly release = (req: Request): void => {
+    if (!req.holdsIssue) return;
+    req.holdsIssue = false;
     this.issued--;
     const next = this.waiting.shift();
     if (next !== undefined) this.issue(next);
+  };
+
+  private readonly complete = (req: Request, err: NodeJS.ErrnoException | null): void => {
+    this.release(req);
     const bytes = req.count * SECTOR;
     if (err) {
       this.stats.ataErrors++;

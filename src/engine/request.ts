@@ -12,14 +12,20 @@ export class Request {
   lba = 0;
   count = 0;
   startedAt = 0;
+  /** Counted among the operations its queue has handed to the backend (AtaQueue's issueLimit). */
+  holdsIssue = false;
   /** Bound once so the data path passes no new closure per request. */
   readonly done: (err: NodeJS.ErrnoException | null) => void;
+  /** Backend.write's `written`, bound once like done. */
+  readonly written: () => void;
 
   constructor(
     readonly data: Buffer,
     complete: (req: Request, err: NodeJS.ErrnoException | null) => void,
+    release: (req: Request) => void,
   ) {
     this.done = (err) => complete(this, err);
+    this.written = () => release(this);
   }
 
   start(port: ReplyPort, buf: Buffer, off: number, kind: OpKind, lba: number, count: number): void {

@@ -65,15 +65,23 @@ export interface Backend {
    * Operations the backend is given at once: its share of a pool of workers
    * shared with other exports (libuv's threads, io_uring's io-wq), so one
    * that hangs holds no more than that. The target keeps the rest waiting in
-   * its queue slots. Absent: no limit (the engine completes inline).
+   * its queue slots. A write stops counting once `written` is called (it
+   * waits for a sync, which takes one worker for the whole batch). Absent: no
+   * limit (the engine completes inline).
    */
   readonly issueLimit?: number;
   /** A buffer suitable for read/write (aligned when direct I/O is on). */
   allocBuffer(bytes: number): Buffer;
   /** Reads exactly `len` bytes at `pos` (export-relative) into `buf`. */
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
-  /** Writes exactly `len` bytes; durable before `cb` unless the write cache is on. */
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
+  /**
+   * Writes exactly `len` bytes; durable before `cb` unless the write cache is
+   * on. `written`, if given, is called when the write has reached the file
+   * and only waits for a sync (group commit), before `cb`: from then on it
+   * holds nothing of the pool that issueLimit shares. Not called when the
+   * write fails or is made durable by the write itself.
+   */
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void;
   /** Makes every completed write durable. */
   flush(cb: IoCallback): void;
   /**

@@ -115,7 +115,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return this.caps.groupCommit && this.commit ? this.commit.stats : undefined;
   }
 
-  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void {
     const gc = this.commit;
     if (gc !== null && gc.failed !== null) {
       cb(gc.failedError());
@@ -138,6 +138,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     }
     gc.outstanding++;
     this.rawWrite(buf, len, pos, false, (err) => {
+      // Before outstanding drops, so a write issued from written() is not alone.
+      if (err === null) written?.();
       gc.outstanding--;
       if (err) cb(err);
       else if (lone === null) gc.completed(cb);

@@ -283,6 +283,46 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
     },
   );
 
+  it.skipIf(!available)(
+    "with the write cache off, says a write is written before the sync that makes it durable",
+    async (ctx) => {
+      const file = image("written", 64 * KiB);
+      const b = await open(file, { writeCache: false });
+      if (b.caps.groupCommit === undefined) {
+        await b.close();
+        return ctx.skip("a file in memory has nothing to sync to");
+      }
+      // Eight at once: all but a write made durable by itself (RWF_DSYNC, when
+      // it finds the backend idle) wait for a sync, and say so first.
+      const events: string[][] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) => {
+          const seen: string[] = [];
+          events.push(seen);
+          const buf = b.allocBuffer(4 * KiB).fill(i);
+          return op((cb) =>
+            b.write(
+              buf,
+              4 * KiB,
+              i * 4 * KiB,
+              (err) => {
+                seen.push(err === null ? "durable" : `error ${err.code}`);
+                cb(err);
+              },
+              () => seen.push("written"),
+            ),
+          );
+        }),
+      );
+      const dsync = b.syncStats?.dsyncWrites ?? 0;
+      expect(events.filter((e) => e.join() === "written,durable")).toHaveLength(8 - dsync);
+      expect(events.filter((e) => e.join() === "durable")).toHaveLength(dsync);
+      await b.close();
+      const after = fs.readFileSync(file);
+      for (let i = 0; i < 8; i++) expect(after[i * 4 * KiB]).toBe(i);
+    },
+  );
+
   // A mapping reads the rest of the last page past the new end as zeros; only whole
   // pages past it fault (EIO, tested in test/reliability/faults.test.ts).
   it.skipIf(!available || name === "mmap")(
