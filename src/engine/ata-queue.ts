@@ -1,7 +1,8 @@
 /**
  * An export's ATA I/O queue: at most `queue-length` request slots (made on
  * demand, reused forever), at most the backend's `issueLimit` of them handed
- * to the backend at once (the others wait in their slots, oldest first), and
+ * to the backend and not yet done or written (the others wait in their slots,
+ * oldest first), and
  * the completion of each: counters, latency, error log, the answer, the slot
  * back. Also what is in flight on the other threads serving the export, as
  * they last reported it, and whether the backend is stuck.
@@ -84,7 +85,7 @@ export class AtaQueue {
         this.stats.queueDrops++;
         return;
       }
-      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete, this.release);
+      req = new Request(this.backend.allocBuffer(this.slotBytes), this.complete, this.releaseIssue);
       this.all.push(req);
       this.slots++;
     }
@@ -115,7 +116,7 @@ export class AtaQueue {
   }
 
   /** The backend no longer holds `req` (done, or written and waiting for a sync): the next waiting request goes in. */
-  private readonly release = (req: Request): void => {
+  private readonly releaseIssue = (req: Request): void => {
     if (!req.holdsIssue) return;
     req.holdsIssue = false;
     this.issued--;
@@ -124,7 +125,7 @@ export class AtaQueue {
   };
 
   private readonly complete = (req: Request, err: NodeJS.ErrnoException | null): void => {
-    this.release(req);
+    this.releaseIssue(req);
     const bytes = req.count * SECTOR;
     if (err) {
       this.stats.ataErrors++;

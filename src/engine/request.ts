@@ -22,10 +22,10 @@ export class Request {
   constructor(
     readonly data: Buffer,
     complete: (req: Request, err: NodeJS.ErrnoException | null) => void,
-    release: (req: Request) => void,
+    releaseIssue: (req: Request) => void,
   ) {
     this.done = (err) => complete(this, err);
-    this.written = () => release(this);
+    this.written = () => releaseIssue(this);
   }
 
   start(port: ReplyPort, buf: Buffer, off: number, kind: OpKind, lba: number, count: number): void {

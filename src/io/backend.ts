@@ -64,10 +64,11 @@ export interface Backend {
   /**
    * Operations the backend is given at once: its share of a pool of workers
    * shared with other exports (libuv's threads, io_uring's io-wq), so one
-   * that hangs holds no more than that. The target keeps the rest waiting in
-   * its queue slots. A write stops counting once `written` is called (it
-   * waits for a sync, which takes one worker for the whole batch). Absent: no
-   * limit (the engine completes inline).
+   * that hangs holds no more than that, plus the one worker of group
+   * commit's sync. The target keeps the rest waiting in its queue slots. A
+   * write stops counting once `written` is called: it then only waits for
+   * that sync, which takes one worker for the whole batch. Absent: no limit
+   * (the engine completes inline).
    */
   readonly issueLimit?: number;
   /** A buffer suitable for read/write (aligned when direct I/O is on). */

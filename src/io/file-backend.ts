@@ -18,8 +18,9 @@ import { closeFd, openExclusiveClaim } from "./store.js";
 import type { IoOwner } from "./uring.js";
 
 /**
- * How many of a shared pool's workers one export may hold at once: a quarter,
- * so a backend that hangs leaves the other exports (and fs calls) the rest.
+ * How many of a shared pool's workers one export's reads and writes may hold
+ * at once: a quarter, so a backend that hangs leaves the other exports (and fs
+ * calls) the rest, less the one worker of its group commit's sync.
  */
 export function poolShare(workers: number): number {
   return Math.max(1, Math.floor(workers / 4));

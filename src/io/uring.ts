@@ -47,8 +47,6 @@ export interface IoOwner extends IoSite {
   pending: number;
   /** Called by the ring when `pending` drops to 0. */
   onIdle: (() => void) | null;
-  /** Called by the ring after each of its operations left `pending` (before onIdle). */
-  released?(): void;
   /**
    * Issue with IOSQE_ASYNC: straight to the kernel's workers, never inline in
    * io_uring_enter (for filesystems that block there instead of returning EAGAIN).
@@ -523,7 +521,6 @@ export class IoRing {
     if (owner !== null) {
       owner.pending--;
       try {
-        owner.released?.();
         if (owner.pending === 0 && owner.onIdle !== null) owner.onIdle();
       } catch (e) {
         rethrowLater(e);

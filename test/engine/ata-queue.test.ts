@@ -101,6 +101,9 @@ describe("an export's share of a shared pool", () => {
     backend.sync();
     expect(answered).toEqual([0, 1, 2, 3, 4, 5]);
     expect(q.inFlight).toBe(0);
+    // Each write gave its place back once (written, not again when done): the share is whole again.
+    for (let lba = 10; lba < 14; lba++) submit("read", lba);
+    expect(backend.started.slice(6)).toEqual(["read 10", "read 11"]);
   });
 
   it("keeps the share for reads and for writes a backend does not report written", () => {
