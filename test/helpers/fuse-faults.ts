@@ -7,7 +7,8 @@
  * and holds a few flat files in memory. Files are opened with
  * FOPEN_DIRECT_IO, so every read and write reaches us (no page cache hides a
  * fault). `fail(name, {...})` makes reads and/or writes overlapping a byte
- * range fail with an errno until `heal(name)`; `stall(name)` makes them wait.
+ * range fail with an errno until `heal(name)`; `stall(name)` makes them wait,
+ * `stallSyncs(name)` its fsync/fdatasync.
  *
  * Needs root, /dev/fuse and mount(8). Never touch the mount synchronously
  * from this process (fs.*Sync on a file in it): the answer would have to come
@@ -72,6 +73,8 @@ interface FileEntry {
   fault: Required<Fault> | null;
   /** Requests held back while stalled. */
   stalled: (() => void)[] | null;
+  /** fsync/fdatasync requests held back while syncs are stalled. */
+  syncsStalled: (() => void)[] | null;
   /** Requests failed by the fault so far. */
   failures: number;
   syncs: number;
@@ -150,6 +153,7 @@ export class FuseFaults {
       data: Buffer.alloc(size),
       fault: null,
       stalled: null,
+      syncsStalled: null,
       failures: 0,
       syncs: 0,
       syncFailures: 0,
@@ -189,9 +193,20 @@ export class FuseFaults {
   heal(name: string): void {
     const e = this.entry(name);
     e.fault = null;
-    const held = e.stalled ?? [];
+    const held = [...(e.stalled ?? []), ...(e.syncsStalled ?? [])];
     e.stalled = null;
+    e.syncsStalled = null;
     for (const go of held) go();
+  }
+
+  /** Holds every fsync/fdatasync of `name` until heal() (its reads and writes go on). */
+  stallSyncs(name: string): void {
+    this.entry(name).syncsStalled ??= [];
+  }
+
+  /** fsync/fdatasync requests of `name` held by stallSyncs() now. */
+  heldSyncs(name: string): number {
+    return this.entry(name).syncsStalled?.length ?? 0;
   }
 
   /** Holds every read and write of `name` until heal(). */
@@ -368,15 +383,19 @@ export class FuseFaults {
         return;
       case Op.fsync: {
         const f = this.byIno.get(nodeid);
-        if (f) {
-          f.syncs++;
-          if (f.fault?.sync) {
-            f.syncFailures++;
-            this.reply(unique, f.fault.errno);
-            return;
+        const run = () => {
+          if (f) {
+            f.syncs++;
+            if (f.fault?.sync) {
+              f.syncFailures++;
+              this.reply(unique, f.fault.errno);
+              return;
+            }
           }
-        }
-        this.reply(unique, 0);
+          this.reply(unique, 0);
+        };
+        if (f?.syncsStalled) f.syncsStalled.push(run);
+        else run();
         return;
       }
       case Op.release:

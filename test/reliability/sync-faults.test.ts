@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, AtaErrorReply, type TargetInfo } from "../../src/client/client.js";
-import type { StatsResult } from "../../src/control/protocol.js";
+import type { StatsResult, StatusResult } from "../../src/control/protocol.js";
 import { probeUring } from "../../src/io/uring.js";
 import { aoectl, aoectlJson } from "../helpers/aoectl.js";
 import { AOED, type Daemon, startDaemon } from "../helpers/daemon.js";
@@ -141,6 +141,36 @@ exports:
     const out = (await aoectl(sock, ["status"])).stdout;
     expect(out).toMatch(/^wc \(e6\.1\): write-cache is on: .*page cache.*power cut/m);
     expect(out).not.toMatch(/^nowc \(e6\.0\): write-cache/m);
+  });
+
+  it("write-cache off: while fdatasync hangs no write is acknowledged and the other export serves; all are acknowledged once it answers", async () => {
+    expect(await write("nowc", 0, 1)).toBe("ok");
+    fuse.stallSyncs("nowc.img");
+    // More writes than the export's share of the pool: each waits for a sync.
+    const burst = Array.from({ length: 24 }, (_, i) => write("nowc", 400 + i * 2, 5));
+    const answered: string[] = [];
+    for (const p of burst) void p.then((o) => answered.push(o));
+    await waitFor("the first sync to reach the filesystem", () => fuse.heldSyncs("nowc.img") > 0);
+    // The write-cache export on the same filesystem is not held up.
+    expect(await write("wc", 40, 5)).toBe("ok");
+    expect(await flush("wc")).toBe("ok");
+    await waitFor("every write of the burst to be in the daemon", async () => {
+      const s = await aoectlJson<StatusResult>(sock, "status");
+      return (s.exports.find((e) => e.name === "nowc")?.inFlight ?? 0) >= 24;
+    });
+    expect(answered).toEqual([]);
+    fuse.heal("nowc.img");
+    expect(await Promise.all(burst)).toEqual(Array(24).fill("ok"));
+    for (let i = 0; i < 24; i++) {
+      const lba = 400 + i * 2;
+      const at = lba * 512;
+      expect(
+        fuse
+          .data("nowc.img")
+          .subarray(at, at + 1024)
+          .equals(pattern(lba, 2, 5)),
+      ).toBe(true);
+    }
   });
 
   it("write-cache off: writes covered by a failed fdatasync get ABRT, and so does everything after it until a reload", async () => {
