@@ -449,6 +449,13 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
         fs.rmSync(ldir, { recursive: true, force: true });
         return ctx.skip("losetup failed (no loop devices here)");
       }
+      // Detached once: a second detach could hit a loop device another test
+      // file has attached under the same number meanwhile.
+      let attached = true;
+      const detach = () => {
+        if (attached) tryExec("losetup", ["--detach", dev]);
+        attached = false;
+      };
       try {
         const b = await open(dev, { directIo: true, writeCache: false });
         // direct-io is never a mapping: the mmap engine defers to the automatic choice.
@@ -470,7 +477,7 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
         expect(await op((cb) => b.read(buf, 64 * KiB, 2 * MiB, cb))).toBeNull();
         expect(buf.equals(data)).toBe(true);
         await b.close();
-        tryExec("losetup", ["--detach", dev]);
+        detach();
         expect(
           fs
             .readFileSync(file)
@@ -478,7 +485,7 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
             .equals(data),
         ).toBe(true);
       } finally {
-        tryExec("losetup", ["--detach", dev]);
+        detach();
         fs.rmSync(ldir, { recursive: true, force: true });
       }
     },
