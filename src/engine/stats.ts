@@ -273,16 +273,12 @@ export type PortCounter =
   | Exclude<SocketCounter, "rxDrops">;
 
 export function portIndex(key: PortCounter): number {
-  switch (key) {
-    case "kernelDrops":
-      return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf("rxDrops");
-    case "otherHost":
-    case "busyPollHits":
-    case "busyPollMisses":
-      return PORT_COUNTERS.length + SOCKET_COUNTERS.indexOf(key);
-    default:
-      return PORT_COUNTERS.indexOf(key);
-  }
+  const socket = SOCKET_COUNTERS.indexOf(
+    (key === "kernelDrops" ? "rxDrops" : key) as SocketCounter,
+  );
+  return socket >= 0
+    ? PORT_COUNTERS.length + socket
+    : PORT_COUNTERS.indexOf(key as (typeof PORT_COUNTERS)[number]);
 }
 
 /** A port as its counters are read: its own and its socket's. */
