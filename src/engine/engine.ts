@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import { INTERFACE_DEFAULTS } from "../config/resolve.js";
 import type { Config, ExportConfig, InterfaceConfig } from "../config/types.js";
 import type { Backend } from "../io/backend.js";
+import { namesExport } from "../io/errors.js";
 import { type LinkEvent, LinkMonitor, linkState } from "../net/link-monitor.js";
 import { maxSectorsForMtu } from "../protocol/constants.js";
 import { within } from "./bounded-fs.js";
@@ -238,9 +239,7 @@ export class Engine {
         if (r.status === "rejected") {
           // The backend's errors name the export; anything else gets its name in front.
           const message = (r.reason as Error).message;
-          failures.push(
-            message.includes(`(export ${b.cfg.name})`) ? message : `${b.cfg.name}: ${message}`,
-          );
+          failures.push(namesExport(r.reason, b.cfg.name) ? message : `${b.cfg.name}: ${message}`);
         } else if (r.value !== b.backend) {
           opened.push(r.value);
           b.backend = r.value;

@@ -40,8 +40,11 @@ export async function openBackend(e: ExportConfig, sharedClaim = false): Promise
     (late) => late.close(),
     () => {},
   );
-  throw new Error(
-    `stat, statfs, open ${e.path} (export ${e.name}): the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s: not opened`,
+  throw Object.assign(
+    new Error(
+      `stat, statfs, open ${e.path} (export ${e.name}): the filesystem did not answer within ${FS_TIMEOUT_MS / 1000} s: not opened`,
+    ),
+    { exportName: e.name },
   );
 }
 

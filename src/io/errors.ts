@@ -29,8 +29,13 @@ export function ioError(
   err.code = code;
   err.errno = errno;
   err.syscall = syscall;
-  if (site !== null) err.path = site.path;
+  if (site !== null) Object.assign(err, { path: site.path, exportName: site.exportName });
   return err;
+}
+
+/** The error names export `name` in its message (ioError, BackendError, and errors marked so). */
+export function namesExport(err: unknown, name: string): boolean {
+  return err instanceof Error && (err as { exportName?: unknown }).exportName === name;
 }
 
 let errnoNames: Map<number, [string, string]> | undefined;
@@ -100,9 +105,11 @@ export function shortIo(
  */
 export class BackendError extends Error {
   readonly path: string;
+  readonly exportName: string | null;
 
   constructor(site: IoSite, message: string) {
     super(`${where(site)}: ${message}`);
     this.path = site.path;
+    this.exportName = site.exportName;
   }
 }

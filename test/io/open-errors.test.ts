@@ -14,6 +14,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { SharedBackend } from "../../src/io/backend.js";
 import { blockDeviceSize, logicalBlockSize } from "../../src/io/blockdev.js";
+import { namesExport } from "../../src/io/errors.js";
 import { adoptFileBackend, type OpenOptions, openFileBackend } from "../../src/io/open.js";
 import { setprivAs } from "../helpers/daemon-as.js";
 import { FuseFaults, fuseUnavailable } from "../helpers/fuse-faults.js";
@@ -48,11 +49,15 @@ describe("opening a backing store", () => {
     const err = await openFailure(openOptions(file, { exportName: "gone0" }));
     expect(err).toMatchObject({ code: "ENOENT", syscall: "stat", path: file });
     expect(err.message).toBe(`stat ${file} (export gone0): ENOENT (no such file or directory)`);
+    // The engine reads this to not name the export twice in its list of failures.
+    expect(namesExport(err, "gone0")).toBe(true);
+    expect(namesExport(err, "gone")).toBe(false);
   });
 
   it("not a file: names the file and the export", async () => {
     const err = await openFailure(openOptions(dir, { exportName: "dir0" }));
     expect(err.message).toBe(`${dir} (export dir0): not a regular file or block device`);
+    expect(namesExport(err, "dir0")).toBe(true);
   });
 
   it("a window past the end: names the file and the export", async () => {
