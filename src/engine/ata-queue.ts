@@ -37,8 +37,8 @@ export class AtaQueue {
   private readonly all: Request[] = [];
   private slots = 0;
   /**
-   * Requests handed to the backend and not completed (nor, for a write, yet
-   * written and only waiting for a sync): at most its issueLimit.
+   * Requests handed to the backend and not completed (nor, for a write or a
+   * flush, only waiting for a sync): at most its issueLimit.
    */
   private issued = 0;
   private readonly issueLimit: number;
@@ -110,7 +110,7 @@ export class AtaQueue {
         this.backend.write(req.data, bytes, req.lba * SECTOR, req.done, req.written);
         return;
       case "flush":
-        this.backend.flush(req.done);
+        this.backend.flush(req.done, req.written);
         return;
     }
   }

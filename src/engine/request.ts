@@ -16,7 +16,7 @@ export class Request {
   holdsIssue = false;
   /** Bound once so the data path passes no new closure per request. */
   readonly done: (err: NodeJS.ErrnoException | null) => void;
-  /** Backend.write's `written`, bound once like done. */
+  /** Backend.write's `written` and Backend.flush's `waiting`, bound once like done. */
   readonly written: () => void;
 
   constructor(

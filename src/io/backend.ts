@@ -66,8 +66,8 @@ export interface Backend {
    * shared with other exports (libuv's threads, io_uring's io-wq), so one
    * that hangs holds no more than that, plus the one worker of group
    * commit's sync. The target keeps the rest waiting in its queue slots. A
-   * write stops counting once `written` is called: it then only waits for
-   * that sync, which takes one worker for the whole batch. Absent: no limit
+   * write stops counting once `written` is called, a flush once `waiting` is:
+   * it then only waits for that sync, which takes one worker for the whole batch. Absent: no limit
    * (the engine completes inline).
    */
   readonly issueLimit?: number;
@@ -83,8 +83,12 @@ export interface Backend {
    * write fails or is made durable by the write itself.
    */
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void;
-  /** Makes every completed write durable. */
-  flush(cb: IoCallback): void;
+  /**
+   * Makes every completed write durable. `waiting`, if given, is called when
+   * the flush only waits for group commit's sync and so holds nothing of the
+   * pool (as `written` for a write), before `cb`.
+   */
+  flush(cb: IoCallback, waiting?: () => void): void;
   /**
    * The failed sync that failed this backend (writes and flushes fail until it
    * is reopened), or null.

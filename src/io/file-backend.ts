@@ -153,9 +153,14 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   /** A FLUSH: a sync that starts after every write completed so far; fails once a sync has failed. */
-  flush(cb: IoCallback): void {
-    if (this.commit === null) this.rawSync(cb);
-    else this.commit.completed(cb);
+  flush(cb: IoCallback, waiting?: () => void): void {
+    if (this.commit === null) {
+      this.rawSync(cb);
+      return;
+    }
+    // Only waits for group commit's sync from now on, like a written write.
+    waiting?.();
+    this.commit.completed(cb);
   }
 
   /** Waits for operations in progress (their fds must not be reused under them), then closes. */

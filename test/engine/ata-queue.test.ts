@@ -40,8 +40,11 @@ class PoolBackend implements Backend {
     this.started.push(`write ${pos / SECTOR}`);
     this.inProgress.push({ cb, written: this.saysWritten ? written : undefined });
   }
-  flush(cb: IoCallback): void {
-    cb(null);
+  /** Like a write that reached the file: waits for the next sync (saying so, if this backend does). */
+  flush(cb: IoCallback, waiting?: () => void): void {
+    this.started.push("flush");
+    this.waitingForSync.push(cb);
+    if (this.saysWritten) waiting?.();
   }
   close(): Promise<void> {
     return Promise.resolve();
@@ -80,7 +83,8 @@ function queueOn(backend: PoolBackend) {
   );
   const frame = Buffer.alloc(64 + SECTOR);
   const port = {} as ReplyPort;
-  const submit = (kind: "read" | "write", lba: number) => q.submit(port, frame, 0, kind, lba, 1);
+  const submit = (kind: "read" | "write" | "flush", lba: number) =>
+    q.submit(port, frame, 0, kind, lba, kind === "flush" ? 0 : 1);
   return { q, answered, submit };
 }
 
@@ -119,6 +123,32 @@ describe("an export's share of a shared pool", () => {
       backend.reachFile();
       expect(answered).toEqual([0, 1, 2, 3, 4]);
     }
+  });
+
+  it("lets a flush waiting only for a sync give its place to the next", () => {
+    const backend = new PoolBackend(true);
+    const { answered, submit } = queueOn(backend);
+    submit("flush", 50);
+    submit("flush", 51);
+    submit("write", 1);
+    submit("read", 100);
+    expect(backend.started).toEqual(["flush", "flush", "write 1", "read 100"]);
+    backend.reachFile();
+    expect(answered).toEqual([100]);
+    backend.sync();
+    expect(answered).toEqual([100, 50, 51, 1]);
+  });
+
+  it("keeps the share for a flush a backend does not report waiting", () => {
+    const backend = new PoolBackend(false);
+    const { answered, submit } = queueOn(backend);
+    submit("flush", 50);
+    submit("flush", 51);
+    submit("write", 1);
+    expect(backend.started).toEqual(["flush", "flush"]);
+    backend.sync(); // both flushes done: the write goes in
+    expect(answered).toEqual([50, 51]);
+    expect(backend.started).toEqual(["flush", "flush", "write 1"]);
   });
 
   it("issues the waiting writes while the reads that hold the share go on", () => {

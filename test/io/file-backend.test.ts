@@ -284,7 +284,7 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
   );
 
   it.skipIf(!available)(
-    "with the write cache off, says a write is written before the sync that makes it durable",
+    "with the write cache off, says a write is written (a flush waiting) before the sync that makes it durable",
     async (ctx) => {
       const file = image("written", 64 * KiB);
       const b = await open(file, { writeCache: false });
@@ -317,6 +317,18 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
       const dsync = b.syncStats?.dsyncWrites ?? 0;
       expect(events.filter((e) => e.join() === "written,durable")).toHaveLength(8 - dsync);
       expect(events.filter((e) => e.join() === "durable")).toHaveLength(dsync);
+      // A FLUSH only waits for a sync too, and says so first.
+      const flushed: string[] = [];
+      await op((cb) =>
+        b.flush(
+          (err) => {
+            flushed.push(err === null ? "durable" : `error ${err.code}`);
+            cb(err);
+          },
+          () => flushed.push("waiting"),
+        ),
+      );
+      expect(flushed).toEqual(["waiting", "durable"]);
       await b.close();
       const after = fs.readFileSync(file);
       for (let i = 0; i < 8; i++) expect(after[i * 4 * KiB]).toBe(i);
