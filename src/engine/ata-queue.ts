@@ -1,10 +1,9 @@
 /**
  * An export's ATA I/O queue: at most `queue-length` request slots (made on
  * demand, reused forever), at most the backend's `issueLimit` of them handed
- * to the backend and not yet done or written (the others wait in their slots,
- * oldest first), and
- * the completion of each: counters, latency, error log, the answer, the slot
- * back. Also what is in flight on the other threads serving the export, as
+ * to the backend and neither done nor only waiting for a sync (the others
+ * wait in their slots, oldest first), and the completion of each: counters,
+ * latency, error log, the answer, the slot back. Also what is in flight on the other threads serving the export, as
  * they last reported it, and whether the backend is stuck.
  */
 import type { Logger } from "pino";
@@ -115,7 +114,7 @@ export class AtaQueue {
     }
   }
 
-  /** The backend no longer holds `req` (done, or written and waiting for a sync): the next waiting request goes in. */
+  /** The backend no longer holds `req` (done, or only waiting for a sync): the next waiting request goes in. */
   private readonly releaseIssue = (req: Request): void => {
     if (!req.holdsIssue) return;
     req.holdsIssue = false;

@@ -67,8 +67,8 @@ export interface Backend {
    * that hangs holds no more than that, plus the one worker of group
    * commit's sync. The target keeps the rest waiting in its queue slots. A
    * write stops counting once `written` is called, a flush once `waiting` is:
-   * it then only waits for that sync, which takes one worker for the whole batch. Absent: no limit
-   * (the engine completes inline).
+   * it then only waits for that sync, which takes one worker for the whole
+   * batch. Absent: no limit (the engine completes inline).
    */
   readonly issueLimit?: number;
   /** A buffer suitable for read/write (aligned when direct I/O is on). */
@@ -84,9 +84,10 @@ export interface Backend {
    */
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void;
   /**
-   * Makes every completed write durable. `waiting`, if given, is called when
+   * Makes every completed write durable. `waiting`, if given, is called once
    * the flush only waits for group commit's sync and so holds nothing of the
-   * pool (as `written` for a write), before `cb`.
+   * pool (as `written` for a write): before `cb`, unless the flush fails at
+   * once (the backend has failed).
    */
   flush(cb: IoCallback, waiting?: () => void): void;
   /**

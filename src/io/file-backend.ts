@@ -158,9 +158,10 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
       this.rawSync(cb);
       return;
     }
-    // Only waits for group commit's sync from now on, like a written write.
-    waiting?.();
     this.commit.completed(cb);
+    // It only waits for group commit's sync now, like a written write. After
+    // completed(), so a write issued from waiting() is not taken for a lone one.
+    waiting?.();
   }
 
   /** Waits for operations in progress (their fds must not be reused under them), then closes. */

@@ -1,7 +1,7 @@
 /**
  * The queue's share of a pool shared with other exports (Backend.issueLimit):
- * a request holds its place while the backend works on it, and a write gives
- * it back once it is written and only waits for a sync (group commit), so the
+ * a request holds its place while the backend works on it, and a write or a
+ * flush gives it back once it only waits for a sync (group commit), so the
  * writes a sync covers are not capped at the share.
  */
 import { pino } from "pino";
@@ -15,7 +15,7 @@ import { SECTOR } from "../../src/protocol/constants.js";
 const SHARE = 2;
 const QUEUE_LENGTH = 8;
 
-/** Holds every operation until the test moves it on: written (writes only), then done. */
+/** Holds every operation until the test moves it on: written (writes only), then done; a flush waits for a sync. */
 class PoolBackend implements Backend {
   readonly path = "pool";
   readonly size = 1024 * SECTOR;
