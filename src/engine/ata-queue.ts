@@ -3,8 +3,9 @@
  * demand, reused forever), at most the backend's `issueLimit` of them handed
  * to the backend and neither done nor only waiting for a sync (the others
  * wait in their slots, oldest first), and the completion of each: counters,
- * latency, error log, the answer, the slot back. Also what is in flight on the other threads serving the export, as
- * they last reported it, and whether the backend is stuck.
+ * latency, error log, the answer, the slot back. Also what is in flight on
+ * the other threads serving the export, as they last reported it, and
+ * whether the backend is stuck.
  */
 import type { Logger } from "pino";
 import type { Backend } from "../io/backend.js";
