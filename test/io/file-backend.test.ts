@@ -241,20 +241,23 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
     expect(after.subarray(73 * KiB).equals(content.subarray(73 * KiB))).toBe(true);
   });
 
-  it.skipIf(!available)("fails writes to a read-only export with EBADF; its FLUSH holds its place", async () => {
-    const file = image("ro", 64 * KiB);
-    const b = await open(file, { readOnly: true });
-    expect(b.readOnly).toBe(true);
-    const err = await op((cb) => b.write(b.allocBuffer(512), 512, 0, cb));
-    expect(err?.code).toBe("EBADF");
-    expect(await op((cb) => b.read(b.allocBuffer(512), 512, 0, cb))).toBeNull();
-    expect(fdFlags(file).every((f) => (f & O_ACCMODE) === O_RDONLY)).toBe(true);
-    // Its FLUSH is a plain sync on the pool, not one that only waits for group commit.
-    let waited = false;
-    expect(await op((cb) => b.flush(cb, () => (waited = true)))).toBeNull();
-    expect(waited).toBe(false);
-    await b.close();
-  });
+  it.skipIf(!available)(
+    "fails writes to a read-only export with EBADF; its FLUSH holds its place",
+    async () => {
+      const file = image("ro", 64 * KiB);
+      const b = await open(file, { readOnly: true });
+      expect(b.readOnly).toBe(true);
+      const err = await op((cb) => b.write(b.allocBuffer(512), 512, 0, cb));
+      expect(err?.code).toBe("EBADF");
+      expect(await op((cb) => b.read(b.allocBuffer(512), 512, 0, cb))).toBeNull();
+      expect(fdFlags(file).every((f) => (f & O_ACCMODE) === O_RDONLY)).toBe(true);
+      // Its FLUSH is a plain sync on the pool, not one that only waits for group commit.
+      let waited = false;
+      expect(await op((cb) => b.flush(cb, () => (waited = true)))).toBeNull();
+      expect(waited).toBe(false);
+      await b.close();
+    },
+  );
 
   it.skipIf(!available)(
     "never opens O_DSYNC: with the write cache off, writes are group-committed",
