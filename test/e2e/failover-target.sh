@@ -128,7 +128,9 @@ do_step() {
     answer "ok $1"
     ;;
   link-up)
-    ip link set aoe3 up && event link-up && answer "ok link-up aoe3" || answer "error link-up"
+    # before the command, as link-down: the link may carry frames before ip returns
+    event link-up
+    ip link set aoe3 up && answer "ok link-up aoe3" || answer "error link-up"
     ;;
   *) answer "error $1 unknown" ;;
   esac
