@@ -107,10 +107,10 @@ export class AtaQueue {
         this.backend.read(req.data, bytes, req.lba * SECTOR, req.done);
         return;
       case "write":
-        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done, req.written);
+        this.backend.write(req.data, bytes, req.lba * SECTOR, req.done, req.waitsForSync);
         return;
       case "flush":
-        this.backend.flush(req.done, req.written);
+        this.backend.flush(req.done, req.waitsForSync);
         return;
     }
   }

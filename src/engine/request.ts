@@ -17,7 +17,7 @@ export class Request {
   /** Bound once so the data path passes no new closure per request. */
   readonly done: (err: NodeJS.ErrnoException | null) => void;
   /** Backend.write's `written` and Backend.flush's `waiting`, bound once like done. */
-  readonly written: () => void;
+  readonly waitsForSync: () => void;
 
   constructor(
     readonly data: Buffer,
@@ -25,7 +25,7 @@ export class Request {
     releaseIssue: (req: Request) => void,
   ) {
     this.done = (err) => complete(this, err);
-    this.written = () => releaseIssue(this);
+    this.waitsForSync = () => releaseIssue(this);
   }
 
   start(port: ReplyPort, buf: Buffer, off: number, kind: OpKind, lba: number, count: number): void {
