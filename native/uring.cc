@@ -20,7 +20,14 @@
 //                     caps the kernel's io-wq threads for this ring (0: unchanged)
 //     startPoll(cb)   registers an eventfd (IORING_REGISTER_EVENTFD) and
 //                     watches it with uv_poll; cb() runs on the event loop
-//                     after completions were posted (the eventfd is drained first)
+//                     after completions were posted (the eventfd is drained
+//                     first), or, on an IORING_SETUP_DEFER_TASKRUN ring, once
+//                     completions are waiting to be posted (cb drains it with
+//                     runDeferred)
+//     runDeferred()   DEFER_TASKRUN rings: posts the completions waiting for
+//                     this thread (io_uring_enter GETEVENTS, only when the
+//                     kernel flags some with IORING_SQ_TASKRUN), then drains
+//                     the eventfd. Returns true when more arrived meanwhile.
 //     ref(), unref()  of the poll handle (unref'd: it does not keep the loop alive)
 //     close()         idempotent; detaches the ArrayBuffers, unmaps, closes
 //                     the ring and the eventfd. Requests still in the kernel
@@ -103,6 +110,7 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
                        {
                            InstanceMethod<&UringHandle::Enter>("enter"),
                            InstanceMethod<&UringHandle::StartPoll>("startPoll"),
+                           InstanceMethod<&UringHandle::RunDeferred>("runDeferred"),
                            InstanceMethod<&UringHandle::SetMaxWorkers>("setMaxWorkers"),
                            InstanceMethod<&UringHandle::Ref>("ref"),
                            InstanceMethod<&UringHandle::Unref>("unref"),
@@ -159,6 +167,8 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
     for (unsigned i = 0; i < p.sq_entries; i++) array[i] = i;
 
     fd_ = fd;
+    deferred_ = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    sqFlags_ = reinterpret_cast<uint32_t*>(static_cast<char*>(sq) + p.sq_off.flags);
     Napi::ArrayBuffer sqAb = map_.Expose(env, sq, sqLen);
     Napi::ArrayBuffer cqAb = single ? sqAb : map_.Expose(env, cq, cqLen);
     Napi::ArrayBuffer sqesAb = map_.Expose(env, sqes, sqesLen);
@@ -237,17 +247,39 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
     return env.Undefined();
   }
 
+  // See the header. Runs the deferred completions before draining the
+  // eventfd, so a wake-up for completions that arrive after the drain is kept,
+  // and reports IORING_SQ_TASKRUN after it, so that those that arrived
+  // between the two (their wake-up drained) are not left waiting.
+  Napi::Value RunDeferred(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_ || !deferred_ || efd_ < 0) return Napi::Boolean::New(env, false);
+    if (TaskrunFlagged()) SysEnter(fd_, 0, 0, IORING_ENTER_GETEVENTS);
+    DrainEventfd();
+    return Napi::Boolean::New(env, TaskrunFlagged());
+  }
+
   void Ref(const Napi::CallbackInfo&) { poller_.Ref(); }
   void Unref(const Napi::CallbackInfo&) { poller_.Unref(); }
 
   void OnPoll(int status, int events) override {
-    uint64_t v;
-    while (read(efd_, &v, sizeof v) < 0 && errno == EINTR) {
-    }
+    if (!deferred_) DrainEventfd();
     poller_.Call(Value(), {});
   }
 
+  void DrainEventfd() {
+    uint64_t v;
+    while (read(efd_, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+  }
+
+  bool TaskrunFlagged() const {
+    return (__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN) != 0;
+  }
+
   int efd_ = -1;  // owned by poller_, which closes it
+  bool deferred_ = false;
+  const uint32_t* sqFlags_ = nullptr;
 };
 
 Napi::Value UringProbe(const Napi::CallbackInfo& info) {
@@ -306,6 +338,9 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("FSYNC_DATASYNC", uint32_t(IORING_FSYNC_DATASYNC));
   c.Set("SETUP_SUBMIT_ALL", uint32_t(IORING_SETUP_SUBMIT_ALL));
   c.Set("SETUP_SINGLE_ISSUER", uint32_t(IORING_SETUP_SINGLE_ISSUER));
+  c.Set("SETUP_DEFER_TASKRUN", uint32_t(IORING_SETUP_DEFER_TASKRUN));
+  c.Set("SETUP_TASKRUN_FLAG", uint32_t(IORING_SETUP_TASKRUN_FLAG));
+  c.Set("ENTER_GETEVENTS", uint32_t(IORING_ENTER_GETEVENTS));
   return c;
 }
 

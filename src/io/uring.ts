@@ -7,6 +7,13 @@
  * io_uring_enter (from a microtask), and reap the CQ right after the submit
  * (page-cache hits complete inline) and whenever the eventfd fires.
  *
+ * Where the kernel has it (Linux 6.1), the ring is set up with
+ * IORING_SETUP_DEFER_TASKRUN: a completion does not interrupt the daemon's
+ * thread (an IPI and a return from epoll_wait with EINTR for each burst of
+ * them) but waits until the next io_uring_enter, which the submit does anyway
+ * and the eventfd's wake-up asks for. Measured side by side on the 2-core VM:
+ * docs/performance.md, "Deferred completions".
+ *
  * No allocation per operation on the hot path: an operation lives in a slot
  * of preallocated tables (its index is the SQE's user_data), buffer addresses
  * are looked up once per Buffer and cached, and callbacks are called with the
@@ -56,6 +63,8 @@ export interface IoOwner extends IoSite {
 
 /** IOSQE_ASYNC (1 << IOSQE_ASYNC_BIT), a fixed part of the io_uring ABI since Linux 5.6. */
 const IOSQE_ASYNC = 1 << 4;
+/** In the SQ ring's flags: completions wait to be posted by io_uring_enter (Linux 5.19 ABI). */
+const IORING_SQ_TASKRUN = 1 << 2;
 
 export interface IoRingOptions {
   /** SQ entries; the kernel rounds up to a power of two. Default 256. */
@@ -67,6 +76,12 @@ export interface IoRingOptions {
    * inline (tmpfs, buffered writes, page-cache misses). 0: the kernel's default.
    */
   maxWorkers?: number;
+  /**
+   * Ask for IORING_SETUP_DEFER_TASKRUN (default true). Without it, or on a
+   * kernel before 6.1, completions are posted as they happen. Tests set it
+   * false to cover that path on a newer kernel.
+   */
+  deferCompletions?: boolean;
 }
 
 let probed: UringProbeResult | undefined;
@@ -119,6 +134,11 @@ export class IoRing {
   private readonly cqI32: Int32Array;
   private readonly sqHeadIx: number;
   private readonly sqTailIx: number;
+  private readonly sqFlagsIx: number;
+  /** IORING_SETUP_DEFER_TASKRUN: completions are posted only in io_uring_enter(GETEVENTS). */
+  private readonly deferred: boolean;
+  /** The io_uring_enter flags of a submit: GETEVENTS on a deferred ring posts what completed. */
+  private readonly submitFlags: number;
   private readonly sqMask: number;
   private readonly cqHeadIx: number;
   private readonly cqTailIx: number;
@@ -179,6 +199,9 @@ export class IoRing {
     this.cqI32 = new Int32Array(h.cqRing);
     this.sqHeadIx = h.sqOff.head >>> 2;
     this.sqTailIx = h.sqOff.tail >>> 2;
+    this.sqFlagsIx = h.sqOff.flags >>> 2;
+    this.deferred = (h.flags & k.SETUP_DEFER_TASKRUN) !== 0;
+    this.submitFlags = this.deferred ? k.ENTER_GETEVENTS : 0;
     this.sqMask = this.sq[h.sqOff.ringMask >>> 2]!;
     this.cqHeadIx = h.cqOff.head >>> 2;
     this.cqTailIx = h.cqOff.tail >>> 2;
@@ -202,7 +225,11 @@ export class IoRing {
     const entries = opts.entries ?? 256;
     const cqEntries = Math.max(opts.cqEntries ?? 2 * entries, entries);
     // Newest flags first; older kernels refuse unknown flags with EINVAL.
-    const candidates = [k.SETUP_SUBMIT_ALL | k.SETUP_SINGLE_ISSUER, k.SETUP_SUBMIT_ALL, 0];
+    const single = k.SETUP_SUBMIT_ALL | k.SETUP_SINGLE_ISSUER;
+    const candidates = [single, k.SETUP_SUBMIT_ALL, 0];
+    if (opts.deferCompletions !== false) {
+      candidates.unshift(single | k.SETUP_DEFER_TASKRUN | k.SETUP_TASKRUN_FLAG);
+    }
     let lastErr: unknown;
     for (const flags of candidates) {
       try {
@@ -222,6 +249,11 @@ export class IoRing {
   /** Operations accepted and not yet completed. */
   get pending(): number {
     return this.inKernel + this.pendCount + this.retrying.length;
+  }
+
+  /** Whether completions wait for io_uring_enter (IORING_SETUP_DEFER_TASKRUN). */
+  get defersCompletions(): boolean {
+    return this.deferred;
   }
 
   get isClosed(): boolean {
@@ -395,12 +427,17 @@ export class IoRing {
       let r = 0;
       if (toSubmit > 0) {
         Atomics.store(this.sq, this.sqTailIx, this.sqTail);
-        r = this.h.enter(toSubmit, 0, 0);
+        r = this.h.enter(toSubmit, 0, this.submitFlags);
         this.sqHead = Atomics.load(this.sq, this.sqHeadIx);
         if (r < 0 && r !== -EINTR && r !== -EAGAIN && r !== -EBUSY) {
           this.failQueued(r);
           return;
         }
+      } else if (
+        this.deferred &&
+        (Atomics.load(this.sq, this.sqFlagsIx) & IORING_SQ_TASKRUN) !== 0
+      ) {
+        this.h.enter(0, 0, this.submitFlags);
       }
       const n = this.reap();
       if (this.closed) return; // the last completion finished a close()
@@ -447,8 +484,17 @@ export class IoRing {
 
   private readonly onWakeup = (): void => {
     if (this.closed) return;
-    this.reap();
-    if (this.closed) return;
+    if (this.deferred) {
+      let more: boolean;
+      do {
+        more = this.h.runDeferred();
+        this.reap();
+        if (this.closed) return;
+      } while (more);
+    } else {
+      this.reap();
+      if (this.closed) return;
+    }
     if (this.pendCount > 0) this.pump();
     else this.updateRef();
   };

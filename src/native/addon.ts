@@ -126,8 +126,17 @@ export interface NativeUringHandle {
    * Returns the previous [bounded, unbounded] limits, or -errno.
    */
   setMaxWorkers(bounded: number, unbounded: number): [number, number] | number;
-  /** Registers an eventfd and watches it; cb runs on the event loop after completions are posted. */
+  /**
+   * Registers an eventfd and watches it; cb runs on the event loop after
+   * completions are posted, or (IORING_SETUP_DEFER_TASKRUN) once some wait to
+   * be posted by runDeferred().
+   */
   startPoll(cb: () => void): void;
+  /**
+   * DEFER_TASKRUN rings: posts the completions waiting for this thread, then
+   * drains the eventfd. True when more arrived meanwhile (call it again).
+   */
+  runDeferred(): boolean;
   /** Whether the watcher keeps the event loop alive (default: it does). */
   ref(): void;
   unref(): void;
@@ -157,6 +166,9 @@ export interface UringConstants {
   FSYNC_DATASYNC: number;
   SETUP_SUBMIT_ALL: number;
   SETUP_SINGLE_ISSUER: number;
+  SETUP_DEFER_TASKRUN: number;
+  SETUP_TASKRUN_FLAG: number;
+  ENTER_GETEVENTS: number;
 }
 
 export interface NativeAddon {
