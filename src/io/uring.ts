@@ -9,10 +9,11 @@
  *
  * Where the kernel has it (Linux 6.1), the ring is set up with
  * IORING_SETUP_DEFER_TASKRUN: a completion does not interrupt the daemon's
- * thread (an IPI and a return from epoll_wait with EINTR for each burst of
- * them) but waits until the next io_uring_enter, which the submit does anyway
- * and the eventfd's wake-up asks for. Measured side by side on the 2-core VM:
- * docs/performance.md, "Deferred completions".
+ * thread (an IPI, or a return from epoll_wait with EINTR) nor signal the
+ * eventfd by itself, but waits in a list until the next io_uring_enter, which
+ * the submit does anyway and the eventfd's wake-up (one per batch) asks for.
+ * Measured side by side on the 2-core VM: docs/performance.md, "Deferred
+ * completions".
  *
  * No allocation per operation on the hot path: an operation lives in a slot
  * of preallocated tables (its index is the SQE's user_data), buffer addresses
@@ -63,8 +64,6 @@ export interface IoOwner extends IoSite {
 
 /** IOSQE_ASYNC (1 << IOSQE_ASYNC_BIT), a fixed part of the io_uring ABI since Linux 5.6. */
 const IOSQE_ASYNC = 1 << 4;
-/** In the SQ ring's flags: completions wait to be posted by io_uring_enter (Linux 5.19 ABI). */
-const IORING_SQ_TASKRUN = 1 << 2;
 
 export interface IoRingOptions {
   /** SQ entries; the kernel rounds up to a power of two. Default 256. */
@@ -435,7 +434,7 @@ export class IoRing {
         }
       } else if (
         this.deferred &&
-        (Atomics.load(this.sq, this.sqFlagsIx) & IORING_SQ_TASKRUN) !== 0
+        (Atomics.load(this.sq, this.sqFlagsIx) & this.k.SQ_TASKRUN) !== 0
       ) {
         this.h.enter(0, 0, this.submitFlags);
       }
@@ -485,12 +484,16 @@ export class IoRing {
   private readonly onWakeup = (): void => {
     if (this.closed) return;
     if (this.deferred) {
-      let more: boolean;
-      do {
-        more = this.h.runDeferred();
-        this.reap();
+      // Again while the kernel flags more (it posts at most 20 per call) and
+      // the last call posted some: a flag set late, after its completion was
+      // posted, posts nothing and stays set until the next completion, which
+      // signals the eventfd.
+      for (;;) {
+        const more = this.h.runDeferred();
+        const posted = this.reap();
         if (this.closed) return;
-      } while (more);
+        if (!more || posted === 0) break;
+      }
     } else {
       this.reap();
       if (this.closed) return;
@@ -632,7 +635,9 @@ export class IoRing {
 /** io-wq workers for regular file and block device I/O the shared ring asks for. */
 const URING_WORKERS = 64;
 
-// One ring for every backend in the process, closed when the last one closes.
+// One ring for every backend of this thread (each worker thread has its own:
+// the ring's flags tie it to the thread that set it up), closed when the last
+// one closes.
 let sharedRing: IoRing | null = null;
 let ringUsers = 0;
 

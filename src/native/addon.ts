@@ -133,8 +133,9 @@ export interface NativeUringHandle {
    */
   startPoll(cb: () => void): void;
   /**
-   * DEFER_TASKRUN rings: posts the completions waiting for this thread, then
-   * drains the eventfd. True when more arrived meanwhile (call it again).
+   * DEFER_TASKRUN rings: drains the eventfd, then posts the completions
+   * waiting for this thread. True while the kernel still flags some waiting
+   * (recent kernels post at most 20 per call): call it again.
    */
   runDeferred(): boolean;
   /** Whether the watcher keeps the event loop alive (default: it does). */
@@ -169,6 +170,8 @@ export interface UringConstants {
   SETUP_DEFER_TASKRUN: number;
   SETUP_TASKRUN_FLAG: number;
   ENTER_GETEVENTS: number;
+  /** In the SQ ring's flags: completions wait to be posted by io_uring_enter. */
+  SQ_TASKRUN: number;
 }
 
 export interface NativeAddon {
