@@ -24,12 +24,13 @@
 //                     first), or, on an IORING_SETUP_DEFER_TASKRUN ring, once
 //                     completions are waiting to be posted (cb drains it with
 //                     runDeferred)
-//     runDeferred()   DEFER_TASKRUN rings: drains the eventfd, then posts the
-//                     completions waiting for this thread (io_uring_enter
-//                     GETEVENTS, only when the kernel flags some with
-//                     IORING_SQ_TASKRUN). Returns whether the flag is still
-//                     set: recent kernels (6.18 here) post at most 20 per
-//                     call and leave the rest flagged.
+//     runDeferred()   DEFER_TASKRUN rings: posts the completions waiting for
+//                     this thread (io_uring_enter GETEVENTS, only when the
+//                     kernel flags some with IORING_SQ_TASKRUN), then drains
+//                     the eventfd (the posting signals it too). Returns true
+//                     to be called again: the flag is still set and the drain
+//                     found a signal (recent kernels, 6.18 here, post at most
+//                     20 per call and leave the rest flagged).
 //     ref(), unref()  of the poll handle (unref'd: it does not keep the loop alive)
 //     close()         idempotent; detaches the ArrayBuffers, unmaps, closes
 //                     the ring and the eventfd. Requests still in the kernel
@@ -249,17 +250,20 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
     return env.Undefined();
   }
 
-  // See the header. The drain comes first: a completion queued after it is
-  // either posted by this enter or finds the list empty again and signals
-  // the eventfd anew, so no wake-up is lost. The flag can also be left set
-  // by a completion that set it late, after this enter had posted it; the
-  // caller stops when a call posts nothing (src/io/uring.ts).
+  // See the header. The drain after the enter takes the signal of this
+  // call's own posting, which would otherwise wake the loop once more for
+  // nothing. It may take the signal of a completion queued after the enter
+  // too, so the caller is told to come again whenever the drain found one
+  // and the flag is set. A flag still set when no signal came since the
+  // last call's drain is stale (a completion can set it after the enter
+  // that posted it): stopping then loses nothing, as the next completion
+  // signals anew.
   Napi::Value RunDeferred(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_ || !deferred_ || efd_ < 0) return Napi::Boolean::New(env, false);
-    DrainEventfd();
     if (TaskrunFlagged()) SysEnter(fd_, 0, 0, IORING_ENTER_GETEVENTS);
-    return Napi::Boolean::New(env, TaskrunFlagged());
+    bool signalled = DrainEventfd();
+    return Napi::Boolean::New(env, signalled && TaskrunFlagged());
   }
 
   void Ref(const Napi::CallbackInfo&) { poller_.Ref(); }
@@ -270,10 +274,13 @@ class UringHandle : public Napi::ObjectWrap<UringHandle>, private MappedFd {
     poller_.Call(Value(), {});
   }
 
-  void DrainEventfd() {
+  // Whether the eventfd had been signalled.
+  bool DrainEventfd() {
     uint64_t v;
-    while (read(efd_, &v, sizeof v) < 0 && errno == EINTR) {
+    ssize_t n;
+    while ((n = read(efd_, &v, sizeof v)) < 0 && errno == EINTR) {
     }
+    return n == sizeof v;
   }
 
   bool TaskrunFlagged() const {

@@ -484,16 +484,14 @@ export class IoRing {
   private readonly onWakeup = (): void => {
     if (this.closed) return;
     if (this.deferred) {
-      // Again while the kernel flags more (it posts at most 20 per call) and
-      // the last call posted some: a flag set late, after its completion was
-      // posted, posts nothing and stays set until the next completion, which
-      // signals the eventfd.
-      for (;;) {
-        const more = this.h.runDeferred();
-        const posted = this.reap();
+      // Again while runDeferred says so (native/uring.cc: the kernel posts
+      // at most 20 per call, and a signal its drain took must not be lost).
+      let more: boolean;
+      do {
+        more = this.h.runDeferred();
+        this.reap();
         if (this.closed) return;
-        if (!more || posted === 0) break;
-      }
+      } while (more);
     } else {
       this.reap();
       if (this.closed) return;

@@ -133,9 +133,10 @@ export interface NativeUringHandle {
    */
   startPoll(cb: () => void): void;
   /**
-   * DEFER_TASKRUN rings: drains the eventfd, then posts the completions
-   * waiting for this thread. True while the kernel still flags some waiting
-   * (recent kernels post at most 20 per call): call it again.
+   * DEFER_TASKRUN rings: posts the completions waiting for this thread, then
+   * drains the eventfd. True when it must be called again: the kernel still
+   * flags some waiting (recent kernels post at most 20 per call) and the
+   * drain found a signal.
    */
   runDeferred(): boolean;
   /** Whether the watcher keeps the event loop alive (default: it does). */
