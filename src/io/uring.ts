@@ -135,7 +135,7 @@ export class IoRing {
   private readonly sqTailIx: number;
   private readonly sqFlagsIx: number;
   /** IORING_SETUP_DEFER_TASKRUN: completions are posted only in io_uring_enter(GETEVENTS). */
-  private readonly deferred: boolean;
+  readonly defersCompletions: boolean;
   /** The io_uring_enter flags of a submit: GETEVENTS on a deferred ring posts what completed. */
   private readonly submitFlags: number;
   private readonly sqMask: number;
@@ -199,8 +199,8 @@ export class IoRing {
     this.sqHeadIx = h.sqOff.head >>> 2;
     this.sqTailIx = h.sqOff.tail >>> 2;
     this.sqFlagsIx = h.sqOff.flags >>> 2;
-    this.deferred = (h.flags & k.SETUP_DEFER_TASKRUN) !== 0;
-    this.submitFlags = this.deferred ? k.ENTER_GETEVENTS : 0;
+    this.defersCompletions = (h.flags & k.SETUP_DEFER_TASKRUN) !== 0;
+    this.submitFlags = this.defersCompletions ? k.ENTER_GETEVENTS : 0;
     this.sqMask = this.sq[h.sqOff.ringMask >>> 2]!;
     this.cqHeadIx = h.cqOff.head >>> 2;
     this.cqTailIx = h.cqOff.tail >>> 2;
@@ -248,11 +248,6 @@ export class IoRing {
   /** Operations accepted and not yet completed. */
   get pending(): number {
     return this.inKernel + this.pendCount + this.retrying.length;
-  }
-
-  /** Whether completions wait for io_uring_enter (IORING_SETUP_DEFER_TASKRUN). */
-  get defersCompletions(): boolean {
-    return this.deferred;
   }
 
   get isClosed(): boolean {
@@ -433,7 +428,7 @@ export class IoRing {
           return;
         }
       } else if (
-        this.deferred &&
+        this.defersCompletions &&
         (Atomics.load(this.sq, this.sqFlagsIx) & this.k.SQ_TASKRUN) !== 0
       ) {
         this.h.enter(0, 0, this.submitFlags);
@@ -483,19 +478,15 @@ export class IoRing {
 
   private readonly onWakeup = (): void => {
     if (this.closed) return;
-    if (this.deferred) {
-      // Again while runDeferred says so (native/uring.cc: the kernel posts
-      // at most 20 per call, and a signal its drain took must not be lost).
-      let more: boolean;
-      do {
-        more = this.h.runDeferred();
-        this.reap();
-        if (this.closed) return;
-      } while (more);
-    } else {
+    // A deferring ring posts first, and again while runDeferred says so
+    // (native/uring.cc: the kernel posts at most 20 per call, and a signal
+    // its drain took must not be lost).
+    let more: boolean;
+    do {
+      more = this.defersCompletions && this.h.runDeferred();
       this.reap();
       if (this.closed) return;
-    }
+    } while (more);
     if (this.pendCount > 0) this.pump();
     else this.updateRef();
   };
