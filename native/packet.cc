@@ -266,8 +266,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private MappedFd {
                            InstanceMethod<&PacketHandle::Stats>("stats"),
                            InstanceMethod<&PacketHandle::StartPoll>("startPoll"),
                            InstanceMethod<&PacketHandle::SetPollEvents>("setPollEvents"),
-                           InstanceMethod<&PacketHandle::Ref>("ref"),
-                           InstanceMethod<&PacketHandle::Unref>("unref"),
                            InstanceMethod<&PacketHandle::Close>("close"),
                        });
   }
@@ -436,9 +434,6 @@ class PacketHandle : public Napi::ObjectWrap<PacketHandle>, private MappedFd {
     }
     return info.Env().Undefined();
   }
-
-  void Ref(const Napi::CallbackInfo&) { poller_.Ref(); }
-  void Unref(const Napi::CallbackInfo&) { poller_.Unref(); }
 
   void OnPoll(int status, int events) override {
     int st = 0;

@@ -53,9 +53,6 @@ export interface NativePacketHandle {
    */
   startPoll(cb: (status: number, events: number) => void, readable: boolean): void;
   setPollEvents(readable: boolean): void;
-  /** Whether an active watcher keeps the event loop alive (default: it does). */
-  ref(): void;
-  unref(): void;
   /** Stop the watcher, detach the ring ArrayBuffers, munmap, close the fd. Idempotent. */
   close(): void;
 }
