@@ -63,9 +63,12 @@ usage: $0 [options]
               aoed_sync (aoed, write-cache: false), aoed_sync_inline (the same with
               io: sync: I/O on the event loop), aoed_sync_direct (the same with
               direct-io: true), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
-              aoed (write-cache: true, for reference); defaults become -w randwrite
-              -n 2 (1 KiB) -m "1500 9000"
+              aoed (write-cache: true, for reference), and local_fio when fio is
+              installed; defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
+  (target local_fio, with -D or -y: fio on the backing file itself, no network:
+              the same requests at the same depth, O_DIRECT on io_uring, and O_DSYNC
+              with -y; what the disk does for a target that costs nothing)
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
   -I "MODES"  client I/O modes, each cell runs once in each, back to back:
@@ -130,7 +133,7 @@ if [[ -n $DURABLE ]]; then
 	[[ -n $SECTORS_SET ]] || SECTORS=2
 	[[ -n $SIZE_SET ]] || SIZE_MB=1024
 	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
-	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed_sync_direct vblade_sd aoed"
+	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed_sync_direct vblade_sd aoed local_fio"
 	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_vblade_sd:-} ]] || CMD_vblade_sd='vblade -s -d -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
@@ -337,6 +340,34 @@ start_target() {
 	log "$name up: $(cat "$OUTDIR/discover.json")"
 }
 
+# local_fio: fio on the backing file itself, no network in between. The same
+# requests (size, pattern, range, depth) with O_DIRECT on io_uring, and with
+# -y O_DSYNC, so each write is stable when it completes and the kernel shares
+# the disk's cache flushes among the writes in flight: the rate a target that
+# cost nothing would reach on this disk. Prints aoe-load's fields.
+local_fio() { # workload q sectors
+	local wl=$1 q=$2 nsect=$3 rw sync=() ms_run ms_warm
+	case $wl in
+	randread) rw=randread ;; seqread) rw=read ;; seqwrite) rw=write ;; randwrite) rw=randwrite ;;
+	*) return 1 ;;
+	esac
+	[[ -n $DURABLE ]] && sync=(--sync=dsync)
+	ms_run=$(awk -v s="$SECS" 'BEGIN { printf "%d", s * 1000 }')
+	ms_warm=$(awk -v s="$WARMUP" 'BEGIN { printf "%d", s * 1000 }')
+	fio --name=local_fio --filename="$BACKFILE" --size=$((DISK_SECTORS * 512)) --rw="$rw" \
+		--bs=$((nsect * 512)) --direct=1 --ioengine=io_uring --iodepth="$q" "${sync[@]}" \
+		--norandommap --randrepeat=0 --time_based --runtime="${ms_run}ms" --ramp_time="${ms_warm}ms" \
+		--lat_percentiles=1 --output-format=json |
+		jq -c --argjson q "$q" --argjson sect "$nsect" --arg op "${rw/rand/}" '
+			.jobs[0] as $j | (if $op == "read" then $j.read else $j.write end) as $d
+			| ($d.runtime / 1000) as $s
+			| if $j.error != 0 or $s <= 0 then error("fio failed: error \($j.error)") else
+			  {ops: $d.total_ios, seconds: $s, req_per_s: $d.iops, mb_per_s: ($d.bw_bytes / 1e6),
+			   p50_us: ($d.lat_ns.percentile["50.000000"] / 1000), p99_us: ($d.lat_ns.percentile["99.000000"] / 1000),
+			   errors: 0, op: $op, qd: $q, qd_requested: $q, sectors: $sect, local: true,
+			   target_cpu_window_s: (($j.usr_cpu + $j.sys_cpu) / 100 * $s), target_cpu_window_wall_s: $s} end'
+}
+
 run_cell() { # target workload q round client-mode
 	local tgt=$1 wl=$2 q=$3 round=$4 mode=$5 args=() t0 t1 out rc pids
 	case $wl in
@@ -362,17 +393,21 @@ run_cell() { # target workload q round client-mode
 	local d0 d1 c0 c1 load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	# the target's process tree, listed once per run (ps -e is slow on a busy machine)
-	local tree
-	read -r -a tree <<<"$TARGET_PID $(descendants "$TARGET_PID" | tr '\n' ' ')"
+	local tree=()
+	[[ -z $TARGET_PID ]] || read -r -a tree <<<"$TARGET_PID $(descendants "$TARGET_PID" | tr '\n' ' ')"
 	t0=$(tree_ticks "${tree[@]}")
 	# aoe-load samples these processes' CPU time over its measured window
 	pids=$(IFS=,; echo "${tree[*]}")
 	d0=$(disk_sample)
 	c0=$(cpu_sample)
 	# in the background + wait, so a signal to the harness is handled at once
-	timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
-		-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" -p "$pids" "${args[@]}" \
-		>"$OUTDIR/client.out" 2>>"$LOG" &
+	if [[ $tgt == local_fio ]]; then
+		local_fio "$wl" "$q" "$nsect" >"$OUTDIR/client.out" 2>>"$LOG" &
+	else
+		timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
+			-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" -p "$pids" "${args[@]}" \
+			>"$OUTDIR/client.out" 2>>"$LOG" &
+	fi
 	CLIENT_PID=$!
 	rc=0
 	wait "$CLIENT_PID" || rc=$?
@@ -382,15 +417,15 @@ run_cell() { # target workload q round client-mode
 	out=$(cat "$OUTDIR/client.out")
 	t1=$(tree_ticks "${tree[@]}")
 	local alive=true
-	kill -0 "$TARGET_PID" 2>/dev/null || alive=false
+	[[ $tgt == local_fio ]] || kill -0 "$TARGET_PID" 2>/dev/null || alive=false
 	if [[ $rc -ne 0 || -z $out ]]; then
 		log "client failed (rc $rc) for $tgt $wl q$q $mode"
 		out='{"failed":true}'
 	fi
 	# direct I/O as configured: vblade -d; aoed-target.sh's AOED_DIRECT_IO, set in
 	# the target's own command or for the whole run
-	local dio=null tmpl
-	tmpl=" $(target_template "$tgt") "
+	local dio=null tmpl=""
+	[[ $tgt == local_fio ]] && dio=true || tmpl=" $(target_template "$tgt") "
 	if [[ $tmpl == *vblade* ]]; then
 		[[ $tmpl == *" -d "* ]] && dio=true || dio=false
 	elif [[ $tmpl == *aoed* ]]; then
@@ -408,6 +443,7 @@ run_cell() { # target workload q round client-mode
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
 		 | if $force == 1 then . + {force_qd: true} else . end
+		 | if .local then .target_cpu_s = .target_cpu_window_s else . end
 		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
 		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
 		       machine_steal_pct: (100 * $ncpu * ($cb[1] - $ca[1]) / ($cb[2] - $ca[2]))} else . end)
@@ -466,6 +502,14 @@ main() {
 			log "vblade not installed: skipping"
 			continue
 		fi
+		if [[ $t == local_fio && $BACKING != disk ]]; then
+			log "local_fio runs on a disk (-D or -y): skipping it"
+			continue
+		fi
+		if [[ $t == local_fio ]] && ! command -v fio >/dev/null; then
+			log "fio not installed: skipping local_fio"
+			continue
+		fi
 		ACTIVE_TARGETS+=("$t")
 	done
 	[[ ${#ACTIVE_TARGETS[@]} -gt 0 ]] || { log "no targets"; exit 1; }
@@ -508,7 +552,9 @@ main() {
 		for round in $(seq "$ROUNDS"); do
 			for tgt in "${ACTIVE_TARGETS[@]}"; do
 				log "MTU $CUR_MTU round $round/$ROUNDS target $tgt"
-				if ! start_target "$tgt"; then
+				if [[ $tgt == local_fio ]]; then
+					drop_cache
+				elif ! start_target "$tgt"; then
 					for wl in $WORKLOADS; do for q in $QDS; do
 						record_failed "$tgt" "$wl" "$q" "$round"
 					done; done
@@ -520,7 +566,7 @@ main() {
 						# in reverse order every other round so neither always goes first
 						# (e.g. into aoed's still cold mapping)
 						for mode in $(if ((round % 2)); then echo $CLIENT_IOS; else echo $CLIENT_IOS | tr ' ' '\n' | tac; fi); do
-							if [[ -z $TARGET_PID ]]; then
+							if [[ -z $TARGET_PID && $tgt != local_fio ]]; then
 								CLIENT_IOS=$mode record_failed "$tgt" "$wl" "$q" "$round"
 								continue
 							fi
