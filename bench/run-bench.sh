@@ -68,7 +68,7 @@ usage: $0 [options]
               -q "1 8 32" -S 1024; ratios are against vblade_s
   (target local_fio, with -D or -y: fio on the backing file itself, no network:
               the same requests at the same depth, O_DIRECT on io_uring, and O_DSYNC
-              with -y; what the disk does for a target that costs nothing)
+              with -y; a reference for what the disk gives with no network to cross)
   -o DIR      output directory (default bench/results/<date>)
   -f          don't cap the queue depth by the target's advertised buffer count
   -I "MODES"  client I/O modes, each cell runs once in each, back to back:
@@ -343,29 +343,34 @@ start_target() {
 # local_fio: fio on the backing file itself, no network in between. The same
 # requests (size, pattern, range, depth) with O_DIRECT on io_uring, and with
 # -y O_DSYNC, so each write is stable when it completes and the kernel shares
-# the disk's cache flushes among the writes in flight: the rate a target that
-# cost nothing would reach on this disk. Prints aoe-load's fields.
-local_fio() { # workload q sectors
-	local wl=$1 q=$2 nsect=$3 rw sync=() ms_run ms_warm
-	case $wl in
+# the disk's cache flushes among the writes in flight: a reference for what
+# the disk gave at that moment to a program with no network to cross.
+local_fio_args() { # workload q sectors -> LOCAL_FIO_ARGS
+	local rw ms_run ms_warm
+	case $1 in
 	randread) rw=randread ;; seqread) rw=read ;; seqwrite) rw=write ;; randwrite) rw=randwrite ;;
 	*) return 1 ;;
 	esac
-	[[ -n $DURABLE ]] && sync=(--sync=dsync)
 	ms_run=$(awk -v s="$SECS" 'BEGIN { printf "%d", s * 1000 }')
 	ms_warm=$(awk -v s="$WARMUP" 'BEGIN { printf "%d", s * 1000 }')
-	fio --name=local_fio --filename="$BACKFILE" --size=$((DISK_SECTORS * 512)) --rw="$rw" \
-		--bs=$((nsect * 512)) --direct=1 --ioengine=io_uring --iodepth="$q" "${sync[@]}" \
-		--norandommap --randrepeat=0 --time_based --runtime="${ms_run}ms" --ramp_time="${ms_warm}ms" \
-		--lat_percentiles=1 --output-format=json |
-		jq -c --argjson q "$q" --argjson sect "$nsect" --arg op "${rw/rand/}" '
-			.jobs[0] as $j | (if $op == "read" then $j.read else $j.write end) as $d
-			| ($d.runtime / 1000) as $s
-			| if $j.error != 0 or $s <= 0 then error("fio failed: error \($j.error)") else
-			  {ops: $d.total_ios, seconds: $s, req_per_s: $d.iops, mb_per_s: ($d.bw_bytes / 1e6),
-			   p50_us: ($d.lat_ns.percentile["50.000000"] / 1000), p99_us: ($d.lat_ns.percentile["99.000000"] / 1000),
-			   errors: 0, op: $op, qd: $q, qd_requested: $q, sectors: $sect, local: true,
-			   target_cpu_window_s: (($j.usr_cpu + $j.sys_cpu) / 100 * $s), target_cpu_window_wall_s: $s} end'
+	LOCAL_FIO_ARGS=(--name=local_fio --filename="$BACKFILE" --size=$((DISK_SECTORS * 512)) --rw="$rw"
+		--bs=$(($3 * 512)) --direct=1 --ioengine=io_uring --iodepth="$2" --norandommap --randrepeat=0
+		--time_based --runtime="${ms_run}ms" --ramp_time="${ms_warm}ms" --lat_percentiles=1 --output-format=json)
+	[[ -z $DURABLE ]] || LOCAL_FIO_ARGS+=(--sync=dsync)
+}
+
+# fio's JSON (file) as aoe-load's fields; fails if fio reported an error
+local_fio_result() { # file workload q sectors
+	local op=write
+	[[ $2 == *read ]] && op=read
+	jq -c --argjson q "$3" --argjson sect "$4" --arg op "$op" '
+		.jobs[0] as $j | (if $op == "read" then $j.read else $j.write end) as $d
+		| ($d.runtime / 1000) as $s
+		| if $j.error != 0 or $s <= 0 then error("fio failed: error \($j.error)") else
+		  {ops: $d.total_ios, seconds: $s, req_per_s: $d.iops, mb_per_s: ($d.bw_bytes / 1e6),
+		   p50_us: ($d.lat_ns.percentile["50.000000"] / 1000), p99_us: ($d.lat_ns.percentile["99.000000"] / 1000),
+		   errors: 0, op: $op, qd: $q, qd_requested: $q, sectors: $sect, local: true,
+		   target_cpu_window_s: (($j.usr_cpu + $j.sys_cpu) / 100 * $s), target_cpu_window_wall_s: $s} end' "$1"
 }
 
 run_cell() { # target workload q round client-mode
@@ -402,7 +407,9 @@ run_cell() { # target workload q round client-mode
 	c0=$(cpu_sample)
 	# in the background + wait, so a signal to the harness is handled at once
 	if [[ $tgt == local_fio ]]; then
-		local_fio "$wl" "$q" "$nsect" >"$OUTDIR/client.out" 2>>"$LOG" &
+		local_fio_args "$wl" "$q" "$nsect"
+		rm -f "$OUTDIR/fio.json"
+		timeout -k 2 "$limit" $TPIN fio "${LOCAL_FIO_ARGS[@]}" --output="$OUTDIR/fio.json" >/dev/null 2>>"$LOG" &
 	else
 		timeout -k 2 "$limit" $CPIN ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s "$SHELF" -l "$SLOT" \
 			-q "$q" -t "$SECS" -W "$WARMUP" -n "$nsect" -b "$DISK_SECTORS" -p "$pids" "${args[@]}" \
@@ -414,7 +421,12 @@ run_cell() { # target workload q round client-mode
 	CLIENT_PID=""
 	d1=$(disk_sample)
 	c1=$(cpu_sample)
-	out=$(cat "$OUTDIR/client.out")
+	out=""
+	if [[ $tgt != local_fio ]]; then
+		out=$(cat "$OUTDIR/client.out")
+	elif [[ $rc -eq 0 ]]; then
+		out=$(local_fio_result "$OUTDIR/fio.json" "$wl" "$q" "$nsect" 2>>"$LOG") || rc=$?
+	fi
 	t1=$(tree_ticks "${tree[@]}")
 	local alive=true
 	[[ $tgt == local_fio ]] || kill -0 "$TARGET_PID" 2>/dev/null || alive=false
