@@ -9,8 +9,8 @@
  * - One sync in flight per backend: under load the batch grows by itself, up
  *   to the writes the export lets be in flight (its queue length).
  * - A lone write (nothing else outstanding) may instead be written with
- *   RWF_DSYNC, one operation instead of two: `LoneWriteChooser` times both
- *   ways and keeps the faster.
+ *   RWF_DSYNC, one operation instead of two: `LoneWriteChooser` keeps to
+ *   the faster of the two ways, trying the other now and then.
  * - A failed sync fails every write it covered and every write and flush after
  *   it ("fsyncgate": after a failed fsync the kernel may have dropped the dirty
  *   pages and marked them clean, so a later sync succeeding proves nothing).
@@ -45,44 +45,83 @@ export function dsyncHonoured(blockDevice: boolean, fsType: number | null): bool
 /** How a lone write is made durable. */
 export type LoneWay = "dsync" | "sync";
 
-/** Lone writes between two tries of the way not in use. */
-const EXPLORE_EVERY = 32;
-/** Weight of a new latency sample in the moving average. */
-const ALPHA = 0.2;
+/** Lone writes made the way in use between two trials of the other. */
+const TRIAL_EVERY = 2048;
+/** Lone writes in a trial, and in-use ones (those just before it) a trial is compared with. */
+const TRIAL_LENGTH = 16;
+/** How much faster than the way in use a trial must be to count as a win. */
+const WIN_MARGIN = 0.1;
+/** Wins in a row that make the other way the one in use. */
+const WINS_TO_SWITCH = 2;
+
+const otherWay = (w: LoneWay): LoneWay => (w === "dsync" ? "sync" : "dsync");
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
 /**
  * Picks how to make a lone write durable: one RWF_DSYNC write, or a write then
  * fdatasync. Which is faster depends on the filesystem and the device (on
  * ext4 the DSYNC write skips one io_uring round trip; on some devices the
- * separate flush overlaps better), so both are timed (moving average) and the
- * faster is used, with the other tried every EXPLORE_EVERY lone writes so a
- * change in the device is noticed.
+ * separate flush overlaps better), so RWF_DSYNC starts, and now and then a
+ * trial makes a few lone writes the other way. A trial is compared with the
+ * lone writes just before it, so a disk that changes speed between the two
+ * cannot decide it; by their medians, and only wins in a row switch: these
+ * times have long tails (one write in a few hundred takes 2-40 times the
+ * typical one), and a choice that followed single samples, or means of a
+ * few, went the slower way for a fifth to a half of the lone writes.
  */
 export class LoneWriteChooser {
-  private readonly avg = { dsync: 0, sync: 0 };
-  private count = 0;
+  private inUse: LoneWay;
+  /** The way in use: its latest TRIAL_LENGTH times in ms, oldest first. */
+  private recent: number[] = [];
+  /** Picks of the way in use since the last trial; the first trial comes once `recent` is full. */
+  private sinceTrial = TRIAL_EVERY - TRIAL_LENGTH;
+  /** The trial under way: its picks still to make, its times, and the median it is compared with. */
+  private trial: { left: number; times: number[]; baseline: number } | null = null;
+  private wins = 0;
 
-  constructor(private readonly dsyncAllowed: boolean) {}
+  constructor(private readonly dsyncAllowed: boolean) {
+    this.inUse = dsyncAllowed ? "dsync" : "sync";
+  }
 
   next(): LoneWay {
     if (!this.dsyncAllowed) return "sync";
-    const n = this.count++;
-    // Both measured first; then the faster, with the other every EXPLORE_EVERY.
-    if (this.avg.dsync === 0) return "dsync";
-    if (this.avg.sync === 0) return "sync";
-    const best: LoneWay = this.avg.dsync <= this.avg.sync ? "dsync" : "sync";
-    if (n % EXPLORE_EVERY === 0) return best === "dsync" ? "sync" : "dsync";
-    return best;
+    if (this.trial !== null) {
+      if (this.trial.left > 0) {
+        this.trial.left--;
+        return otherWay(this.inUse);
+      }
+      this.judge(this.trial);
+    }
+    if (++this.sinceTrial > TRIAL_EVERY && this.recent.length === TRIAL_LENGTH) {
+      this.sinceTrial = 0;
+      this.trial = { left: TRIAL_LENGTH - 1, times: [], baseline: median(this.recent) };
+      return otherWay(this.inUse);
+    }
+    return this.inUse;
   }
 
+  /** A lone write made `way` is durable after `ms` (failed ones are not reported). */
   observe(way: LoneWay, ms: number): void {
-    const a = this.avg[way];
-    this.avg[way] = a === 0 ? ms : a + ALPHA * (ms - a);
+    if (way === this.inUse) {
+      this.recent.push(ms);
+      if (this.recent.length > TRIAL_LENGTH) this.recent.shift();
+    } else {
+      this.trial?.times.push(ms);
+    }
   }
 
-  /** The current averages in milliseconds (0: not measured yet), for status output. */
-  get averages(): Readonly<{ dsync: number; sync: number }> {
-    return this.avg;
+  private judge(t: { times: number[]; baseline: number }): void {
+    this.trial = null;
+    if (t.times.length === 0) return;
+    this.wins = median(t.times) < t.baseline * (1 - WIN_MARGIN) ? this.wins + 1 : 0;
+    if (this.wins < WINS_TO_SWITCH) return;
+    this.inUse = otherWay(this.inUse);
+    this.recent = t.times.slice(-TRIAL_LENGTH);
+    this.wins = 0;
   }
 }
 
