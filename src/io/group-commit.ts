@@ -67,11 +67,12 @@ const median = (xs: readonly number[]): number => {
  * ext4 the DSYNC write skips one io_uring round trip; on some devices the
  * separate flush overlaps better), so RWF_DSYNC starts, and now and then a
  * trial makes a few lone writes the other way. A trial is compared with the
- * lone writes just before it, so a disk that changes speed between the two
- * cannot decide it; by their medians, and only wins in a row switch: these
- * times have long tails (one write in a few hundred takes 2-40 times the
- * typical one), and a choice that followed single samples, or means of a
- * few, went the slower way for a fifth to a half of the lone writes.
+ * lone writes just before it (at q 1, the last few milliseconds), so a disk
+ * that changes speed over time does not decide it; by their medians, and
+ * only wins in a row switch: these times have long tails (one write in a few
+ * hundred takes 2-40 times the typical one), and a choice that followed
+ * single samples, or means of a few, went the slower way for a sixth to a
+ * half of the lone writes.
  */
 export class LoneWriteChooser {
   private inUse: LoneWay;
@@ -116,11 +117,12 @@ export class LoneWriteChooser {
 
   private judge(t: { times: number[]; baseline: number }): void {
     this.trial = null;
-    if (t.times.length === 0) return;
+    // Most of its writes failed (they are not reported): it decides nothing.
+    if (t.times.length < TRIAL_LENGTH / 2) return;
     this.wins = median(t.times) < t.baseline * (1 - WIN_MARGIN) ? this.wins + 1 : 0;
     if (this.wins < WINS_TO_SWITCH) return;
     this.inUse = otherWay(this.inUse);
-    this.recent = t.times.slice(-TRIAL_LENGTH);
+    this.recent = []; // the old way's times
     this.wins = 0;
   }
 }

@@ -213,7 +213,7 @@ describe("LoneWriteChooser", () => {
     // Shaped like the VM disk's lone 1 KiB writes (client side, 4 rounds):
     // RWF_DSYNC p50 0.14-0.17 ms, p99 about twice that; write + fdatasync p50
     // 0.16-0.20 ms, p99 0.33-0.44, p999 6-8 ms. Following single samples, the
-    // choice went the slower way for 20-35 % of the lone writes there.
+    // choice went the slower way for 16-52 % of the lone writes there.
     const c = new LoneWriteChooser(true);
     const time = (way: LoneWay, i: number) => {
       const slow = i % 100 === 37;
@@ -236,6 +236,41 @@ describe("LoneWriteChooser", () => {
       i % 50 === 5 ? 3.0 : way === "dsync" ? 0.15 : 0.17,
     );
     expect(share(picks, "sync")).toBeLessThan(0.02);
+  });
+
+  // Trial k (from 0) takes picks 16 + 2064k to 31 + 2064k: its "epoch" is k.
+  const epoch = (i: number) => Math.max(0, Math.floor((i - 16) / 2064));
+
+  it("one trial won alone does not switch", () => {
+    const c = new LoneWriteChooser(true);
+    // write + fdatasync is faster during the first trial only.
+    const picks = drive(c, 20_000, (way, i) =>
+      way === "dsync" ? 0.2 : epoch(i) === 0 ? 0.1 : 0.3,
+    );
+    expect(share(picks.slice(32), "sync")).toBeLessThan(0.02);
+  });
+
+  it("wins must come in a row: a lost trial starts the count again", () => {
+    const c = new LoneWriteChooser(true);
+    // The other way wins every other trial.
+    const picks = drive(c, 24_000, (way, i) =>
+      way === "dsync" ? 0.2 : epoch(i) % 2 === 0 ? 0.1 : 0.3,
+    );
+    expect(share(picks, "sync")).toBeLessThan(0.02);
+  });
+
+  it("a way less than 10 % faster never takes over", () => {
+    const c = new LoneWriteChooser(true);
+    const picks = drive(c, 20_000, (way) => (way === "dsync" ? 0.2 : 0.186));
+    expect(share(picks, "sync")).toBeLessThan(0.02);
+  });
+
+  it("after a switch the count starts again: one win of the old way does not switch back", () => {
+    const c = new LoneWriteChooser(true);
+    // write + fdatasync takes over after trials 0 and 1; RWF_DSYNC is faster
+    // during trial 2 only.
+    const picks = drive(c, 20_000, (way, i) => (way === "sync" ? 0.2 : epoch(i) === 2 ? 0.1 : 0.3));
+    expect(share(picks.slice(2200), "sync")).toBeGreaterThan(0.95);
   });
 
   it("trials whose writes all failed (none reported) change nothing, and later ones still count", () => {
