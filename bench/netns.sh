@@ -1,6 +1,7 @@
-# netns.sh: what run-bench.sh, scale.sh and profile-q1.sh share, sourced by each. Two network
+# netns.sh: what run-bench.sh, scale.sh, profile-q1.sh and stages-q1.sh share, sourced by each. Two network
 # namespaces $NSA and $NSB joined by a veth pair whose ends are both $IFACE,
-# and stopping the target they started ($TARGET_PID) with whatever it spawned.
+# and stopping the load client ($CLIENT_PID) and the target they started
+# ($TARGET_PID) with whatever it spawned.
 
 # all descendants of a PID
 descendants() {
@@ -40,6 +41,14 @@ stop_target() {
 	done
 	for p in $kids; do kill -KILL "$p" 2>/dev/null || true; done
 	TARGET_PID=""
+}
+
+# stop_client: SIGTERM to the load client at $CLIENT_PID, if one runs, and wait for it
+stop_client() {
+	[[ -n $CLIENT_PID ]] || return 0
+	kill -TERM "$CLIENT_PID" 2>/dev/null || true
+	wait "$CLIENT_PID" 2>/dev/null || true
+	CLIENT_PID=""
 }
 
 # CPU ticks (utime+stime) of a process

@@ -38,7 +38,7 @@ source "$BENCH/netns.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ -z $CLIENT_PID ]] || { kill -TERM "$CLIENT_PID" 2>/dev/null || true; wait "$CLIENT_PID" 2>/dev/null || true; }
+	stop_client
 	stop_target
 	teardown_net
 	remove_tmpfs

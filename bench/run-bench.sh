@@ -201,10 +201,7 @@ source "$BENCH/netns.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [[ -n $CLIENT_PID ]]; then
-		kill -TERM "$CLIENT_PID" 2>/dev/null || true
-		wait "$CLIENT_PID" 2>/dev/null || true
-	fi
+	stop_client
 	stop_target
 	teardown_net
 	remove_tmpfs

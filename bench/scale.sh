@@ -189,13 +189,6 @@ source "$BENCH/netns.sh"
 # microseconds since the epoch, without a fork
 now_us() { echo "${EPOCHREALTIME/./}"; }
 
-stop_client() {
-	[[ -n $CLIENT_PID ]] || return 0
-	kill -TERM "$CLIENT_PID" 2>/dev/null || true
-	wait "$CLIENT_PID" 2>/dev/null || true
-	CLIENT_PID=""
-}
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
