@@ -141,6 +141,8 @@ if [[ -n $DURABLE ]]; then
 	# O_DIRECT: 1 KiB writes go to the disk without the page cache's read of the
 	# rest of the page, which ext4 does under the file's lock, one write at a time.
 	[[ -n ${CMD_aoed_sync_direct:-} ]] || CMD_aoed_sync_direct="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=true $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
+	# The same writes, reads through the page cache (direct-io: writes); not in the default targets.
+	[[ -n ${CMD_aoed_sync_dwrites:-} ]] || CMD_aoed_sync_dwrites="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=writes $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
 	RETX_MS=1000
@@ -439,6 +441,7 @@ run_cell() { # target workload q round client-mode
 		[[ $tmpl == *" -d "* ]] && dio=true || dio=false
 	elif [[ $tmpl == *aoed* ]]; then
 		if [[ $tmpl == *AOED_DIRECT_IO=true* ]]; then dio=true
+		elif [[ $tmpl == *AOED_DIRECT_IO=writes* ]]; then dio='"writes"'
 		elif [[ $tmpl == *AOED_DIRECT_IO=* ]]; then dio=false
 		else [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false
 		fi

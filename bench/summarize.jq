@@ -16,7 +16,7 @@ def k: if . == null then "-" elif . >= 10000 then "\(. / 1000 | r(1))k" else (. 
 def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
 def torder: {"vblade":0,"vblade_s":0,"reflect":1,"vblade_sd":1,"aoed_sync":2,"aoed_sync_inline":3,"aoed_sync_direct":4,"aoed":5,"local_fio":6}[.] // 9;
 def modeorder: {"rxring":0,"ring":1,"mmsg":2}[.] // 9;
-def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" else "" end);
+def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" elif .direct_io == "writes" then " O_DIRECT writes" else "" end);
 def mode: .client_io // .io // "default";
 def cellkey: "\(.backing // "tmpfs")/\(.mtu_set)/\(.workload)/\(.q_set)/\(.force_qd // false)";
 # CPU seconds per GB over the measured window when aoe-load sampled it (-p),

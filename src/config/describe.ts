@@ -50,7 +50,7 @@ export function describeConfig(
     const flags = [
       e.readOnly ? "read-only" : "read-write",
       e.writeCache ? "write-cache" : "no write-cache (writes durable before ack)",
-      e.directIo ? "direct-io" : "buffered-io",
+      e.directIo === "writes" ? "direct-io writes" : e.directIo ? "direct-io" : "buffered-io",
       `io ${e.io}`,
       e.traceIo ? "trace-io" : null,
       e.broadcast ? null : "no broadcast discovery",

@@ -119,6 +119,7 @@ export function resolveExport(
     explicitName ??
     (shelf !== undefined && slot !== undefined ? `e${shelf}.${slot}` : `exports[${index}]`);
 
+  const isDirectIo = (v: unknown): v is ExportConfig["directIo"] => isBool(v) || v === "writes";
   const isIoEngine = (v: unknown): v is ExportConfig["io"] =>
     configSchema.properties.defaults.properties.io.enum.some((e) => e === v);
   const inherit = <T>(
@@ -186,7 +187,7 @@ export function resolveExport(
     sectors: ctx.values.get(at("sectors"), isInt) ?? 0,
     readOnly: ctx.values.get(at("read-only"), isBool) ?? false,
     writeCache: inherit("write-cache", isBool),
-    directIo: inherit("direct-io", isBool),
+    directIo: inherit("direct-io", isDirectIo),
     io: inherit("io", isIoEngine),
     traceIo: inherit("trace-io", isBool),
     offset: offset.bytes ?? 0,

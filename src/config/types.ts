@@ -20,7 +20,8 @@ export interface ExportConfig {
   readOnly: boolean;
   /** false: every write is durable before it is acknowledged. */
   writeCache: boolean;
-  directIo: boolean;
+  /** O_DIRECT for aligned requests: all of them (true), writes only ("writes"), none (false). */
+  directIo: boolean | "writes";
   /** The `io:` setting: the I/O engine, or auto (src/io/choose-engine.ts). */
   io: "auto" | "mmap" | "io_uring" | "threads" | "sync";
   traceIo: boolean;

@@ -20,9 +20,12 @@ export interface SyncStats {
   syncErrors: number;
 }
 
+/** O_DIRECT for aligned requests: all of them (true), writes only ("writes"), none (false). */
+export type DirectIo = boolean | "writes";
+
 export interface BackendCapabilities {
-  /** O_DIRECT is in effect for aligned requests. */
-  directIo: boolean;
+  /** O_DIRECT is in effect for aligned requests: all of them, or ("writes") writes only. */
+  directIo: DirectIo;
   /** Opened exclusively as a block device. */
   blockDevice: boolean;
   /** Alignment O_DIRECT needs for buffers, offsets and lengths (512 when buffered). */

@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import type { UringProbeResult } from "../native/addon.js";
-import type { IoEngine, IoSetting } from "./backend.js";
+import type { DirectIo, IoEngine, IoSetting } from "./backend.js";
 import { probeUring } from "./uring.js";
 
 export interface IoEngineChoice {
@@ -23,7 +23,7 @@ export interface StoreFacts {
   inMemory?: boolean;
   /** The filesystem's name when it can hang (fuse, nfs...). */
   mayHang?: string | null;
-  directIo?: boolean;
+  directIo?: DirectIo;
   writeCache?: boolean;
   readOnly?: boolean;
 }

@@ -90,10 +90,15 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return { path, exportName, fd, directFd, size, offset, readOnly, caps, syncFailure };
   }
 
-  /** The O_DIRECT fd when the request is aligned for it, else the buffered one. */
+  /** For a write: the O_DIRECT fd when the request is aligned for it, else the buffered one. */
   protected fdFor(len: number, pos: number): number {
     const a = this.caps.alignment;
     return this.directFd >= 0 && len % a === 0 && pos % a === 0 ? this.directFd : this.fd;
+  }
+
+  /** For a read: as fdFor, but the buffered fd when O_DIRECT is for writes only. */
+  protected fdForRead(len: number, pos: number): number {
+    return this.caps.directIo === "writes" ? this.fd : this.fdFor(len, pos);
   }
 
   abstract read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;

@@ -36,7 +36,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       throw new BackendError(store, (err as Error).message);
     }
     const caps: BackendCapabilities = {
-      directIo: store.directFd >= 0,
+      directIo: store.directFd >= 0 && opts.directIo,
       blockDevice: store.blockDevice,
       alignment: store.alignment,
       engine: choice.engine,

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
-import type { IoSetting, SharedBackend } from "./backend.js";
+import type { DirectIo, IoSetting, SharedBackend } from "./backend.js";
 import { alignedBuffer, blockDeviceSize, logicalBlockSize } from "./blockdev.js";
 import { BackendError, errnoError, fromNodeError, type IoSite } from "./errors.js";
 
@@ -14,7 +14,7 @@ export interface OpenOptions {
   /** The export this store backs, named in every I/O error. */
   exportName: string;
   readOnly: boolean;
-  directIo: boolean;
+  directIo: DirectIo;
   /** false: every write is durable before it completes (group commit, src/io/group-commit.ts). */
   writeCache: boolean;
   /** Window into the store, bytes; length null = to the end. */

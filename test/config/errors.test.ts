@@ -176,6 +176,13 @@ const cases: Case[] = [
     message: 'must be one of auto, mmap, io_uring, threads, sync, got "uring"',
   },
   {
+    name: "direct-io value",
+    text: E("    interfaces: [eth0]", "    direct-io: reads"),
+    at: [6, 16],
+    path: "exports[0].direct-io",
+    message: 'must be true, false or writes, got "reads"',
+  },
+  {
     name: "YAML 1.1 boolean",
     text: yaml(
       "defaults:",

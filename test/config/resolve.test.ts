@@ -84,7 +84,7 @@ describe("defaults", () => {
           "    slot: 1",
           "    interfaces: [eth0]",
           "    queue-length: 256",
-          "    direct-io: false",
+          "    direct-io: writes",
           "    io: io_uring",
         ),
       ),
@@ -103,7 +103,7 @@ describe("defaults", () => {
     expect(b).toMatchObject({
       queueLength: 256,
       writeCache: false,
-      directIo: false,
+      directIo: "writes", // O_DIRECT for writes only
       io: "io_uring",
       traceIo: true,
       broadcast: false,

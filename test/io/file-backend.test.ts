@@ -456,6 +456,52 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
     }
   });
 
+  it.skipIf(!available)(
+    "with direct-io: writes, reads go through the page cache and aligned writes around it",
+    async (ctx) => {
+      const ddir = directIoDir();
+      if (ddir === null) return ctx.skip("no filesystem here accepts O_DIRECT");
+      /** Bytes of the file in the page cache (fincore, util-linux), null without fincore. */
+      const cached = (file: string): number | null => {
+        const out = tryExec("fincore", ["--bytes", "--noheadings", "--raw", "-o", "RES", file]);
+        return out === null ? null : Number(out);
+      };
+      try {
+        const file = path.join(ddir, "img");
+        // Written with O_DIRECT: none of it is in the page cache.
+        execFileSync("dd", [
+          "if=/dev/urandom",
+          `of=${file}`,
+          "bs=64k",
+          "count=16",
+          "oflag=direct",
+          "status=none",
+        ]);
+        if (cached(file) === null) return ctx.skip("fincore (util-linux) is not installed");
+        expect(cached(file)).toBe(0);
+        const b = await open(file, { directIo: "writes", writeCache: false });
+        expect(b.caps.directIo).toBe("writes");
+        const buf = b.allocBuffer(64 * KiB);
+        const data = randomBytes(64 * KiB);
+        data.copy(buf);
+        expect(await op((cb) => b.write(buf, 64 * KiB, 512 * KiB, cb))).toBeNull();
+        expect(cached(file)).toBe(0);
+        expect(await op((cb) => b.read(buf, 64 * KiB, 512 * KiB, cb))).toBeNull();
+        expect(buf.equals(data)).toBe(true);
+        const afterRead = cached(file)!;
+        expect(afterRead).toBeGreaterThanOrEqual(64 * KiB);
+        await b.close();
+        // direct-io: true reads around the page cache as well.
+        const d = await open(file, { directIo: true, writeCache: false });
+        expect(await op((cb) => d.read(buf, 64 * KiB, 0, cb))).toBeNull();
+        expect(cached(file)).toBe(afterRead);
+        await d.close();
+      } finally {
+        fs.rmSync(ddir, { recursive: true, force: true });
+      }
+    },
+  );
+
   it.skipIf(!available || process.getuid?.() !== 0)(
     "serves a loop block device with O_DIRECT",
     async (ctx) => {

@@ -24,7 +24,7 @@ export class SyncBackend extends FileBackend {
     const at = pos + this.offset;
     let err: NodeJS.ErrnoException | null = null;
     try {
-      const n = fs.readSync(this.fdFor(len, at), buf, 0, len, at);
+      const n = fs.readSync(this.fdForRead(len, at), buf, 0, len, at);
       if (n !== len) err = shortIo("pread", this, at, n, len);
     } catch (e) {
       err = fromNodeError(e as NodeJS.ErrnoException, "pread", this);

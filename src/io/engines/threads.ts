@@ -23,7 +23,7 @@ export class ThreadPoolBackend extends FileBackend {
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
     this.pending++;
-    fs.read(this.fdFor(len, at), buf, 0, len, at, (err, n) => {
+    fs.read(this.fdForRead(len, at), buf, 0, len, at, (err, n) => {
       this.done();
       if (err) cb(fromNodeError(err, "pread", this));
       else if (n !== len) cb(shortIo("pread", this, at, n, len));

@@ -18,7 +18,7 @@ export class UringBackend extends FileBackend {
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
-    this.ring.read(this.fdFor(len, at), buf, len, at, cb, this);
+    this.ring.read(this.fdForRead(len, at), buf, len, at, cb, this);
   }
 
   protected override canDsync(): boolean {
