@@ -62,7 +62,8 @@ usage: $0 [options]
               (buffered unless a target says otherwise); targets vblade_s (vblade -s -b {bufs}: O_SYNC),
               aoed_sync (aoed, write-cache: false), aoed_sync_inline (the same with
               io: sync: I/O on the event loop), aoed_sync_direct (the same with
-              direct-io: true), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
+              direct-io: true; aoed_sync_dwrites, with direct-io: writes, when
+              named in -T), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
               aoed (write-cache: true, for reference), and local_fio when fio is
               installed; defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
@@ -443,7 +444,12 @@ run_cell() { # target workload q round client-mode
 		if [[ $tmpl == *AOED_DIRECT_IO=true* ]]; then dio=true
 		elif [[ $tmpl == *AOED_DIRECT_IO=writes* ]]; then dio='"writes"'
 		elif [[ $tmpl == *AOED_DIRECT_IO=* ]]; then dio=false
-		else [[ ${AOED_DIRECT_IO:-false} == true ]] && dio=true || dio=false
+		else
+			case ${AOED_DIRECT_IO:-false} in
+			true) dio=true ;;
+			writes) dio='"writes"' ;;
+			*) dio=false ;;
+			esac
 		fi
 	fi
 	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \

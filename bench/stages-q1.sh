@@ -26,8 +26,8 @@ while getopts "y:T:t:o:h" o; do
 done
 [[ -n $DISKDIR ]] || { sed -n '11,12p' "$0" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "stages-q1: must run as root" >&2; exit 1; }
-TRACE=/sys/kernel/tracing
-[[ -w $TRACE/trace ]] || { echo "stages-q1: no writable tracefs at $TRACE" >&2; exit 1; }
+TRACEFS=/sys/kernel/tracing
+[[ -d $TRACEFS/instances ]] || { echo "stages-q1: no tracefs with instances at $TRACEFS" >&2; exit 1; }
 IMG="$DISKDIR/aoebench-1024m.img"
 if [[ ! -f $IMG || $(stat -c %s "$IMG") -ne $((1024 << 20)) ]]; then
 	echo "stages-q1: $IMG is missing or not 1 GiB; bench/run-bench.sh -y $DISKDIR writes it" >&2
@@ -39,19 +39,15 @@ mkdir -p "$OUTDIR"
 
 NSA="aoestage-a-$$" NSB="aoestage-b-$$" IFACE=aoe0
 TARGET_PID="" CLIENT_PID="" EVENTS="block/block_rq_issue block/block_rq_complete net/netif_rx net/net_dev_xmit"
+# A trace instance of our own: its buffer, events and filters leave the
+# system's tracing, and anyone else's, as they were.
+TRACE="$TRACEFS/instances/aoestage-$$"
 # shellcheck source=bench/netns.sh
 source "$BENCH/netns.sh"
-trace_off() {
-	echo 0 >"$TRACE/tracing_on"
-	for e in $EVENTS; do
-		echo 0 >"$TRACE/events/$e/enable"
-		echo 0 >"$TRACE/events/$e/filter"
-	done
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	trace_off 2>/dev/null || true
+	[[ ! -d $TRACE ]] || { echo 0 >"$TRACE/tracing_on"; rmdir "$TRACE"; } 2>/dev/null || true
 	stop_client
 	stop_target
 	teardown_net
@@ -64,11 +60,11 @@ trap 'exit 143' TERM
 setup_net 1500
 export AOED_CONF_DIR=$OUTDIR
 case $TGT in
-aoed) cmd="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=true $BENCH/aoed-target.sh $IFACE $IMG 0 0" ;;
-vblade) cmd="vblade -s -b 64 0 0 $IFACE $IMG" ;;
+aoed) cmd=(env AOED_WRITE_CACHE=false AOED_DIRECT_IO=true "$BENCH/aoed-target.sh" "$IFACE" "$IMG" 0 0) ;;
+vblade) cmd=(vblade -s -b 64 0 0 "$IFACE" "$IMG") ;;
 *) echo "stages-q1: unknown target $TGT" >&2; exit 2 ;;
 esac
-ip netns exec "$NSA" sh -c "exec $cmd" >"$OUTDIR/$TGT.log" 2>&1 &
+ip netns exec "$NSA" "${cmd[@]}" >"$OUTDIR/$TGT.log" 2>&1 &
 TARGET_PID=$!
 timeout 20 ip netns exec "$NSB" "$LOAD" -i "$IFACE" -s 0 -l 0 -d -D 15 >/dev/null
 
@@ -82,18 +78,23 @@ sleep 1
 read -r maj min < <(stat -c '%Hd %Ld' "$IMG")
 [[ -f /sys/dev/block/$maj:$min/partition ]] && IFS=: read -r maj min <"/sys/dev/block/$maj:$min/../dev"
 dev=$(((maj << 20) | min))
+mkdir "$TRACE"
 echo 0 >"$TRACE/tracing_on"
-echo >"$TRACE/trace"
+# About 0.5 KiB of events per request: room for 20k requests a second per CPU.
+echo $((SECS * 10240 + 4096)) >"$TRACE/buffer_size_kb"
 for e in block/block_rq_issue block/block_rq_complete; do echo "dev == $dev" >"$TRACE/events/$e/filter"; done
 for e in net/netif_rx net/net_dev_xmit; do echo "name == \"$IFACE\"" >"$TRACE/events/$e/filter"; done
 for e in $EVENTS; do echo 1 >"$TRACE/events/$e/enable"; done
 echo 1 >"$TRACE/tracing_on"
 sleep "$SECS"
-trace_off
+echo 0 >"$TRACE/tracing_on"
 cp "$TRACE/trace" "$OUTDIR/trace.txt"
-echo >"$TRACE/trace"
+lost=$(cat "$TRACE"/per_cpu/cpu*/stats | awk '/^overrun:/ { n += $2 } END { print n + 0 }')
 wait "$CLIENT_PID"
 CLIENT_PID=""
+((lost == 0)) || { echo "stages-q1: the trace buffer overran ($lost events lost); use a shorter -t" >&2; exit 1; }
+grep -q block_rq_issue "$OUTDIR/trace.txt" ||
+	echo "stages-q1: no disk requests traced on $maj:$min (a device-mapper or btrfs volume?): the disk stages are empty" >&2
 
 # A request is the frame with data (len >= 1024) received on the veth; its
 # reply is the next short frame sent (len < 100). Requests without both a disk

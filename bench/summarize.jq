@@ -14,7 +14,7 @@ def median: sort | if length == 0 then null
 def r(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
 def k: if . == null then "-" elif . >= 10000 then "\(. / 1000 | r(1))k" else (. | r(0)) end;
 def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
-def torder: {"vblade":0,"vblade_s":0,"reflect":1,"vblade_sd":1,"aoed_sync":2,"aoed_sync_inline":3,"aoed_sync_direct":4,"aoed":5,"local_fio":6}[.] // 9;
+def torder: {"vblade":0,"vblade_s":0,"reflect":1,"vblade_sd":1,"aoed_sync":2,"aoed_sync_inline":3,"aoed_sync_direct":4,"aoed_sync_dwrites":4,"aoed":5,"local_fio":6}[.] // 9;
 def modeorder: {"rxring":0,"ring":1,"mmsg":2}[.] // 9;
 def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" elif .direct_io == "writes" then " O_DIRECT writes" else "" end);
 def mode: .client_io // .io // "default";

@@ -213,6 +213,7 @@ function badValue(
   } else if (
     types.includes("string") &&
     !types.includes("integer") &&
+    !types.includes("boolean") &&
     (typeof data === "number" || isBool(data))
   ) {
     const src = sourceAt(ctx.report.doc, ctx.report.text, path) ?? String(data);

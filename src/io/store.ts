@@ -231,7 +231,8 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
   let directFd = -1;
   let alignment = SECTOR;
   try {
-    if (opts.directIo) {
+    // O_DIRECT for writes only has nothing to do on a read-only export.
+    if (opts.directIo === true || (opts.directIo === "writes" && !opts.readOnly)) {
       try {
         const directFlags = (baseFlags & ~O_EXCL) | O_DIRECT;
         directFd = isBlock ? await openFd(path, directFlags) : await openFileFd(path, directFlags);

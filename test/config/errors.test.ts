@@ -9,7 +9,8 @@ interface Case {
   at: [number, number];
   path: string;
   message: string | RegExp;
-  hint?: string | RegExp;
+  /** The hint expected; null: none at all. */
+  hint?: string | RegExp | null;
 }
 
 const E = (...rest: string[]) =>
@@ -181,6 +182,14 @@ const cases: Case[] = [
     at: [6, 16],
     path: "exports[0].direct-io",
     message: 'must be true, false or writes, got "reads"',
+  },
+  {
+    name: "direct-io number: no hint to quote it",
+    text: E("    interfaces: [eth0]", "    direct-io: 1"),
+    at: [6, 16],
+    path: "exports[0].direct-io",
+    message: "must be true, false or writes, got the number 1",
+    hint: null,
   },
   {
     name: "YAML 1.1 boolean",
@@ -661,10 +670,9 @@ describe("each class of mistake gets one precise error", () => {
     expect(d.severity).toBe("error");
     if (typeof c.message === "string") expect(d.message).toBe(c.message);
     else expect(d.message).toMatch(c.message);
-    if (c.hint !== undefined) {
-      if (typeof c.hint === "string") expect(d.hint).toBe(c.hint);
-      else expect(d.hint).toMatch(c.hint);
-    }
+    if (c.hint === null) expect(d.hint).toBeUndefined();
+    else if (typeof c.hint === "string") expect(d.hint).toBe(c.hint);
+    else if (c.hint !== undefined) expect(d.hint).toMatch(c.hint);
     // never leak ajv's own wording
     expect(d.message).not.toMatch(/must NOT|must match|must have required|pattern "/);
   });

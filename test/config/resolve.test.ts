@@ -86,12 +86,17 @@ describe("defaults", () => {
           "    queue-length: 256",
           "    direct-io: writes",
           "    io: io_uring",
+          "  - path: /srv/c.img",
+          "    shelf: 0",
+          "    slot: 2",
+          "    interfaces: [eth0]",
+          "    direct-io: false",
         ),
       ),
     );
     expect(cfg.logLevel).toBe("debug");
     expect(cfg.stateDir).toBe("/var/lib/aoed");
-    const [a, b] = cfg.exports;
+    const [a, b, c] = cfg.exports;
     expect(a).toMatchObject({
       queueLength: 16,
       writeCache: false,
@@ -108,6 +113,7 @@ describe("defaults", () => {
       traceIo: true,
       broadcast: false,
     });
+    expect(c?.directIo).toBe(false); // false over a default of true
   });
 
   it("treats empty sections (all entries commented out) as empty", async () => {
