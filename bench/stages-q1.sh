@@ -41,13 +41,16 @@ NSA="aoestage-a-$$" NSB="aoestage-b-$$" IFACE=aoe0
 TARGET_PID="" CLIENT_PID="" EVENTS="block/block_rq_issue block/block_rq_complete net/netif_rx net/net_dev_xmit"
 # A trace instance of our own: its buffer, events and filters leave the
 # system's tracing, and anyone else's, as they were.
-TRACE="$TRACEFS/instances/aoestage-$$"
+TRACE="$TRACEFS/instances/aoestage-$$" TRACE_MADE=""
 # shellcheck source=bench/netns.sh
 source "$BENCH/netns.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ ! -d $TRACE ]] || { echo 0 >"$TRACE/tracing_on"; rmdir "$TRACE"; } 2>/dev/null || true
+	if [[ -n $TRACE_MADE ]]; then
+		echo 0 >"$TRACE/tracing_on" 2>/dev/null || true
+		rmdir "$TRACE" || echo "stages-q1: could not remove the trace instance $TRACE" >&2
+	fi
 	stop_client
 	stop_target
 	teardown_net
@@ -79,9 +82,15 @@ read -r maj min < <(stat -c '%Hd %Ld' "$IMG")
 [[ -f /sys/dev/block/$maj:$min/partition ]] && IFS=: read -r maj min <"/sys/dev/block/$maj:$min/../dev"
 dev=$(((maj << 20) | min))
 mkdir "$TRACE"
+TRACE_MADE=1
 echo 0 >"$TRACE/tracing_on"
-# About 0.5 KiB of events per request: room for 20k requests a second per CPU.
-echo $((SECS * 10240 + 4096)) >"$TRACE/buffer_size_kb"
+# One clock for every CPU: the stages subtract times taken on different ones.
+echo mono >"$TRACE/trace_clock"
+# Per CPU. About 0.5 KiB of events per request: room for 20k requests a
+# second, at most 256 MiB (for the 2 or 3 CPUs the events land on).
+kb=$((SECS * 10240 + 4096))
+((kb <= 262144)) || kb=262144
+echo "$kb" >"$TRACE/buffer_size_kb"
 for e in block/block_rq_issue block/block_rq_complete; do echo "dev == $dev" >"$TRACE/events/$e/filter"; done
 for e in net/netif_rx net/net_dev_xmit; do echo "name == \"$IFACE\"" >"$TRACE/events/$e/filter"; done
 for e in $EVENTS; do echo 1 >"$TRACE/events/$e/enable"; done
@@ -92,7 +101,7 @@ cp "$TRACE/trace" "$OUTDIR/trace.txt"
 lost=$(cat "$TRACE"/per_cpu/cpu*/stats | awk '/^overrun:/ { n += $2 } END { print n + 0 }')
 wait "$CLIENT_PID"
 CLIENT_PID=""
-((lost == 0)) || { echo "stages-q1: the trace buffer overran ($lost events lost); use a shorter -t" >&2; exit 1; }
+((lost == 0)) || { echo "stages-q1: the trace buffer overran ($lost events lost): more events than it was sized for ($kb KiB per CPU)" >&2; exit 1; }
 grep -q block_rq_issue "$OUTDIR/trace.txt" ||
 	echo "stages-q1: no disk requests traced on $maj:$min (a device-mapper or btrfs volume?): the disk stages are empty" >&2
 

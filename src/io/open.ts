@@ -22,13 +22,15 @@ export type { OpenOptions } from "./store.js";
 export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   const want = opts.io ?? "auto";
   const store = await openStore(opts);
+  // What is in effect: `writes` on a read-only export opens no O_DIRECT descriptor.
+  const directIo = store.directFd >= 0 && opts.directIo;
   try {
     let choice: ReturnType<typeof chooseIoEngine>;
     try {
       choice = chooseIoEngine(want, {
         inMemory: store.inMemory,
         mayHang: store.mayHang,
-        directIo: opts.directIo,
+        directIo,
         writeCache: opts.writeCache,
         readOnly: opts.readOnly,
       });
@@ -36,7 +38,7 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       throw new BackendError(store, (err as Error).message);
     }
     const caps: BackendCapabilities = {
-      directIo: store.directFd >= 0 && opts.directIo,
+      directIo,
       blockDevice: store.blockDevice,
       alignment: store.alignment,
       engine: choice.engine,

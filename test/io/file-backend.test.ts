@@ -114,6 +114,10 @@ describe("I/O engine selection", () => {
       expect(auto.caps.engine).toBe("mmap");
       expect(auto.caps.engineNote).toMatch(/tmpfs/);
       await auto.close();
+      // O_DIRECT for writes only does nothing read-only: still mapped.
+      const ro = await openFileBackend({ ...base, io: "auto", directIo: "writes", readOnly: true });
+      expect(ro.caps).toMatchObject({ engine: "mmap", directIo: false });
+      await ro.close();
       if (probeUring().ok) {
         const forced = await openFileBackend({ ...base, io: "io_uring" });
         expect(forced.caps.engine).toBe("io_uring");
