@@ -441,16 +441,13 @@ run_cell() { # target workload q round client-mode
 	if [[ $tmpl == *vblade* ]]; then
 		[[ $tmpl == *" -d "* ]] && dio=true || dio=false
 	elif [[ $tmpl == *aoed* ]]; then
-		if [[ $tmpl == *AOED_DIRECT_IO=true* ]]; then dio=true
-		elif [[ $tmpl == *AOED_DIRECT_IO=writes* ]]; then dio='"writes"'
-		elif [[ $tmpl == *AOED_DIRECT_IO=* ]]; then dio=false
-		else
-			case ${AOED_DIRECT_IO:-false} in
-			true) dio=true ;;
-			writes) dio='"writes"' ;;
-			*) dio=false ;;
-			esac
-		fi
+		local setting=${AOED_DIRECT_IO:-false}
+		[[ $tmpl =~ AOED_DIRECT_IO=([a-z]*) ]] && setting=${BASH_REMATCH[1]}
+		case $setting in
+		true) dio=true ;;
+		writes) dio='"writes"' ;;
+		*) dio=false ;;
+		esac
 	fi
 	echo "$out" | jq -c --arg tgt "$tgt" --arg wl "$wl" --argjson q "$q" --argjson mtu "$CUR_MTU" \
 		--argjson round "$round" --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --argjson alive "$alive" \
