@@ -41,7 +41,8 @@ struct slot {
 	uint64_t tmo;     /* current timeout, doubles on every retransmit */
 	int tries;
 	int active;
-	int t; /* index of the target (export) in targets[] */
+	int write; /* this request is a write */
+	int t;     /* index of the target (export) in targets[] */
 };
 
 /* One export we send requests to: only targets[0] without -L. */
@@ -57,6 +58,7 @@ static struct {
 	int shelf, slot, qd, write, random, sectors, verify, force_qd, busy;
 	int mode, max_tries, discover_only, verbose;
 	int span; /* -L: number of consecutive slots the requests are spread over */
+	int mix;  /* -M: percentage of requests that are writes; -1: all of one kind (-w) */
 	double seconds, warmup, timeout_ms, discover_s;
 	uint64_t lba_start, lba_count;
 	int have_range;
@@ -71,6 +73,7 @@ static struct {
 	.max_tries = 10,
 	.mode = PKTIO_RXRING,
 	.span = 1,
+	.mix = -1,
 };
 
 static struct pktio io;
@@ -220,7 +223,7 @@ static void transmit(int i, uint64_t now)
 	s->tag = s->gen << SLOT_BITS | (uint32_t)i;
 	s->t_send = now;
 	s->tries++;
-	if (phase_write)
+	if (s->write)
 		send_ata(s->t, 0x34, 0x40 | 0x01, (uint8_t)opt.sectors, s->lba, s->tag, 1);
 	else
 		send_ata(s->t, 0x24, 0x40, (uint8_t)opt.sectors, s->lba, s->tag, 0);
@@ -244,6 +247,7 @@ static int issue_new(int i, uint64_t now)
 			next_lba = 0;
 	}
 	chunks_issued++;
+	s->write = opt.mix >= 0 && !limit_mode ? (int)(xorshift64() % 100) < opt.mix : phase_write;
 	if (opt.span > 1) {
 		s->t = (int)next_target;
 		if (++next_target == (unsigned)opt.span)
@@ -327,7 +331,7 @@ static void handle_response(const uint8_t *f, unsigned len, uint64_t now)
 	} else if (f[27] != 0x40) {
 		ata_errors++;
 		ok = 0;
-	} else if (!phase_write) {
+	} else if (!s->write) {
 		if (len < 36u + opt.sectors * 512u) {
 			short_frames++;
 			ok = 0;
@@ -618,6 +622,7 @@ static void usage(void)
 		"  -f         do not cap the queue depth by the advertised buffer count\n"
 		"  -t SECS    measured duration (5)            -W SECS  warm-up before measuring (0)\n"
 		"  -w         writes (WRITE SECTORS EXT) instead of reads\n"
+		"  -M PCT     mixed: each request a write with probability PCT %%, else a read\n"
 		"  -r         random LBAs (aligned to -n) instead of sequential\n"
 		"  -n SECT    sectors per request (default: the target's max sectors)\n"
 		"  -b RANGE   LBA range: COUNT or START:COUNT sectors (default: whole device)\n"
@@ -656,6 +661,9 @@ static void print_json(double secs, const char *phase)
 			 ",\"target_cpu_window_s\":%.3f,\"target_cpu_window_wall_s\":%.3f",
 			 (double)(tcpu_t1 - tcpu_t0) / (double)sysconf(_SC_CLK_TCK),
 			 (tcpu_ns1 - tcpu_ns0) / 1e9);
+	char mix_json[48] = "";
+	if (opt.mix >= 0 && !limit_mode)
+		snprintf(mix_json, sizeof mix_json, ",\"write_pct\":%d", opt.mix);
 	char span_json[128] = "";
 	if (opt.span > 1) {
 		uint64_t lo = UINT64_MAX, hi = 0;
@@ -678,7 +686,7 @@ static void print_json(double secs, const char *phase)
 	       "\"bufcnt\":%d,\"max_sectors\":%d,\"mtu\":%d,\"io\":\"%s\",\"busy_poll\":%s,"
 	       "\"target\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"shelf\":%d,\"slot\":%d,"
 	       "\"firmware\":\"0x%04x\",\"capacity\":%llu,\"client_cpu_s\":%.3f,"
-	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s%s%s}\n",
+	       "\"ops_all\":%llu,\"elapsed_s\":%.3f%s%s%s%s%s%s}\n",
 	       (unsigned long long)ops, secs, secs > 0 ? ops / secs : 0,
 	       secs > 0 ? bytes / secs / 1e6 : 0, percentile(0.50), percentile(0.99),
 	       (unsigned long long)errors, (unsigned long long)retransmits,
@@ -688,12 +696,12 @@ static void print_json(double secs, const char *phase)
 	       (unsigned long long)aoe_errors, (unsigned long long)ata_errors,
 	       (unsigned long long)short_frames, (unsigned long long)mismatches,
 	       (unsigned long long)io.tx_full, (unsigned long long)io.tx_errors,
-	       phase_write ? "write" : "read", opt.random ? "random" : "seq", qd, opt.qd,
+	       opt.mix >= 0 && !limit_mode ? "mixed" : phase_write ? "write" : "read", opt.random ? "random" : "seq", qd, opt.qd,
 	       opt.sectors, tbufcnt, tmaxsect, io.mtu, iomode_name(opt.mode),
 	       opt.busy ? "true" : "false", tmac[0], tmac[1], tmac[2], tmac[3], tmac[4], tmac[5],
 	       tshelf, tslot, tfw, (unsigned long long)tcapacity, cpu,
 	       (unsigned long long)ops_all, elapsed, phase ? ",\"phase\":\"" : "",
-	       phase ? phase : "", phase ? "\"" : "", span_json, cpu_json);
+	       phase ? phase : "", phase ? "\"" : "", span_json, cpu_json, mix_json);
 	fflush(stdout);
 }
 
@@ -734,7 +742,7 @@ int main(int argc, char **argv)
 {
 	int c;
 	opt.seed = now_ns() ^ ((uint64_t)getpid() << 32);
-	while ((c = getopt(argc, argv, "i:s:l:L:q:t:wrn:b:VT:R:m:BD:dS:W:fp:vh")) != -1) {
+	while ((c = getopt(argc, argv, "i:s:l:L:q:t:wrM:n:b:VT:R:m:BD:dS:W:fp:vh")) != -1) {
 		switch (c) {
 		case 'i':
 			opt.ifname = optarg;
@@ -760,6 +768,16 @@ int main(int argc, char **argv)
 		case 'r':
 			opt.random = 1;
 			break;
+		case 'M': {
+			char *end;
+			long pct = strtol(optarg, &end, 10);
+			opt.mix = *optarg && !*end && pct >= 0 && pct <= 100 ? (int)pct : -2;
+			if (opt.mix < 0) {
+				fprintf(stderr, "aoe-load: -M takes a percentage, 0 to 100\n");
+				return 2;
+			}
+			break;
+		}
 		case 'n':
 			opt.sectors = atoi(optarg);
 			break;
@@ -824,6 +842,10 @@ int main(int argc, char **argv)
 	    (opt.span > 1 && (opt.shelf < 0 || opt.shelf >= 0xFFFF || opt.slot < 0 ||
 			      opt.slot + opt.span - 1 > 254))) {
 		fprintf(stderr, "aoe-load: -L COUNT needs -s SHELF and -l SLOT, with SLOT+COUNT-1 <= 254\n");
+		usage();
+	}
+	if (opt.mix >= 0 && (opt.verify || opt.write)) {
+		fprintf(stderr, "aoe-load: -M chooses reads and writes itself: not with -w or -V\n");
 		usage();
 	}
 	rng_state = opt.seed | 1;

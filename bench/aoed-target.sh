@@ -9,7 +9,9 @@
 set -eu
 iface=$1 file=$2 shelf=$3 slot=$4
 root=$(cd "$(dirname "$0")/.." && pwd)
-conf="${AOED_CONF_DIR:-$(dirname "$file")}/aoed-$shelf.$slot.yaml"
+# named for the link too: targets served at once (run-bench.sh -A) each have one,
+# and aoed reloads when its file changes
+conf="${AOED_CONF_DIR:-$(dirname "$file")}/aoed-$iface-$shelf.$slot.yaml"
 cat > "$conf" <<EOT
 log-level: warn
 workers: ${AOED_WORKERS:-0}

@@ -1,5 +1,6 @@
 # netns.sh: what run-bench.sh, scale.sh, profile-q1.sh and stages-q1.sh share, sourced by each. Two network
-# namespaces $NSA and $NSB joined by a veth pair whose ends are both $IFACE,
+# namespaces $NSA and $NSB joined by a veth pair whose ends are both $IFACE
+# (and by more with add_link),
 # and stopping the load client ($CLIENT_PID) and the target they started
 # ($TARGET_PID) with whatever it spawned.
 
@@ -78,11 +79,17 @@ setup_net() {
 		# before the veth exists, so its ends never get IPv6 (no ND/MLD frames)
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
 	done
-	ip -n "$NSA" link add "$IFACE" type veth peer name "$IFACE" netns "$NSB"
+	for ns in "$NSA" "$NSB"; do ip -n "$ns" link set lo up; done
+	add_link "$IFACE" "$mtu"
+}
+
+# add_link NAME MTU: one more veth pair between the namespaces, both ends NAME
+add_link() {
+	local name=$1 mtu=$2 ns
+	ip -n "$NSA" link add "$name" type veth peer name "$name" netns "$NSB"
 	for ns in "$NSA" "$NSB"; do
-		ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$IFACE.disable_ipv6=1" 2>/dev/null || true
-		ip -n "$ns" link set "$IFACE" mtu "$mtu"
-		ip -n "$ns" link set "$IFACE" up
-		ip -n "$ns" link set lo up
+		ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$name.disable_ipv6=1" 2>/dev/null || true
+		ip -n "$ns" link set "$name" mtu "$mtu"
+		ip -n "$ns" link set "$name" up
 	done
 }

@@ -31,6 +31,7 @@ SUMMARY_ONLY=""
 SHELF=0
 SLOT=0
 PIN=""
+TOGETHER="" # -A: every target up at once, turns cell by cell
 
 # (templates contain braces, so no ${VAR:=default} here)
 # vblade's buffer count is {bufs}: max(64, the deepest -q), so it takes the
@@ -50,7 +51,8 @@ usage: $0 [options]
   -W SECS     warm-up seconds per run, not measured (default $WARMUP)
   -m "MTUS"   MTUs to test (default "$MTUS")
   -q "QDS"    queue depths (default "$QDS")
-  -w "LIST"   workloads: randread seqread seqwrite randwrite (default "$WORKLOADS")
+  -w "LIST"   workloads: randread seqread seqwrite randwrite randrw (random, half of the
+              requests writes) (default "$WORKLOADS")
   -T "LIST"   targets: vblade reflect aoed, or NAME with its template in \$CMD_NAME
               (default "$TARGETS")
   -n SECT     sectors per request, or "auto" = (MTU-36)/512 (default $SECTORS)
@@ -77,6 +79,11 @@ usage: $0 [options]
   -x "ARGS"   extra aoe-load arguments; they come last, so -x "-T MS" replaces the first
               retransmit timeout (20 ms, 1000 ms with -D and -y)
   -P "T C"    pin the target to CPU list T and the client to C (taskset), e.g. -P "0 1"
+  -A          all targets up at once, each on a veth pair of its own, taking turns cell by
+              cell (the order rotated by one each round): the runs a ratio compares are
+              seconds apart, not a whole target's turn, for a disk whose speed drifts;
+              on a disk the backing file is written back and its cache dropped before
+              each turn
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
@@ -96,7 +103,7 @@ EOF
 
 MTUS_SET="" SECTORS_SET="" SIZE_SET=""
 WORKLOADS_SET="" TARGETS_SET=""
-while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:Qs:h" o; do
+while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AQs:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	t) SECS=$OPTARG ;;
@@ -114,6 +121,7 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:Qs:h" o; do
 	I) CLIENT_IOS=$OPTARG ;;
 	x) CLIENT_EXTRA=$OPTARG ;;
 	P) PIN=$OPTARG ;;
+	A) TOGETHER=1 ;;
 	Q) ROUNDS=2 SECS=1 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
@@ -194,6 +202,7 @@ FILL_TMP=""     # a backing file being written (removed if interrupted)
 DEV=""          # disk mode: block device name in /proc/diskstats
 TARGET_PID=""
 CLIENT_PID=""
+declare -A PIDS=() LINKS=() # -A: each target's PID and link
 HZ=$(getconf CLK_TCK)
 
 log() { echo "[$(date +%T)] $*" | tee -a "$LOG" >&2; }
@@ -206,6 +215,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	stop_client
 	stop_target
+	stop_all
 	teardown_net
 	remove_tmpfs
 	if [[ -n $WORKDIR ]]; then
@@ -281,9 +291,12 @@ prepare_disk_file() {
 }
 
 # Drops the backing file's pages from the page cache (posix_fadvise DONTNEED),
-# so a buffered target does not start with a warm cache.
+# so a buffered target does not start with a warm cache; written back first,
+# since DONTNEED leaves dirty pages (a write-cache target's) in memory, to be
+# written while the next target runs.
 drop_cache() {
 	[[ $BACKING == disk ]] || return 0
+	sync "$BACKFILE" 2>/dev/null || true
 	dd if="$BACKFILE" iflag=nocache count=0 status=none 2>/dev/null || true
 }
 
@@ -312,6 +325,21 @@ target_template() {
 		echo "${!var}"
 		;;
 	esac
+}
+
+# The program a target's template runs (past env, its options and VAR=value
+# words); fails for a target with no template.
+target_program() {
+	local tmpl w
+	tmpl=$(target_template "$1") || return 1
+	for w in $tmpl; do
+		case $w in env | -* | *=*) ;; *)
+			echo "$w"
+			return 0
+			;;
+		esac
+	done
+	return 1
 }
 
 start_target() {
@@ -349,11 +377,13 @@ local_fio_args() { # workload q sectors -> LOCAL_FIO_ARGS
 	local rw ms_run ms_warm
 	case $1 in
 	randread) rw=randread ;; seqread) rw=read ;; seqwrite) rw=write ;; randwrite) rw=randwrite ;;
+	randrw) rw="randrw --rwmixwrite=50" ;;
 	*) return 1 ;;
 	esac
 	ms_run=$(awk -v s="$SECS" 'BEGIN { printf "%d", s * 1000 }')
 	ms_warm=$(awk -v s="$WARMUP" 'BEGIN { printf "%d", s * 1000 }')
-	LOCAL_FIO_ARGS=(--name=local_fio --filename="$BACKFILE" --size=$((DISK_SECTORS * 512)) --rw="$rw"
+	# shellcheck disable=SC2206
+	LOCAL_FIO_ARGS=(--name=local_fio --filename="$BACKFILE" --size=$((DISK_SECTORS * 512)) --rw=$rw
 		--bs=$(($3 * 512)) --direct=1 --ioengine=io_uring --iodepth="$2" --norandommap --randrepeat=0
 		--time_based --runtime="${ms_run}ms" --ramp_time="${ms_warm}ms" --lat_percentiles=1 --output-format=json)
 	[[ -z $DURABLE ]] || LOCAL_FIO_ARGS+=(--sync=dsync)
@@ -363,12 +393,18 @@ local_fio_args() { # workload q sectors -> LOCAL_FIO_ARGS
 local_fio_result() { # file workload q sectors
 	local op=write
 	[[ $2 == *read ]] && op=read
+	[[ $2 == randrw ]] && op=mixed
+	# mixed: the reads and writes added up; fio gives percentiles per
+	# direction only, so none for the two together
 	jq -c --argjson q "$3" --argjson sect "$4" --arg op "$op" '
-		.jobs[0] as $j | (if $op == "read" then $j.read else $j.write end) as $d
-		| ($d.runtime / 1000) as $s
+		.jobs[0] as $j
+		| (if $op == "read" then [$j.read] elif $op == "write" then [$j.write] else [$j.read, $j.write] end) as $ds
+		| ($ds | map(.runtime) | max / 1000) as $s
 		| if $j.error != 0 or $s <= 0 then error("fio failed: error \($j.error)") else
-		  {ops: $d.total_ios, seconds: $s, req_per_s: $d.iops, mb_per_s: ($d.bw_bytes / 1e6),
-		   p50_us: ($d.lat_ns.percentile["50.000000"] / 1000), p99_us: ($d.lat_ns.percentile["99.000000"] / 1000),
+		  {ops: ($ds | map(.total_ios) | add), seconds: $s, req_per_s: ($ds | map(.iops) | add),
+		   mb_per_s: ($ds | map(.bw_bytes) | add / 1e6),
+		   p50_us: (if $op == "mixed" then null else $ds[0].lat_ns.percentile["50.000000"] / 1000 end),
+		   p99_us: (if $op == "mixed" then null else $ds[0].lat_ns.percentile["99.000000"] / 1000 end),
 		   errors: 0, op: $op, qd: $q, qd_requested: $q, sectors: $sect, local: true,
 		   target_cpu_window_s: (($j.usr_cpu + $j.sys_cpu) / 100 * $s), target_cpu_window_wall_s: $s} end' "$1"
 }
@@ -380,6 +416,7 @@ run_cell() { # target workload q round client-mode
 	seqread) ;;
 	seqwrite) args+=(-w) ;;
 	randwrite) args+=(-w -r) ;;
+	randrw) args+=(-r -M 50) ;;
 	*) log "unknown workload $wl"; return 1 ;;
 	esac
 	[[ $FORCE_QD == 1 ]] && args+=(-f)
@@ -454,10 +491,12 @@ run_cell() { # target workload q round client-mode
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
 		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
 		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" --arg mode "$mode" \
+		--argjson together "${TOGETHER:-0}" \
 		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, client_io: $mode, target_alive: $alive,
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
 		 | if $force == 1 then . + {force_qd: true} else . end
+		 | if $together == 1 then . + {together: true} else . end
 		 | if .local then .target_cpu_s = .target_cpu_window_s else . end
 		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
 		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
@@ -486,14 +525,82 @@ run_cell() { # target workload q round client-mode
 	fi
 }
 
+# One cell of one target in every client mode, back to back, so they see the
+# same conditions, in reverse order every other round so neither always goes
+# first (e.g. into aoed's still cold mapping); recorded as failed while the
+# target is down.
+run_modes() { # target workload q round
+	local mode
+	for mode in $(if (($4 % 2)); then echo $CLIENT_IOS; else echo $CLIENT_IOS | tr ' ' '\n' | tac; fi); do
+		if [[ -z $TARGET_PID && $1 != local_fio ]]; then
+			CLIENT_IOS=$mode record_failed "$1" "$2" "$3" "$4"
+			continue
+		fi
+		run_cell "$1" "$2" "$3" "$4" "$mode" || true
+	done
+}
+
+# -A: start every target, each on a link of its own (aoe0, aoe1, ...)
+start_all() {
+	local tgt i=0
+	for tgt in "${ACTIVE_TARGETS[@]}"; do
+		[[ $tgt != local_fio ]] || continue
+		IFACE=aoe$i
+		((i == 0)) || add_link "$IFACE" "$CUR_MTU"
+		LINKS[$tgt]=$IFACE
+		PIDS[$tgt]=""
+		start_target "$tgt" && PIDS[$tgt]=$TARGET_PID
+		TARGET_PID=""
+		i=$((i + 1))
+	done
+	IFACE=aoe0
+}
+
+stop_all() {
+	local tgt
+	for tgt in "${!PIDS[@]}"; do
+		TARGET_PID=${PIDS[$tgt]}
+		stop_target
+		PIDS[$tgt]=""
+	done
+}
+
+# -A: the rounds, the targets taking turns in each cell (workload, q), every
+# client mode of a target back to back
+run_together() {
+	local round wl q tgt order
+	start_all
+	for round in $(seq "$ROUNDS"); do
+		log "MTU $CUR_MTU round $round/$ROUNDS"
+		# rotated by one each round, so no target always follows the same one
+		order=("${ACTIVE_TARGETS[@]:$(((round - 1) % ${#ACTIVE_TARGETS[@]}))}" "${ACTIVE_TARGETS[@]}")
+		order=("${order[@]:0:${#ACTIVE_TARGETS[@]}}")
+		for wl in $WORKLOADS; do
+			for q in $QDS; do
+				for tgt in "${order[@]}"; do
+					drop_cache
+					IFACE=${LINKS[$tgt]:-aoe0} TARGET_PID=${PIDS[$tgt]:-}
+					run_modes "$tgt" "$wl" "$q" "$round"
+					# run_cell empties TARGET_PID when the target died
+					[[ $tgt == local_fio ]] || PIDS[$tgt]=$TARGET_PID
+					TARGET_PID=""
+				done
+			done
+		done
+	done
+	IFACE=aoe0
+	stop_all
+}
+
 record_failed() { # target workload q round: a run that produced no result, in every client mode
 	local mode
 	for mode in $CLIENT_IOS; do
 		jq -nc --arg tgt "$1" --arg wl "$2" --argjson q "$3" --argjson mtu "$CUR_MTU" --argjson round "$4" \
-			--arg backing "$BACKING" --arg mode "$mode" --argjson force "$FORCE_QD" \
+			--arg backing "$BACKING" --arg mode "$mode" --argjson force "$FORCE_QD" --argjson together "${TOGETHER:-0}" \
 			'{failed: true, tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, backing: $backing,
 			  client_io: $mode}
-			 | if $force == 1 then . + {force_qd: true} else . end' >>"$RESULTS"
+			 | if $force == 1 then . + {force_qd: true} else . end
+			 | if $together == 1 then . + {together: true} else . end' >>"$RESULTS"
 	done
 }
 
@@ -513,9 +620,13 @@ main() {
 			log "AOED_CMD not set: skipping aoed"
 			continue
 		fi
-		if [[ $t == vblade ]] && ! command -v "${VBLADE_CMD%% *}" >/dev/null; then
-			log "vblade not installed: skipping"
+		if prog=$(target_program "$t") && ! command -v "$prog" >/dev/null; then
+			log "$prog (the program of $t's command) not installed: skipping $t"
 			continue
+		fi
+		if [[ " ${ACTIVE_TARGETS[*]} " == *" $t "* ]]; then
+			log "target $t named twice in -T"
+			exit 2
 		fi
 		if [[ $t == local_fio && $BACKING != disk ]]; then
 			log "local_fio runs on a disk (-D or -y): skipping it"
@@ -548,7 +659,7 @@ main() {
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
-		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
+		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} together=${TOGETHER:-0} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
 		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
 		echo "loadavg: $(cat /proc/loadavg)"
 		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
@@ -564,6 +675,11 @@ main() {
 		fi
 		setup_net "$CUR_MTU"
 		log "MTU $CUR_MTU: namespaces $NSA <-> $NSB"
+		if [[ -n $TOGETHER ]]; then
+			run_together
+			teardown_net
+			continue
+		fi
 		for round in $(seq "$ROUNDS"); do
 			for tgt in "${ACTIVE_TARGETS[@]}"; do
 				log "MTU $CUR_MTU round $round/$ROUNDS target $tgt"
@@ -577,16 +693,7 @@ main() {
 				fi
 				for wl in $WORKLOADS; do
 					for q in $QDS; do
-						# the client modes back to back, so they see the same conditions,
-						# in reverse order every other round so neither always goes first
-						# (e.g. into aoed's still cold mapping)
-						for mode in $(if ((round % 2)); then echo $CLIENT_IOS; else echo $CLIENT_IOS | tr ' ' '\n' | tac; fi); do
-							if [[ -z $TARGET_PID && $tgt != local_fio ]]; then
-								CLIENT_IOS=$mode record_failed "$tgt" "$wl" "$q" "$round"
-								continue
-							fi
-							run_cell "$tgt" "$wl" "$q" "$round" "$mode" || true
-						done
+						run_modes "$tgt" "$wl" "$q" "$round"
 					done
 				done
 				stop_target

@@ -13,7 +13,7 @@ def median: sort | if length == 0 then null
 	else (.[length/2 - 1] + .[length/2]) / 2 end;
 def r(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
 def k: if . == null then "-" elif . >= 10000 then "\(. / 1000 | r(1))k" else (. | r(0)) end;
-def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3}[.] // 9;
+def wlorder: {"randread":0,"seqread":1,"seqwrite":2,"randwrite":3,"randrw":4}[.] // 9;
 def torder: {"vblade":0,"vblade_s":0,"reflect":1,"vblade_sd":1,"aoed_sync":2,"aoed_sync_inline":3,"aoed_sync_direct":4,"aoed_sync_dwrites":4,"aoed":5,"local_fio":6}[.] // 9;
 def modeorder: {"rxring":0,"ring":1,"mmsg":2}[.] // 9;
 def backing: (.backing // "tmpfs") + (if .direct_io == true then " O_DIRECT" elif .direct_io == "writes" then " O_DIRECT writes" else "" end);
@@ -61,8 +61,8 @@ def fmt: if . == null or .med == null then "-"
 	rps_min: ($ok | map(.req_per_s) | min),
 	rps_max: ($ok | map(.req_per_s) | max),
 	mbs: ($ok | map(.mb_per_s) | median),
-	p50: ($ok | map(.p50_us) | median),
-	p99: ($ok | map(.p99_us) | median),
+	p50: ($ok | map(.p50_us | values) | median),
+	p99: ($ok | map(.p99_us | values) | median),
 	cpugb: ($ok | map(cpugb | select(. != null)) | median),
 	cpupct: ($ok | map(select(.target_cpu_pct != null) | .target_cpu_pct) | median),
 	err: ($ok | map(.errors) | add),
@@ -90,7 +90,7 @@ def fmt: if . == null or .med == null then "-"
 	[ .[] | .rps_r | verdict("faster"; "slower") ] | unique
 	| if length == 1 then .[0] + (if .[0] == "faster" or .[0] == "slower" then " in every mode" else "" end)
 	  else "mixed" end end;
-  def lower($v): if .tgt == $ref or .ref == null then "-" else ($v | fmt) + " " + ($v | verdict("higher"; "lower")) end;
+  def lower($v): if .tgt == $ref or .ref == null or $v.med == null then "-" else ($v | fmt) + " " + ($v | verdict("higher"; "lower")) end;
   def qcol: "\(.q)\(if .f then " -f" else "" end)";
 
   "## Side by side: every client I/O mode (\($modes | join(", ")))",
