@@ -15,7 +15,8 @@
 //   ref(), unref()              of the poll handle
 //   close()                     idempotent; detaches both ArrayBuffers
 // and interfaceLink(ifname) -> {ifindex, mtu, up} | null (null: no such interface
-// in this network namespace; ioctls, so it works where sysfs shows another one).
+// in this network namespace; ioctls, so it works where sysfs shows another one),
+// and schedYield(): sched_yield(2), before a busy-poll watch.
 //
 // fanout, when given, is {id, program}: id 0 creates a PACKET_FANOUT_CBPF
 // group with a kernel-chosen unique id and installs program (a Buffer of
@@ -35,6 +36,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -499,9 +501,15 @@ Napi::Value InterfaceLink(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value SchedYield(const Napi::CallbackInfo& info) {
+  sched_yield();  // cannot fail on Linux
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitPacket(Napi::Env env, Napi::Object exports) {
   ExportWithFactory<PacketHandle>(env, exports, "PacketHandle", "openPacket");
   exports.Set("interfaceLink", Napi::Function::New<InterfaceLink>(env, "interfaceLink"));
+  exports.Set("schedYield", Napi::Function::New<SchedYield>(env, "schedYield"));
 }

@@ -19,7 +19,7 @@ export interface PortSocket {
   readonly fanoutId: number;
   /** `quiet`: every reply sent, nothing to do but wait for a frame (busy polling may watch the ring). */
   start(onFrame: FrameHandler, onBatchEnd: () => void, quiet: () => boolean): void;
-  /** Replies built outside a receive batch have been sent (busy polling may watch the ring). */
+  /** Replies built outside a receive batch have been sent (busy polling may yield the CPU, then watch the ring). */
   repliesSent(): void;
   stop(): void;
   /** A transmit slot to write a frame into at offset 0, or null when the ring is full. */

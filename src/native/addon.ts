@@ -223,6 +223,8 @@ export interface NativeAddon {
    * socket) for sd_notify(3): 0 or a (positive) errno. See src/bin/sd-notify.ts.
    */
   sdNotify(socketPath: string, message: string): number;
+  /** sched_yield(2): lets a task waiting for this CPU run first (src/net/packet-socket.ts, busy polling). */
+  schedYield(): void;
 }
 
 const ADDON_FILE = "aoed_native.node";

@@ -250,7 +250,8 @@ export class PacketSocket {
    * epoll: a frame that arrives meanwhile is handled without the wake-up.
    * When it watches is BusyPollPolicy's (src/net/busy-poll.ts). It stops
    * watching after BUSY_POLL_MAX_MS however busy the link, so timers and
-   * other sockets get their turn.
+   * other sockets get their turn. After replies built outside a batch it
+   * first yields its CPU once (see repliesSent()).
    */
   start(onFrame: FrameHandler, onBatchEnd?: () => void, quiet?: () => boolean): void {
     this.assertOpen();
@@ -407,24 +408,43 @@ export class PacketSocket {
     if ((events & POLL_READABLE) === 0 || !this.rxActive) return;
     this.policy?.woke(performance.now());
     this.drainRx();
-    this.repliesSent();
+    this.watch(false);
   };
 
   /**
-   * The owner has sent every reply it had (after a batch, or after replies
-   * built outside one): with busy polling, while quiet, watch the ring (see
-   * start()). Frames a watch catches are handled here, their batch ended as
-   * usual. Not while a reply waits to be retried: the retry timer must run.
+   * The owner has sent the replies it built outside a receive batch (those
+   * of requests its backend served asynchronously: a disk through io_uring or
+   * a thread): with busy polling, while quiet, watch the ring (see start()),
+   * after yielding the CPU once. The reply just went through the veth or
+   * driver inside our send and may have woken its initiator on this CPU (a
+   * guest or a test rig on this machine), which the watch would keep
+   * waiting. One system call per such watch, small against a request that
+   * waited for a disk; after replies answered inline, in microseconds, it
+   * cost more than it gave (docs/performance.md, "One yield before a watch").
    */
   repliesSent(): void {
+    this.watch(true);
+  }
+
+  /**
+   * The watching of start() and repliesSent(). Frames a watch catches are
+   * handled here, their batch ended as usual. Not while a reply waits to be
+   * retried: the retry timer must run.
+   */
+  private watch(yieldFirst: boolean): void {
     const policy = this.policy;
     const quiet = this.quiet;
     if (policy === null || quiet === null) return;
     const i32 = this.rxI32;
     const until = performance.now() + BUSY_POLL_MAX_MS;
+    let yielding = yieldFirst;
     while (this.rxActive && !this.closedFlag && !this.txStalled && quiet()) {
       const now = performance.now();
       if (!policy.idle(now) || now >= until) return;
+      if (yielding) {
+        yielding = false;
+        loadNative().schedYield();
+      }
       const w = this.rxHead * this.rxWords;
       const deadline = Math.min(now + policy.budgetMs, until);
       while ((Atomics.load(i32, w) & TP_STATUS_USER) === 0)

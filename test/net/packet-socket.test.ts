@@ -15,14 +15,14 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   alignedBuffer,
   blockDeviceSize,
   bufferAddress,
   logicalBlockSize,
 } from "../../src/io/blockdev.js";
-import { nativeAddonCandidates } from "../../src/native/addon.js";
+import { loadNative, nativeAddonCandidates } from "../../src/native/addon.js";
 import { PacketSocket } from "../../src/net/packet-socket.js";
 import {
   createVethPair,
@@ -317,6 +317,60 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     expect(st.rxFrames).toBe(sent.length + 2);
     expect(st.busyPollHits).toBeLessThanOrEqual(st.rxFrames);
     sb.stop();
+  });
+
+  it("busy polling: yields the CPU once before a watch after replies built outside a batch, never after a batch", async () => {
+    // The initiator such a reply woke may be waiting for this CPU; whether it
+    // then runs is the scheduler's choice, so what is checked is that each of
+    // those watches offers the CPU first, once, and no other watch does.
+    const yields = vi.spyOn(loadNative(), "schedYield");
+    try {
+      const sa = openSock(pair.a);
+      const sb = openSock(pair.b, { busyPollUs: 1000 });
+      const watches = () => sb.stats().busyPollHits + sb.stats().busyPollMisses;
+      // One frame at a time, the next sent once the last is answered: one
+      // that comes within the budget of the idle moment before it starts a
+      // watch (which misses: nothing sends while this thread watches).
+      let seq = 0;
+      let mode: "in batch" | "outside" | "stopped" = "in batch";
+      let pending = false;
+      const next = () => {
+        if (mode === "stopped") return;
+        sa.send(makeFrame(sb.mac, sa.mac, ETH_P_AOE, 60, seq++));
+        sa.flush();
+      };
+      sb.start(
+        () => {
+          if (mode === "in batch") {
+            setImmediate(next); // answered in its batch, as from memory
+            return;
+          }
+          pending = true; // answered later, outside the batch, as after a disk read
+          setImmediate(() => {
+            pending = false;
+            sb.repliesSent();
+            next();
+          });
+        },
+        undefined,
+        () => !pending,
+      );
+      next();
+      await waitFor("three watches after batches", () => watches() >= 3);
+      expect(yields).not.toHaveBeenCalled();
+      mode = "outside";
+      const before = watches();
+      await waitFor(
+        "three watches after replies built outside a batch",
+        () => watches() >= before + 3,
+      );
+      mode = "stopped";
+      await waitFor("the last reply", () => !pending);
+      expect(yields).toHaveBeenCalledTimes(watches() - before);
+      sb.stop();
+    } finally {
+      yields.mockRestore();
+    }
   });
 
   it("close() is idempotent and leaves no usable views behind", () => {
