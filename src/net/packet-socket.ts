@@ -413,14 +413,14 @@ export class PacketSocket {
 
   /**
    * The owner has sent the replies it built outside a receive batch (those
-   * of requests its backend served asynchronously: a disk through io_uring or
-   * a thread): with busy polling, while quiet, watch the ring (see start()),
-   * after yielding the CPU once. The reply just went through the veth or
-   * driver inside our send and may have woken its initiator on this CPU (a
-   * guest or a test rig on this machine), which the watch would keep
-   * waiting. One system call per such watch, small against a request that
-   * waited for a disk; after replies answered inline, in microseconds, it
-   * cost more than it gave (docs/performance.md, "One yield before a watch").
+   * of requests its I/O engine completed asynchronously: io_uring, threads):
+   * with busy polling, while quiet, watch the ring (see start()), after
+   * yielding the CPU once. The reply just went through the veth or driver
+   * inside our send and may have woken its initiator on this CPU (a guest or
+   * a test rig on this machine), which the watch would keep waiting. One
+   * system call per such watch, whose time counts against the watch's
+   * budget. After a batch answered inline (the mapping) it gained nothing
+   * (docs/performance.md, "One yield before a watch").
    */
   repliesSent(): void {
     this.watch(true);

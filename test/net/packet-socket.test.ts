@@ -324,15 +324,16 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
     // then runs is the scheduler's choice, so what is checked is that each of
     // those watches offers the CPU first, once, and no other watch does.
     const yields = vi.spyOn(loadNative(), "schedYield");
+    const sa = openSock(pair.a);
+    const sb = openSock(pair.b, { busyPollUs: 1000 });
+    // Declared out here so that a failed expectation still ends the exchange.
+    let mode: "in batch" | "outside" | "stopped" = "in batch";
     try {
-      const sa = openSock(pair.a);
-      const sb = openSock(pair.b, { busyPollUs: 1000 });
       const watches = () => sb.stats().busyPollHits + sb.stats().busyPollMisses;
       // One frame at a time, the next sent once the last is answered: one
       // that comes within the budget of the idle moment before it starts a
       // watch (which misses: nothing sends while this thread watches).
       let seq = 0;
-      let mode: "in batch" | "outside" | "stopped" = "in batch";
       let pending = false;
       const next = () => {
         if (mode === "stopped") return;
@@ -367,8 +368,9 @@ describe("PacketSocket on a veth pair (MTU 1500)", () => {
       mode = "stopped";
       await waitFor("the last reply", () => !pending);
       expect(yields).toHaveBeenCalledTimes(watches() - before);
-      sb.stop();
     } finally {
+      mode = "stopped";
+      sb.stop();
       yields.mockRestore();
     }
   });
