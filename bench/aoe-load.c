@@ -247,7 +247,7 @@ static int issue_new(int i, uint64_t now)
 			next_lba = 0;
 	}
 	chunks_issued++;
-	s->write = opt.mix >= 0 && !limit_mode ? (int)(xorshift64() % 100) < opt.mix : phase_write;
+	s->write = opt.mix >= 0 ? (int)(xorshift64() % 100) < opt.mix : phase_write;
 	if (opt.span > 1) {
 		s->t = (int)next_target;
 		if (++next_target == (unsigned)opt.span)
@@ -662,7 +662,7 @@ static void print_json(double secs, const char *phase)
 			 (double)(tcpu_t1 - tcpu_t0) / (double)sysconf(_SC_CLK_TCK),
 			 (tcpu_ns1 - tcpu_ns0) / 1e9);
 	char mix_json[48] = "";
-	if (opt.mix >= 0 && !limit_mode)
+	if (opt.mix >= 0)
 		snprintf(mix_json, sizeof mix_json, ",\"write_pct\":%d", opt.mix);
 	char span_json[128] = "";
 	if (opt.span > 1) {
@@ -696,7 +696,7 @@ static void print_json(double secs, const char *phase)
 	       (unsigned long long)aoe_errors, (unsigned long long)ata_errors,
 	       (unsigned long long)short_frames, (unsigned long long)mismatches,
 	       (unsigned long long)io.tx_full, (unsigned long long)io.tx_errors,
-	       opt.mix >= 0 && !limit_mode ? "mixed" : phase_write ? "write" : "read", opt.random ? "random" : "seq", qd, opt.qd,
+	       opt.mix >= 0 ? "mixed" : phase_write ? "write" : "read", opt.random ? "random" : "seq", qd, opt.qd,
 	       opt.sectors, tbufcnt, tmaxsect, io.mtu, iomode_name(opt.mode),
 	       opt.busy ? "true" : "false", tmac[0], tmac[1], tmac[2], tmac[3], tmac[4], tmac[5],
 	       tshelf, tslot, tfw, (unsigned long long)tcapacity, cpu,
