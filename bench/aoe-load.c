@@ -87,6 +87,8 @@ static struct slot *slots;
 static int qd;
 static uint32_t *hist;
 static uint64_t lat_max, lat_sum;
+/* -M: the writes among the measured completions, and their latencies' sum */
+static uint64_t wops, wlat_sum;
 
 static uint64_t ops, ops_all, ops_total, errors, retransmits, timeouts, abandoned, stale, unknown,
 	mismatches, short_frames, ata_errors, aoe_errors;
@@ -276,6 +278,10 @@ static void complete(int i, uint64_t now, int ok)
 		if (lat > lat_max)
 			lat_max = lat;
 		lat_sum += lat;
+		if (s->write) {
+			wops++;
+			wlat_sum += lat;
+		}
 		ops++;
 		targets[s->t].ops++;
 	}
@@ -661,9 +667,12 @@ static void print_json(double secs, const char *phase)
 			 ",\"target_cpu_window_s\":%.3f,\"target_cpu_window_wall_s\":%.3f",
 			 (double)(tcpu_t1 - tcpu_t0) / (double)sysconf(_SC_CLK_TCK),
 			 (tcpu_ns1 - tcpu_ns0) / 1e9);
-	char mix_json[48] = "";
+	char mix_json[128] = "";
 	if (opt.mix >= 0)
-		snprintf(mix_json, sizeof mix_json, ",\"write_pct\":%d", opt.mix);
+		snprintf(mix_json, sizeof mix_json,
+			 ",\"write_pct\":%d,\"writes\":%llu,\"write_mean_us\":%.1f,\"read_mean_us\":%.1f",
+			 opt.mix, (unsigned long long)wops, wops ? wlat_sum / (double)wops / 1000.0 : 0,
+			 ops > wops ? (lat_sum - wlat_sum) / (double)(ops - wops) / 1000.0 : 0);
 	char span_json[128] = "";
 	if (opt.span > 1) {
 		uint64_t lo = UINT64_MAX, hi = 0;
@@ -708,7 +717,7 @@ static void print_json(double secs, const char *phase)
 static void reset_stats(void)
 {
 	memset(hist, 0, sizeof(uint32_t) * (HIST_N + 1));
-	lat_max = lat_sum = 0;
+	lat_max = lat_sum = wops = wlat_sum = 0;
 	ops = ops_all = ops_total = errors = retransmits = timeouts = abandoned = stale = unknown = 0;
 	mismatches = short_frames = ata_errors = aoe_errors = 0;
 	io.tx_full = io.tx_errors = 0;
