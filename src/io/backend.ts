@@ -51,6 +51,13 @@ export interface BackendCapabilities {
    * it straight to the kernel's workers (IOSQE_ASYNC).
    */
   mayHang?: string;
+  /**
+   * A buffered write that covers part of a page reads that page into the
+   * page cache first (io_uring, a file on a local filesystem): otherwise the
+   * filesystem reads it inside the write, under the file's lock, one write
+   * at a time (src/io/engines/uring.ts).
+   */
+  pagesReadFirst?: boolean;
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";

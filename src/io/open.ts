@@ -48,6 +48,18 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     if (!opts.writeCache && !opts.readOnly && !store.inMemory)
       caps.groupCommit = { dsync: dsyncHonoured(store.blockDevice, store.fsType) };
     if (store.mayHang !== null) caps.mayHang = store.mayHang;
+    // Files on a local disk's filesystem only: in memory there is nothing to
+    // read, on a filesystem that may hang a read costs a round trip, and a
+    // block device's cache may keep 512-byte blocks that need no read (not
+    // measured there).
+    if (
+      choice.engine === "io_uring" &&
+      !opts.readOnly &&
+      !store.blockDevice &&
+      !store.inMemory &&
+      store.mayHang === null
+    )
+      caps.pagesReadFirst = true;
     const { path, exportName, fd, directFd, size, offset, readOnly } = store;
     const on = { path, exportName, fd, directFd, size, offset, readOnly, caps };
     return backendOn(on, want === "io_uring" ? "required" : "");
@@ -119,6 +131,7 @@ function backendOn(on: SharedBackend, uring: string): FileBackend {
         throw new BackendError(on, `cannot set up io_uring: ${(err as Error).message}`);
       caps.engine = "threads";
       caps.engineNote = `io_uring setup failed${uring}: ${(err as Error).message}`;
+      delete caps.pagesReadFirst;
     }
   }
   if (caps.engine === "mmap") {

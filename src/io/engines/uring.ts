@@ -5,8 +5,35 @@ import { type IoRing, releaseSharedRing } from "../uring.js";
 
 /** pwritev2(2) flag: this write is durable (as with O_DSYNC) before it completes. */
 const RWF_DSYNC = 0x2;
+/** The unit a page-cache read brings in; a larger kernel page holds whole ones. */
+const PAGE = 4096;
+
+/** A write held until the pages it partly covers are in the page cache. */
+interface HeldWrite {
+  fd: number;
+  buf: Buffer;
+  len: number;
+  at: number;
+  flags: number;
+  cb: IoCallback;
+  /** Its page reads still in flight. */
+  reads: number;
+}
 
 export class UringBackend extends FileBackend {
+  /**
+   * Writes held for their page reads, in arrival order (see rawWrite); while
+   * any is held, later writes queue behind it, so writes reach the file in the
+   * order they came, as without the reads.
+   */
+  private readonly held: HeldWrite[] = [];
+  /** 4 KiB buffers the page reads land in, reused. */
+  private readonly scratch: Buffer[] = [];
+  /** Writes given to the ring and not yet completed. */
+  private writing = 0;
+  /** A partial write that came with nothing else in flight: read first only if another comes this turn. */
+  private maybeLone: HeldWrite | null = null;
+
   constructor(
     on: SharedBackend,
     /** The shared ring (acquireSharedRing), released when this backend closes. */
@@ -25,9 +52,116 @@ export class UringBackend extends FileBackend {
     return true;
   }
 
+  /**
+   * A buffered write that covers part of a page the page cache lacks makes
+   * the filesystem read that page inside the write, under the file's lock,
+   * so on ext4 such writes go to the disk one at a time. With
+   * caps.pagesReadFirst the page is read first, by an ordinary read that
+   * runs beside the others, and the write follows once it is in. The read's
+   * data is not used, and its error is not the write's (the write reports
+   * its own). Not for a lone write (nothing else in flight, and no other
+   * write by the end of this event-loop turn), which has nothing to wait
+   * beside and would only gain a round trip.
+   */
   protected rawWrite(buf: Buffer, len: number, pos: number, dsync: boolean, cb: IoCallback): void {
     const at = pos + this.offset;
-    this.ring.write(this.fdFor(len, at), buf, len, at, cb, this, dsync ? RWF_DSYNC : 0);
+    const fd = this.fdFor(len, at);
+    const flags = dsync ? RWF_DSYNC : 0;
+    const end = at + len;
+    const partial =
+      this.caps.pagesReadFirst === true && fd === this.fd && (at % PAGE !== 0 || end % PAGE !== 0);
+    const lone = this.maybeLone;
+    if (lone !== null) {
+      // Not alone after all: its pages are read too.
+      this.maybeLone = null;
+      this.readPages(lone);
+      lone.reads--; // the turn it waited for
+    }
+    if (!partial && this.held.length === 0) {
+      this.writeNow(fd, buf, len, at, cb, flags);
+      return;
+    }
+    const w: HeldWrite = { fd, buf, len, at, flags, cb, reads: 0 };
+    this.held.push(w);
+    // Counted as in progress, so close() waits for it too.
+    this.pending++;
+    if (partial && this.writing === 0 && this.held.length === 1) {
+      // Alone so far: held for the rest of this turn.
+      w.reads++;
+      this.maybeLone = w;
+      queueMicrotask(this.endOfTurn);
+      return;
+    }
+    if (partial) this.readPages(w);
+    this.writeOutHeld();
+  }
+
+  /** No other write came this turn: the lone write goes out as it is. */
+  private readonly endOfTurn = (): void => {
+    const w = this.maybeLone;
+    if (w === null) return;
+    this.maybeLone = null;
+    w.reads--;
+    this.writeOutHeld();
+  };
+
+  /** Reads the first and the last page of `w` where it covers only part of them. */
+  private readPages(w: HeldWrite): void {
+    const end = w.at + w.len;
+    const first = w.at - (w.at % PAGE);
+    const last = end - 1 - ((end - 1) % PAGE);
+    if (w.at % PAGE !== 0) this.readPage(w, first);
+    if (end % PAGE !== 0 && (last !== first || w.at % PAGE === 0)) this.readPage(w, last);
+  }
+
+  private readPage(w: HeldWrite, page: number): void {
+    w.reads++;
+    const b = this.scratch.pop() ?? Buffer.allocUnsafeSlow(PAGE);
+    this.ring.read(
+      w.fd,
+      b,
+      PAGE,
+      page,
+      () => {
+        this.scratch.push(b);
+        w.reads--;
+        this.writeOutHeld();
+      },
+      this,
+    );
+  }
+
+  /** Writes out the held writes at the head whose pages are in. */
+  private writeOutHeld(): void {
+    while (this.held.length > 0 && this.held[0]!.reads === 0) {
+      const w = this.held.shift()!;
+      this.writeNow(w.fd, w.buf, w.len, w.at, w.cb, w.flags);
+      // The ring counts the write now (unless it is closing and fails it).
+      if (--this.pending === 0) this.onIdle?.();
+    }
+  }
+
+  private writeNow(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    at: number,
+    cb: IoCallback,
+    flags: number,
+  ): void {
+    this.writing++;
+    this.ring.write(
+      fd,
+      buf,
+      len,
+      at,
+      (err) => {
+        this.writing--;
+        cb(err);
+      },
+      this,
+      flags,
+    );
   }
 
   protected rawSync(cb: IoCallback): void {
