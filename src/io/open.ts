@@ -19,6 +19,9 @@ import { acquireSharedRing } from "./uring.js";
 
 export type { OpenOptions } from "./store.js";
 
+/** statfs(2) f_type of ext2, ext3 and ext4. */
+const EXT4_MAGIC = 0xef53;
+
 export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   const want = opts.io ?? "auto";
   const store = await openStore(opts);
@@ -48,17 +51,10 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     if (!opts.writeCache && !opts.readOnly && !store.inMemory)
       caps.groupCommit = { dsync: dsyncHonoured(store.blockDevice, store.fsType) };
     if (store.mayHang !== null) caps.mayHang = store.mayHang;
-    // Files on a local disk's filesystem only: in memory there is nothing to
-    // read, on a filesystem that may hang a read costs a round trip, and a
-    // block device's cache may keep 512-byte blocks that need no read (not
-    // measured there).
-    if (
-      choice.engine === "io_uring" &&
-      !opts.readOnly &&
-      !store.blockDevice &&
-      !store.inMemory &&
-      store.mayHang === null
-    )
+    // Files on ext2/3/4, where it was measured (docs/performance.md, "Pages
+    // read before a partial write"); a block device's cache may keep 512-byte
+    // blocks that need no read, and other filesystems were not measured.
+    if (choice.engine === "io_uring" && !opts.readOnly && store.fsType === EXT4_MAGIC)
       caps.pagesReadFirst = true;
     const { path, exportName, fd, directFd, size, offset, readOnly } = store;
     const on = { path, exportName, fd, directFd, size, offset, readOnly, caps };

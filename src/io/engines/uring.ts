@@ -89,7 +89,10 @@ export class UringBackend extends FileBackend {
       // Alone so far: held for the rest of this turn.
       w.reads++;
       this.maybeLone = w;
-      queueMicrotask(this.endOfTurn);
+      // Only for this write: a later lone write has its own turn.
+      queueMicrotask(() => {
+        if (this.maybeLone === w) this.endOfTurn();
+      });
       return;
     }
     if (partial) this.readPages(w);
@@ -97,13 +100,12 @@ export class UringBackend extends FileBackend {
   }
 
   /** No other write came this turn: the lone write goes out as it is. */
-  private readonly endOfTurn = (): void => {
-    const w = this.maybeLone;
-    if (w === null) return;
+  private endOfTurn(): void {
+    const w = this.maybeLone!;
     this.maybeLone = null;
     w.reads--;
     this.writeOutHeld();
-  };
+  }
 
   /** Reads the first and the last page of `w` where it covers only part of them. */
   private readPages(w: HeldWrite): void {
@@ -114,6 +116,10 @@ export class UringBackend extends FileBackend {
     if (end % PAGE !== 0 && (last !== first || w.at % PAGE === 0)) this.readPage(w, last);
   }
 
+  /**
+   * A page read is not counted in issueLimit: on ext4 a buffered read that
+   * misses the cache waits for the page without holding an io-wq worker.
+   */
   private readPage(w: HeldWrite, page: number): void {
     w.reads++;
     const b = this.scratch.pop() ?? Buffer.allocUnsafeSlow(PAGE);
@@ -135,9 +141,17 @@ export class UringBackend extends FileBackend {
   private writeOutHeld(): void {
     while (this.held.length > 0 && this.held[0]!.reads === 0) {
       const w = this.held.shift()!;
-      this.writeNow(w.fd, w.buf, w.len, w.at, w.cb, w.flags);
+      let thrown: NodeJS.ErrnoException | null = null;
+      try {
+        this.writeNow(w.fd, w.buf, w.len, w.at, w.cb, w.flags);
+      } catch (e) {
+        // Not the caller's stack any more: the write gets the error.
+        this.writing--;
+        thrown = e as NodeJS.ErrnoException;
+      }
       // The ring counts the write now (unless it is closing and fails it).
       if (--this.pending === 0) this.onIdle?.();
+      if (thrown !== null) w.cb(thrown);
     }
   }
 
