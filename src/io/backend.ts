@@ -53,9 +53,9 @@ export interface BackendCapabilities {
   mayHang?: string;
   /**
    * A buffered write that covers part of a page reads that page into the
-   * page cache first (io_uring, a file on a local filesystem): otherwise the
-   * filesystem reads it inside the write, under the file's lock, one write
-   * at a time (src/io/engines/uring.ts).
+   * page cache first, unless it is a lone write (io_uring, a file on
+   * ext2/3/4): otherwise the filesystem reads it inside the write, under the
+   * file's lock, one write at a time (src/io/engines/uring.ts).
    */
   pagesReadFirst?: boolean;
 }
