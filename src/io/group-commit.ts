@@ -23,6 +23,7 @@
  */
 import type { IoCallback, SyncStats } from "./backend.js";
 import { errnoError, type IoSite, ioError } from "./errors.js";
+import { EXT4_MAGIC } from "./store.js";
 
 function newSyncStats(): SyncStats {
   return { syncs: 0, syncedWrites: 0, maxBatch: 0, dsyncWrites: 0, syncErrors: 0 };
@@ -33,9 +34,7 @@ function newSyncStats(): SyncStats {
  * as fdatasync would (generic_write_sync). Others (FUSE, network filesystems)
  * get write + fdatasync.
  */
-const DSYNC_HONOURED = new Set([
-  0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */,
-]);
+const DSYNC_HONOURED = new Set([EXT4_MAGIC, 0x58465342 /* xfs */, 0x9123683e /* btrfs */]);
 
 /** Whether a lone write may be an RWF_DSYNC write: on a block device, or a file on one of those. */
 export function dsyncHonoured(blockDevice: boolean, fsType: number | null): boolean {

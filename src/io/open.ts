@@ -14,13 +14,10 @@ import { UringBackend } from "./engines/uring.js";
 import { BackendError, fromNodeError } from "./errors.js";
 import type { FileBackend } from "./file-backend.js";
 import { dsyncHonoured } from "./group-commit.js";
-import { closeStore, type OpenOptions, openStore } from "./store.js";
+import { closeStore, EXT4_MAGIC, type OpenOptions, openStore } from "./store.js";
 import { acquireSharedRing } from "./uring.js";
 
 export type { OpenOptions } from "./store.js";
-
-/** statfs(2) f_type of ext2, ext3 and ext4. */
-const EXT4_MAGIC = 0xef53;
 
 export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
   const want = opts.io ?? "auto";

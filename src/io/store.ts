@@ -45,9 +45,10 @@ export interface Store extends Omit<SharedBackend, "caps"> {
 
 export const SECTOR = 512;
 
-// statfs(2) f_type of filesystems whose files live in memory.
-const TMPFS_MAGIC = 0x01021994;
+// statfs(2) f_type of filesystems whose files live in memory, and of ext2/3/4.
+export const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
+export const EXT4_MAGIC = 0xef53;
 
 /**
  * statfs(2) f_type of filesystems that can stop answering for good: a server

@@ -13,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, type TargetInfo } from "../../src/client/client.js";
+import { TMPFS_MAGIC } from "../../src/io/store.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { scrapeMetrics } from "../helpers/scrape.js";
@@ -22,7 +23,6 @@ const MiB = 1024 * 1024;
 /** Writes per round, LANES at a time (below queue-length: none is dropped, none retransmitted). */
 const N = 96;
 const LANES = 8;
-const TMPFS_MAGIC = 0x01021994;
 const onTmpfs = fs.statfsSync("/var/tmp").type === TMPFS_MAGIC;
 
 describe.skipIf(onTmpfs).each([0, 2])(

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackendCapabilities, SharedBackend } from "../../src/io/backend.js";
 import { UringBackend } from "../../src/io/engines/uring.js";
 import { openFileBackend } from "../../src/io/open.js";
+import { EXT4_MAGIC } from "../../src/io/store.js";
 import type { IoRing } from "../../src/io/uring.js";
 import { probeUring } from "../../src/io/uring.js";
 import { openOptions } from "../helpers/open-options.js";
@@ -227,9 +228,6 @@ describe("a buffered write to part of a page", () => {
     expect(b.pending).toBe(0);
   });
 });
-
-/** statfs(2) f_type of ext2/3/4: where pages are read first. */
-const EXT4_MAGIC = 0xef53;
 
 describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGIC)(
   "pages read first, on an ext4 file through io_uring",
