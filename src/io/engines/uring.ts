@@ -67,9 +67,13 @@ export class UringBackend extends FileBackend {
     const at = pos + this.offset;
     const fd = this.fdFor(len, at);
     const flags = dsync ? RWF_DSYNC : 0;
+    if (this.caps.pagesReadFirst !== true) {
+      // Nothing is ever held: no count of writes in flight to keep either.
+      this.ring.write(fd, buf, len, at, cb, this, flags);
+      return;
+    }
     const end = at + len;
-    const partial =
-      this.caps.pagesReadFirst === true && fd === this.fd && (at % PAGE !== 0 || end % PAGE !== 0);
+    const partial = fd === this.fd && (at % PAGE !== 0 || end % PAGE !== 0);
     const lone = this.maybeLone;
     if (lone !== null) {
       // Not alone after all: its pages are read too.
