@@ -32,6 +32,7 @@ SHELF=0
 SLOT=0
 PIN=""
 TOGETHER="" # -A: every target up at once, turns cell by cell
+CACHE=cold    # -C: the backing file's page cache before each turn on a disk
 
 # (templates contain braces, so no ${VAR:=default} here)
 # vblade's buffer count is {bufs}: max(64, the deepest -q), so it takes the
@@ -82,8 +83,11 @@ usage: $0 [options]
   -A          all targets up at once, each on a veth pair of its own, taking turns cell by
               cell (the order rotated by one each round): the runs a ratio compares are
               seconds apart, not a whole target's turn, for a disk whose speed drifts;
-              on a disk the backing file is written back and its cache dropped before
-              each turn
+              on a disk the backing file is written back and its cache dropped (or
+              filled, -C warm) before each turn
+  -C CACHE    on a disk, the backing file's page cache before each turn: cold (default:
+              written back and dropped) or warm (written back and read in whole), for
+              what a target does with an image its host has cached
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
@@ -103,7 +107,7 @@ EOF
 
 MTUS_SET="" SECTORS_SET="" SIZE_SET=""
 WORKLOADS_SET="" TARGETS_SET=""
-while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AQs:h" o; do
+while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AC:Qs:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	t) SECS=$OPTARG ;;
@@ -122,6 +126,7 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AQs:h" o; do
 	x) CLIENT_EXTRA=$OPTARG ;;
 	P) PIN=$OPTARG ;;
 	A) TOGETHER=1 ;;
+	C) CACHE=$OPTARG ;;
 	Q) ROUNDS=2 SECS=1 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
@@ -129,6 +134,7 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AQs:h" o; do
 done
 
 command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
+[[ $CACHE == cold || $CACHE == warm ]] || { echo "run-bench: -C takes cold or warm, not $CACHE" >&2; usage; }
 for m in $CLIENT_IOS; do
 	[[ $m == ring || $m == rxring || $m == mmsg ]] || { echo "run-bench: unknown client mode $m (-I)" >&2; usage; }
 done
@@ -290,14 +296,19 @@ prepare_disk_file() {
 	fi
 }
 
-# Drops the backing file's pages from the page cache (posix_fadvise DONTNEED),
-# so a buffered target does not start with a warm cache; written back first,
-# since DONTNEED leaves dirty pages (a write-cache target's) in memory, to be
-# written while the next target runs.
-drop_cache() {
+# Sets the backing file's page cache for the next turn (-C): cold drops its
+# pages (posix_fadvise DONTNEED), so a buffered target does not start with the
+# last one's; warm reads the whole file in. Written back first either way:
+# DONTNEED leaves dirty pages (a write-cache target's) in memory, and dirty
+# pages left would be written while the next target runs.
+set_cache() {
 	[[ $BACKING == disk ]] || return 0
 	sync "$BACKFILE" 2>/dev/null || true
-	dd if="$BACKFILE" iflag=nocache count=0 status=none 2>/dev/null || true
+	if [[ $CACHE == warm ]]; then
+		cat "$BACKFILE" >/dev/null
+	else
+		dd if="$BACKFILE" iflag=nocache count=0 status=none 2>/dev/null || true
+	fi
 }
 
 # reads, ms reading, io_ticks, time_in_queue of $DEV, and now in ns
@@ -349,7 +360,7 @@ start_target() {
 		return 1
 	fi
 	cmd=$(expand "$tmpl")
-	drop_cache
+	set_cache
 	log "start $name: $cmd"
 	# ip netns exec execs (no fork) and so does sh -c exec: $! is the target itself
 	$TPIN ip netns exec "$NSA" sh -c "exec $cmd" >>"$OUTDIR/$name.log" 2>&1 &
@@ -491,12 +502,13 @@ run_cell() { # target workload q round client-mode
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
 		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
 		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" --arg mode "$mode" \
-		--argjson together "${TOGETHER:-0}" \
+		--argjson together "${TOGETHER:-0}" --arg cache "$CACHE" \
 		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, client_io: $mode, target_alive: $alive,
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
 		 | if $force == 1 then . + {force_qd: true} else . end
 		 | if $together == 1 then . + {together: true} else . end
+		 | if $cache == "warm" then . + {cache: "warm"} else . end
 		 | if .local then .target_cpu_s = .target_cpu_window_s else . end
 		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
 		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
@@ -578,7 +590,7 @@ run_together() {
 		for wl in $WORKLOADS; do
 			for q in $QDS; do
 				for tgt in "${order[@]}"; do
-					drop_cache
+					set_cache
 					IFACE=${LINKS[$tgt]:-aoe0} TARGET_PID=${PIDS[$tgt]:-}
 					run_modes "$tgt" "$wl" "$q" "$round"
 					# run_cell empties TARGET_PID when the target died
@@ -659,7 +671,7 @@ main() {
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
-		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} together=${TOGETHER:-0} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
+		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} together=${TOGETHER:-0} cache=$CACHE client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
 		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
 		echo "loadavg: $(cat /proc/loadavg)"
 		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
@@ -684,7 +696,7 @@ main() {
 			for tgt in "${ACTIVE_TARGETS[@]}"; do
 				log "MTU $CUR_MTU round $round/$ROUNDS target $tgt"
 				if [[ $tgt == local_fio ]]; then
-					drop_cache
+					set_cache
 				elif ! start_target "$tgt"; then
 					for wl in $WORKLOADS; do for q in $QDS; do
 						record_failed "$tgt" "$wl" "$q" "$round"
