@@ -230,7 +230,9 @@ export class Engine {
     try {
       const results = await Promise.allSettled(
         build.map((b) =>
-          b.backend ? Promise.resolve(b.backend) : openBackend(b.cfg, inheritsClaim(b.old, b.cfg)),
+          b.backend
+            ? Promise.resolve(b.backend)
+            : openBackend(b.cfg, inheritsClaim(b.old, b.cfg), this.pool !== null),
         ),
       );
       const failures: string[] = [];

@@ -22,7 +22,11 @@ export function backendKey(e: ExportConfig): unknown[] {
  * must not hang the reload (or every reload after it). A backend that opens
  * after all is closed again. `aoed check` opens stores this way too.
  */
-export async function openBackend(e: ExportConfig, sharedClaim = false): Promise<Backend> {
+export async function openBackend(
+  e: ExportConfig,
+  sharedClaim = false,
+  workerThreads = false,
+): Promise<Backend> {
   const opening = openFileBackend({
     path: e.path,
     exportName: e.name,
@@ -33,6 +37,7 @@ export async function openBackend(e: ExportConfig, sharedClaim = false): Promise
     offset: e.offset,
     length: e.length,
     sharedClaim,
+    workerThreads,
   });
   const backend = await within(opening, FS_TIMEOUT_MS, null);
   if (backend !== null) return backend;

@@ -58,6 +58,13 @@ export interface BackendCapabilities {
    * file's lock, one write at a time (src/io/engines/uring.ts).
    */
   pagesReadFirst?: boolean;
+  /**
+   * With pagesReadFirst on a durable buffered export: a lone write that
+   * covers part of pages the page cache lacks goes through an O_DIRECT
+   * descriptor (`directFd`) with RWF_DSYNC, so the rest of the page is
+   * neither read nor written (src/io/engines/uring.ts).
+   */
+  loneWritesDirect?: boolean;
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
@@ -124,12 +131,18 @@ export interface SharedBackend {
   /** The export it backs, named in I/O errors. */
   exportName: string;
   fd: number;
-  /** O_DIRECT descriptor, -1 when direct I/O is off. */
+  /** O_DIRECT descriptor (direct-io, or caps.loneWritesDirect), -1 if none. */
   directFd: number;
   size: number;
   offset: number;
   readOnly: boolean;
   caps: BackendCapabilities;
+  /**
+   * A file's identity (st_dev:st_ino), by which this thread's backends of one
+   * file know of each other (file-writers.ts); absent for a block device and
+   * in a worker thread.
+   */
+  fileId?: string;
   /** With group commit: the word where any thread's failed sync fails them all (group-commit.ts). */
   syncFailure?: SharedArrayBuffer;
   /**

@@ -35,6 +35,23 @@ export function alignedBuffer(size: number, align = 4096): Buffer {
   return Buffer.from(loadNative().alignedBuffer(size, align));
 }
 
+/**
+ * How many pages of `length` bytes at `offset` of the file are in the page
+ * cache (cachestat(2)); -1 when the kernel cannot say (before Linux 6.5).
+ */
+export function cachedPages(fd: number, offset: number, length: number): number {
+  return loadNative().cachedPages(fd, offset, length);
+}
+
+/** Whether cachedPages answers on `fd` (Linux 6.5, and no system-call filter refusing it). */
+export function cachedPagesAnswer(fd: number): boolean {
+  try {
+    return cachedPages(fd, 0, 4096) >= 0;
+  } catch {
+    return false; // an addon built before it
+  }
+}
+
 /** The memory address of a buffer (for alignment checks in tests and diagnostics). */
 export function bufferAddress(buf: ArrayBuffer | ArrayBufferView): bigint {
   return loadNative().addressOf(buf);

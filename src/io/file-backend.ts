@@ -13,6 +13,7 @@ import type {
 } from "./backend.js";
 import { alignedBuffer } from "./blockdev.js";
 import type { IoSite } from "./errors.js";
+import { FileWriter } from "./file-writers.js";
 import { GroupCommit, LoneWriteChooser, newSyncFailureFlag } from "./group-commit.js";
 import { closeFd, openExclusiveClaim } from "./store.js";
 import type { IoOwner } from "./uring.js";
@@ -33,7 +34,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   readonly readOnly: boolean;
   readonly caps: BackendCapabilities;
   protected readonly fd: number;
-  /** O_DIRECT descriptor for aligned requests, -1 when direct I/O is off. */
+  /** O_DIRECT descriptor (direct-io, or caps.loneWritesDirect), -1 if none. */
   protected readonly directFd: number;
   protected readonly offset: number;
   /** Operations started and not yet called back (the fds stay open until it is 0). */
@@ -52,6 +53,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   issueLimit?: number;
   /** See IoOwner.forceAsync: the filesystem can hang, so never issued inline. */
   readonly forceAsync: boolean;
+  /** This backend among this thread's writers of its file (file-writers.ts); null if none are counted. */
+  protected readonly writer: FileWriter | null;
 
   constructor(on: SharedBackend) {
     this.path = on.path;
@@ -67,11 +70,14 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     this.commit = this.readOnly
       ? null
       : new GroupCommit((cb) => this.rawSync(cb), this, this.syncFailure);
-    // An RWF_DSYNC write syncs through the write's descriptor: only where that is the sync descriptor.
+    // An RWF_DSYNC write syncs through the write's descriptor: only where that is the sync
+    // descriptor, or the O_DIRECT one (caps.loneWritesDirect): a write-back error it reports
+    // is reported again to the sync descriptor, which keeps its own place.
     this.lone = new LoneWriteChooser(
       this.caps.groupCommit?.dsync === true && this.canDsync() && this.syncFd === this.fd,
     );
     this.forceAsync = this.caps.mayHang !== undefined;
+    this.writer = on.fileId !== undefined && !on.readOnly ? new FileWriter(on.fileId) : null;
   }
 
   /** Whether rawWrite can do an RWF_DSYNC write. */
@@ -80,7 +86,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   allocBuffer(bytes: number): Buffer {
-    if (!this.caps.directIo) return Buffer.allocUnsafeSlow(bytes);
+    if (this.directFd < 0) return Buffer.allocUnsafeSlow(bytes);
     const a = this.caps.alignment;
     return alignedBuffer(Math.ceil(bytes / a) * a, Math.max(a, 4096));
   }
@@ -90,10 +96,12 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return { path, exportName, fd, directFd, size, offset, readOnly, caps, syncFailure };
   }
 
-  /** For a write: the O_DIRECT fd when the request is aligned for it, else the buffered one. */
+  /** For a write: the O_DIRECT fd when direct-io is on and the request is aligned for it, else the buffered one. */
   protected fdFor(len: number, pos: number): number {
     const a = this.caps.alignment;
-    return this.directFd >= 0 && len % a === 0 && pos % a === 0 ? this.directFd : this.fd;
+    return this.caps.directIo !== false && this.directFd >= 0 && len % a === 0 && pos % a === 0
+      ? this.directFd
+      : this.fd;
   }
 
   /** For a read: as fdFor, but the buffered fd when O_DIRECT is for writes only. */
@@ -122,6 +130,14 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void {
+    const wait = () => {
+      this.pending--;
+      this.write(buf, len, pos, cb, written);
+    };
+    if (this.writer?.mustWait(wait)) {
+      this.pending++; // close() waits for it too
+      return;
+    }
     const gc = this.commit;
     if (gc !== null && gc.failed !== null) {
       cb(gc.failedError());
@@ -174,6 +190,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     this.closing ??= (async () => {
       if (this.pending > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
       this.onIdle = null;
+      this.writer?.leave();
       if (this.ownsDescriptors) {
         await closeFd(this.fd);
         if (this.directFd >= 0) await closeFd(this.directFd);

@@ -6,6 +6,7 @@
  */
 import fs from "node:fs";
 import type { Backend, BackendCapabilities, SharedBackend } from "./backend.js";
+import { cachedPagesAnswer } from "./blockdev.js";
 import { chooseIoEngine } from "./choose-engine.js";
 import { MappedBackend, mapWindow } from "./engines/mmap.js";
 import { SyncBackend } from "./engines/sync.js";
@@ -14,7 +15,13 @@ import { UringBackend } from "./engines/uring.js";
 import { BackendError, fromNodeError } from "./errors.js";
 import type { FileBackend } from "./file-backend.js";
 import { dsyncHonoured } from "./group-commit.js";
-import { closeStore, EXT4_MAGIC, type OpenOptions, openStore } from "./store.js";
+import {
+  closeStore,
+  EXT4_MAGIC,
+  type OpenOptions,
+  openDirectForLoneWrites,
+  openStore,
+} from "./store.js";
 import { acquireSharedRing } from "./uring.js";
 
 export type { OpenOptions } from "./store.js";
@@ -53,8 +60,29 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     // blocks that need no read, and other filesystems were not measured.
     if (choice.engine === "io_uring" && !opts.readOnly && store.fsType === EXT4_MAGIC)
       caps.pagesReadFirst = true;
-    const { path, exportName, fd, directFd, size, offset, readOnly } = store;
-    const on = { path, exportName, fd, directFd, size, offset, readOnly, caps };
+    // A lone durable write to an uncached page, buffered, costs a 4 KiB read and
+    // a 4 KiB write-back; through O_DIRECT only its own sectors (docs/performance.md,
+    // "Lone durable writes through O_DIRECT").
+    // x86-64 only: its pages are 4 KiB and its folios at most 2 MiB, which
+    // the engine's holding of writes near a direct one relies on.
+    if (
+      caps.pagesReadFirst &&
+      caps.groupCommit !== undefined &&
+      directIo === false &&
+      !opts.workerThreads &&
+      process.arch === "x64" &&
+      cachedPagesAnswer(store.fd)
+    ) {
+      const direct = await openDirectForLoneWrites(store);
+      if (direct !== null) {
+        store.directFd = direct.fd;
+        caps.alignment = direct.alignment;
+        caps.loneWritesDirect = true;
+      }
+    }
+    const { path, exportName, fileId, fd, directFd, size, offset, readOnly } = store;
+    const on: SharedBackend = { path, exportName, fd, directFd, size, offset, readOnly, caps };
+    if (fileId !== undefined) on.fileId = fileId;
     return backendOn(on, want === "io_uring" ? "required" : "");
   } catch (err) {
     await closeStore(store);
@@ -125,6 +153,7 @@ function backendOn(on: SharedBackend, uring: string): FileBackend {
       caps.engine = "threads";
       caps.engineNote = `io_uring setup failed${uring}: ${(err as Error).message}`;
       delete caps.pagesReadFirst;
+      delete caps.loneWritesDirect;
     }
   }
   if (caps.engine === "mmap") {

@@ -23,6 +23,13 @@ export interface OpenOptions {
   /** The `io:` setting; default "auto" (src/io/choose-engine.ts). */
   io?: IoSetting;
   /**
+   * The engine also serves the export from worker threads, each with a
+   * backend adopting these descriptors: no O_DIRECT descriptor for lone
+   * writes then (caps.loneWritesDirect), whose writes a buffered one in
+   * another thread could meet on a page.
+   */
+  workerThreads?: boolean;
+  /**
    * A block device another backend of this process holds exclusively (a reload
    * replacing it): open without O_EXCL now and take the claim over with
    * claimExclusive() once the old backend has closed.
@@ -107,6 +114,12 @@ async function openFileFd(path: string, flags: number): Promise<number> {
   }
 }
 
+function fstatFd(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) =>
+    fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))),
+  );
+}
+
 export function closeFd(fd: number): Promise<void> {
   return new Promise((resolve) => fs.close(fd, () => resolve()));
 }
@@ -167,6 +180,30 @@ export async function openExclusiveClaim(site: IoSite): Promise<number> {
     return await openFd(site.path, O_RDONLY | O_EXCL);
   } catch (err) {
     throw openError("open", site, err, { readOnly: true, exclusive: true });
+  }
+}
+
+/**
+ * An O_DIRECT descriptor of a buffered export's file for its lone durable
+ * writes (caps.loneWritesDirect), and the alignment it needs; null where the
+ * open or the probe fails (a filesystem that refuses O_DIRECT): those writes
+ * then stay buffered.
+ */
+export async function openDirectForLoneWrites(
+  s: Store,
+): Promise<{ fd: number; alignment: number } | null> {
+  let fd: number;
+  try {
+    // Through the descriptor, not the path: the same file even if the path was renamed over since.
+    fd = await openFileFd(`/proc/self/fd/${s.fd}`, O_RDWR | O_DIRECT);
+  } catch {
+    return null;
+  }
+  try {
+    return { fd, alignment: await probeDirectAlignment(fd, s) };
+  } catch {
+    await closeFd(fd);
+    return null;
   }
 }
 
@@ -245,9 +282,16 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
         : await probeDirectAlignment(directFd, site);
     }
     const total = isBlock ? blockDeviceSize(fd, site) : st.size;
+    // The file opened, whatever the path names by now.
+    const opened = isBlock
+      ? null
+      : await fstatFd(fd).catch((err: unknown) => {
+          throw openError("fstat", site, err, { readOnly: opts.readOnly });
+        });
     return {
       path,
       exportName: opts.exportName,
+      ...(opened === null ? {} : { fileId: `${opened.dev}:${opened.ino}` }),
       fd,
       directFd,
       size: windowSize(site, total, opts.offset, opts.length),

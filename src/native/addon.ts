@@ -196,6 +196,8 @@ export interface NativeAddon {
   logicalBlockSize(fd: number): number;
   alignedBuffer(size: number, align: number): ArrayBuffer;
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
+  /** Pages of the range in the page cache (cachestat(2), Linux 6.5); -1 when it cannot be had. */
+  cachedPages(fd: number, offset: number, length: number): number;
   /**
    * mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC.
    * A thread then maps the pages already in memory (MADV_POPULATE_READ), off the event loop.

@@ -7,8 +7,10 @@
  *   so it disturbs no one else's tracing) recording ext4_sync_file_enter for
  *   one inode (every fsync/fdatasync and every O_DSYNC write that reaches
  *   ext4, from a syscall or from io_uring alike), ext4's write_end for one
- *   inode (a buffered write's data is in the page cache) and
- *   io_uring_submit_req for one process (which io_uring opcodes it submits).
+ *   inode (a buffered write's data is in the page cache), iomap's
+ *   dio_complete for one inode (an O_DIRECT write is done, after its own sync
+ *   if it had RWF_DSYNC) and io_uring_submit_req for one process (which
+ *   io_uring opcodes it submits).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -87,6 +89,19 @@ export interface WriteEndEvent extends Ordered {
   len: number;
 }
 
+/**
+ * An O_DIRECT request done (the flags printed do not tell a read from a
+ * write): with RWF_DSYNC the kernel ran its sync before this.
+ */
+export interface DirectWriteEvent extends Ordered {
+  t: number;
+  pos: number;
+  len: number;
+  dsync: boolean;
+  /** 0, or -errno. */
+  error: number;
+}
+
 let instances = 0;
 
 export class KernelTrace {
@@ -153,6 +168,14 @@ export class KernelTrace {
     return this;
   }
 
+  /** Records O_DIRECT requests to inode `ino` completing from now on (where the kernel traces them). */
+  directWritesOf(ino: number): this {
+    if (!fs.existsSync(path.join(this.dir, "events/iomap/iomap_dio_complete"))) return this;
+    this.set("events/iomap/iomap_dio_complete/filter", `ino == ${ino}`);
+    this.set("events/iomap/iomap_dio_complete/enable", "1");
+    return this;
+  }
+
   /** Records the io_uring SQEs process `pid` submits from now on. */
   uringOf(pid: number): this {
     this.set("events/io_uring/io_uring_submit_req/filter", `common_pid == ${pid}`);
@@ -203,6 +226,28 @@ export class KernelTrace {
           l,
         );
       if (m) out.push({ seq, t: Number(m[1]), pos: Number(m[2]), len: Number(m[4]) });
+    }
+    return out;
+  }
+
+  directIo(): DirectWriteEvent[] {
+    const out: DirectWriteEvent[] = [];
+    for (const [seq, l] of this.lines().entries()) {
+      // The offset printed is the file position after the write.
+      const m =
+        /\s(\d+\.\d+): iomap_dio_complete: .* offset 0x([0-9a-f]+) flags (\S+) aio \d+ error (-?\d+) ret (-?\d+)/.exec(
+          l,
+        );
+      if (!m) continue;
+      const len = Number(m[5]);
+      out.push({
+        seq,
+        t: Number(m[1]),
+        pos: Number.parseInt(m[2]!, 16) - Math.max(len, 0),
+        len,
+        dsync: m[3]!.split("|").includes("DSYNC"),
+        error: Number(m[4]),
+      });
     }
     return out;
   }

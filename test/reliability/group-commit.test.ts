@@ -6,7 +6,10 @@
  * a syscall or from io_uring); the client records when each reply arrived.
  *
  * - Every reply follows a sync that began after its write's data was in the
- *   page cache and ended before the reply was received. "After" is the
+ *   page cache and ended before the reply was received. A lone write to an
+ *   uncached page goes O_DIRECT with RWF_DSYNC (caps.loneWritesDirect): its
+ *   reply follows the write's completion (iomap's dio_complete), which the
+ *   kernel traces after the write's own sync. "After" is the
  *   trace's order, not its printed microseconds: a lone RWF_DSYNC write's
  *   sync enters about a microsecond after its write_end, often in the same
  *   printed one (comparing those made about 1 run in 8 fail for no fault).
@@ -20,9 +23,16 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, type TargetInfo } from "../../src/client/client.js";
+import { cachedPagesAnswer } from "../../src/io/blockdev.js";
 import { probeUring } from "../../src/io/uring.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
-import { fsType, KernelTrace, type SyncEvent, type WriteEndEvent } from "../helpers/ktrace.js";
+import {
+  type DirectWriteEvent,
+  fsType,
+  KernelTrace,
+  type SyncEvent,
+  type WriteEndEvent,
+} from "../helpers/ktrace.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
 import { pattern } from "../helpers/patterns.js";
 
@@ -33,6 +43,16 @@ const SPACING = 8; // sectors between writes: each one's own page, never rewritt
 const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["threads"] as const);
 const traceUnavailable = KernelTrace.unavailable();
 const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/** Whether a lone durable write to an uncached page of `file` goes O_DIRECT (src/io/open.ts). */
+function lonesDirect(file: string): boolean {
+  const fd = fs.openSync(file, "r");
+  try {
+    return process.arch === "x64" && cachedPagesAnswer(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 interface SyncPair {
   /** Trace order of the enter (see KernelTrace: the kernel's nanosecond order). */
@@ -67,15 +87,25 @@ function unsyncedReplies(
   pairs: SyncPair[],
   writes: WriteEndEvent[],
   replies: Map<number, number>,
-): { unsynced: string[]; perSync: number[] } {
+  directs: DirectWriteEvent[] = [],
+): { unsynced: string[]; perSync: number[]; direct: number } {
   const writeEnds = new Map<number, WriteEndEvent>();
   for (const w of writes) if ((writeEnds.get(w.pos)?.seq ?? -1) < w.seq) writeEnds.set(w.pos, w);
+  const directDone = new Map(directs.map((d) => [d.pos, d]));
   const perSync = new Array<number>(pairs.length).fill(0);
   const unsynced: string[] = [];
+  let direct = 0;
   for (const [pos, received] of replies) {
     const done = writeEnds.get(pos);
     if (done === undefined) {
-      unsynced.push(`${pos}: no write_end traced`);
+      // Written O_DIRECT: with RWF_DSYNC the kernel syncs before it calls the write done.
+      const d = directDone.get(pos);
+      if (d === undefined) unsynced.push(`${pos}: no write_end traced`);
+      else if (!d.dsync || d.error !== 0 || d.t > received)
+        unsynced.push(
+          `${pos}: written O_DIRECT (dsync ${d.dsync}, error ${d.error}) ${d.t}, reply ${received}`,
+        );
+      else direct++;
       continue;
     }
     // The first sync that began after the data was in the page cache...
@@ -87,7 +117,7 @@ function unsyncedReplies(
       );
     else perSync[i]!++;
   }
-  return { unsynced, perSync };
+  return { unsynced, perSync, direct };
 }
 
 describe("the ordering check", () => {
@@ -106,13 +136,33 @@ describe("the ordering check", () => {
     // As ftrace prints a lone RWF_DSYNC write: write_end, then its own sync, in the same µs.
     const pairs = syncPairs([sync(1, 10.000001, "enter"), sync(2, 10.0008, "exit")]);
     const check = unsyncedReplies(pairs, [write(0, 10.000001, 0)], new Map([[0, 10.001]]));
-    expect(check).toEqual({ unsynced: [], perSync: [1] });
+    expect(check).toEqual({ unsynced: [], perSync: [1], direct: 0 });
   });
 
   it("a sync that entered before the write_end, in the same microsecond, does not", () => {
     const pairs = syncPairs([sync(0, 10.000001, "enter"), sync(2, 10.0008, "exit")]);
     const check = unsyncedReplies(pairs, [write(1, 10.000001, 0)], new Map([[0, 10.001]]));
     expect(check.unsynced).toHaveLength(1);
+  });
+
+  it("an O_DIRECT write counts once done with RWF_DSYNC, before its reply; not without either", () => {
+    const pairs = syncPairs([sync(0, 10.0001, "enter"), sync(1, 10.0002, "exit")]);
+    const direct = (dsync: boolean, t: number): DirectWriteEvent => ({
+      seq: 2,
+      t,
+      pos: 0,
+      len: 1024,
+      dsync,
+      error: 0,
+    });
+    const reply = new Map([[0, 10.001]]);
+    expect(unsyncedReplies(pairs, [], reply, [direct(true, 10.0003)])).toEqual({
+      unsynced: [],
+      perSync: [0],
+      direct: 1,
+    });
+    expect(unsyncedReplies(pairs, [], reply, [direct(false, 10.0003)]).unsynced).toHaveLength(1);
+    expect(unsyncedReplies(pairs, [], reply, [direct(true, 10.002)]).unsynced).toHaveLength(1);
   });
 
   it("a reply received before the covering sync ended is reported", () => {
@@ -180,10 +230,14 @@ exports:
       if (fsType(img()) !== "ext2/ext3") skip(`${img()} is not on ext4`);
       const trace = KernelTrace.open()
         .syncsOf(fs.statSync(img()).ino)
-        .writesOf(fs.statSync(img()).ino);
+        .writesOf(fs.statSync(img()).ino)
+        .directWritesOf(fs.statSync(img()).ino);
       try {
         const replies = new Map<number, number>(); // byte position -> reply received
-        let next = 0;
+        // The first alone: through io_uring, on x86-64 with cachestat, it goes O_DIRECT.
+        await client.write(target, 0, pattern(0, 2, 1));
+        replies.set(0, now());
+        let next = 1;
         const writer = async () => {
           while (next < WRITES) {
             const lba = next++ * SPACING;
@@ -194,11 +248,17 @@ exports:
         await Promise.all(Array.from({ length: QUEUE }, writer));
         const pairs = syncPairs(trace.syncs());
         expect(pairs.every((p) => p.ret === 0)).toBe(true);
-        const { unsynced, perSync } = unsyncedReplies(pairs, trace.writes(), replies);
+        const { unsynced, perSync, direct } = unsyncedReplies(
+          pairs,
+          trace.writes(),
+          replies,
+          trace.directIo(),
+        );
         expect(unsynced.slice(0, 5)).toEqual([]);
+        if (engine === "io_uring" && lonesDirect(img())) expect(direct).toBeGreaterThan(0);
         const maxBatch = Math.max(...perSync);
         console.log(
-          `group commit io: ${engine}: ${WRITES} writes, ${pairs.length} syncs, largest batch ${maxBatch}`,
+          `group commit io: ${engine}: ${WRITES} writes (${direct} lone ones O_DIRECT), ${pairs.length} syncs, largest batch ${maxBatch}`,
         );
         expect(maxBatch).toBeLessThanOrEqual(QUEUE);
         // How many writes share a sync depends on how fast the disk syncs against how

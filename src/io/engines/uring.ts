@@ -1,5 +1,6 @@
 /** io_uring: SQEs written in place on the process's shared ring, one io_uring_enter per event-loop batch. */
 import type { IoCallback, SharedBackend } from "../backend.js";
+import { cachedPages } from "../blockdev.js";
 import { FileBackend, poolShare } from "../file-backend.js";
 import { type IoRing, releaseSharedRing } from "../uring.js";
 
@@ -7,6 +8,11 @@ import { type IoRing, releaseSharedRing } from "../uring.js";
 const RWF_DSYNC = 0x2;
 /** The unit a page-cache read brings in; a larger kernel page holds whole ones. */
 const PAGE = 4096;
+/**
+ * The largest folio the page cache makes on x86-64 (PMD size): a buffered
+ * write anywhere in one dirties the whole of it for the kernel.
+ */
+const FOLIO_MAX = 2 * 1024 * 1024;
 
 /** A write held until the pages it partly covers are in the page cache. */
 interface HeldWrite {
@@ -33,11 +39,24 @@ export class UringBackend extends FileBackend {
   private writing = 0;
   /** A partial write that came with nothing else in flight: read first only if another comes this turn. */
   private maybeLone: HeldWrite | null = null;
+  /**
+   * While a lone write goes through the O_DIRECT descriptor: the file's bytes
+   * of the largest folios that could hold its pages, and the writes to them
+   * that came since, held until it is done (with whether each covers part of
+   * a page).
+   */
+  private direct: {
+    from: number;
+    to: number;
+    behind: { w: HeldWrite; partial: boolean }[];
+  } | null = null;
 
   constructor(
     on: SharedBackend,
     /** The shared ring (acquireSharedRing), released when this backend closes. */
     private readonly ring: IoRing,
+    /** Pages of a range in the page cache, -1 if unknown (blockdev.ts cachedPages). */
+    private readonly cached: (fd: number, offset: number, length: number) => number = cachedPages,
   ) {
     super(on);
     this.issueLimit = poolShare(ring.boundedWorkers);
@@ -74,6 +93,19 @@ export class UringBackend extends FileBackend {
     }
     const end = at + len;
     const partial = fd === this.fd && (at % PAGE !== 0 || end % PAGE !== 0);
+    const d = this.direct;
+    if (d !== null && at < d.to && end > d.from) {
+      // A buffered write to a folio that holds the direct write's page, while
+      // it is in flight, would leave the page's old content in the cache, to
+      // be read and written back over it (file-writers.ts); a read brought in
+      // for this write could make such a folio. Writes after it queue behind
+      // it, in arrival order.
+      const w: HeldWrite = { fd, buf, len, at, flags, cb, reads: 1 };
+      this.held.push(w);
+      this.pending++;
+      d.behind.push({ w, partial });
+      return;
+    }
     const lone = this.maybeLone;
     if (lone !== null) {
       // Not alone after all: its pages are read too.
@@ -103,11 +135,60 @@ export class UringBackend extends FileBackend {
     this.writeOutHeld();
   }
 
-  /** No other write came this turn: the lone write goes out as it is. */
+  /**
+   * No other write came this turn: the lone write goes out without a read.
+   * A durable one to pages the page cache lacks goes through the O_DIRECT
+   * descriptor (caps.loneWritesDirect): only its own sectors are written,
+   * where a buffered one would read the rest of the page, then write the
+   * whole page back. Writes near it that come meanwhile wait for it
+   * (rawWrite).
+   */
   private endOfTurn(): void {
     const w = this.maybeLone!;
     this.maybeLone = null;
     w.reads--;
+    if (this.goesDirect(w)) {
+      w.fd = this.directFd;
+      const cb = w.cb;
+      const writer = this.writer!;
+      writer.directStarted();
+      const end = w.at + w.len;
+      this.direct = {
+        from: w.at - (w.at % FOLIO_MAX),
+        to: end % FOLIO_MAX === 0 ? end : end + FOLIO_MAX - (end % FOLIO_MAX),
+        behind: [],
+      };
+      w.cb = (err) => {
+        writer.directDone();
+        this.releaseBehindDirect();
+        cb(err);
+      };
+    }
+    this.writeOutHeld();
+  }
+
+  /** Only in the file's sole writer here (file-writers.ts). */
+  private goesDirect(w: HeldWrite): boolean {
+    const a = this.caps.alignment;
+    return (
+      this.caps.loneWritesDirect === true &&
+      this.writer?.sole === true &&
+      (w.flags & RWF_DSYNC) !== 0 &&
+      w.len > 0 &&
+      w.at % a === 0 &&
+      w.len % a === 0 &&
+      this.cached(this.fd, w.at, w.len) === 0
+    );
+  }
+
+  /** The direct write is done: the writes behind it read their pages and go out, in order. */
+  private releaseBehindDirect(): void {
+    const { behind } = this.direct!;
+    this.direct = null;
+    for (const { w, partial } of behind) {
+      if (partial) this.readPages(w);
+      w.reads--;
+    }
     this.writeOutHeld();
   }
 

@@ -1,0 +1,79 @@
+/**
+ * The writable backends of each file open in this thread, and the O_DIRECT
+ * writes one of them has in flight beside its buffered ones
+ * (caps.loneWritesDirect). Linux cannot keep a page coherent that a buffered
+ * write dirties while a direct write to it is in flight: the direct write's
+ * invalidation of the page fails, and writeback later puts the page's old
+ * content over the direct write. Within one backend its own queue keeps the
+ * two apart (src/io/engines/uring.ts); between backends of one file (two
+ * exports of it, or an export and the one a reload is replacing) this does:
+ * a direct write starts only in a file's sole writer, and the others' writes
+ * wait while one is in flight.
+ */
+
+interface FileEntry {
+  writers: Set<FileWriter>;
+  /** The writer whose direct writes are in flight, and how many. */
+  owner: FileWriter | null;
+  direct: number;
+  waiting: (() => void)[];
+}
+
+const files = new Map<string, FileEntry>();
+
+export class FileWriter {
+  private readonly entry: FileEntry;
+
+  /** `file`: the file's identity (st_dev:st_ino), the same for every path to it. */
+  constructor(private readonly file: string) {
+    let entry = files.get(file);
+    if (entry === undefined) {
+      entry = { writers: new Set(), owner: null, direct: 0, waiting: [] };
+      files.set(file, entry);
+    }
+    entry.writers.add(this);
+    this.entry = entry;
+  }
+
+  /** No other backend of this thread writes the file: a direct write may start. */
+  get sole(): boolean {
+    return this.entry.writers.size === 1;
+  }
+
+  directStarted(): void {
+    this.entry.owner = this;
+    this.entry.direct++;
+  }
+
+  directDone(): void {
+    const e = this.entry;
+    if (--e.direct > 0) return;
+    e.owner = null;
+    const waiting = e.waiting;
+    e.waiting = [];
+    for (const go of waiting) {
+      try {
+        go();
+      } catch (err) {
+        // One backend's failure is not the others': theirs still go.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  /** Whether a write of this backend must wait for another's direct writes; then `go` runs once they are done. */
+  mustWait(go: () => void): boolean {
+    const e = this.entry;
+    if (e.direct === 0 || e.owner === this) return false;
+    e.waiting.push(go);
+    return true;
+  }
+
+  /** The backend has closed (nothing of it in flight). */
+  leave(): void {
+    this.entry.writers.delete(this);
+    if (this.entry.writers.size === 0) files.delete(this.file);
+  }
+}
