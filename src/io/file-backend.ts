@@ -130,12 +130,12 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void {
-    const wait = () => {
-      this.pending--;
-      this.write(buf, len, pos, cb, written);
-    };
-    if (this.writer?.mustWait(wait)) {
+    if (this.writer?.othersDirect) {
       this.pending++; // close() waits for it too
+      this.writer.wait(() => {
+        this.write(buf, len, pos, cb, written); // counted again if it goes on
+        if (--this.pending === 0) this.onIdle?.();
+      });
       return;
     }
     const gc = this.commit;

@@ -63,12 +63,14 @@ export class FileWriter {
     }
   }
 
-  /** Whether a write of this backend must wait for another's direct writes; then `go` runs once they are done. */
-  mustWait(go: () => void): boolean {
-    const e = this.entry;
-    if (e.direct === 0 || e.owner === this) return false;
-    e.waiting.push(go);
-    return true;
+  /** Another backend of the file has direct writes in flight: this one's writes wait (wait()). */
+  get othersDirect(): boolean {
+    return this.entry.direct > 0 && this.entry.owner !== this;
+  }
+
+  /** Runs `go` once the direct writes in flight are done. */
+  wait(go: () => void): void {
+    this.entry.waiting.push(go);
   }
 
   /** The backend has closed (nothing of it in flight). */

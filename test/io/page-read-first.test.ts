@@ -353,6 +353,25 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
     expect(a.ops[3]!.fd).toBe(DIRECT_FD);
   });
 
+  it("counts a write waiting for another backend's direct write as in progress: close() waits for it", async () => {
+    const a = lone(0, {}, 0, "shared:2");
+    a.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
+    await Promise.resolve();
+    const other = lone(0, {}, 0, "shared:2");
+    other.b.write(Buffer.alloc(4096), 4096, 8 * MiB, () => {});
+    Object.assign(other.b, { ownsDescriptors: false, release: () => Promise.resolve() });
+    let closed = false;
+    const closing = other.b.close().then(() => (closed = true));
+    await Promise.resolve();
+    expect(closed).toBe(false);
+    a.ops[0]!.done(null); // the waiting write goes out
+    expect(said(other.ops)).toEqual([`write ${8 * MiB}+4096`]);
+    await Promise.resolve();
+    expect(closed).toBe(false);
+    other.ops[0]!.done(null);
+    await closing;
+  });
+
   it("is only for a durable write that stays alone for its turn", async () => {
     // write-cache on: no RWF_DSYNC, nothing to gain.
     const cachedWrites = backend({ loneWritesDirect: true }, 0, false, () => 0);
