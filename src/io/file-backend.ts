@@ -96,10 +96,15 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return { path, exportName, fd, directFd, size, offset, readOnly, caps, syncFailure };
   }
 
+  /** Whether a request of `len` bytes at file position `pos` meets O_DIRECT's alignment. */
+  protected alignedForDirect(len: number, pos: number): boolean {
+    const a = this.caps.alignment;
+    return len % a === 0 && pos % a === 0;
+  }
+
   /** For a write: the O_DIRECT fd when direct-io is on and the request is aligned for it, else the buffered one. */
   protected fdFor(len: number, pos: number): number {
-    const a = this.caps.alignment;
-    return this.caps.directIo !== false && this.directFd >= 0 && len % a === 0 && pos % a === 0
+    return this.caps.directIo !== false && this.directFd >= 0 && this.alignedForDirect(len, pos)
       ? this.directFd
       : this.fd;
   }

@@ -103,6 +103,12 @@ const cachestat = (() => {
   }
 })();
 
+/** close() of a backend on the stand-in ring, without closing its fake descriptors or a ring. */
+function closeFake(b: UringBackend): Promise<void> {
+  Object.assign(b, { ownsDescriptors: false, release: () => Promise.resolve() });
+  return b.close();
+}
+
 const said = (ops: Op[]) => ops.map((o) => `${o.kind} ${o.pos}+${o.len}`);
 
 describe("a buffered write to part of a page", () => {
@@ -339,9 +345,7 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
     // The other closes with a write in flight: it is a writer until that is done.
     other.b.write(Buffer.alloc(4096), 4096, 3 * MiB, () => {});
     const inFlight = other.ops.at(-1)!;
-    // Its close() without closing the fake descriptors or a ring.
-    Object.assign(other.b, { ownsDescriptors: false, release: () => Promise.resolve() });
-    const closed = other.b.close();
+    const closed = closeFake(other.b);
     a.b.write(Buffer.alloc(1024), 1024, 17408, () => {});
     await Promise.resolve();
     expect(a.ops[2]!.fd).toBe(FD);
@@ -359,9 +363,8 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
     await Promise.resolve();
     const other = lone(0, {}, 0, "shared:2");
     other.b.write(Buffer.alloc(4096), 4096, 8 * MiB, () => {});
-    Object.assign(other.b, { ownsDescriptors: false, release: () => Promise.resolve() });
     let closed = false;
-    const closing = other.b.close().then(() => (closed = true));
+    const closing = closeFake(other.b).then(() => (closed = true));
     await Promise.resolve();
     expect(closed).toBe(false);
     a.ops[0]!.done(null); // the waiting write goes out

@@ -42,14 +42,9 @@ export class UringBackend extends FileBackend {
   /**
    * While a lone write goes through the O_DIRECT descriptor: the file's bytes
    * of the largest folios that could hold its pages, and the writes to them
-   * that came since, held until it is done (with whether each covers part of
-   * a page).
+   * that came since, held until it is done.
    */
-  private direct: {
-    from: number;
-    to: number;
-    behind: { w: HeldWrite; partial: boolean }[];
-  } | null = null;
+  private direct: { from: number; to: number; behind: HeldWrite[] } | null = null;
 
   constructor(
     on: SharedBackend,
@@ -103,7 +98,7 @@ export class UringBackend extends FileBackend {
       const w: HeldWrite = { fd, buf, len, at, flags, cb, reads: 1 };
       this.held.push(w);
       this.pending++;
-      d.behind.push({ w, partial });
+      d.behind.push(w);
       return;
     }
     const lone = this.maybeLone;
@@ -169,14 +164,12 @@ export class UringBackend extends FileBackend {
 
   /** Only in the file's sole writer here (file-writers.ts). */
   private goesDirect(w: HeldWrite): boolean {
-    const a = this.caps.alignment;
     return (
       this.caps.loneWritesDirect === true &&
       this.writer?.sole === true &&
       (w.flags & RWF_DSYNC) !== 0 &&
       w.len > 0 &&
-      w.at % a === 0 &&
-      w.len % a === 0 &&
+      this.alignedForDirect(w.len, w.at) &&
       this.cached(this.fd, w.at, w.len) === 0
     );
   }
@@ -185,8 +178,8 @@ export class UringBackend extends FileBackend {
   private releaseBehindDirect(): void {
     const { behind } = this.direct!;
     this.direct = null;
-    for (const { w, partial } of behind) {
-      if (partial) this.readPages(w);
+    for (const w of behind) {
+      if (w.fd === this.fd) this.readPages(w); // none for whole pages
       w.reads--;
     }
     this.writeOutHeld();
