@@ -59,12 +59,12 @@ export interface BackendCapabilities {
    */
   pagesReadFirst?: boolean;
   /**
-   * With pagesReadFirst on a durable buffered export: a lone write that
-   * covers part of pages the page cache lacks goes through an O_DIRECT
-   * descriptor (`directFd`) with RWF_DSYNC, so the rest of the page is
-   * neither read nor written (src/io/engines/uring.ts).
+   * With pagesReadFirst on a durable buffered export: a write none of whose
+   * pages is in the page cache goes through an O_DIRECT descriptor
+   * (`directFd`), so the rest of the page is neither read nor written back;
+   * never beside a buffered write in the same 2 MiB (src/io/engines/uring.ts).
    */
-  loneWritesDirect?: boolean;
+  uncachedWritesDirect?: boolean;
 }
 
 export type IoEngine = "io_uring" | "threads" | "sync" | "mmap";
@@ -131,7 +131,7 @@ export interface SharedBackend {
   /** The export it backs, named in I/O errors. */
   exportName: string;
   fd: number;
-  /** O_DIRECT descriptor (direct-io, or caps.loneWritesDirect), -1 if none. */
+  /** O_DIRECT descriptor (direct-io, or caps.uncachedWritesDirect), -1 if none. */
   directFd: number;
   size: number;
   offset: number;

@@ -34,7 +34,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   readonly readOnly: boolean;
   readonly caps: BackendCapabilities;
   protected readonly fd: number;
-  /** O_DIRECT descriptor (direct-io, or caps.loneWritesDirect), -1 if none. */
+  /** O_DIRECT descriptor (direct-io, or caps.uncachedWritesDirect), -1 if none. */
   protected readonly directFd: number;
   protected readonly offset: number;
   /** Operations started and not yet called back (the fds stay open until it is 0). */
@@ -71,7 +71,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
       ? null
       : new GroupCommit((cb) => this.rawSync(cb), this, this.syncFailure);
     // An RWF_DSYNC write syncs through the write's descriptor: only where that is the sync
-    // descriptor, or the O_DIRECT one (caps.loneWritesDirect): a write-back error it reports
+    // descriptor, or the O_DIRECT one (caps.uncachedWritesDirect): a write-back error it reports
     // is reported again to the sync descriptor, which keeps its own place.
     this.lone = new LoneWriteChooser(
       this.caps.groupCommit?.dsync === true && this.canDsync() && this.syncFd === this.fd,

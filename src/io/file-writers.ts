@@ -1,11 +1,11 @@
 /**
  * The writable backends of each file open in this thread, and the O_DIRECT
  * writes one of them has in flight beside its buffered ones
- * (caps.loneWritesDirect). Linux cannot keep a page coherent that a buffered
+ * (caps.uncachedWritesDirect). Linux cannot keep a page coherent that a buffered
  * write dirties while a direct write to it is in flight: the direct write's
  * invalidation of the page fails, and writeback later puts the page's old
- * content over the direct write. Within one backend its own queue keeps the
- * two apart (src/io/engines/uring.ts); between backends of one file (two
+ * content over the direct write. Within one backend its count of each way in
+ * flight per 2 MiB keeps the two apart (src/io/engines/uring.ts); between backends of one file (two
  * exports of it, or an export and the one a reload is replacing) this does:
  * a direct write starts only in a file's sole writer, and the others' writes
  * wait while one is in flight.

@@ -19,7 +19,7 @@ import {
   closeStore,
   EXT4_MAGIC,
   type OpenOptions,
-  openDirectForLoneWrites,
+  openDirectForUncachedWrites,
   openStore,
 } from "./store.js";
 import { acquireSharedRing } from "./uring.js";
@@ -60,11 +60,11 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
     // blocks that need no read, and other filesystems were not measured.
     if (choice.engine === "io_uring" && !opts.readOnly && store.fsType === EXT4_MAGIC)
       caps.pagesReadFirst = true;
-    // A lone durable write to an uncached page, buffered, costs a 4 KiB read and
+    // A durable 1 KiB write to an uncached page, buffered, costs a 4 KiB read and
     // a 4 KiB write-back; through O_DIRECT only its own sectors (docs/performance.md,
-    // "Lone durable writes through O_DIRECT").
+    // "Durable writes to uncached pages through O_DIRECT").
     // x86-64 only: its pages are 4 KiB and its folios at most 2 MiB, which
-    // the engine's holding of writes near a direct one relies on.
+    // the engine's keeping of direct and buffered writes apart relies on.
     if (
       caps.pagesReadFirst &&
       caps.groupCommit !== undefined &&
@@ -73,11 +73,11 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       process.arch === "x64" &&
       cachedPagesAnswer(store.fd)
     ) {
-      const direct = await openDirectForLoneWrites(store);
+      const direct = await openDirectForUncachedWrites(store);
       if (direct !== null) {
         store.directFd = direct.fd;
         caps.alignment = direct.alignment;
-        caps.loneWritesDirect = true;
+        caps.uncachedWritesDirect = true;
       }
     }
     const { path, exportName, fileId, fd, directFd, size, offset, readOnly } = store;
@@ -153,7 +153,7 @@ function backendOn(on: SharedBackend, uring: string): FileBackend {
       caps.engine = "threads";
       caps.engineNote = `io_uring setup failed${uring}: ${(err as Error).message}`;
       delete caps.pagesReadFirst;
-      delete caps.loneWritesDirect;
+      delete caps.uncachedWritesDirect;
     }
   }
   if (caps.engine === "mmap") {

@@ -24,9 +24,9 @@ export interface OpenOptions {
   io?: IoSetting;
   /**
    * The engine also serves the export from worker threads, each with a
-   * backend adopting these descriptors: no O_DIRECT descriptor for lone
-   * writes then (caps.loneWritesDirect), whose writes a buffered one in
-   * another thread could meet on a page.
+   * backend adopting these descriptors: no O_DIRECT descriptor for writes
+   * to uncached pages then (caps.uncachedWritesDirect), whose writes a
+   * buffered one in another thread could meet on a page.
    */
   workerThreads?: boolean;
   /**
@@ -184,12 +184,12 @@ export async function openExclusiveClaim(site: IoSite): Promise<number> {
 }
 
 /**
- * An O_DIRECT descriptor of a buffered export's file for its lone durable
- * writes (caps.loneWritesDirect), and the alignment it needs; null where the
+ * An O_DIRECT descriptor of a buffered export's file for its durable writes
+ * to uncached pages (caps.uncachedWritesDirect), and the alignment it needs; null where the
  * open or the probe fails (a filesystem that refuses O_DIRECT): those writes
  * then stay buffered.
  */
-export async function openDirectForLoneWrites(
+export async function openDirectForUncachedWrites(
   s: Store,
 ): Promise<{ fd: number; alignment: number } | null> {
   let fd: number;

@@ -80,7 +80,7 @@ function backend(
     path: "/fake/image",
     exportName: "e1.1",
     fd: FD,
-    directFd: caps.directIo || caps.loneWritesDirect ? DIRECT_FD : -1,
+    directFd: caps.directIo || caps.uncachedWritesDirect ? DIRECT_FD : -1,
     size: 1 << 20,
     offset,
     readOnly: false,
@@ -260,11 +260,11 @@ describe("a buffered write to part of a page", () => {
   });
 });
 
-describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)", () => {
-  const durable = { groupCommit: { dsync: true }, loneWritesDirect: true };
+describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)", () => {
+  const durable = { groupCommit: { dsync: true }, uncachedWritesDirect: true };
   /** A durable backend with nothing in flight; `cached` answers for the write's range. */
   const lone = (
-    cached: number,
+    cached: number | ((offset: number) => number),
     caps: Partial<BackendCapabilities> = {},
     offset = 0,
     fileId?: string,
@@ -272,7 +272,7 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
     const asked: string[] = [];
     const answer = (fd: number, off: number, len: number) => {
       asked.push(`${fd} ${off}+${len}`);
-      return cached;
+      return typeof cached === "number" ? cached : cached(off);
     };
     const r = backend({ ...durable, ...caps }, offset, false, answer, fileId);
     return { ...r, asked };
@@ -306,7 +306,7 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
       { cached: -1, caps: {}, at: 1024, len: 1024 },
       { cached: 0, caps: { alignment: 1024 }, at: 512, len: 1024 }, // offset off
       { cached: 0, caps: { alignment: 1024 }, at: 1024, len: 512 }, // length off
-      { cached: 0, caps: { loneWritesDirect: undefined }, at: 1024, len: 1024 },
+      { cached: 0, caps: { uncachedWritesDirect: undefined }, at: 1024, len: 1024 },
     ]) {
       const { b, ops } = lone(cached, caps);
       b.write(Buffer.alloc(len), len, at, () => {});
@@ -375,85 +375,106 @@ describe("a lone durable write to pages the cache lacks (caps.loneWritesDirect)"
     await closing;
   });
 
-  it("is only for a durable write that stays alone for its turn", async () => {
-    // write-cache on: no RWF_DSYNC, nothing to gain.
-    const cachedWrites = backend({ loneWritesDirect: true }, 0, false, () => 0);
-    cachedWrites.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
-    await Promise.resolve();
-    expect(cachedWrites.ops[0]!.fd).toBe(FD);
-
-    // A second write in the same turn: both read their pages, both buffered.
-    const { b, ops } = lone(0);
-    b.write(Buffer.alloc(1024), 1024, 1024, () => {});
-    b.write(Buffer.alloc(1024), 1024, 9216, () => {});
-    await Promise.resolve();
-    expect(said(ops)).toEqual(["read 0+4096", "read 8192+4096"]);
-    ops[0]!.done(null);
-    ops[1]!.done(null);
-    expect(ops.slice(2).map((o) => o.fd)).toEqual([FD, FD]);
-  });
-
-  it("holds the writes that come meanwhile within its 2 MiB, their page reads too, until it is done; then in order", async () => {
+  it("goes direct beside other writes too, without RWF_DSYNC: the group commit's sync covers it", async () => {
     const { b, ops } = lone(0);
     const results: string[] = [];
-    b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`first ${e}`));
-    await Promise.resolve();
-    // Beyond the largest folio that could hold its page: goes on, its page read first.
-    b.write(Buffer.alloc(1024), 1024, 2 * MiB + 1024, () => {});
-    expect(said(ops)).toEqual(["write 1024+1024", `read ${2 * MiB}+4096`]);
-    ops.splice(1, 1)[0]!.done(null);
-    expect(said(ops).at(-1)).toBe(`write ${2 * MiB + 1024}+1024`);
-    const far = ops.pop()!; // left in flight to the end
-    b.write(Buffer.alloc(1024), 1024, 2048, (e) => results.push(`same page ${e}`));
-    b.write(Buffer.alloc(4096), 4096, 2 * MiB - 4096, (e) => results.push(`whole page ${e}`));
-    expect(said(ops)).toEqual(["write 1024+1024"]);
-    expect(b.pending).toBe(4);
+    b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`first ${e}`)); // lone when it came
+    b.write(Buffer.alloc(1024), 1024, 9216, (e) => results.push(`second ${e}`));
+    expect(said(ops)).toEqual(["write 1024+1024", "write 9216+1024"]); // no page reads
+    expect(ops.map((o) => [o.fd, o.flags])).toEqual([
+      [DIRECT_FD, 2],
+      [DIRECT_FD, 0],
+    ]);
     ops[0]!.done(null);
-    expect(results).toEqual(["first null"]);
-    // Only now is the page read, so it holds what the direct write put there.
-    expect(said(ops).slice(1)).toEqual(["read 0+4096"]);
     ops[1]!.done(null);
-    expect(said(ops).slice(2)).toEqual(["write 2048+1024", `write ${2 * MiB - 4096}+4096`]);
-    expect(ops.slice(2).map((o) => o.fd)).toEqual([FD, FD]);
-    ops[2]!.done(null);
-    ops[3]!.done(null);
-    // Group commit: they are answered after the sync that covers them.
     await Promise.resolve();
-    expect(said(ops).slice(4)).toEqual(["sync 0+0"]);
     expect(results).toEqual(["first null"]);
+    expect(said(ops).slice(2)).toEqual(["sync 0+0"]); // one that started after the second completed
+    ops[2]!.done(null);
+    expect(results).toEqual(["first null", "second null"]);
+  });
+
+  it("holds a buffered write while a direct one is in flight in its 2 MiB, its page read too; then in order", async () => {
+    // Page 4096 is cached: a write to it stays buffered.
+    const { b, ops } = lone((off) => (off >= 4096 && off < 8192 ? 1 : 0));
+    const results: string[] = [];
+    b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`direct ${e}`));
+    b.write(Buffer.alloc(1024), 1024, 5120, (e) => results.push(`cached ${e}`)); // held
+    // In another 2 MiB: goes on, direct.
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB + 1024, () => {});
+    // Uncached, in the held write's 2 MiB: waits behind it.
+    b.write(Buffer.alloc(1024), 1024, 9216, (e) => results.push(`after ${e}`));
+    expect(said(ops)).toEqual(["write 1024+1024", `write ${2 * MiB + 1024}+1024`]);
+    expect(b.pending).toBe(4);
+    const far = ops.splice(1, 1)[0]!; // left in flight to the end
+    ops[0]!.done(null);
+    // Only now is its page read, so it holds what the direct write put there;
+    // the write behind it goes buffered too, as one is now under way there.
+    expect(said(ops).slice(1)).toEqual(["read 4096+4096", "read 8192+4096"]);
+    ops[2]!.done(null);
+    expect(said(ops)).toHaveLength(3); // not before the one ahead of it
+    ops[1]!.done(null);
+    expect(said(ops).slice(3)).toEqual(["write 5120+1024", "write 9216+1024"]);
+    expect(ops.slice(3).map((o) => o.fd)).toEqual([FD, FD]);
+    ops[3]!.done(null);
     ops[4]!.done(null);
-    expect(results).toEqual(["first null", "same page null", "whole page null"]);
     far.done(null);
     await Promise.resolve();
-    ops.at(-1)!.done(null); // its sync
+    expect(said(ops).slice(5)).toEqual(["sync 0+0"]);
+    ops[5]!.done(null);
+    expect(results).toEqual(["direct null", "cached null", "after null"]);
     expect(b.pending).toBe(0);
   });
 
-  it("holds the 2 MiB around the direct write, rounded both ways, in the file's terms", async () => {
-    // No window: the direct write at 8 KiB holds [0, 2 MiB).
+  it("holds a write to the bytes of a direct write in flight until it is done: two may land in either order", async () => {
     const { b, ops } = lone(0);
-    b.write(Buffer.alloc(1024), 1024, 8192, () => {});
-    await Promise.resolve();
-    b.write(Buffer.alloc(4096), 4096, 0, () => {}); // below it, in its region
-    b.write(Buffer.alloc(8192), 8192, 2 * MiB - 4096, () => {}); // reaching into it
-    expect(said(ops)).toEqual(["write 8192+1024"]);
+    const writes = () => ops.filter((o) => o.kind === "write");
+    b.write(Buffer.alloc(1024), 1024, 1024, () => {});
+    b.write(Buffer.alloc(1024), 1024, 1536, () => {}); // 512 bytes in common: held
+    b.write(Buffer.alloc(1024), 1024, 2048, () => {}); // next to the first only, but behind the held one
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB, () => {}); // elsewhere: goes
+    expect(said(writes())).toEqual(["write 1024+1024", `write ${2 * MiB}+1024`]);
+    writes()[1]!.done(null);
+    expect(writes()).toHaveLength(2);
+    writes()[0]!.done(null);
+    expect(said(writes()).slice(2)).toEqual(["write 1536+1024"]); // 2048 now meets it in flight
+    writes()[2]!.done(null);
+    expect(said(writes()).slice(3)).toEqual(["write 2048+1024"]);
+    expect(writes().map((o) => o.fd)).toEqual([DIRECT_FD, DIRECT_FD, DIRECT_FD, DIRECT_FD]);
+  });
 
-    // Window at 1 MiB: the direct write at export 1 KiB is file 1 MiB + 1 KiB, in the file's [0, 2 MiB).
-    const w = lone(0, {}, 1 * MiB);
+  it("goes buffered, its page read first, where a buffered write is in flight in its 2 MiB", async () => {
+    const { b, ops } = lone((off) => (off < 4096 ? 1 : 0));
+    b.write(Buffer.alloc(4096), 4096, 0, () => {}); // cached: buffered, a whole page
+    b.write(Buffer.alloc(1024), 1024, 9216, () => {}); // uncached, same 2 MiB
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB + 1024, () => {}); // uncached, another
+    expect(said(ops)).toEqual(["write 0+4096", "read 8192+4096", `write ${2 * MiB + 1024}+1024`]);
+    expect(ops.map((o) => o.fd)).toEqual([FD, FD, DIRECT_FD]);
+    ops[0]!.done(null);
+    ops[1]!.done(null);
+    expect(said(ops).at(-1)).toBe("write 9216+1024");
+    expect(ops.at(-1)!.fd).toBe(FD);
+  });
+
+  it("keeps the 2 MiB regions aligned in the file's terms, and a write reaching into one waits for it", async () => {
+    const cachedPage = (off: number) => (off === 8192 || off === 2 * MiB - 4096 ? 1 : 0);
+    // No window: a direct write at 12 KiB holds a cached write below it, in [0, 2 MiB).
+    const { b, ops } = lone(cachedPage);
+    b.write(Buffer.alloc(1024), 1024, 12288, () => {});
+    b.write(Buffer.alloc(4096), 4096, 8192, () => {}); // below it, cached: held
+    b.write(Buffer.alloc(8192), 8192, 2 * MiB - 4096, () => {}); // into [2 MiB, 4 MiB) too: behind it
+    expect(said(ops)).toEqual(["write 12288+1024"]);
+    ops[0]!.done(null);
+    expect(said(ops).slice(1)).toEqual(["write 8192+4096", `write ${2 * MiB - 4096}+8192`]);
+    expect(ops.slice(1).map((o) => o.fd)).toEqual([FD, FD]);
+
+    // Window at 1 MiB: export 1 KiB is file 1 MiB + 1 KiB, in the file's [0, 2 MiB).
+    const w = lone((off) => (off >= 2 * MiB - 4096 && off < 2 * MiB + 4096 ? 1 : 0), {}, 1 * MiB);
     w.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
-    await Promise.resolve();
     w.b.write(Buffer.alloc(4096), 4096, 1 * MiB - 4096, () => {}); // file 2 MiB - 4 KiB: held
-    expect(said(w.ops)).toEqual([`write ${1 * MiB + 1024}+1024`]);
-    const past = lone(0, {}, 1 * MiB);
-    past.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
-    await Promise.resolve();
-    past.b.write(Buffer.alloc(4096), 4096, 1 * MiB, () => {}); // file 2 MiB: past it, goes on
-    past.b.write(Buffer.alloc(4096), 4096, 1 * MiB + 4096, () => {});
-    expect(said(past.ops)).toEqual([
-      `write ${1 * MiB + 1024}+1024`,
-      `write ${2 * MiB}+4096`,
-      `write ${2 * MiB + 4096}+4096`,
-    ]);
+    w.b.write(Buffer.alloc(4096), 4096, 1 * MiB, () => {}); // file 2 MiB: past it, goes on
+    expect(said(w.ops)).toEqual([`write ${1 * MiB + 1024}+1024`, `write ${2 * MiB}+4096`]);
+    expect(w.ops.map((o) => o.fd)).toEqual([DIRECT_FD, FD]);
   });
 
   it("lets the held writes go when the direct write fails, or the ring throws on it", async () => {
@@ -527,7 +548,7 @@ describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGI
         const b = await openFileBackend(openOptions(file, { io: "io_uring", writeCache: false }));
         const data = randomBytes(1024);
         try {
-          expect(b.caps.loneWritesDirect).toBe(true);
+          expect(b.caps.uncachedWritesDirect).toBe(true);
           const fd = fs.openSync(file, "r");
           try {
             fs.fdatasyncSync(fd);
@@ -562,41 +583,90 @@ describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGI
       const workers = await openFileBackend(openOptions(file, { ...durable, workerThreads: true }));
       try {
         // Where it can be had at all, the plain durable export has it.
-        expect(alone.caps.loneWritesDirect).toBe(
+        expect(alone.caps.uncachedWritesDirect).toBe(
           cachestat && process.arch === "x64" ? true : undefined,
         );
-        expect(cached.caps.loneWritesDirect).toBeUndefined();
+        expect(cached.caps.uncachedWritesDirect).toBeUndefined();
         expect((cached as unknown as { directFd: number }).directFd).toBe(-1);
-        expect(direct.caps.loneWritesDirect).toBeUndefined();
-        expect(workers.caps.loneWritesDirect).toBeUndefined();
+        expect(direct.caps.uncachedWritesDirect).toBeUndefined();
+        expect(workers.caps.uncachedWritesDirect).toBeUndefined();
         expect((workers as unknown as { directFd: number }).directFd).toBe(-1);
       } finally {
         await Promise.all([alone.close(), cached.close(), direct.close(), workers.close()]);
       }
     });
 
-    it("lands many partial writes in flight at once, the later of two to the same bytes last", async () => {
-      const file = path.join(dir, "writes.img");
-      const size = 4 << 20;
-      fs.writeFileSync(file, randomBytes(size));
-      const b = await openFileBackend(openOptions(file, { io: "io_uring", writeCache: false }));
-      const expected = fs.readFileSync(file);
-      const writes: Promise<NodeJS.ErrnoException | null>[] = [];
-      try {
-        for (let i = 0; i < 256; i++) {
-          // 1 KiB at a 512-byte boundary; every fourth rewrites the one before it with other data.
-          const pos = i % 4 === 3 ? (i - 1) * 7680 : i * 7680 + 512;
-          const data = randomBytes(1024);
-          const buf = b.allocBuffer(1024);
-          data.copy(buf);
-          data.copy(expected, pos);
-          writes.push(new Promise((resolve) => b.write(buf, 1024, pos, resolve)));
+    it.each([
+      ["all cached", false],
+      ["part cached", true],
+    ])(
+      "lands many partial writes in flight at once (%s), the later of two to the same bytes last",
+      async (_, dropped) => {
+        const file = path.join(dir, "writes.img");
+        const size = 16 << 20;
+        fs.writeFileSync(file, randomBytes(size));
+        const b = await openFileBackend(openOptions(file, { io: "io_uring", writeCache: false }));
+        const expected = fs.readFileSync(file);
+        if (dropped) {
+          const fd = fs.openSync(file, "r");
+          try {
+            fs.fdatasyncSync(fd);
+            execFileSync("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+            // A page in every 256 KiB back in (and what readahead brings
+            // with it): where the feature is on, writes in one 2 MiB go both
+            // ways, direct and buffered.
+            for (let at = 0; at < size; at += 256 << 10)
+              fs.readSync(fd, Buffer.alloc(4096), 0, 4096, at);
+            if (cachestat) {
+              expect(cachedPages(fd, 0, size)).toBeGreaterThan(0);
+              expect(cachedPages(fd, 0, size)).toBeLessThan(size / 4096 / 2);
+            }
+          } finally {
+            fs.closeSync(fd);
+          }
         }
-        expect(await Promise.all(writes)).toEqual(writes.map(() => null));
-      } finally {
-        await b.close();
-      }
-      expect(fs.readFileSync(file).equals(expected)).toBe(true);
-    });
+        // Which descriptor each write went through.
+        const { ring, directFd } = b as unknown as { ring: IoRing; directFd: number };
+        const write = ring.write;
+        const ways = { direct: 0, buffered: 0 };
+        ring.write = (fd, ...rest) => {
+          ways[fd === directFd ? "direct" : "buffered"]++;
+          write.call(ring, fd, ...rest);
+        };
+        const writes: Promise<NodeJS.ErrnoException | null>[] = [];
+        try {
+          for (let i = 0; i < 256; i++) {
+            // 1 KiB at a 512-byte boundary; every fourth rewrites the one before it with other data.
+            const pos = i % 4 === 3 ? (i - 1) * 61440 : i * 61440 + 512;
+            const data = randomBytes(1024);
+            const buf = b.allocBuffer(1024);
+            data.copy(buf);
+            data.copy(expected, pos);
+            writes.push(new Promise((resolve) => b.write(buf, 1024, pos, resolve)));
+            // 32 to a turn: later ones meet earlier ones in flight.
+            if (i % 32 === 31) await new Promise((resolve) => setImmediate(resolve));
+          }
+          expect(await Promise.all(writes)).toEqual(writes.map(() => null));
+        } finally {
+          ring.write = write;
+          await b.close();
+        }
+        expect(ways.direct + ways.buffered).toBe(256);
+        if (dropped && b.caps.uncachedWritesDirect) {
+          expect(ways.direct).toBeGreaterThan(0);
+          expect(ways.buffered).toBeGreaterThan(0);
+        } else expect(ways.direct).toBe(0);
+        // Through the page cache, then from the disk: a stale cached page shows in the first.
+        expect(fs.readFileSync(file).equals(expected)).toBe(true);
+        const fd = fs.openSync(file, "r");
+        try {
+          execFileSync("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+          expect(cachedPages(fd, 0, size)).toBe(cachestat ? 0 : -1);
+        } finally {
+          fs.closeSync(fd);
+        }
+        expect(fs.readFileSync(file).equals(expected)).toBe(true);
+      },
+    );
   },
 );

@@ -6,10 +6,12 @@
  * a syscall or from io_uring); the client records when each reply arrived.
  *
  * - Every reply follows a sync that began after its write's data was in the
- *   page cache and ended before the reply was received. A lone write to an
- *   uncached page goes O_DIRECT with RWF_DSYNC (caps.loneWritesDirect): its
- *   reply follows the write's completion (iomap's dio_complete), which the
- *   kernel traces after the write's own sync. "After" is the
+ *   page cache and ended before the reply was received. A write to uncached
+ *   pages goes O_DIRECT (caps.uncachedWritesDirect): its data is on the disk
+ *   when the kernel traces its completion (iomap's dio_complete), and the
+ *   sync must begin after that; a lone one has RWF_DSYNC, and its reply
+ *   follows that completion, which the kernel traces after the write's own
+ *   sync. "After" is the
  *   trace's order, not its printed microseconds: a lone RWF_DSYNC write's
  *   sync enters about a microsecond after its write_end, often in the same
  *   printed one (comparing those made about 1 run in 8 fail for no fault).
@@ -44,8 +46,8 @@ const ENGINES = probeUring().ok ? (["threads", "io_uring"] as const) : (["thread
 const traceUnavailable = KernelTrace.unavailable();
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
-/** Whether a lone durable write to an uncached page of `file` goes O_DIRECT (src/io/open.ts). */
-function lonesDirect(file: string): boolean {
+/** Whether a durable write to uncached pages of `file` goes O_DIRECT (src/io/open.ts). */
+function uncachedDirect(file: string): boolean {
   const fd = fs.openSync(file, "r");
   try {
     return process.arch === "x64" && cachedPagesAnswer(fd);
@@ -97,23 +99,28 @@ function unsyncedReplies(
   let direct = 0;
   for (const [pos, received] of replies) {
     const done = writeEnds.get(pos);
+    let after: { seq: number; t: number };
     if (done === undefined) {
-      // Written O_DIRECT: with RWF_DSYNC the kernel syncs before it calls the write done.
       const d = directDone.get(pos);
-      if (d === undefined) unsynced.push(`${pos}: no write_end traced`);
-      else if (!d.dsync || d.error !== 0 || d.t > received)
-        unsynced.push(
-          `${pos}: written O_DIRECT (dsync ${d.dsync}, error ${d.error}) ${d.t}, reply ${received}`,
-        );
-      else direct++;
-      continue;
-    }
-    // The first sync that began after the data was in the page cache...
-    const i = pairs.findIndex((p) => p.enterSeq > done.seq);
+      if (d === undefined) {
+        unsynced.push(`${pos}: no write_end traced`);
+        continue;
+      }
+      if (d.error !== 0 || d.t > received) {
+        unsynced.push(`${pos}: written O_DIRECT (error ${d.error}) ${d.t}, reply ${received}`);
+        continue;
+      }
+      direct++;
+      // Written O_DIRECT: with RWF_DSYNC the kernel syncs before it calls the write done.
+      if (d.dsync) continue;
+      after = d;
+    } else after = done;
+    // The first sync that began after the data was in the page cache (or on the disk)...
+    const i = pairs.findIndex((p) => p.enterSeq > after.seq);
     // ...must have ended before the reply arrived.
     if (i < 0 || pairs[i]!.exit > received)
       unsynced.push(
-        `${pos}: written ${done.t}, reply ${received}, next sync ${pairs[i]?.enter}-${pairs[i]?.exit}`,
+        `${pos}: written ${after.t}, reply ${received}, next sync ${pairs[i]?.enter}-${pairs[i]?.exit}`,
       );
     else perSync[i]!++;
   }
@@ -145,7 +152,7 @@ describe("the ordering check", () => {
     expect(check.unsynced).toHaveLength(1);
   });
 
-  it("an O_DIRECT write counts once done with RWF_DSYNC, before its reply; not without either", () => {
+  it("an O_DIRECT write counts once done with RWF_DSYNC before its reply, or done before a sync that ended before it", () => {
     const pairs = syncPairs([sync(0, 10.0001, "enter"), sync(1, 10.0002, "exit")]);
     const direct = (dsync: boolean, t: number): DirectWriteEvent => ({
       seq: 2,
@@ -163,6 +170,15 @@ describe("the ordering check", () => {
     });
     expect(unsyncedReplies(pairs, [], reply, [direct(false, 10.0003)]).unsynced).toHaveLength(1);
     expect(unsyncedReplies(pairs, [], reply, [direct(true, 10.002)]).unsynced).toHaveLength(1);
+    // Without RWF_DSYNC: covered by a sync that entered after it was done (seq 3 > 2).
+    const later = syncPairs([sync(3, 10.0004, "enter"), sync(4, 10.0005, "exit")]);
+    expect(unsyncedReplies(later, [], reply, [direct(false, 10.0003)])).toEqual({
+      unsynced: [],
+      perSync: [1],
+      direct: 1,
+    });
+    const notYet = new Map([[0, 10.00045]]); // the reply before that sync's exit
+    expect(unsyncedReplies(later, [], notYet, [direct(false, 10.0003)]).unsynced).toHaveLength(1);
   });
 
   it("a reply received before the covering sync ended is reported", () => {
@@ -234,7 +250,8 @@ exports:
         .directWritesOf(fs.statSync(img()).ino);
       try {
         const replies = new Map<number, number>(); // byte position -> reply received
-        // The first alone: through io_uring, on x86-64 with cachestat, it goes O_DIRECT.
+        // Uncached pages: through io_uring, on x86-64 with cachestat, they go O_DIRECT,
+        // the first (alone) with RWF_DSYNC.
         await client.write(target, 0, pattern(0, 2, 1));
         replies.set(0, now());
         let next = 1;
@@ -255,10 +272,10 @@ exports:
           trace.directIo(),
         );
         expect(unsynced.slice(0, 5)).toEqual([]);
-        if (engine === "io_uring" && lonesDirect(img())) expect(direct).toBeGreaterThan(0);
+        if (engine === "io_uring" && uncachedDirect(img())) expect(direct).toBeGreaterThan(0);
         const maxBatch = Math.max(...perSync);
         console.log(
-          `group commit io: ${engine}: ${WRITES} writes (${direct} lone ones O_DIRECT), ${pairs.length} syncs, largest batch ${maxBatch}`,
+          `group commit io: ${engine}: ${WRITES} writes (${direct} O_DIRECT), ${pairs.length} syncs, largest batch ${maxBatch}`,
         );
         expect(maxBatch).toBeLessThanOrEqual(QUEUE);
         // How many writes share a sync depends on how fast the disk syncs against how

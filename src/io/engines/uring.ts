@@ -10,11 +10,13 @@ const RWF_DSYNC = 0x2;
 const PAGE = 4096;
 /**
  * The largest folio the page cache makes on x86-64 (PMD size): a buffered
- * write anywhere in one dirties the whole of it for the kernel.
+ * write anywhere in one dirties the whole of it for the kernel. The file is
+ * cut into regions of this size, aligned, to keep direct and buffered writes
+ * apart (caps.uncachedWritesDirect).
  */
 const FOLIO_MAX = 2 * 1024 * 1024;
 
-/** A write held until the pages it partly covers are in the page cache. */
+/** A write not yet given to the ring. */
 interface HeldWrite {
   fd: number;
   buf: Buffer;
@@ -22,15 +24,26 @@ interface HeldWrite {
   at: number;
   flags: number;
   cb: IoCallback;
-  /** Its page reads still in flight. */
+  /** Its page reads still in flight (one more while it waits for the end of a lone turn). */
   reads: number;
+  /** Its way chosen (direct or buffered), its page reads issued if it needs them. */
+  started: boolean;
+}
+
+/** Writes in flight in one region (caps.uncachedWritesDirect). */
+interface RegionWrites {
+  direct: Set<HeldWrite>;
+  /** Buffered ones, from their page reads on. */
+  buffered: number;
 }
 
 export class UringBackend extends FileBackend {
   /**
-   * Writes held for their page reads, in arrival order (see rawWrite); while
-   * any is held, later writes queue behind it, so writes reach the file in the
-   * order they came, as without the reads.
+   * Writes not yet given to the ring, in arrival order: those waiting for
+   * their page reads, and those that may not start yet. A write waits behind
+   * every earlier one held in its regions (all writes in one region when
+   * caps.uncachedWritesDirect is off), so writes to the same bytes reach the
+   * file in the order they came, as without the reads.
    */
   private readonly held: HeldWrite[] = [];
   /** 4 KiB buffers the page reads land in, reused. */
@@ -40,11 +53,16 @@ export class UringBackend extends FileBackend {
   /** A partial write that came with nothing else in flight: read first only if another comes this turn. */
   private maybeLone: HeldWrite | null = null;
   /**
-   * While a lone write goes through the O_DIRECT descriptor: the file's bytes
-   * of the largest folios that could hold its pages, and the writes to them
-   * that came since, held until it is done.
+   * With caps.uncachedWritesDirect: the writes started in each region, by
+   * way, from their page reads until they complete. A buffered write to a
+   * folio while a direct write to it is in flight leaves the direct write's
+   * page stale in the cache (file-writers.ts), so in one region the two ways
+   * never run at once.
    */
-  private direct: { from: number; to: number; behind: HeldWrite[] } | null = null;
+  private readonly regions: Map<number, RegionWrites> | null;
+  /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
+  private scanning = false;
+  private rescan = false;
 
   constructor(
     on: SharedBackend,
@@ -55,6 +73,7 @@ export class UringBackend extends FileBackend {
   ) {
     super(on);
     this.issueLimit = poolShare(ring.boundedWorkers);
+    this.regions = this.caps.uncachedWritesDirect === true ? new Map() : null;
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
@@ -69,13 +88,18 @@ export class UringBackend extends FileBackend {
   /**
    * A buffered write that covers part of a page the page cache lacks makes
    * the filesystem read that page inside the write, under the file's lock,
-   * so on ext4 such writes go to the disk one at a time. With
-   * caps.pagesReadFirst the page is read first, by an ordinary read that
-   * runs beside the others, and the write follows once it is in. The read's
-   * data is not used, and its error is not the write's (the write reports
-   * its own). Not for a lone write (nothing else in flight, and no other
-   * write by the end of this event-loop turn), which has nothing to wait
-   * beside and would only gain a round trip.
+   * so on ext4 such writes go to the disk one at a time. Two ways around it:
+   *
+   * - caps.uncachedWritesDirect (durable exports): a write none of whose
+   *   pages is cached goes through the O_DIRECT descriptor, which writes only
+   *   its own sectors: no read, and no write-back of the rest of the page.
+   *   The group commit's sync covers it as it does a buffered one.
+   * - caps.pagesReadFirst: otherwise the page is read first, by an ordinary
+   *   read that runs beside the others, and the write follows once it is in.
+   *   The read's data is not used, and its error is not the write's (the
+   *   write reports its own). Not for a lone write (nothing else in flight,
+   *   and no other write by the end of this event-loop turn), which has
+   *   nothing to wait beside and would only gain a round trip.
    */
   protected rawWrite(buf: Buffer, len: number, pos: number, dsync: boolean, cb: IoCallback): void {
     const at = pos + this.offset;
@@ -86,21 +110,6 @@ export class UringBackend extends FileBackend {
       this.ring.write(fd, buf, len, at, cb, this, flags);
       return;
     }
-    const end = at + len;
-    const partial = fd === this.fd && (at % PAGE !== 0 || end % PAGE !== 0);
-    const d = this.direct;
-    if (d !== null && at < d.to && end > d.from) {
-      // A buffered write to a folio that holds the direct write's page, while
-      // it is in flight, would leave the page's old content in the cache, to
-      // be read and written back over it (file-writers.ts); a read brought in
-      // for this write could make such a folio. Writes after it queue behind
-      // it, in arrival order.
-      const w: HeldWrite = { fd, buf, len, at, flags, cb, reads: 1 };
-      this.held.push(w);
-      this.pending++;
-      d.behind.push(w);
-      return;
-    }
     const lone = this.maybeLone;
     if (lone !== null) {
       // Not alone after all: its pages are read too.
@@ -108,15 +117,95 @@ export class UringBackend extends FileBackend {
       this.readPages(lone);
       lone.reads--; // the turn it waited for
     }
-    if (!partial && this.held.length === 0) {
-      this.writeNow(fd, buf, len, at, cb, flags);
+    this.held.push({ fd, buf, len, at, flags, cb, reads: 0, started: false });
+    // Counted as in progress until given to the ring, so close() waits for it too.
+    this.pending++;
+    this.writeOutHeld();
+  }
+
+  /**
+   * Starts the held writes that may start, and gives the ring those that may
+   * go: started, with their pages in, and no earlier write held in their
+   * regions. A write starts once every earlier one held in its regions has,
+   * so its page reads run beside theirs.
+   */
+  private writeOutHeld(): void {
+    if (this.scanning) {
+      this.rescan = true;
       return;
     }
-    const w: HeldWrite = { fd, buf, len, at, flags, cb, reads: 0 };
-    this.held.push(w);
-    // Counted as in progress, so close() waits for it too.
-    this.pending++;
-    if (partial && this.writing === 0 && this.held.length === 1) {
+    this.scanning = true;
+    try {
+      do {
+        this.rescan = false;
+        this.scanHeld();
+      } while (this.rescan);
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private scanHeld(): void {
+    /** Regions with an earlier write still held: no later write in them goes to the ring before it. */
+    const held = new Set<number>();
+    /** Regions with an earlier write not yet started: no later write in them starts before it. */
+    const waiting = new Set<number>();
+    for (let i = 0; i < this.held.length; ) {
+      const w = this.held[i]!;
+      const [first, last] = regionsOf(w);
+      if (!w.started && !waiting.has(first) && !waiting.has(last) && !this.start(w)) {
+        waiting.add(first);
+        waiting.add(last);
+      }
+      if (!w.started || w.reads > 0 || held.has(first) || held.has(last)) {
+        held.add(first);
+        held.add(last);
+        i++;
+        continue;
+      }
+      this.held.splice(i, 1);
+      let thrown: NodeJS.ErrnoException | null = null;
+      try {
+        this.writeNow(w);
+      } catch (e) {
+        // Not the caller's stack any more: the write gets the error.
+        this.writing--;
+        thrown = e as NodeJS.ErrnoException;
+      }
+      // The ring counts the write now (unless it is closing and fails it).
+      if (--this.pending === 0) this.onIdle?.();
+      if (thrown !== null) w.cb(thrown);
+    }
+  }
+
+  /**
+   * Chooses how `w` goes, and starts its page reads if it needs them; false
+   * if it must wait: a buffered write while direct ones are in flight in its
+   * regions, or any write while a direct one to the same bytes is (two
+   * direct writes in flight may reach the disk in either order). A write
+   * that could go direct goes buffered instead where buffered ones are in
+   * flight in its regions.
+   */
+  private start(w: HeldWrite): boolean {
+    if (this.regions !== null) {
+      const direct = this.directInFlight(w);
+      if (direct === "overlapping") return false;
+      if (this.goesDirect(w)) {
+        this.startDirect(w);
+        return true;
+      }
+      if (direct === "beside") return false;
+      this.countBuffered(w, 1);
+      const cb = w.cb;
+      w.cb = (err) => {
+        this.countBuffered(w, -1);
+        cb(err);
+      };
+    }
+    w.started = true;
+    const partial = w.fd === this.fd && (w.at % PAGE !== 0 || (w.at + w.len) % PAGE !== 0);
+    if (!partial) return true;
+    if (this.writing === 0 && this.held.length === 1) {
       // Alone so far: held for the rest of this turn.
       w.reads++;
       this.maybeLone = w;
@@ -124,64 +213,98 @@ export class UringBackend extends FileBackend {
       queueMicrotask(() => {
         if (this.maybeLone === w) this.endOfTurn();
       });
-      return;
+      return true;
     }
-    if (partial) this.readPages(w);
-    this.writeOutHeld();
+    this.readPages(w);
+    return true;
   }
 
   /**
-   * No other write came this turn: the lone write goes out without a read.
-   * A durable one to pages the page cache lacks goes through the O_DIRECT
-   * descriptor (caps.loneWritesDirect): only its own sectors are written,
-   * where a buffered one would read the rest of the page, then write the
-   * whole page back. Writes near it that come meanwhile wait for it
-   * (rawWrite).
+   * Through the O_DIRECT descriptor: only in the file's sole writer here
+   * (file-writers.ts), with no buffered write in flight in its regions, and
+   * none of its pages cached (a cached one was read or written lately, and
+   * may be read again).
    */
-  private endOfTurn(): void {
-    const w = this.maybeLone!;
-    this.maybeLone = null;
-    w.reads--;
-    if (this.goesDirect(w)) {
-      w.fd = this.directFd;
-      const cb = w.cb;
-      const writer = this.writer!;
-      writer.directStarted();
-      const end = w.at + w.len;
-      this.direct = {
-        from: w.at - (w.at % FOLIO_MAX),
-        to: end % FOLIO_MAX === 0 ? end : end + FOLIO_MAX - (end % FOLIO_MAX),
-        behind: [],
-      };
-      w.cb = (err) => {
-        writer.directDone();
-        this.releaseBehindDirect();
-        cb(err);
-      };
-    }
-    this.writeOutHeld();
-  }
-
-  /** Only in the file's sole writer here (file-writers.ts). */
   private goesDirect(w: HeldWrite): boolean {
     return (
-      this.caps.loneWritesDirect === true &&
       this.writer?.sole === true &&
-      (w.flags & RWF_DSYNC) !== 0 &&
+      w.fd === this.fd &&
       w.len > 0 &&
       this.alignedForDirect(w.len, w.at) &&
+      !this.bufferedInFlight(w) &&
       this.cached(this.fd, w.at, w.len) === 0
     );
   }
 
-  /** The direct write is done: the writes behind it read their pages and go out, in order. */
-  private releaseBehindDirect(): void {
-    const { behind } = this.direct!;
-    this.direct = null;
-    for (const w of behind) {
-      if (w.fd === this.fd) this.readPages(w); // none for whole pages
-      w.reads--;
+  private startDirect(w: HeldWrite): void {
+    w.started = true;
+    w.fd = this.directFd;
+    const writer = this.writer!;
+    writer.directStarted();
+    const regions = this.regions!;
+    const [first, last] = regionsOf(w);
+    for (let r = first; r <= last; r++) this.region(r).direct.add(w);
+    const cb = w.cb;
+    w.cb = (err) => {
+      writer.directDone();
+      for (let r = first; r <= last; r++) {
+        const c = regions.get(r)!;
+        c.direct.delete(w);
+        if (c.direct.size === 0 && c.buffered === 0) regions.delete(r);
+      }
+      // Writes held for it, or for its bytes, may go.
+      if (this.held.length > 0) this.writeOutHeld();
+      cb(err);
+    };
+  }
+
+  /** Direct writes in flight in the regions `w` touches: none, some, or one to the same bytes. */
+  private directInFlight(w: HeldWrite): "none" | "beside" | "overlapping" {
+    const [first, last] = regionsOf(w);
+    let found: "none" | "beside" = "none";
+    for (let r = first; r <= last; r++) {
+      for (const d of this.regions!.get(r)?.direct ?? []) {
+        if (d.at < w.at + w.len && w.at < d.at + d.len) return "overlapping";
+        found = "beside";
+      }
     }
+    return found;
+  }
+
+  private bufferedInFlight(w: HeldWrite): boolean {
+    const [first, last] = regionsOf(w);
+    for (let r = first; r <= last; r++) if ((this.regions!.get(r)?.buffered ?? 0) > 0) return true;
+    return false;
+  }
+
+  /** Adds `by` to the buffered writes in flight in each region `w` touches; none left lets held writes go. */
+  private countBuffered(w: HeldWrite, by: number): void {
+    const regions = this.regions!;
+    let freed = false;
+    const [first, last] = regionsOf(w);
+    for (let r = first; r <= last; r++) {
+      const c = this.region(r);
+      c.buffered += by;
+      if (c.buffered === 0) freed = true;
+      if (c.direct.size === 0 && c.buffered === 0) regions.delete(r);
+    }
+    if (freed && this.held.length > 0) this.writeOutHeld();
+  }
+
+  private region(r: number): RegionWrites {
+    let c = this.regions!.get(r);
+    if (c === undefined) {
+      c = { direct: new Set(), buffered: 0 };
+      this.regions!.set(r, c);
+    }
+    return c;
+  }
+
+  /** No other write came this turn: the lone write goes out without a read. */
+  private endOfTurn(): void {
+    const w = this.maybeLone!;
+    this.maybeLone = null;
+    w.reads--;
     this.writeOutHeld();
   }
 
@@ -215,44 +338,20 @@ export class UringBackend extends FileBackend {
     );
   }
 
-  /** Writes out the held writes at the head whose pages are in. */
-  private writeOutHeld(): void {
-    while (this.held.length > 0 && this.held[0]!.reads === 0) {
-      const w = this.held.shift()!;
-      let thrown: NodeJS.ErrnoException | null = null;
-      try {
-        this.writeNow(w.fd, w.buf, w.len, w.at, w.cb, w.flags);
-      } catch (e) {
-        // Not the caller's stack any more: the write gets the error.
-        this.writing--;
-        thrown = e as NodeJS.ErrnoException;
-      }
-      // The ring counts the write now (unless it is closing and fails it).
-      if (--this.pending === 0) this.onIdle?.();
-      if (thrown !== null) w.cb(thrown);
-    }
-  }
-
-  private writeNow(
-    fd: number,
-    buf: Buffer,
-    len: number,
-    at: number,
-    cb: IoCallback,
-    flags: number,
-  ): void {
+  private writeNow(w: HeldWrite): void {
     this.writing++;
+    const cb = w.cb;
     this.ring.write(
-      fd,
-      buf,
-      len,
-      at,
+      w.fd,
+      w.buf,
+      w.len,
+      w.at,
       (err) => {
         this.writing--;
         cb(err);
       },
       this,
-      flags,
+      w.flags,
     );
   }
 
@@ -263,4 +362,9 @@ export class UringBackend extends FileBackend {
   protected override release(): Promise<void> {
     return releaseSharedRing(this.ring);
   }
+}
+
+/** The first and the last region a write touches. */
+function regionsOf(w: HeldWrite): [number, number] {
+  return [Math.floor(w.at / FOLIO_MAX), Math.floor((w.at + Math.max(w.len, 1) - 1) / FOLIO_MAX)];
 }
