@@ -8,18 +8,25 @@
 //                                 pages of that range in the page cache
 //                                 (cachestat(2), Linux 6.5); -1 when it
 //                                 cannot be had
+//   writtenRange(fd, offset, length) -> number
+//                                 1 if that range of the file is all in
+//                                 written extents (FIEMAP: no hole, no
+//                                 unwritten or delayed extent), 0 if not,
+//                                 -1 when the filesystem cannot say
 
 #include <napi.h>
 
 #include "errors.h"
 
 #include <errno.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -158,27 +165,79 @@ struct Cachestat {
 
 // Never throws for what the kernel says (ENOSYS before 6.5, a seccomp
 // filter...): the caller only chooses a faster way with the answer.
-Napi::Value CachedPages(const Napi::CallbackInfo& info) {
+// The (fd, offset, length) arguments of cachedPages and writtenRange.
+struct FileRange {
+  int fd;
+  uint64_t off;
+  uint64_t len;
+};
+
+FileRange FileRangeArgs(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "cachedPages(fd: number, offset: number, length: number)");
+    throw Napi::TypeError::New(env,
+                               std::string(name) + "(fd: number, offset: number, length: number)");
   }
-  int fd = FdArg(info, "cachedPages");
+  int fd = FdArg(info, name);
   double off = info[1].As<Napi::Number>().DoubleValue();
   double len = info[2].As<Napi::Number>().DoubleValue();
   const double limit = 9007199254740992.0;  // 2^53: exact in a double
   if (!(std::isfinite(off) && std::isfinite(len) && off >= 0 && len > 0 && off < limit &&
         len < limit)) {
-    throw Napi::RangeError::New(env, "cachedPages: offset >= 0 and length > 0, finite");
+    throw Napi::RangeError::New(env, std::string(name) + ": offset >= 0 and length > 0, finite");
   }
+  return {fd, static_cast<uint64_t>(off), static_cast<uint64_t>(len)};
+}
+
+Napi::Value CachedPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileRange r = FileRangeArgs(info, "cachedPages");
 #ifdef __NR_cachestat
-  CachestatRange range{static_cast<uint64_t>(off), static_cast<uint64_t>(len)};
+  int fd = r.fd;
+  CachestatRange range{r.off, r.len};
   Cachestat cs{};
   if (syscall(__NR_cachestat, fd, &range, &cs, 0) < 0) return Napi::Number::New(env, -1);
   return Napi::Number::New(env, static_cast<double>(cs.nr_cache));
 #else
   return Napi::Number::New(env, -1);
 #endif
+}
+
+// Extents a direct write cannot simply overwrite in place: on ext4 an O_DIRECT
+// write to a hole, an unwritten or a delayed extent allocates or converts, and
+// one that covers part of a block then zeroes the rest of it under the file's
+// exclusive lock, waiting for every direct write in flight.
+constexpr uint32_t kNotPlainData = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
+                                   FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_DATA_ENCRYPTED |
+                                   FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_INLINE |
+                                   FIEMAP_EXTENT_DATA_TAIL | FIEMAP_EXTENT_UNWRITTEN;
+
+Napi::Value WrittenRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileRange r = FileRangeArgs(info, "writtenRange");
+  constexpr unsigned kExtents = 16;
+  alignas(struct fiemap) unsigned char
+      mem[sizeof(struct fiemap) + kExtents * sizeof(struct fiemap_extent)];
+  uint64_t at = r.off;
+  const uint64_t end = r.off + r.len;
+  while (at < end) {
+    std::memset(mem, 0, sizeof mem);
+    auto* fm = reinterpret_cast<struct fiemap*>(mem);
+    fm->fm_start = at;
+    fm->fm_length = end - at;
+    fm->fm_extent_count = kExtents;
+    if (ioctl(r.fd, FS_IOC_FIEMAP, fm) < 0) return Napi::Number::New(env, -1);
+    if (fm->fm_mapped_extents == 0) return Napi::Number::New(env, 0);  // a hole
+    for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+      const struct fiemap_extent& e = fm->fm_extents[i];
+      // A gap before it is a hole; so is the end of the file before `end`.
+      if (e.fe_logical > at || (e.fe_flags & kNotPlainData) != 0) return Napi::Number::New(env, 0);
+      at = std::max<uint64_t>(at, e.fe_logical + e.fe_length);
+      if (at >= end) return Napi::Number::New(env, 1);
+      if ((e.fe_flags & FIEMAP_EXTENT_LAST) != 0) return Napi::Number::New(env, 0);
+    }
+  }
+  return Napi::Number::New(env, 1);
 }
 
 }  // namespace
@@ -189,4 +248,5 @@ void InitBlockdev(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New<AlignedBuffer>(env, "alignedBuffer"));
   exports.Set("addressOf", Napi::Function::New<AddressOf>(env, "addressOf"));
   exports.Set("cachedPages", Napi::Function::New<CachedPages>(env, "cachedPages"));
+  exports.Set("writtenRange", Napi::Function::New<WrittenRange>(env, "writtenRange"));
 }

@@ -52,6 +52,24 @@ export function cachedPagesAnswer(fd: number): boolean {
   }
 }
 
+/**
+ * Whether `length` bytes at `offset` of the file are all in written extents
+ * (FIEMAP): 1 if so, 0 where there is a hole or an unwritten or delayed
+ * extent, -1 when the filesystem cannot say.
+ */
+export function writtenRange(fd: number, offset: number, length: number): number {
+  return loadNative().writtenRange(fd, offset, length);
+}
+
+/** Whether writtenRange answers on `fd` (a filesystem with FIEMAP). */
+export function writtenRangeAnswer(fd: number): boolean {
+  try {
+    return writtenRange(fd, 0, 4096) >= 0;
+  } catch {
+    return false; // an addon built before it
+  }
+}
+
 /** The memory address of a buffer (for alignment checks in tests and diagnostics). */
 export function bufferAddress(buf: ArrayBuffer | ArrayBufferView): bigint {
   return loadNative().addressOf(buf);

@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import type { Backend, BackendCapabilities, SharedBackend } from "./backend.js";
-import { cachedPagesAnswer } from "./blockdev.js";
+import { cachedPagesAnswer, writtenRangeAnswer } from "./blockdev.js";
 import { chooseIoEngine } from "./choose-engine.js";
 import { MappedBackend, mapWindow } from "./engines/mmap.js";
 import { SyncBackend } from "./engines/sync.js";
@@ -71,7 +71,8 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       directIo === false &&
       !opts.workerThreads &&
       process.arch === "x64" &&
-      cachedPagesAnswer(store.fd)
+      cachedPagesAnswer(store.fd) &&
+      writtenRangeAnswer(store.fd)
     ) {
       const direct = await openDirectForUncachedWrites(store);
       if (direct !== null) {

@@ -198,6 +198,8 @@ export interface NativeAddon {
   addressOf(buf: ArrayBuffer | ArrayBufferView): bigint;
   /** Pages of the range in the page cache (cachestat(2), Linux 6.5); -1 when it cannot be had. */
   cachedPages(fd: number, offset: number, length: number): number;
+  /** 1 if the range is all in written extents (FIEMAP), 0 if not, -1 when it cannot be had. */
+  writtenRange(fd: number, offset: number, length: number): number;
   /**
    * mmap(MAP_SHARED) of the first `length` bytes of `fd`, unmapped by unmapFile() or the GC.
    * A thread then maps the pages already in memory (MADV_POPULATE_READ), off the event loop.

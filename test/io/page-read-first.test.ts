@@ -74,6 +74,7 @@ function backend(
   busy = true,
   cached: (fd: number, offset: number, length: number) => number = () => -1,
   fileId = `fake:${++files}`,
+  written: (fd: number, offset: number, length: number) => number = () => 1,
 ) {
   const { ring, ops } = fakeRing();
   const on: SharedBackend = {
@@ -81,13 +82,13 @@ function backend(
     exportName: "e1.1",
     fd: FD,
     directFd: caps.directIo || caps.uncachedWritesDirect ? DIRECT_FD : -1,
-    size: 1 << 20,
+    size: 8 << 20,
     offset,
     readOnly: false,
     caps: { directIo: false, blockDevice: false, alignment: 512, pagesReadFirst: true, ...caps },
     fileId,
   };
-  const b = new UringBackend(on, ring, cached);
+  const b = new UringBackend(on, ring, { cached, written });
   if (!busy) return { b, ops, other: null };
   b.write(Buffer.alloc(4096), 4096, 65536 - offset, () => {}); // a whole page of the file
   return { b, ops, other: ops.shift()! };
@@ -226,6 +227,38 @@ describe("a buffered write to part of a page", () => {
     expect(said(ops).at(-1)).toBe("write 0+4096");
   });
 
+  it("keeps arrival order per 2 MiB of the file: a write across two waits for an earlier one in either", () => {
+    const { b, ops } = backend();
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB + 1024, () => {}); // in [2 MiB, 4 MiB)
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {}); // across both
+    b.write(Buffer.alloc(1024), 1024, 1024, () => {}); // in [0, 2 MiB): behind the one across
+    b.write(Buffer.alloc(1024), 1024, 4 * MiB + 1024, () => {}); // elsewhere
+    expect(said(ops)).toEqual([
+      `read ${2 * MiB}+4096`,
+      `read ${2 * MiB - 4096}+4096`,
+      `read ${2 * MiB}+4096`,
+      "read 0+4096",
+      `read ${4 * MiB}+4096`,
+    ]);
+    for (const i of [4, 3, 2, 1]) ops[i]!.done(null);
+    expect(said(ops).slice(5)).toEqual([`write ${4 * MiB + 1024}+1024`]); // passes them all
+    ops[0]!.done(null);
+    expect(said(ops).slice(6)).toEqual([
+      `write ${2 * MiB + 1024}+1024`,
+      `write ${2 * MiB - 512}+1024`,
+      "write 1024+1024",
+    ]);
+    // The same with the earlier write in the lower region.
+    const low = backend();
+    low.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
+    low.b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {});
+    low.ops[1]!.done(null);
+    low.ops[2]!.done(null);
+    expect(low.ops).toHaveLength(3);
+    low.ops[0]!.done(null);
+    expect(said(low.ops).slice(3)).toEqual(["write 1024+1024", `write ${2 * MiB - 512}+1024`]);
+  });
+
   it("does not fail the write when the page read fails: the write reports its own result", () => {
     const { b, ops } = backend();
     const results: (NodeJS.ErrnoException | null)[] = [];
@@ -268,14 +301,20 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     caps: Partial<BackendCapabilities> = {},
     offset = 0,
     fileId?: string,
+    written: (offset: number, length: number) => number = () => 1,
   ) => {
     const asked: string[] = [];
     const answer = (fd: number, off: number, len: number) => {
       asked.push(`${fd} ${off}+${len}`);
       return typeof cached === "number" ? cached : cached(off);
     };
-    const r = backend({ ...durable, ...caps }, offset, false, answer, fileId);
-    return { ...r, asked };
+    const extents: string[] = [];
+    const writtenAnswer = (fd: number, off: number, len: number) => {
+      extents.push(`${fd} ${off}+${len}`);
+      return written(off, len);
+    };
+    const r = backend({ ...durable, ...caps }, offset, false, answer, fileId, writtenAnswer);
+    return { ...r, asked, extents };
   };
 
   it("goes through the O_DIRECT descriptor with RWF_DSYNC, and reads nothing", async () => {
@@ -443,6 +482,115 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(writes().map((o) => o.fd)).toEqual([DIRECT_FD, DIRECT_FD, DIRECT_FD, DIRECT_FD]);
   });
 
+  it("stays buffered for whole pages, and where its bytes are not all written extents; asks about each 2 MiB once", async () => {
+    // [2 MiB, 4 MiB) has a 64 KiB hole at 3 MiB; [0, 2 MiB) is all written.
+    const written = (off: number, len: number) =>
+      off < 3 * MiB + 65536 && off + len > 3 * MiB ? 0 : 1;
+    const { b, ops, extents } = lone(0, {}, 0, undefined, written);
+    const go = async (at: number, len = 1024) => {
+      b.write(Buffer.alloc(len), len, at, () => {});
+      await Promise.resolve(); // a lone buffered one waits for the end of the turn
+      const op = ops.find((o) => o.kind === "write" && o.pos === at)!;
+      op.done(null);
+      ops.splice(0); // syncs and all
+      return op.fd;
+    };
+    expect(await go(4096, 4096)).toBe(FD); // a whole page: nothing to read, stays buffered
+    expect(extents).toEqual([]);
+    expect(await go(1024)).toBe(DIRECT_FD);
+    expect(await go(9216)).toBe(DIRECT_FD);
+    expect(extents).toEqual([`${FD} 0+${2 * MiB}`]); // once for the region
+    expect(await go(3 * MiB + 1024)).toBe(FD); // in the hole
+    expect(await go(2 * MiB + 1024)).toBe(DIRECT_FD); // written, in a region that is not all so
+    expect(extents.slice(1)).toEqual([
+      `${FD} ${2 * MiB}+${2 * MiB}`,
+      `${FD} ${3 * MiB + 1024}+1024`,
+      `${FD} ${2 * MiB}+${2 * MiB}`,
+      `${FD} ${2 * MiB + 1024}+1024`,
+    ]);
+  });
+
+  it("starts no later write in a region where an earlier one waits, for either region of a write across two", async () => {
+    // 5120 and the page at 2 MiB - 4 KiB are cached: writes to them stay buffered.
+    const cachedAt = (off: number) => (off === 5120 || off === 2 * MiB - 512 ? 1 : 0);
+    const { b, ops } = lone(cachedAt);
+    const writes = () => ops.filter((o) => o.kind === "write");
+    const results: string[] = [];
+    const write = (at: number, name: string) =>
+      b.write(Buffer.alloc(1024), 1024, at, (e) => results.push(`${name} ${e}`));
+    write(1024, "direct");
+    write(5120, "cached"); // waits for the direct write in [0, 2 MiB)
+    write(2 * MiB - 512, "across"); // cached, in both regions: behind "cached"
+    write(2 * MiB + 8192, "after"); // behind "across" in [2 MiB, 4 MiB): does not start
+    expect(said(writes())).toEqual(["write 1024+1024"]);
+    writes()[0]!.done(null);
+    // All three now buffered, in order, their pages read first.
+    expect(said(ops.filter((o) => o.kind === "read"))).toEqual([
+      "read 4096+4096",
+      `read ${2 * MiB - 4096}+4096`,
+      `read ${2 * MiB}+4096`,
+      `read ${2 * MiB + 8192}+4096`,
+    ]);
+    // The last write's page first: it still waits for the one across both regions.
+    const reads = ops.filter((o) => o.kind === "read");
+    reads[3]!.done(null);
+    reads[0]!.done(null);
+    expect(said(writes()).slice(1)).toEqual(["write 5120+1024"]);
+    reads[2]!.done(null);
+    expect(writes()).toHaveLength(2);
+    reads[1]!.done(null);
+    expect(said(writes()).slice(1)).toEqual([
+      "write 5120+1024",
+      `write ${2 * MiB - 512}+1024`,
+      `write ${2 * MiB + 8192}+1024`,
+    ]);
+    expect(writes().map((o) => o.fd)).toEqual([DIRECT_FD, FD, FD, FD]);
+    for (const w of writes().slice(1)) w.done(null);
+    await Promise.resolve();
+    ops.find((o) => o.kind === "sync")?.done(null);
+    expect(results.sort()).toEqual(["across null", "after null", "cached null", "direct null"]);
+    expect(b.pending).toBe(0);
+  });
+
+  it("holds buffered writes in both regions of a direct write across two", async () => {
+    const cachedAt = (off: number) => (off === 4096 || off === 2 * MiB + 4096 ? 1 : 0);
+    const { b, ops } = lone(cachedAt);
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {}); // direct, in [0, 2 MiB) and [2 MiB, 4 MiB)
+    b.write(Buffer.alloc(1024), 1024, 4096, () => {}); // cached: held
+    b.write(Buffer.alloc(1024), 1024, 2 * MiB + 4096, () => {}); // cached: held
+    expect(said(ops)).toEqual([`write ${2 * MiB - 512}+1024`]);
+    expect(ops[0]!.fd).toBe(DIRECT_FD);
+    ops[0]!.done(null);
+    // Only now do they start: their pages are read first.
+    expect(said(ops).slice(1)).toEqual(["read 4096+4096", `read ${2 * MiB + 4096}+4096`]);
+  });
+
+  it("gives a write the ring's error, and scans on, when the ring throws while held writes go out", async () => {
+    const { b, ops } = lone((off) => (off < 8192 ? 1 : 0));
+    const results: string[] = [];
+    b.write(Buffer.alloc(1024), 1024, 9216, (e) => results.push(`direct ${e?.code ?? e}`));
+    b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`first ${e?.code ?? e}`)); // cached: held
+    b.write(Buffer.alloc(1024), 1024, 5120, (e) => results.push(`second ${e?.code ?? e}`)); // cached: held
+    const ring = (b as unknown as { ring: IoRing }).ring;
+    const write = ring.write;
+    ring.write = (...args) => {
+      if (args[3] === 1024) {
+        ring.write = write;
+        throw Object.assign(new Error("ring closed"), { code: "ECANCELED" });
+      }
+      write.call(ring, ...args);
+    };
+    ops[0]!.done(null); // the direct write: the held ones read their pages
+    for (const r of ops.filter((o) => o.kind === "read")) r.done(null);
+    expect(results).toContain("first ECANCELED");
+    expect(said(ops.filter((o) => o.kind === "write"))).toEqual([
+      "write 9216+1024",
+      "write 5120+1024",
+    ]);
+    ops.find((o) => o.pos === 5120 && o.kind === "write")!.done(null);
+    expect(b.pending).toBeGreaterThanOrEqual(0);
+  });
+
   it("goes buffered, its page read first, where a buffered write is in flight in its 2 MiB", async () => {
     const { b, ops } = lone((off) => (off < 4096 ? 1 : 0));
     b.write(Buffer.alloc(4096), 4096, 0, () => {}); // cached: buffered, a whole page
@@ -570,6 +718,35 @@ describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGI
           await b.close();
         }
         expect(fs.readFileSync(file).subarray(5120, 6144).equals(data)).toBe(true);
+      },
+    );
+
+    it.skipIf(!cachestat || process.arch !== "x64")(
+      "writes into a hole or an unwritten extent through the page cache",
+      async () => {
+        const file = path.join(dir, "sparse.img");
+        fs.writeFileSync(file, randomBytes(1 << 20)); // 1 MiB written...
+        fs.truncateSync(file, 8 << 20); // ...then a hole to 8 MiB
+        execFileSync("fallocate", ["-o", String(4 << 20), "-l", String(1 << 20), file]); // unwritten
+        const b = await openFileBackend(openOptions(file, { io: "io_uring", writeCache: false }));
+        const fd = fs.openSync(file, "r");
+        const write = async (at: number) => {
+          const buf = b.allocBuffer(1024);
+          randomBytes(1024).copy(buf);
+          expect(await new Promise((resolve) => b.write(buf, 1024, at, resolve))).toBeNull();
+          return cachedPages(fd, at - (at % 4096), 4096);
+        };
+        try {
+          expect(b.caps.uncachedWritesDirect).toBe(true);
+          fs.fdatasyncSync(fd);
+          execFileSync("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+          expect(await write(5120)).toBe(0); // written extent: direct, left uncached
+          expect(await write((2 << 20) + 1024)).toBe(1); // hole: buffered, its page cached
+          expect(await write((4 << 20) + 1024)).toBe(1); // unwritten: buffered
+        } finally {
+          fs.closeSync(fd);
+          await b.close();
+        }
       },
     );
 

@@ -1,6 +1,6 @@
 /** io_uring: SQEs written in place on the process's shared ring, one io_uring_enter per event-loop batch. */
 import type { IoCallback, SharedBackend } from "../backend.js";
-import { cachedPages } from "../blockdev.js";
+import { cachedPages, writtenRange } from "../blockdev.js";
 import { FileBackend, poolShare } from "../file-backend.js";
 import { type IoRing, releaseSharedRing } from "../uring.js";
 
@@ -12,7 +12,7 @@ const PAGE = 4096;
  * The largest folio the page cache makes on x86-64 (PMD size): a buffered
  * write anywhere in one dirties the whole of it for the kernel. The file is
  * cut into regions of this size, aligned, to keep direct and buffered writes
- * apart (caps.uncachedWritesDirect).
+ * apart (caps.uncachedWritesDirect), and held writes in order.
  */
 const FOLIO_MAX = 2 * 1024 * 1024;
 
@@ -24,10 +24,15 @@ interface HeldWrite {
   at: number;
   flags: number;
   cb: IoCallback;
+  /** The first and the last region it touches. */
+  first: number;
+  last: number;
   /** Its page reads still in flight (one more while it waits for the end of a lone turn). */
   reads: number;
   /** Its way chosen (direct or buffered), its page reads issued if it needs them. */
   started: boolean;
+  /** False once it was found to stay buffered whatever else is in flight (see goesDirect). */
+  mayGoDirect: boolean;
 }
 
 /** Writes in flight in one region (caps.uncachedWritesDirect). */
@@ -37,13 +42,21 @@ interface RegionWrites {
   buffered: number;
 }
 
+/** Pages of a range in the page cache (cachedPages), and whether a range is all written extents (writtenRange). */
+export interface FileProbes {
+  cached(fd: number, offset: number, length: number): number;
+  written(fd: number, offset: number, length: number): number;
+}
+
+const kernelProbes: FileProbes = { cached: cachedPages, written: writtenRange };
+
 export class UringBackend extends FileBackend {
   /**
    * Writes not yet given to the ring, in arrival order: those waiting for
    * their page reads, and those that may not start yet. A write waits behind
-   * every earlier one held in its regions (all writes in one region when
-   * caps.uncachedWritesDirect is off), so writes to the same bytes reach the
-   * file in the order they came, as without the reads.
+   * every earlier one held in its regions, so writes to the same bytes reach
+   * the file in the order they came, as without the reads; writes elsewhere
+   * pass.
    */
   private readonly held: HeldWrite[] = [];
   /** 4 KiB buffers the page reads land in, reused. */
@@ -60,20 +73,36 @@ export class UringBackend extends FileBackend {
    * never run at once.
    */
   private readonly regions: Map<number, RegionWrites> | null;
+  private readonly spareRegions: RegionWrites[] = [];
+  /**
+   * Regions (from the window's first) found all in written extents, one bit
+   * each: a region stays written (aoed never punches holes), so each is asked
+   * about once.
+   */
+  private readonly writtenRegions: Uint8Array;
+  private readonly firstRegion: number;
   /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
   private scanning = false;
   private rescan = false;
+  /** scanHeld's sets of regions, reused. */
+  private readonly regionsHeld = new Set<number>();
+  private readonly regionsWaiting = new Set<number>();
 
   constructor(
     on: SharedBackend,
     /** The shared ring (acquireSharedRing), released when this backend closes. */
     private readonly ring: IoRing,
-    /** Pages of a range in the page cache, -1 if unknown (blockdev.ts cachedPages). */
-    private readonly cached: (fd: number, offset: number, length: number) => number = cachedPages,
+    private readonly probes: FileProbes = kernelProbes,
   ) {
     super(on);
     this.issueLimit = poolShare(ring.boundedWorkers);
-    this.regions = this.caps.uncachedWritesDirect === true ? new Map() : null;
+    const direct = this.caps.uncachedWritesDirect === true;
+    this.regions = direct ? new Map() : null;
+    this.firstRegion = Math.floor(this.offset / FOLIO_MAX);
+    const regions = direct
+      ? regionOf(this.offset + Math.max(this.size, 1) - 1) - this.firstRegion + 1
+      : 0;
+    this.writtenRegions = new Uint8Array(Math.ceil(regions / 8));
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
@@ -90,10 +119,10 @@ export class UringBackend extends FileBackend {
    * the filesystem read that page inside the write, under the file's lock,
    * so on ext4 such writes go to the disk one at a time. Two ways around it:
    *
-   * - caps.uncachedWritesDirect (durable exports): a write none of whose
-   *   pages is cached goes through the O_DIRECT descriptor, which writes only
-   *   its own sectors: no read, and no write-back of the rest of the page.
-   *   The group commit's sync covers it as it does a buffered one.
+   * - caps.uncachedWritesDirect (durable exports): such a write goes through
+   *   the O_DIRECT descriptor where it can (goesDirect), which writes only its
+   *   own sectors: no read, and no write-back of the rest of the page. The
+   *   group commit's sync covers it as it does a buffered one.
    * - caps.pagesReadFirst: otherwise the page is read first, by an ordinary
    *   read that runs beside the others, and the write follows once it is in.
    *   The read's data is not used, and its error is not the write's (the
@@ -117,8 +146,37 @@ export class UringBackend extends FileBackend {
       this.readPages(lone);
       lone.reads--; // the turn it waited for
     }
-    this.held.push({ fd, buf, len, at, flags, cb, reads: 0, started: false });
-    // Counted as in progress until given to the ring, so close() waits for it too.
+    const w: HeldWrite = {
+      fd,
+      buf,
+      len,
+      at,
+      flags,
+      cb,
+      first: regionOf(at),
+      last: regionOf(at + Math.max(len, 1) - 1),
+      reads: 0,
+      started: false,
+      mayGoDirect: true,
+    };
+    if (this.held.length === 0) {
+      // Nothing held ahead of it: straight to the ring if it may.
+      if (this.start(w) && w.reads === 0) {
+        try {
+          this.writeNow(w);
+        } catch (e) {
+          // Through its callback, which undoes what starting it counted.
+          this.writing--;
+          w.cb(e as NodeJS.ErrnoException);
+        }
+        return;
+      }
+      this.held.push(w);
+      // Counted as in progress until given to the ring, so close() waits for it too.
+      this.pending++;
+      return;
+    }
+    this.held.push(w);
     this.pending++;
     this.writeOutHeld();
   }
@@ -147,19 +205,20 @@ export class UringBackend extends FileBackend {
 
   private scanHeld(): void {
     /** Regions with an earlier write still held: no later write in them goes to the ring before it. */
-    const held = new Set<number>();
+    const held = this.regionsHeld;
     /** Regions with an earlier write not yet started: no later write in them starts before it. */
-    const waiting = new Set<number>();
+    const waiting = this.regionsWaiting;
+    held.clear();
+    waiting.clear();
     for (let i = 0; i < this.held.length; ) {
       const w = this.held[i]!;
-      const [first, last] = regionsOf(w);
-      if (!w.started && !waiting.has(first) && !waiting.has(last) && !this.start(w)) {
-        waiting.add(first);
-        waiting.add(last);
+      if (!w.started && (waiting.has(w.first) || waiting.has(w.last) || !this.start(w))) {
+        waiting.add(w.first);
+        waiting.add(w.last);
       }
-      if (!w.started || w.reads > 0 || held.has(first) || held.has(last)) {
-        held.add(first);
-        held.add(last);
+      if (!w.started || w.reads > 0 || held.has(w.first) || held.has(w.last)) {
+        held.add(w.first);
+        held.add(w.last);
         i++;
         continue;
       }
@@ -182,9 +241,7 @@ export class UringBackend extends FileBackend {
    * Chooses how `w` goes, and starts its page reads if it needs them; false
    * if it must wait: a buffered write while direct ones are in flight in its
    * regions, or any write while a direct one to the same bytes is (two
-   * direct writes in flight may reach the disk in either order). A write
-   * that could go direct goes buffered instead where buffered ones are in
-   * flight in its regions.
+   * direct writes in flight may reach the disk in either order).
    */
   private start(w: HeldWrite): boolean {
     if (this.regions !== null) {
@@ -198,14 +255,15 @@ export class UringBackend extends FileBackend {
       this.countBuffered(w, 1);
       const cb = w.cb;
       w.cb = (err) => {
+        // Nothing waits for a buffered write: where one is in flight, others go buffered too.
         this.countBuffered(w, -1);
         cb(err);
       };
     }
     w.started = true;
-    const partial = w.fd === this.fd && (w.at % PAGE !== 0 || (w.at + w.len) % PAGE !== 0);
-    if (!partial) return true;
-    if (this.writing === 0 && this.held.length === 1) {
+    if (w.fd !== this.fd || !partOfPage(w)) return true;
+    const held = this.held.length;
+    if (this.writing === 0 && (held === 0 || (held === 1 && this.held[0] === w))) {
       // Alone so far: held for the rest of this turn.
       w.reads++;
       this.maybeLone = w;
@@ -220,20 +278,39 @@ export class UringBackend extends FileBackend {
   }
 
   /**
-   * Through the O_DIRECT descriptor: only in the file's sole writer here
-   * (file-writers.ts), with no buffered write in flight in its regions, and
-   * none of its pages cached (a cached one was read or written lately, and
-   * may be read again).
+   * Through the O_DIRECT descriptor: a write that covers part of a page,
+   * meets O_DIRECT's alignment, none of whose pages is cached (a cached one
+   * was read or written lately and may be read again; a buffered write to it
+   * needs no read), and that overwrites written extents (on ext4 a direct
+   * write into a hole or an unwritten extent that covers part of a block
+   * zeroes the rest under the file's exclusive lock, waiting for every direct
+   * write in flight). Only in the file's sole writer here (file-writers.ts),
+   * and not where buffered writes are in flight in its regions.
    */
   private goesDirect(w: HeldWrite): boolean {
-    return (
-      this.writer?.sole === true &&
+    if (!w.mayGoDirect || this.writer?.sole !== true || this.bufferedInFlight(w)) return false;
+    w.mayGoDirect =
       w.fd === this.fd &&
-      w.len > 0 &&
+      partOfPage(w) &&
       this.alignedForDirect(w.len, w.at) &&
-      !this.bufferedInFlight(w) &&
-      this.cached(this.fd, w.at, w.len) === 0
-    );
+      this.probes.cached(this.fd, w.at, w.len) === 0 &&
+      this.overwrites(w);
+    return w.mayGoDirect;
+  }
+
+  /** Whether `w` falls on written extents only: its regions are, or its own bytes. */
+  private overwrites(w: HeldWrite): boolean {
+    const bits = this.writtenRegions;
+    for (let r = w.first; r <= w.last; r++) {
+      const i = r - this.firstRegion;
+      if ((bits[i >> 3]! & (1 << (i & 7))) !== 0) continue;
+      const from = r * FOLIO_MAX;
+      const to = Math.min(from + FOLIO_MAX, this.offset + this.size);
+      if (this.probes.written(this.fd, from, to - from) !== 1)
+        return this.probes.written(this.fd, w.at, w.len) === 1;
+      bits[i >> 3]! |= 1 << (i & 7);
+    }
+    return true;
   }
 
   private startDirect(w: HeldWrite): void {
@@ -241,29 +318,31 @@ export class UringBackend extends FileBackend {
     w.fd = this.directFd;
     const writer = this.writer!;
     writer.directStarted();
-    const regions = this.regions!;
-    const [first, last] = regionsOf(w);
-    for (let r = first; r <= last; r++) this.region(r).direct.add(w);
+    for (let r = w.first; r <= w.last; r++) this.region(r).direct.add(w);
     const cb = w.cb;
     w.cb = (err) => {
       writer.directDone();
-      for (let r = first; r <= last; r++) {
-        const c = regions.get(r)!;
+      for (let r = w.first; r <= w.last; r++) {
+        const c = this.regions!.get(r)!;
         c.direct.delete(w);
-        if (c.direct.size === 0 && c.buffered === 0) regions.delete(r);
+        this.dropIfEmpty(r, c);
       }
-      // Writes held for it, or for its bytes, may go.
-      if (this.held.length > 0) this.writeOutHeld();
-      cb(err);
+      try {
+        // Writes held for it, or for its bytes, may go.
+        if (this.held.length > 0) this.writeOutHeld();
+      } finally {
+        cb(err);
+      }
     };
   }
 
   /** Direct writes in flight in the regions `w` touches: none, some, or one to the same bytes. */
   private directInFlight(w: HeldWrite): "none" | "beside" | "overlapping" {
-    const [first, last] = regionsOf(w);
     let found: "none" | "beside" = "none";
-    for (let r = first; r <= last; r++) {
-      for (const d of this.regions!.get(r)?.direct ?? []) {
+    for (let r = w.first; r <= w.last; r++) {
+      const c = this.regions!.get(r);
+      if (c === undefined) continue;
+      for (const d of c.direct) {
         if (d.at < w.at + w.len && w.at < d.at + d.len) return "overlapping";
         found = "beside";
       }
@@ -272,32 +351,32 @@ export class UringBackend extends FileBackend {
   }
 
   private bufferedInFlight(w: HeldWrite): boolean {
-    const [first, last] = regionsOf(w);
-    for (let r = first; r <= last; r++) if ((this.regions!.get(r)?.buffered ?? 0) > 0) return true;
+    for (let r = w.first; r <= w.last; r++)
+      if ((this.regions!.get(r)?.buffered ?? 0) > 0) return true;
     return false;
   }
 
-  /** Adds `by` to the buffered writes in flight in each region `w` touches; none left lets held writes go. */
   private countBuffered(w: HeldWrite, by: number): void {
-    const regions = this.regions!;
-    let freed = false;
-    const [first, last] = regionsOf(w);
-    for (let r = first; r <= last; r++) {
+    for (let r = w.first; r <= w.last; r++) {
       const c = this.region(r);
       c.buffered += by;
-      if (c.buffered === 0) freed = true;
-      if (c.direct.size === 0 && c.buffered === 0) regions.delete(r);
+      this.dropIfEmpty(r, c);
     }
-    if (freed && this.held.length > 0) this.writeOutHeld();
   }
 
   private region(r: number): RegionWrites {
     let c = this.regions!.get(r);
     if (c === undefined) {
-      c = { direct: new Set(), buffered: 0 };
+      c = this.spareRegions.pop() ?? { direct: new Set(), buffered: 0 };
       this.regions!.set(r, c);
     }
     return c;
+  }
+
+  private dropIfEmpty(r: number, c: RegionWrites): void {
+    if (c.direct.size > 0 || c.buffered > 0) return;
+    this.regions!.delete(r);
+    this.spareRegions.push(c);
   }
 
   /** No other write came this turn: the lone write goes out without a read. */
@@ -364,7 +443,11 @@ export class UringBackend extends FileBackend {
   }
 }
 
-/** The first and the last region a write touches. */
-function regionsOf(w: HeldWrite): [number, number] {
-  return [Math.floor(w.at / FOLIO_MAX), Math.floor((w.at + Math.max(w.len, 1) - 1) / FOLIO_MAX)];
+function regionOf(at: number): number {
+  return Math.floor(at / FOLIO_MAX);
+}
+
+/** Whether `w` covers only part of its first or its last page. */
+function partOfPage(w: HeldWrite): boolean {
+  return w.at % PAGE !== 0 || (w.at + w.len) % PAGE !== 0;
 }
