@@ -269,7 +269,7 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
       const file = image("dsync", 64 * KiB);
       const safe = await open(file, { writeCache: false });
       // One fdatasync covers a group of writes (src/io/group-commit.ts), not O_DSYNC per
-      // write; on ext4 through io_uring a second, O_DIRECT descriptor is for lone writes.
+      // write; on ext4 through io_uring a second, O_DIRECT descriptor is for writes to uncached pages.
       const descriptors = safe.caps.uncachedWritesDirect ? [0, 0] : [0];
       expect(fdFlags(file).map((f) => f & O_DSYNC)).toEqual(descriptors);
       // A file in memory (tmpfs) has nothing to sync to.

@@ -1,9 +1,12 @@
 /**
  * The io_uring backend reads the page a buffered write partly covers before
- * the write (caps.pagesReadFirst), and keeps writes in arrival order while it
- * holds one. The ring here is a recording stand-in whose operations complete
- * when the test says, so every ordering is forced, not raced; the real ring
- * runs the same writes on a disk file at the end.
+ * the write (caps.pagesReadFirst), or on a durable export sends the write
+ * through an O_DIRECT descriptor where its pages are uncached
+ * (caps.uncachedWritesDirect), and keeps writes in arrival order within
+ * each 2 MiB of the file while it holds one. The ring here is a recording
+ * stand-in whose operations complete when the test says, so every ordering
+ * is forced, not raced; the real ring runs the same writes on a disk file
+ * at the end.
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -297,7 +300,8 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   const durable = { groupCommit: { dsync: true }, uncachedWritesDirect: true };
   /** A durable backend with nothing in flight; `cached` answers for the write's range. */
   const lone = (
-    cached: number | ((offset: number) => number),
+    /** The answer for any range, or the positions of cached pages (any byte of each). */
+    cached: number | number[],
     caps: Partial<BackendCapabilities> = {},
     offset = 0,
     fileId?: string,
@@ -306,7 +310,9 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     const asked: string[] = [];
     const answer = (fd: number, off: number, len: number) => {
       asked.push(`${fd} ${off}+${len}`);
-      return typeof cached === "number" ? cached : cached(off);
+      return typeof cached === "number"
+        ? cached
+        : cached.filter((p) => p >= off && p < off + len).length;
     };
     const extents: string[] = [];
     const writtenAnswer = (fd: number, off: number, len: number) => {
@@ -325,18 +331,47 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(said(ops)).toEqual(["write 1024+1024"]);
     expect(ops[0]!.fd).toBe(DIRECT_FD);
     expect(ops[0]!.flags).toBe(2);
-    expect(asked).toEqual([`${FD} 1024+1024`]);
+    expect(asked).toEqual([`${FD} 0+${2 * MiB}`]); // its 2 MiB, none of it cached
     ops[0]!.done(null);
     expect(results).toEqual([null]);
   });
 
   it("asks about the file's bytes under an export window", async () => {
-    const { b, ops, asked } = lone(0, {}, 4096);
+    // A page elsewhere in its 2 MiB is cached: the write's own bytes are asked about.
+    const { b, ops, asked } = lone([1 * MiB], {}, 4096);
     b.write(Buffer.alloc(1024), 1024, 1024, () => {});
     await Promise.resolve();
-    expect(asked).toEqual([`${FD} 5120+1024`]);
+    expect(asked).toEqual([`${FD} 0+${2 * MiB}`, `${FD} 5120+1024`]);
     expect(said(ops)).toEqual(["write 5120+1024"]);
     expect(ops[0]!.fd).toBe(DIRECT_FD);
+  });
+
+  it("asks about the page cache once per 2 MiB, again after a read there or just before, or a buffered write there", async () => {
+    const { b, ops, asked } = lone([]);
+    const direct = async (at: number) => {
+      b.write(Buffer.alloc(1024), 1024, at, () => {});
+      await Promise.resolve();
+      const op = ops.find((o) => o.kind === "write" && o.pos === at)!;
+      op.done(null);
+      ops.splice(0);
+      return op.fd;
+    };
+    const read = (at: number) => {
+      b.read(Buffer.alloc(4096), 4096, at, () => {});
+      ops.pop()!.done(null);
+    };
+    expect(await direct(1024)).toBe(DIRECT_FD);
+    expect(await direct(9216)).toBe(DIRECT_FD);
+    expect(await direct(2 * MiB + 1024)).toBe(DIRECT_FD);
+    expect(asked).toEqual([`${FD} 0+${2 * MiB}`, `${FD} ${2 * MiB}+${2 * MiB}`]);
+    read(2 * MiB - 4096); // its readahead may reach into the next 2 MiB
+    expect(await direct(2 * MiB + 9216)).toBe(DIRECT_FD);
+    expect(await direct(17408)).toBe(DIRECT_FD);
+    expect(asked.slice(2)).toEqual([`${FD} ${2 * MiB}+${2 * MiB}`, `${FD} 0+${2 * MiB}`]);
+    b.write(Buffer.alloc(4096), 4096, 65536, () => {}); // a whole page: buffered
+    ops.splice(0)[0]!.done(null);
+    expect(await direct(25600)).toBe(DIRECT_FD);
+    expect(asked.slice(4)).toEqual([`${FD} 0+${2 * MiB}`]);
   });
 
   it("stays buffered where a page is cached, the kernel cannot say, O_DIRECT's alignment is not met, or without the capability", async () => {
@@ -435,7 +470,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
 
   it("holds a buffered write while a direct one is in flight in its 2 MiB, its page read too; then in order", async () => {
     // Page 4096 is cached: a write to it stays buffered.
-    const { b, ops } = lone((off) => (off >= 4096 && off < 8192 ? 1 : 0));
+    const { b, ops } = lone([5120]);
     const results: string[] = [];
     b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`direct ${e}`));
     b.write(Buffer.alloc(1024), 1024, 5120, (e) => results.push(`cached ${e}`)); // held
@@ -512,8 +547,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
 
   it("starts no later write in a region where an earlier one waits, for either region of a write across two", async () => {
     // 5120 and the page at 2 MiB - 4 KiB are cached: writes to them stay buffered.
-    const cachedAt = (off: number) => (off === 5120 || off === 2 * MiB - 512 ? 1 : 0);
-    const { b, ops } = lone(cachedAt);
+    const { b, ops } = lone([5120, 2 * MiB - 512]);
     const writes = () => ops.filter((o) => o.kind === "write");
     const results: string[] = [];
     const write = (at: number, name: string) =>
@@ -553,8 +587,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("holds buffered writes in both regions of a direct write across two", async () => {
-    const cachedAt = (off: number) => (off === 4096 || off === 2 * MiB + 4096 ? 1 : 0);
-    const { b, ops } = lone(cachedAt);
+    const { b, ops } = lone([4096, 2 * MiB + 4096]);
     b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {}); // direct, in [0, 2 MiB) and [2 MiB, 4 MiB)
     b.write(Buffer.alloc(1024), 1024, 4096, () => {}); // cached: held
     b.write(Buffer.alloc(1024), 1024, 2 * MiB + 4096, () => {}); // cached: held
@@ -566,7 +599,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("gives a write the ring's error, and scans on, when the ring throws while held writes go out", async () => {
-    const { b, ops } = lone((off) => (off < 8192 ? 1 : 0));
+    const { b, ops } = lone([1024, 5120]);
     const results: string[] = [];
     b.write(Buffer.alloc(1024), 1024, 9216, (e) => results.push(`direct ${e?.code ?? e}`));
     b.write(Buffer.alloc(1024), 1024, 1024, (e) => results.push(`first ${e?.code ?? e}`)); // cached: held
@@ -592,7 +625,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("goes buffered, its page read first, where a buffered write is in flight in its 2 MiB", async () => {
-    const { b, ops } = lone((off) => (off < 4096 ? 1 : 0));
+    const { b, ops } = lone([0]);
     b.write(Buffer.alloc(4096), 4096, 0, () => {}); // cached: buffered, a whole page
     b.write(Buffer.alloc(1024), 1024, 9216, () => {}); // uncached, same 2 MiB
     b.write(Buffer.alloc(1024), 1024, 2 * MiB + 1024, () => {}); // uncached, another
@@ -605,9 +638,8 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("keeps the 2 MiB regions aligned in the file's terms, and a write reaching into one waits for it", async () => {
-    const cachedPage = (off: number) => (off === 8192 || off === 2 * MiB - 4096 ? 1 : 0);
     // No window: a direct write at 12 KiB holds a cached write below it, in [0, 2 MiB).
-    const { b, ops } = lone(cachedPage);
+    const { b, ops } = lone([8192, 2 * MiB - 4096]);
     b.write(Buffer.alloc(1024), 1024, 12288, () => {});
     b.write(Buffer.alloc(4096), 4096, 8192, () => {}); // below it, cached: held
     b.write(Buffer.alloc(8192), 8192, 2 * MiB - 4096, () => {}); // into [2 MiB, 4 MiB) too: behind it
@@ -617,7 +649,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(ops.slice(1).map((o) => o.fd)).toEqual([FD, FD]);
 
     // Window at 1 MiB: export 1 KiB is file 1 MiB + 1 KiB, in the file's [0, 2 MiB).
-    const w = lone((off) => (off >= 2 * MiB - 4096 && off < 2 * MiB + 4096 ? 1 : 0), {}, 1 * MiB);
+    const w = lone([2 * MiB - 4096, 2 * MiB], {}, 1 * MiB);
     w.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
     w.b.write(Buffer.alloc(4096), 4096, 1 * MiB - 4096, () => {}); // file 2 MiB - 4 KiB: held
     w.b.write(Buffer.alloc(4096), 4096, 1 * MiB, () => {}); // file 2 MiB: past it, goes on

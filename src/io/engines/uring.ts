@@ -74,13 +74,14 @@ export class UringBackend extends FileBackend {
    */
   private readonly regions: Map<number, RegionWrites> | null;
   private readonly spareRegions: RegionWrites[] = [];
+  /** Regions found all in written extents: a region stays so (aoed never punches holes). */
+  private readonly writtenRegions: RegionBits;
   /**
-   * Regions (from the window's first) found all in written extents, one bit
-   * each: a region stays written (aoed never punches holes), so each is asked
-   * about once.
+   * Regions found with no page cached, and read nothing from since (nor the
+   * region before, whose readahead may reach in), nor written buffered: one
+   * system call per region, not per write, where only direct writes go.
    */
-  private readonly writtenRegions: Uint8Array;
-  private readonly firstRegion: number;
+  private readonly uncachedRegions: RegionBits;
   /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
   private scanning = false;
   private rescan = false;
@@ -98,15 +99,18 @@ export class UringBackend extends FileBackend {
     this.issueLimit = poolShare(ring.boundedWorkers);
     const direct = this.caps.uncachedWritesDirect === true;
     this.regions = direct ? new Map() : null;
-    this.firstRegion = Math.floor(this.offset / FOLIO_MAX);
-    const regions = direct
-      ? regionOf(this.offset + Math.max(this.size, 1) - 1) - this.firstRegion + 1
-      : 0;
-    this.writtenRegions = new Uint8Array(Math.ceil(regions / 8));
+    const first = regionOf(this.offset);
+    const regions = direct ? regionOf(this.offset + Math.max(this.size, 1) - 1) - first + 1 : 0;
+    this.writtenRegions = new RegionBits(first, regions);
+    this.uncachedRegions = new RegionBits(first, regions);
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
+    if (this.regions !== null) {
+      const last = regionOf(at + Math.max(len, 1) - 1) + 1;
+      for (let r = regionOf(at); r <= last; r++) this.uncachedRegions.clear(r);
+    }
     this.ring.read(this.fdForRead(len, at), buf, len, at, cb, this);
   }
 
@@ -253,6 +257,7 @@ export class UringBackend extends FileBackend {
       }
       if (direct === "beside") return false;
       this.countBuffered(w, 1);
+      for (let r = w.first; r <= w.last; r++) this.uncachedRegions.clear(r);
       const cb = w.cb;
       w.cb = (err) => {
         // Nothing waits for a buffered write: where one is in flight, others go buffered too.
@@ -293,22 +298,31 @@ export class UringBackend extends FileBackend {
       w.fd === this.fd &&
       partOfPage(w) &&
       this.alignedForDirect(w.len, w.at) &&
-      this.probes.cached(this.fd, w.at, w.len) === 0 &&
-      this.overwrites(w);
+      this.ofRegions(w, this.uncachedRegions, this.uncached) &&
+      this.ofRegions(w, this.writtenRegions, this.written);
     return w.mayGoDirect;
   }
 
-  /** Whether `w` falls on written extents only: its regions are, or its own bytes. */
-  private overwrites(w: HeldWrite): boolean {
-    const bits = this.writtenRegions;
+  private readonly uncached = (at: number, len: number) =>
+    this.probes.cached(this.fd, at, len) === 0;
+  private readonly written = (at: number, len: number) =>
+    this.probes.written(this.fd, at, len) === 1;
+
+  /**
+   * Whether `holds` is true of the regions `w` touches (each asked about once
+   * until `bits` forgets it), or else of `w`'s own bytes.
+   */
+  private ofRegions(
+    w: HeldWrite,
+    bits: RegionBits,
+    holds: (at: number, len: number) => boolean,
+  ): boolean {
     for (let r = w.first; r <= w.last; r++) {
-      const i = r - this.firstRegion;
-      if ((bits[i >> 3]! & (1 << (i & 7))) !== 0) continue;
+      if (bits.has(r)) continue;
       const from = r * FOLIO_MAX;
-      const to = Math.min(from + FOLIO_MAX, this.offset + this.size);
-      if (this.probes.written(this.fd, from, to - from) !== 1)
-        return this.probes.written(this.fd, w.at, w.len) === 1;
-      bits[i >> 3]! |= 1 << (i & 7);
+      if (!holds(from, Math.min(from + FOLIO_MAX, this.offset + this.size) - from))
+        return holds(w.at, w.len);
+      bits.set(r);
     }
     return true;
   }
@@ -440,6 +454,34 @@ export class UringBackend extends FileBackend {
 
   protected override release(): Promise<void> {
     return releaseSharedRing(this.ring);
+  }
+}
+
+/** One bit per region of an export's window. */
+class RegionBits {
+  private readonly bits: Uint8Array;
+
+  constructor(
+    /** The window's first region. */
+    private readonly first: number,
+    regions: number,
+  ) {
+    this.bits = new Uint8Array(Math.ceil(regions / 8));
+  }
+
+  has(r: number): boolean {
+    const i = r - this.first;
+    return ((this.bits[i >> 3] ?? 0) & (1 << (i & 7))) !== 0;
+  }
+
+  set(r: number): void {
+    const i = r - this.first;
+    if (i >= 0 && i >> 3 < this.bits.length) this.bits[i >> 3]! |= 1 << (i & 7);
+  }
+
+  clear(r: number): void {
+    const i = r - this.first;
+    if (i >= 0 && i >> 3 < this.bits.length) this.bits[i >> 3]! &= ~(1 << (i & 7));
   }
 }
 
