@@ -163,8 +163,6 @@ struct Cachestat {
   uint64_t nr_recently_evicted;
 };
 
-// Never throws for what the kernel says (ENOSYS before 6.5, a seccomp
-// filter...): the caller only chooses a faster way with the answer.
 // The (fd, offset, length) arguments of cachedPages and writtenRange.
 struct FileRange {
   int fd;
@@ -189,6 +187,9 @@ FileRange FileRangeArgs(const Napi::CallbackInfo& info, const char* name) {
   return {fd, static_cast<uint64_t>(off), static_cast<uint64_t>(len)};
 }
 
+// Never throws for what the kernel says (ENOSYS before 6.5, a seccomp
+// filter...): the caller only chooses a faster way with the answer. Nor does
+// writtenRange.
 Napi::Value CachedPages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FileRange r = FileRangeArgs(info, "cachedPages");
@@ -221,6 +222,7 @@ Napi::Value WrittenRange(const Napi::CallbackInfo& info) {
   uint64_t at = r.off;
   const uint64_t end = r.off + r.len;
   while (at < end) {
+    const uint64_t from = at;
     std::memset(mem, 0, sizeof mem);
     auto* fm = reinterpret_cast<struct fiemap*>(mem);
     fm->fm_start = at;
@@ -236,6 +238,7 @@ Napi::Value WrittenRange(const Napi::CallbackInfo& info) {
       if (at >= end) return Napi::Number::New(env, 1);
       if ((e.fe_flags & FIEMAP_EXTENT_LAST) != 0) return Napi::Number::New(env, 0);
     }
+    if (at == from) return Napi::Number::New(env, -1);  // no progress: a filesystem's oddity
   }
   return Napi::Number::New(env, 1);
 }

@@ -59,10 +59,12 @@ export interface BackendCapabilities {
    */
   pagesReadFirst?: boolean;
   /**
-   * With pagesReadFirst on a durable buffered export: a write none of whose
-   * pages is in the page cache goes through an O_DIRECT descriptor
-   * (`directFd`), so the rest of the page is neither read nor written back;
-   * never beside a buffered write in the same 2 MiB (src/io/engines/uring.ts).
+   * With pagesReadFirst on a durable buffered export: a write that covers
+   * part of a page, meets O_DIRECT's alignment, and falls on written extents
+   * none of whose pages is in the page cache goes through an O_DIRECT
+   * descriptor (`directFd`), so the rest of the page is neither read nor
+   * written back; only in the file's sole writer, and never beside a
+   * buffered write in the same 2 MiB (src/io/engines/uring.ts).
    */
   uncachedWritesDirect?: boolean;
 }

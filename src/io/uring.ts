@@ -108,7 +108,7 @@ function closedError(syscall: string, site: IoSite | null): NodeJS.ErrnoExceptio
   return errnoError(-9, syscall, site, "the io_uring is closed");
 }
 
-function rethrowLater(err: unknown): void {
+export function rethrowLater(err: unknown): void {
   process.nextTick(() => {
     throw err;
   });

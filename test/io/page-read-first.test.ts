@@ -14,7 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackendCapabilities, SharedBackend } from "../../src/io/backend.js";
-import { cachedPages, cachedPagesAnswer } from "../../src/io/blockdev.js";
+import { cachedPages, cachedPagesAnswer, writtenRange } from "../../src/io/blockdev.js";
 import { UringBackend } from "../../src/io/engines/uring.js";
 import { openFileBackend } from "../../src/io/open.js";
 import { EXT4_MAGIC } from "../../src/io/store.js";
@@ -341,12 +341,13 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     const { b, ops, asked } = lone([1 * MiB], {}, 4096);
     b.write(Buffer.alloc(1024), 1024, 1024, () => {});
     await Promise.resolve();
-    expect(asked).toEqual([`${FD} 0+${2 * MiB}`, `${FD} 5120+1024`]);
+    // The region as far as the window reaches into it, then the write's own bytes.
+    expect(asked).toEqual([`${FD} 4096+${2 * MiB - 4096}`, `${FD} 5120+1024`]);
     expect(said(ops)).toEqual(["write 5120+1024"]);
     expect(ops[0]!.fd).toBe(DIRECT_FD);
   });
 
-  it("asks about the page cache once per 2 MiB, again after a read there or just before, or a buffered write there", async () => {
+  it("asks about the page cache once per 2 MiB; after a read there or just before, or a buffered write there, about each write, then the 2 MiB again", async () => {
     const { b, ops, asked } = lone([]);
     const direct = async (at: number) => {
       b.write(Buffer.alloc(1024), 1024, at, () => {});
@@ -367,11 +368,18 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     read(2 * MiB - 4096); // its readahead may reach into the next 2 MiB
     expect(await direct(2 * MiB + 9216)).toBe(DIRECT_FD);
     expect(await direct(17408)).toBe(DIRECT_FD);
-    expect(asked.slice(2)).toEqual([`${FD} ${2 * MiB}+${2 * MiB}`, `${FD} 0+${2 * MiB}`]);
-    b.write(Buffer.alloc(4096), 4096, 65536, () => {}); // a whole page: buffered
+    // In doubt now: each write's own bytes, then the region again after 64 asks.
+    expect(asked.slice(2)).toEqual([`${FD} ${2 * MiB + 9216}+1024`, `${FD} 17408+1024`]);
+    for (let i = 0; i < 62; i++) await direct(2 * MiB + 20480 + i * 4096);
+    expect(asked).toHaveLength(4 + 62); // 63 of the region's writes asked about their own bytes
+    expect(await direct(2 * MiB + 17408)).toBe(DIRECT_FD);
+    expect(asked.slice(66)).toEqual([`${FD} ${2 * MiB}+${2 * MiB}`]); // the 64th: the region
+    expect(await direct(2 * MiB + 13312)).toBe(DIRECT_FD);
+    expect(asked).toHaveLength(67); // known again
+    b.write(Buffer.alloc(4096), 4096, 2 * MiB + 65536, () => {}); // a whole page: buffered
     ops.splice(0)[0]!.done(null);
-    expect(await direct(25600)).toBe(DIRECT_FD);
-    expect(asked.slice(4)).toEqual([`${FD} 0+${2 * MiB}`]);
+    expect(await direct(2 * MiB + 25600)).toBe(DIRECT_FD);
+    expect(asked.slice(67)).toEqual([`${FD} ${2 * MiB + 25600}+1024`]);
   });
 
   it("stays buffered where a page is cached, the kernel cannot say, O_DIRECT's alignment is not met, or without the capability", async () => {
@@ -537,10 +545,10 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(extents).toEqual([`${FD} 0+${2 * MiB}`]); // once for the region
     expect(await go(3 * MiB + 1024)).toBe(FD); // in the hole
     expect(await go(2 * MiB + 1024)).toBe(DIRECT_FD); // written, in a region that is not all so
+    // The region is not all written: its writes' own bytes are asked about.
     expect(extents.slice(1)).toEqual([
       `${FD} ${2 * MiB}+${2 * MiB}`,
       `${FD} ${3 * MiB + 1024}+1024`,
-      `${FD} ${2 * MiB}+${2 * MiB}`,
       `${FD} ${2 * MiB + 1024}+1024`,
     ]);
   });
@@ -596,6 +604,50 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     ops[0]!.done(null);
     // Only now do they start: their pages are read first.
     expect(said(ops).slice(1)).toEqual(["read 4096+4096", `read ${2 * MiB + 4096}+4096`]);
+  });
+
+  it("checks both regions of a write across two: a buffered or a direct write in flight in the upper one", async () => {
+    // A buffered write in flight in [2 MiB, 4 MiB) only: one across both goes buffered too.
+    const up = lone([2 * MiB + 4096]);
+    up.b.write(Buffer.alloc(1024), 1024, 2 * MiB + 4096, () => {}); // cached: buffered, lone
+    await Promise.resolve();
+    up.b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {});
+    expect(said(up.ops)).toEqual([
+      `write ${2 * MiB + 4096}+1024`,
+      `read ${2 * MiB - 4096}+4096`,
+      `read ${2 * MiB}+4096`,
+    ]);
+    // A direct write in flight in [2 MiB, 4 MiB) only: a cached one across both waits.
+    const down = lone([2 * MiB - 512]);
+    down.b.write(Buffer.alloc(1024), 1024, 2 * MiB + 8192, () => {});
+    down.b.write(Buffer.alloc(1024), 1024, 2 * MiB - 512, () => {});
+    expect(said(down.ops)).toEqual([`write ${2 * MiB + 8192}+1024`]);
+    expect(down.ops[0]!.fd).toBe(DIRECT_FD);
+    down.ops[0]!.done(null);
+    await Promise.resolve(); // alone now: no page reads, at the end of the turn
+    expect(said(down.ops).slice(1)).toEqual([`write ${2 * MiB - 512}+1024`]);
+    expect(down.ops[1]!.fd).toBe(FD);
+  });
+
+  it("lets a write next to a direct one in flight go direct beside it", () => {
+    const { b, ops } = lone(0);
+    b.write(Buffer.alloc(1024), 1024, 1024, () => {});
+    b.write(Buffer.alloc(1024), 1024, 2048, () => {}); // starts where the first ends
+    b.write(Buffer.alloc(1024), 1024, 0, () => {}); // ends where it starts
+    expect(said(ops)).toEqual(["write 1024+1024", "write 2048+1024", "write 0+1024"]);
+    expect(ops.map((o) => o.fd)).toEqual([DIRECT_FD, DIRECT_FD, DIRECT_FD]);
+  });
+
+  it("stays buffered where the kernel cannot say what is written; asks no further than the window's end", async () => {
+    const unknown = lone(0, {}, 0, undefined, () => -1);
+    unknown.b.write(Buffer.alloc(1024), 1024, 1024, () => {});
+    await Promise.resolve();
+    expect(unknown.ops[0]!.fd).toBe(FD);
+    // Window [1 MiB, 9 MiB) of the file: its last region is [8 MiB, 10 MiB), asked up to 9 MiB.
+    const end = lone(0, {}, 1 * MiB);
+    end.b.write(Buffer.alloc(1024), 1024, 7 * MiB + 1024, () => {});
+    expect(end.extents).toEqual([`${FD} ${8 * MiB}+${1 * MiB}`]);
+    expect(end.ops[0]!.fd).toBe(DIRECT_FD);
   });
 
   it("gives a write the ring's error, and scans on, when the ring throws while held writes go out", async () => {
@@ -781,6 +833,42 @@ describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGI
         }
       },
     );
+
+    it("tells written extents from holes, unwritten and delayed ones, across many extents", () => {
+      const file = path.join(dir, "extents.img");
+      const other = path.join(dir, "extents-other.img");
+      const fd = fs.openSync(file, "w+");
+      const otherFd = fs.openSync(other, "w+");
+      const block = randomBytes(4096);
+      try {
+        // 40 blocks, each allocated beside one of the other file: 40 extents, more than one FIEMAP call takes.
+        for (let i = 0; i < 40; i++) {
+          fs.writeSync(fd, block, 0, 4096, i * 4096);
+          fs.fdatasyncSync(fd);
+          fs.writeSync(otherFd, block, 0, 4096, i * 4096);
+          fs.fdatasyncSync(otherFd);
+        }
+        expect(writtenRange(fd, 0, 40 * 4096)).toBe(1);
+        expect(writtenRange(fd, 5000, 1024)).toBe(1);
+        fs.ftruncateSync(fd, 1 << 20); // a hole after them
+        expect(writtenRange(fd, 39 * 4096, 8192)).toBe(0);
+        expect(writtenRange(fd, 0, 1 << 20)).toBe(0);
+        fs.writeSync(fd, block, 0, 4096, 48 * 4096); // written, hole, written
+        fs.fdatasyncSync(fd);
+        expect(writtenRange(fd, 36 * 4096, 16 * 4096)).toBe(0);
+        expect(writtenRange(fd, 48 * 4096, 4096)).toBe(1);
+        fs.writeSync(fd, block, 0, 4096, 64 * 4096); // not yet written back: delayed
+        expect(writtenRange(fd, 64 * 4096, 4096)).toBe(0);
+        fs.fdatasyncSync(fd);
+        expect(writtenRange(fd, 64 * 4096, 4096)).toBe(1);
+        execFileSync("fallocate", ["-o", String(128 * 4096), "-l", "65536", file]); // unwritten
+        expect(writtenRange(fd, 128 * 4096, 4096)).toBe(0);
+        expect(writtenRange(fd, 2 << 20, 4096)).toBe(0); // past the end
+      } finally {
+        fs.closeSync(fd);
+        fs.closeSync(otherFd);
+      }
+    });
 
     it("opens no O_DIRECT descriptor for it with the write cache on, direct-io, or worker threads", async () => {
       const file = path.join(dir, "lone-caps.img");

@@ -7,9 +7,9 @@
  *
  * - Every reply follows a sync that began after its write's data was in the
  *   page cache and ended before the reply was received. A write to uncached
- *   pages goes O_DIRECT (caps.uncachedWritesDirect): its data is on the disk
- *   when the kernel traces its completion (iomap's dio_complete), and the
- *   sync must begin after that; a lone one has RWF_DSYNC, and its reply
+ *   pages goes O_DIRECT (caps.uncachedWritesDirect): its data has reached the
+ *   device (maybe only its cache) when the kernel traces its completion
+ *   (iomap's dio_complete), and a sync must begin after that; a lone one has RWF_DSYNC, and its reply
  *   follows that completion, which the kernel traces after the write's own
  *   sync. "After" is the
  *   trace's order, not its printed microseconds: a lone RWF_DSYNC write's
@@ -20,12 +20,13 @@
  *   sync covers more than queue-length writes.
  * - FLUSH CACHE EXT: a sync between the request and its reply.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AoeClient, type TargetInfo } from "../../src/client/client.js";
-import { cachedPagesAnswer } from "../../src/io/blockdev.js";
+import { cachedPagesAnswer, writtenRangeAnswer } from "../../src/io/blockdev.js";
 import { probeUring } from "../../src/io/uring.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import {
@@ -50,7 +51,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 function uncachedDirect(file: string): boolean {
   const fd = fs.openSync(file, "r");
   try {
-    return process.arch === "x64" && cachedPagesAnswer(fd);
+    return process.arch === "x64" && cachedPagesAnswer(fd) && writtenRangeAnswer(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -201,8 +202,13 @@ describe.skipIf(traceUnavailable !== null).each(ENGINES)(
     beforeAll(async () => {
       net = createVethPair({ netns: true, mtu: 1500 });
       dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-group-commit-"));
-      fs.writeFileSync(img(), "");
-      fs.truncateSync(img(), WRITES * SPACING * 512 + 1024 * 1024);
+      // Written through, synced and dropped from the page cache: a write to it finds
+      // written extents and no cached page, and can go O_DIRECT (not into a hole).
+      fs.writeFileSync(img(), Buffer.alloc(WRITES * SPACING * 512 + 1024 * 1024, 0x5a));
+      const fd = fs.openSync(img(), "r");
+      fs.fdatasyncSync(fd);
+      fs.closeSync(fd);
+      execFileSync("dd", [`if=${img()}`, "iflag=nocache", "count=0", "status=none"]);
       const config = path.join(dir, "aoed.yaml");
       fs.writeFileSync(
         config,

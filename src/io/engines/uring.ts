@@ -2,7 +2,7 @@
 import type { IoCallback, SharedBackend } from "../backend.js";
 import { cachedPages, writtenRange } from "../blockdev.js";
 import { FileBackend, poolShare } from "../file-backend.js";
-import { type IoRing, releaseSharedRing } from "../uring.js";
+import { type IoRing, releaseSharedRing, rethrowLater } from "../uring.js";
 
 /** pwritev2(2) flag: this write is durable (as with O_DSYNC) before it completes. */
 const RWF_DSYNC = 0x2;
@@ -75,13 +75,13 @@ export class UringBackend extends FileBackend {
   private readonly regions: Map<number, RegionWrites> | null;
   private readonly spareRegions: RegionWrites[] = [];
   /** Regions found all in written extents: a region stays so (aoed never punches holes). */
-  private readonly writtenRegions: RegionBits;
+  private readonly writtenRegions: RegionKnowledge;
   /**
-   * Regions found with no page cached, and read nothing from since (nor the
-   * region before, whose readahead may reach in), nor written buffered: one
-   * system call per region, not per write, where only direct writes go.
+   * Regions found with no page cached, and read nothing from since (nor from
+   * the region before, whose readahead may reach in), nor written buffered:
+   * one system call per region, not per write, where only direct writes go.
    */
-  private readonly uncachedRegions: RegionBits;
+  private readonly uncachedRegions: RegionKnowledge;
   /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
   private scanning = false;
   private rescan = false;
@@ -101,15 +101,15 @@ export class UringBackend extends FileBackend {
     this.regions = direct ? new Map() : null;
     const first = regionOf(this.offset);
     const regions = direct ? regionOf(this.offset + Math.max(this.size, 1) - 1) - first + 1 : 0;
-    this.writtenRegions = new RegionBits(first, regions);
-    this.uncachedRegions = new RegionBits(first, regions);
+    this.writtenRegions = new RegionKnowledge(first, regions);
+    this.uncachedRegions = new RegionKnowledge(first, regions);
   }
 
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
     if (this.regions !== null) {
       const last = regionOf(at + Math.max(len, 1) - 1) + 1;
-      for (let r = regionOf(at); r <= last; r++) this.uncachedRegions.clear(r);
+      for (let r = regionOf(at); r <= last; r++) this.uncachedRegions.doubt(r);
     }
     this.ring.read(this.fdForRead(len, at), buf, len, at, cb, this);
   }
@@ -214,9 +214,23 @@ export class UringBackend extends FileBackend {
     const waiting = this.regionsWaiting;
     held.clear();
     waiting.clear();
+    /** Writes the ring refused, told once the scan is done: a callback must not cut it short. */
+    const failed: [HeldWrite, NodeJS.ErrnoException][] = [];
     for (let i = 0; i < this.held.length; ) {
       const w = this.held[i]!;
-      if (!w.started && (waiting.has(w.first) || waiting.has(w.last) || !this.start(w))) {
+      let blocked = !w.started && (waiting.has(w.first) || waiting.has(w.last));
+      if (!w.started && !blocked) {
+        try {
+          blocked = !this.start(w);
+        } catch (e) {
+          // A ring that is closing refuses its page reads: the write fails.
+          this.held.splice(i, 1);
+          if (--this.pending === 0) this.onIdle?.();
+          failed.push([w, e as NodeJS.ErrnoException]);
+          continue;
+        }
+      }
+      if (blocked) {
         waiting.add(w.first);
         waiting.add(w.last);
       }
@@ -227,17 +241,22 @@ export class UringBackend extends FileBackend {
         continue;
       }
       this.held.splice(i, 1);
-      let thrown: NodeJS.ErrnoException | null = null;
       try {
         this.writeNow(w);
       } catch (e) {
         // Not the caller's stack any more: the write gets the error.
         this.writing--;
-        thrown = e as NodeJS.ErrnoException;
+        failed.push([w, e as NodeJS.ErrnoException]);
       }
       // The ring counts the write now (unless it is closing and fails it).
       if (--this.pending === 0) this.onIdle?.();
-      if (thrown !== null) w.cb(thrown);
+    }
+    for (const [w, err] of failed) {
+      try {
+        w.cb(err);
+      } catch (e) {
+        rethrowLater(e);
+      }
     }
   }
 
@@ -257,7 +276,8 @@ export class UringBackend extends FileBackend {
       }
       if (direct === "beside") return false;
       this.countBuffered(w, 1);
-      for (let r = w.first; r <= w.last; r++) this.uncachedRegions.clear(r);
+      // Its pages come in, and its page reads' readahead may reach the next region.
+      for (let r = w.first; r <= w.last + 1; r++) this.uncachedRegions.doubt(r);
       const cb = w.cb;
       w.cb = (err) => {
         // Nothing waits for a buffered write: where one is in flight, others go buffered too.
@@ -298,8 +318,8 @@ export class UringBackend extends FileBackend {
       w.fd === this.fd &&
       partOfPage(w) &&
       this.alignedForDirect(w.len, w.at) &&
-      this.ofRegions(w, this.uncachedRegions, this.uncached) &&
-      this.ofRegions(w, this.writtenRegions, this.written);
+      this.ofRegions(w, this.writtenRegions, this.written) &&
+      this.ofRegions(w, this.uncachedRegions, this.uncached);
     return w.mayGoDirect;
   }
 
@@ -309,20 +329,18 @@ export class UringBackend extends FileBackend {
     this.probes.written(this.fd, at, len) === 1;
 
   /**
-   * Whether `holds` is true of the regions `w` touches (each asked about once
-   * until `bits` forgets it), or else of `w`'s own bytes.
+   * Whether `holds` is true of the regions `w` touches, as far as the
+   * window reaches into them (RegionKnowledge), or else of `w`'s own bytes.
    */
   private ofRegions(
     w: HeldWrite,
-    bits: RegionBits,
+    known: RegionKnowledge,
     holds: (at: number, len: number) => boolean,
   ): boolean {
     for (let r = w.first; r <= w.last; r++) {
-      if (bits.has(r)) continue;
-      const from = r * FOLIO_MAX;
-      if (!holds(from, Math.min(from + FOLIO_MAX, this.offset + this.size) - from))
-        return holds(w.at, w.len);
-      bits.set(r);
+      const from = Math.max(r * FOLIO_MAX, this.offset);
+      const to = Math.min((r + 1) * FOLIO_MAX, this.offset + this.size);
+      if (!known.whole(r, holds, from, to - from)) return holds(w.at, w.len);
     }
     return true;
   }
@@ -457,31 +475,48 @@ export class UringBackend extends FileBackend {
   }
 }
 
-/** One bit per region of an export's window. */
-class RegionBits {
-  private readonly bits: Uint8Array;
+/** A region's state in RegionKnowledge: known to hold everywhere. */
+const HOLDS = 255;
+/** Writes that ask about a region found not to hold everywhere before it is asked again. */
+const ASK_AGAIN_AFTER = 64;
+
+/**
+ * What is known of each region of an export's window about one property
+ * (all written extents, no page cached), so that the kernel is asked once
+ * per region rather than once per write: a byte each, HOLDS, 0 (never
+ * asked), or the asks left before the region is asked again after it was
+ * found not to hold everywhere (meanwhile each write's own bytes are).
+ */
+class RegionKnowledge {
+  private readonly state: Uint8Array;
 
   constructor(
     /** The window's first region. */
     private readonly first: number,
     regions: number,
   ) {
-    this.bits = new Uint8Array(Math.ceil(regions / 8));
+    this.state = new Uint8Array(regions);
   }
 
-  has(r: number): boolean {
+  /** Whether the property holds of all of region `r`: `len` bytes at `at`, asked of `holds` when due. */
+  whole(r: number, holds: (at: number, len: number) => boolean, at: number, len: number): boolean {
     const i = r - this.first;
-    return ((this.bits[i >> 3] ?? 0) & (1 << (i & 7))) !== 0;
+    const state = this.state[i];
+    if (state === undefined) return false;
+    if (state === HOLDS) return true;
+    if (state > 1) {
+      this.state[i] = state - 1;
+      return false;
+    }
+    const yes = holds(at, len);
+    this.state[i] = yes ? HOLDS : ASK_AGAIN_AFTER;
+    return yes;
   }
 
-  set(r: number): void {
+  /** Region `r` may no longer hold everywhere. */
+  doubt(r: number): void {
     const i = r - this.first;
-    if (i >= 0 && i >> 3 < this.bits.length) this.bits[i >> 3]! |= 1 << (i & 7);
-  }
-
-  clear(r: number): void {
-    const i = r - this.first;
-    if (i >= 0 && i >> 3 < this.bits.length) this.bits[i >> 3]! &= ~(1 << (i & 7));
+    if (this.state[i] === HOLDS) this.state[i] = ASK_AGAIN_AFTER;
   }
 }
 
