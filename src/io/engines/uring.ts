@@ -24,7 +24,7 @@ interface HeldWrite {
   at: number;
   flags: number;
   cb: IoCallback;
-  /** The first and the last region it touches. */
+  /** The first and the last region it touches (a request is far smaller than a region: no third). */
   first: number;
   last: number;
   /** Its page reads still in flight (one more while it waits for the end of a lone turn). */
@@ -214,23 +214,11 @@ export class UringBackend extends FileBackend {
     const waiting = this.regionsWaiting;
     held.clear();
     waiting.clear();
-    /** Writes the ring refused, told once the scan is done: a callback must not cut it short. */
+    /** Writes the ring refused (it throws only on an argument or memory it cannot have), told once the scan is done: a callback must not cut it short. */
     const failed: [HeldWrite, NodeJS.ErrnoException][] = [];
     for (let i = 0; i < this.held.length; ) {
       const w = this.held[i]!;
-      let blocked = !w.started && (waiting.has(w.first) || waiting.has(w.last));
-      if (!w.started && !blocked) {
-        try {
-          blocked = !this.start(w);
-        } catch (e) {
-          // A ring that is closing refuses its page reads: the write fails.
-          this.held.splice(i, 1);
-          if (--this.pending === 0) this.onIdle?.();
-          failed.push([w, e as NodeJS.ErrnoException]);
-          continue;
-        }
-      }
-      if (blocked) {
+      if (!w.started && (waiting.has(w.first) || waiting.has(w.last) || !this.start(w))) {
         waiting.add(w.first);
         waiting.add(w.last);
       }
@@ -433,20 +421,26 @@ export class UringBackend extends FileBackend {
    * misses the cache waits for the page without holding an io-wq worker.
    */
   private readPage(w: HeldWrite, page: number): void {
-    w.reads++;
     const b = this.scratch.pop() ?? Buffer.allocUnsafeSlow(PAGE);
-    this.ring.read(
-      w.fd,
-      b,
-      PAGE,
-      page,
-      () => {
-        this.scratch.push(b);
-        w.reads--;
-        this.writeOutHeld();
-      },
-      this,
-    );
+    w.reads++;
+    try {
+      this.ring.read(
+        w.fd,
+        b,
+        PAGE,
+        page,
+        () => {
+          this.scratch.push(b);
+          w.reads--;
+          this.writeOutHeld();
+        },
+        this,
+      );
+    } catch {
+      // Refused, as a failed read would be: the write goes without it, only slower.
+      this.scratch.push(b);
+      w.reads--;
+    }
   }
 
   private writeNow(w: HeldWrite): void {
@@ -513,10 +507,14 @@ class RegionKnowledge {
     return yes;
   }
 
-  /** Region `r` may no longer hold everywhere. */
+  /**
+   * Region `r` may no longer hold everywhere. Also when it was never asked
+   * about: a read in flight now would not show in an answer.
+   */
   doubt(r: number): void {
     const i = r - this.first;
-    if (this.state[i] === HOLDS) this.state[i] = ASK_AGAIN_AFTER;
+    const state = this.state[i];
+    if (state !== undefined && (state === HOLDS || state <= 1)) this.state[i] = ASK_AGAIN_AFTER;
   }
 }
 
