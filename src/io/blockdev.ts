@@ -45,11 +45,7 @@ export function cachedPages(fd: number, offset: number, length: number): number 
 
 /** Whether cachedPages answers on `fd` (Linux 6.5, and no system-call filter refusing it). */
 export function cachedPagesAnswer(fd: number): boolean {
-  try {
-    return cachedPages(fd, 0, 4096) >= 0;
-  } catch {
-    return false; // an addon built before it
-  }
+  return answers(cachedPages, fd);
 }
 
 /**
@@ -63,8 +59,16 @@ export function writtenRange(fd: number, offset: number, length: number): number
 
 /** Whether writtenRange answers on `fd` (a filesystem with FIEMAP). */
 export function writtenRangeAnswer(fd: number): boolean {
+  return answers(writtenRange, fd);
+}
+
+/** Whether a probe that answers -1 when the kernel cannot say says something about `fd`'s first page. */
+function answers(
+  probe: (fd: number, offset: number, length: number) => number,
+  fd: number,
+): boolean {
   try {
-    return writtenRange(fd, 0, 4096) >= 0;
+    return probe(fd, 0, 4096) >= 0;
   } catch {
     return false; // an addon built before it
   }

@@ -100,7 +100,7 @@ export class UringBackend extends FileBackend {
     const direct = this.caps.uncachedWritesDirect === true;
     this.regions = direct ? new Map() : null;
     const first = regionOf(this.offset);
-    const regions = direct ? regionOf(this.offset + Math.max(this.size, 1) - 1) - first + 1 : 0;
+    const regions = direct ? lastRegionOf(this.offset, this.size) - first + 1 : 0;
     this.writtenRegions = new RegionKnowledge(first, regions);
     this.uncachedRegions = new RegionKnowledge(first, regions);
   }
@@ -108,7 +108,7 @@ export class UringBackend extends FileBackend {
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
     const at = pos + this.offset;
     if (this.regions !== null) {
-      const last = regionOf(at + Math.max(len, 1) - 1) + 1;
+      const last = lastRegionOf(at, len) + 1;
       for (let r = regionOf(at); r <= last; r++) this.uncachedRegions.doubt(r);
     }
     this.ring.read(this.fdForRead(len, at), buf, len, at, cb, this);
@@ -158,7 +158,7 @@ export class UringBackend extends FileBackend {
       flags,
       cb,
       first: regionOf(at),
-      last: regionOf(at + Math.max(len, 1) - 1),
+      last: lastRegionOf(at, len),
       reads: 0,
       started: false,
       mayGoDirect: true,
@@ -525,6 +525,11 @@ class RegionKnowledge {
 
 function regionOf(at: number): number {
   return Math.floor(at / FOLIO_MAX);
+}
+
+/** The region of the last byte of `len` bytes at `at` (of `at` itself when `len` is 0). */
+function lastRegionOf(at: number, len: number): number {
+  return regionOf(at + Math.max(len, 1) - 1);
 }
 
 /** Whether `w` covers only part of its first or its last page. */
