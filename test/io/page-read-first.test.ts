@@ -382,6 +382,55 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(asked.slice(67)).toEqual([`${FD} ${2 * MiB + 25600}+1024`]);
   });
 
+  it("asks no write about its own pages in a 2 MiB with 7 in 8 of its pages cached, and the 2 MiB again after 64 writes", async () => {
+    const pages = (n: number) => Array.from({ length: n }, (_, i) => i * 4096);
+    const at = 500 * 4096 + 1024; // in a page not cached
+    const region = `${FD} 0+${2 * MiB}`;
+    // One page fewer: the write's own bytes are asked about, and it goes direct.
+    const some = lone(pages(447));
+    some.b.write(Buffer.alloc(1024), 1024, at, () => {});
+    await Promise.resolve();
+    expect(some.asked).toEqual([region, `${FD} ${at}+1024`]);
+    expect(some.ops.at(-1)!.fd).toBe(DIRECT_FD);
+
+    const cached = pages(448);
+    const { b, ops, asked } = lone(cached);
+    const write = async (pos: number) => {
+      b.write(Buffer.alloc(1024), 1024, pos, () => {});
+      await Promise.resolve();
+      const op = ops.find((o) => o.kind === "write")!;
+      op.done(null);
+      ops.splice(0);
+      return op.fd;
+    };
+    expect(await write(at)).toBe(FD);
+    for (let i = 1; i < 64; i++) expect(await write(at + (i % 8) * 4096)).toBe(FD);
+    expect(asked).toEqual([region]); // buffered writes there do not put it back in doubt
+    cached.splice(0); // evicted
+    expect(await write(at)).toBe(DIRECT_FD); // the 65th asks the region again
+    expect(asked).toEqual([region, region]);
+  });
+
+  it("asks a 2 MiB again by its 65th write even where each write there goes buffered and puts it in doubt", async () => {
+    const at = (i: number) => (i % 16) * 4096 + 1024;
+    const cached = Array.from({ length: 16 }, (_, i) => at(i)); // the pages written: 16 of 512
+    const { b, ops, asked } = lone(cached);
+    const region = `${FD} 0+${2 * MiB}`;
+    for (let i = 0; i < 64; i++) {
+      b.write(Buffer.alloc(1024), 1024, at(i), () => {});
+      await Promise.resolve();
+      const op = ops.find((o) => o.kind === "write")!;
+      expect(op.fd).toBe(FD);
+      op.done(null);
+      ops.splice(0);
+    }
+    expect(asked.filter((a) => a === region)).toHaveLength(1);
+    expect(asked).toHaveLength(65); // and each write's own bytes
+    b.write(Buffer.alloc(1024), 1024, at(64), () => {});
+    await Promise.resolve();
+    expect(asked.slice(65)).toEqual([region, `${FD} ${at(64)}+1024`]);
+  });
+
   it("asks about each write's own pages after a read in a region never asked about: the read may not show yet", async () => {
     const { b, ops, asked } = lone(0);
     b.read(Buffer.alloc(4096), 4096, 65536, () => {}); // still in flight

@@ -215,7 +215,7 @@ export class UringBackend extends FileBackend {
     held.clear();
     waiting.clear();
     /** Writes the ring refused (it throws only on an argument or memory it cannot have), told once the scan is done: a callback must not cut it short. */
-    const failed: [HeldWrite, NodeJS.ErrnoException][] = [];
+    let failed: [HeldWrite, NodeJS.ErrnoException][] | null = null;
     for (let i = 0; i < this.held.length; ) {
       const w = this.held[i]!;
       if (!w.started && (waiting.has(w.first) || waiting.has(w.last) || !this.start(w))) {
@@ -234,11 +234,13 @@ export class UringBackend extends FileBackend {
       } catch (e) {
         // Not the caller's stack any more: the write gets the error.
         this.writing--;
+        failed ??= [];
         failed.push([w, e as NodeJS.ErrnoException]);
       }
       // The ring counts the write now (unless it is closing and fails it).
       if (--this.pending === 0) this.onIdle?.();
     }
+    if (failed === null) return;
     for (const [w, err] of failed) {
       try {
         w.cb(err);
@@ -306,34 +308,46 @@ export class UringBackend extends FileBackend {
       w.fd === this.fd &&
       partOfPage(w) &&
       this.alignedForDirect(w.len, w.at) &&
-      this.ofRegions(w, this.writtenRegions, this.written, false) &&
-      this.ofRegions(w, this.uncachedRegions, this.uncached, true);
+      this.ofRegions(w, this.writtenRegions, this.writtenRegion, null) &&
+      this.ofRegions(w, this.uncachedRegions, this.uncachedRegion, this.uncached);
     return w.mayGoDirect;
   }
 
   private readonly uncached = (at: number, len: number) =>
     this.probes.cached(this.fd, at, len) === 0;
-  private readonly written = (at: number, len: number) =>
-    this.probes.written(this.fd, at, len) === 1;
+  /**
+   * "none" where at least 7 in 8 of the region's pages are cached (a write
+   * there nearly always finds its page cached, so asking costs a system call
+   * each for nothing), or where the kernel cannot say.
+   */
+  private readonly uncachedRegion = (at: number, len: number): RegionAnswer => {
+    const cached = this.probes.cached(this.fd, at, len);
+    if (cached === 0) return "all";
+    return cached < 0 || cached * 8 >= Math.ceil(len / PAGE) * 7 ? "none" : "some";
+  };
+  private readonly writtenRegion = (at: number, len: number): RegionAnswer =>
+    this.probes.written(this.fd, at, len) === 1 ? "all" : "some";
 
   /**
-   * Whether `holds` is true of the regions `w` touches, as far as the
-   * window reaches into them (RegionKnowledge), or else (`orOwnBytes`) of
-   * `w`'s own bytes. Not for written extents: on a sparse image asking
-   * FIEMAP about each write cost more than going direct gained (0.84x the
-   * build before at q 32, docs/performance.md), so a region with a hole
-   * stays buffered until it is asked about again.
+   * Whether a property holds of the regions `w` touches, as far as the
+   * window reaches into them (RegionKnowledge), or else, where a region's
+   * answer is "some", of `w`'s own bytes (`ownBytes`). Written extents have
+   * no `ownBytes`: on a sparse image asking FIEMAP about each write cost more
+   * than going direct gained (0.84x the build before at q 32,
+   * docs/performance.md), so a region with a hole stays buffered until it is
+   * asked about again.
    */
   private ofRegions(
     w: HeldWrite,
     known: RegionKnowledge,
-    holds: (at: number, len: number) => boolean,
-    orOwnBytes: boolean,
+    region: (at: number, len: number) => RegionAnswer,
+    ownBytes: ((at: number, len: number) => boolean) | null,
   ): boolean {
     for (let r = w.first; r <= w.last; r++) {
       const from = Math.max(r * FOLIO_MAX, this.offset);
       const to = Math.min((r + 1) * FOLIO_MAX, this.offset + this.size);
-      if (!known.whole(r, holds, from, to - from)) return orOwnBytes && holds(w.at, w.len);
+      const answer = known.answer(r, region, from, to - from);
+      if (answer !== "all") return answer === "some" && ownBytes !== null && ownBytes(w.at, w.len);
     }
     return true;
   }
@@ -474,20 +488,30 @@ export class UringBackend extends FileBackend {
   }
 }
 
+/**
+ * What a probe found of a whole region: the property holds everywhere, in
+ * part (each write's own bytes are asked about), or almost nowhere (they are
+ * not: the answer would nearly always be no).
+ */
+type RegionAnswer = "all" | "some" | "none";
+
 /** A region's state in RegionKnowledge: known to hold everywhere. */
 const HOLDS = 255;
-/** Writes that ask about a region found not to hold everywhere before it is asked again. */
+/** Writes in a region found not to hold everywhere before it is asked again. */
 const ASK_AGAIN_AFTER = 64;
 
 /**
  * What is known of each region of an export's window about one property
  * (all written extents, no page cached), so that the kernel is asked once
  * per region rather than once per write: a byte each, HOLDS, 0 (never
- * asked), or the asks left before the region is asked again after it was
- * found not to hold everywhere (meanwhile each write's own bytes are).
+ * asked), or the writes left before the region is asked again after it was
+ * found not to hold everywhere; meanwhile each write's own bytes are asked
+ * about, unless the region's answer was "none".
  */
 class RegionKnowledge {
   private readonly state: Uint8Array;
+  /** 1 where the region's last answer was "none". */
+  private readonly none: Uint8Array;
 
   constructor(
     /** The window's first region. */
@@ -495,31 +519,41 @@ class RegionKnowledge {
     regions: number,
   ) {
     this.state = new Uint8Array(regions);
+    this.none = new Uint8Array(regions);
   }
 
-  /** Whether the property holds of all of region `r`: `len` bytes at `at`, asked of `holds` when due. */
-  whole(r: number, holds: (at: number, len: number) => boolean, at: number, len: number): boolean {
+  /** What holds of region `r`: `len` bytes at `at`, asked of `ask` when due. */
+  answer(
+    r: number,
+    ask: (at: number, len: number) => RegionAnswer,
+    at: number,
+    len: number,
+  ): RegionAnswer {
     const i = r - this.first;
     const state = this.state[i];
-    if (state === undefined) return false;
-    if (state === HOLDS) return true;
+    if (state === undefined) return "some";
+    if (state === HOLDS) return "all";
     if (state > 1) {
       this.state[i] = state - 1;
-      return false;
+      return this.none[i] === 1 ? "none" : "some";
     }
-    const yes = holds(at, len);
-    this.state[i] = yes ? HOLDS : ASK_AGAIN_AFTER;
-    return yes;
+    const answer = ask(at, len);
+    this.state[i] = answer === "all" ? HOLDS : ASK_AGAIN_AFTER;
+    this.none[i] = answer === "none" ? 1 : 0;
+    return answer;
   }
 
   /**
-   * Region `r` may no longer hold everywhere. Also when it was never asked
-   * about: a read in flight now would not show in an answer.
+   * Region `r` may no longer hold everywhere: once found to (HOLDS), or never
+   * asked about, since a read in flight now would not show in an answer. A
+   * region already in doubt keeps its count: where every write puts it in
+   * doubt again (buffered writes, each read), a fresh count would never run
+   * out, and its writes would ask about their own bytes for good.
    */
   doubt(r: number): void {
     const i = r - this.first;
     const state = this.state[i];
-    if (state !== undefined && (state === HOLDS || state <= 1)) this.state[i] = ASK_AGAIN_AFTER;
+    if (state === HOLDS || state === 0) this.state[i] = ASK_AGAIN_AFTER;
   }
 }
 
