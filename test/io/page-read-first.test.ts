@@ -405,7 +405,8 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     };
     expect(await write(at)).toBe(FD);
     for (let i = 1; i < 64; i++) expect(await write(at + (i % 8) * 4096)).toBe(FD);
-    expect(asked).toEqual([region]); // buffered writes there do not put it back in doubt
+    // Each write put it in doubt again, which did not restart its count: the 65th asks.
+    expect(asked).toEqual([region]);
     cached.splice(0); // evicted
     expect(await write(at)).toBe(DIRECT_FD); // the 65th asks the region again
     expect(asked).toEqual([region, region]);
@@ -441,19 +442,20 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("stays buffered where a page is cached, the kernel cannot say, O_DIRECT's alignment is not met, or without the capability", async () => {
-    for (const { cached, caps, at, len } of [
-      { cached: 1, caps: {}, at: 1024, len: 1024 },
-      { cached: -1, caps: {}, at: 1024, len: 1024 },
-      { cached: 0, caps: { alignment: 1024 }, at: 512, len: 1024 }, // offset off
-      { cached: 0, caps: { alignment: 1024 }, at: 1024, len: 512 }, // length off
-      { cached: 0, caps: { uncachedWritesDirect: undefined }, at: 1024, len: 1024 },
+    for (const { cached, caps, at, len, asks } of [
+      { cached: 1, caps: {}, at: 1024, len: 1024, asks: 2 }, // its 2 MiB, then its own bytes
+      { cached: -1, caps: {}, at: 1024, len: 1024, asks: 1 }, // no use asking about its own
+      { cached: 0, caps: { alignment: 1024 }, at: 512, len: 1024, asks: 0 }, // offset off
+      { cached: 0, caps: { alignment: 1024 }, at: 1024, len: 512, asks: 0 }, // length off
+      { cached: 0, caps: { uncachedWritesDirect: undefined }, at: 1024, len: 1024, asks: 0 },
     ]) {
-      const { b, ops } = lone(cached, caps);
+      const { b, ops, asked } = lone(cached, caps);
       b.write(Buffer.alloc(len), len, at, () => {});
       await Promise.resolve();
       expect(said(ops)).toEqual([`write ${at}+${len}`]);
       expect(ops[0]!.fd).toBe(FD);
       expect(ops[0]!.flags).toBe(2);
+      expect(asked).toHaveLength(asks);
     }
     // The same write with the alignment met and nothing cached does go direct.
     const direct = lone(0, { alignment: 1024 });

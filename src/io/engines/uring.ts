@@ -80,6 +80,8 @@ export class UringBackend extends FileBackend {
    * Regions found with no page cached, and read nothing from since (nor from
    * the region before, whose readahead may reach in), nor written buffered:
    * one system call per region, not per write, where only direct writes go.
+   * Also regions found almost all cached ("none"), whose writes go buffered
+   * without asking.
    */
   private readonly uncachedRegions: RegionKnowledge;
   /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
@@ -497,7 +499,10 @@ type RegionAnswer = "all" | "some" | "none";
 
 /** A region's state in RegionKnowledge: known to hold everywhere. */
 const HOLDS = 255;
-/** Writes in a region found not to hold everywhere before it is asked again. */
+/**
+ * Writes that get as far as asking about a region found not to hold
+ * everywhere; the last of them asks the region again.
+ */
 const ASK_AGAIN_AFTER = 64;
 
 /**
@@ -548,7 +553,9 @@ class RegionKnowledge {
    * asked about, since a read in flight now would not show in an answer. A
    * region already in doubt keeps its count: where every write puts it in
    * doubt again (buffered writes, each read), a fresh count would never run
-   * out, and its writes would ask about their own bytes for good.
+   * out, and its writes would ask about their own bytes for good. So a region
+   * due to be asked may be asked with a read still in flight there; as
+   * before at the count's second-last write, that costs speed only.
    */
   doubt(r: number): void {
     const i = r - this.first;
