@@ -33,7 +33,7 @@ SLOT=0
 PIN=""
 TOGETHER="" # -A: every target up at once, turns cell by cell
 CACHE=cold    # -C: the backing file's page cache before each turn on a disk
-SPARSE=0      # -F: a sparse backing file on a disk
+FRESH=""      # -F / -U: a backing file on a disk made afresh, sparse or fallocated
 
 # (templates contain braces, so no ${VAR:=default} here)
 # vblade's buffer count is {bufs}: max(64, the deepest -q), so it takes the
@@ -93,6 +93,8 @@ usage: $0 [options]
               afresh with truncate for each run) instead of one written through:
               writes land in holes, as on an image made with truncate; give -S large
               enough that the run's writes fill little of it (e.g. -S 65536)
+  -U          the same with a fallocated file (DIR/aoebench-<MIB>m-fallocated.img):
+              its space reserved but unwritten, as on an image made with fallocate
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
@@ -112,7 +114,7 @@ EOF
 
 MTUS_SET="" SECTORS_SET="" SIZE_SET=""
 WORKLOADS_SET="" TARGETS_SET=""
-while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AC:FQs:h" o; do
+while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AC:FUQs:h" o; do
 	case $o in
 	R) ROUNDS=$OPTARG ;;
 	t) SECS=$OPTARG ;;
@@ -132,7 +134,8 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AC:FQs:h" o; do
 	P) PIN=$OPTARG ;;
 	A) TOGETHER=1 ;;
 	C) CACHE=$OPTARG ;;
-	F) SPARSE=1 ;;
+	F) FRESH=sparse ;;
+	U) FRESH=fallocated ;;
 	Q) ROUNDS=2 SECS=1 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
@@ -141,7 +144,7 @@ done
 
 command -v jq >/dev/null || { echo "run-bench: jq is required" >&2; exit 1; }
 [[ $CACHE == cold || $CACHE == warm ]] || { echo "run-bench: -C takes cold or warm, not $CACHE" >&2; usage; }
-((SPARSE == 0)) || [[ -n $DISK_DIR && $CACHE == cold ]] || { echo "run-bench: -F needs -D or -y, and no -C warm" >&2; usage; }
+[[ -z $FRESH ]] || [[ -n $DISK_DIR && $CACHE == cold ]] || { echo "run-bench: -F and -U need -D or -y, and no -C warm" >&2; usage; }
 for m in $CLIENT_IOS; do
 	[[ $m == ring || $m == rxring || $m == mmsg ]] || { echo "run-bench: unknown client mode $m (-I)" >&2; usage; }
 done
@@ -270,11 +273,16 @@ prepare_disk_file() {
 	local dir=$1 bytes=$((SIZE_MB * 1024 * 1024)) f
 	mkdir -p "$dir"
 	f="$dir/aoebench-${SIZE_MB}m.img"
-	if ((SPARSE)); then
+	if [[ $FRESH == sparse ]]; then
 		f="$dir/aoebench-${SIZE_MB}m-sparse.img"
 		rm -f "$f"
 		truncate -s "$bytes" "$f"
 		log "sparse backing file $f ($SIZE_MB MiB, made afresh)"
+	elif [[ $FRESH == fallocated ]]; then
+		f="$dir/aoebench-${SIZE_MB}m-fallocated.img"
+		rm -f "$f"
+		fallocate -l "$bytes" "$f"
+		log "fallocated backing file $f ($SIZE_MB MiB, made afresh)"
 	elif [[ -f $f && $(stat -c %s "$f") -eq $bytes && $(($(stat -c %b "$f") * $(stat -c %B "$f"))) -ge $bytes ]]; then
 		log "reusing backing file $f ($SIZE_MB MiB)"
 	else
@@ -514,14 +522,14 @@ run_cell() { # target workload q round client-mode
 		--arg backing "$BACKING" --arg file "$BACKFILE" --argjson size_mb "$SIZE_MB" --argjson dio "$dio" \
 		--arg dev "$DEV" --arg d0 "$d0" --arg d1 "$d1" --arg load "$load" --arg aoed_io "${AOED_IO:-}" \
 		--arg c0 "$c0" --arg c1 "$c1" --argjson ncpu "$(nproc)" --argjson force "$FORCE_QD" --arg mode "$mode" \
-		--argjson together "${TOGETHER:-0}" --arg cache "$CACHE" --argjson sparse "$SPARSE" \
+		--argjson together "${TOGETHER:-0}" --arg cache "$CACHE" --arg fresh "$FRESH" \
 		'. + {tgt: $tgt, workload: $wl, q_set: $q, mtu_set: $mtu, round: $round, client_io: $mode, target_alive: $alive,
 		      target_cpu_s: ($ticks / $hz), backing: $backing, backing_file: $file, backing_mib: $size_mb,
 		      direct_io: $dio, loadavg: ($load | split(" ") | map(tonumber))}
 		 | if $force == 1 then . + {force_qd: true} else . end
 		 | if $together == 1 then . + {together: true} else . end
 		 | if $cache == "warm" then . + {cache: "warm"} else . end
-		 | if $sparse == 1 then . + {sparse: true} else . end
+		 | if $fresh == "sparse" then . + {sparse: true} elif $fresh == "fallocated" then . + {fallocated: true} else . end
 		 | if .local then .target_cpu_s = .target_cpu_window_s else . end
 		 | ($c0 | split(" ") | map(tonumber)) as $ca | ($c1 | split(" ") | map(tonumber)) as $cb
 		 | (if $cb[2] > $ca[2] then . + {machine_busy_pct: (100 * $ncpu * ($cb[0] - $ca[0]) / ($cb[2] - $ca[2])),
@@ -684,7 +692,7 @@ main() {
 	{
 		echo "date: $(date -Is)"
 		echo "kernel: $(uname -r)  cpus: $(nproc)"
-		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} together=${TOGETHER:-0} cache=$CACHE sparse=$SPARSE client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
+		echo "args: retx_ms=$RETX_MS rounds=$ROUNDS secs=$SECS warmup=$WARMUP mtus=$MTUS qds=$QDS workloads=$WORKLOADS sectors=$SECTORS size_mb=$SIZE_MB force_qd=$FORCE_QD pin=${PIN:-none} together=${TOGETHER:-0} cache=$CACHE fresh=${FRESH:-no} client_io=$CLIENT_IOS vblade_bufs=$VBLADE_BUFS extra=$CLIENT_EXTRA"
 		echo "backing: $BACKING $BACKFILE${DEV:+ (device $DEV)}"
 		echo "loadavg: $(cat /proc/loadavg)"
 		echo "AOED_DIRECT_IO=${AOED_DIRECT_IO:-} AOED_WRITE_CACHE=${AOED_WRITE_CACHE:-} AOED_IO=${AOED_IO:-}"
