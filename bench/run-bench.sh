@@ -94,7 +94,9 @@ usage: $0 [options]
               writes land in holes, as on an image made with truncate; give -S large
               enough that the run's writes fill little of it (e.g. -S 65536)
   -U          the same with a fallocated file (DIR/aoebench-<MIB>m-fallocated.img):
-              its space reserved but unwritten, as on an image made with fallocate
+              its space reserved but unwritten, as on an image made with fallocate;
+              it takes -S MiB of the disk and stays there after the run; give -S
+              large enough here too (each write converts a 4 KiB block)
   -Q          quick run (~3 min): -R 2 -t 1 -W 0.3 -m 1500 -q "1 32" -w "randread seqwrite"
   -s FILE     don't run anything: print the table for an existing results.jsonl
 Environment:
@@ -134,8 +136,8 @@ while getopts "R:t:W:m:q:w:T:n:S:D:y:o:fI:x:P:AC:FUQs:h" o; do
 	P) PIN=$OPTARG ;;
 	A) TOGETHER=1 ;;
 	C) CACHE=$OPTARG ;;
-	F) FRESH=sparse ;;
-	U) FRESH=fallocated ;;
+	F) [[ $FRESH != fallocated ]] || { echo "run-bench: -F and -U exclude each other" >&2; usage; }; FRESH=sparse ;;
+	U) [[ $FRESH != sparse ]] || { echo "run-bench: -F and -U exclude each other" >&2; usage; }; FRESH=fallocated ;;
 	Q) ROUNDS=2 SECS=1 WARMUP=0.3 MTUS=1500 MTUS_SET=1 QDS="1 32" WORKLOADS="randread seqwrite" ;;
 	s) SUMMARY_ONLY=$OPTARG ;;
 	*) usage ;;
@@ -266,6 +268,16 @@ expand() { # template -> command line
 	echo "$t"
 }
 
+# Exits unless DIR has room for a SIZE_MB file and 1 GiB besides.
+need_room() {
+	local avail
+	avail=$(df -Pk "$1" | awk 'NR == 2 { print int($4 / 1024) }')
+	if ((avail < SIZE_MB + 1024)); then
+		log "not enough room in $1: $avail MiB free, need $SIZE_MB + 1024"
+		exit 1
+	fi
+}
+
 # Disk mode: DIR/aoebench-<MIB>m.img, written once from /dev/urandom (every
 # block really allocated and holding data, unlike a sparse or fallocated file,
 # whose reads may never reach the disk), then reused while its size is right.
@@ -281,17 +293,13 @@ prepare_disk_file() {
 	elif [[ $FRESH == fallocated ]]; then
 		f="$dir/aoebench-${SIZE_MB}m-fallocated.img"
 		rm -f "$f"
-		fallocate -l "$bytes" "$f"
+		need_room "$dir"
+		fallocate -l "$bytes" "$f" || { rm -f "$f"; log "fallocate $f failed"; exit 1; }
 		log "fallocated backing file $f ($SIZE_MB MiB, made afresh)"
 	elif [[ -f $f && $(stat -c %s "$f") -eq $bytes && $(($(stat -c %b "$f") * $(stat -c %B "$f"))) -ge $bytes ]]; then
 		log "reusing backing file $f ($SIZE_MB MiB)"
 	else
-		local avail
-		avail=$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1024) }')
-		if [[ ! -f $f && $avail -lt $((SIZE_MB + 1024)) ]]; then
-			log "not enough room in $dir: $avail MiB free, need $SIZE_MB + 1024"
-			exit 1
-		fi
+		[[ -f $f ]] || need_room "$dir"
 		rm -f "$f"
 		log "writing backing file $f: $SIZE_MB MiB of random data (once; later runs reuse it)"
 		FILL_TMP="$f.partial"

@@ -80,8 +80,8 @@ export class UringBackend extends FileBackend {
    * Regions found with no page cached, and read nothing from since (nor from
    * the region before, whose readahead may reach in), nor written buffered:
    * one system call per region, not per write, where only direct writes go.
-   * Also regions found almost all cached ("none"), whose writes go buffered
-   * without asking.
+   * Also regions found almost all cached, or where cachestat cannot say
+   * ("none"), whose writes go buffered without asking.
    */
   private readonly uncachedRegions: RegionKnowledge;
   /** writeOutHeld is running: a call from inside it (a write that failed at once) asks for another pass. */
