@@ -320,7 +320,16 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
       return written(off, len);
     };
     const r = backend({ ...durable, ...caps }, offset, false, answer, fileId, writtenAnswer);
-    return { ...r, asked, extents };
+    /** Writes `len` bytes at `at` (the file's offset), completes it and all else queued, and returns the descriptor it went to. */
+    const settle = async (at: number, len = 1024) => {
+      r.b.write(Buffer.alloc(len), len, at - offset, () => {});
+      await Promise.resolve(); // a lone buffered one waits for the end of the turn
+      const op = r.ops.find((o) => o.kind === "write" && o.pos === at)!;
+      op.done(null);
+      r.ops.splice(0); // syncs and all
+      return op.fd;
+    };
+    return { ...r, asked, extents, settle };
   };
 
   it("goes through the O_DIRECT descriptor with RWF_DSYNC, and reads nothing", async () => {
@@ -348,15 +357,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   });
 
   it("asks about the page cache once per 2 MiB; after a read there or just before, or a buffered write there, about each write, then the 2 MiB again", async () => {
-    const { b, ops, asked } = lone([]);
-    const direct = async (at: number) => {
-      b.write(Buffer.alloc(1024), 1024, at, () => {});
-      await Promise.resolve();
-      const op = ops.find((o) => o.kind === "write" && o.pos === at)!;
-      op.done(null);
-      ops.splice(0);
-      return op.fd;
-    };
+    const { b, ops, asked, settle: direct } = lone([]);
     const read = (at: number) => {
       b.read(Buffer.alloc(4096), 4096, at, () => {});
       ops.pop()!.done(null);
@@ -394,15 +395,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     expect(some.ops.at(-1)!.fd).toBe(DIRECT_FD);
 
     const cached = pages(448);
-    const { b, ops, asked } = lone(cached);
-    const write = async (pos: number) => {
-      b.write(Buffer.alloc(1024), 1024, pos, () => {});
-      await Promise.resolve();
-      const op = ops.find((o) => o.kind === "write")!;
-      op.done(null);
-      ops.splice(0);
-      return op.fd;
-    };
+    const { asked, settle: write } = lone(cached);
     expect(await write(at)).toBe(FD);
     for (let i = 1; i < 64; i++) expect(await write(at + (i % 8) * 4096)).toBe(FD);
     // Each write put it in doubt again, which did not restart its count: the 65th asks.
@@ -415,16 +408,9 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
   it("asks a 2 MiB again by its 65th write even where each write there goes buffered and puts it in doubt", async () => {
     const at = (i: number) => (i % 16) * 4096 + 1024;
     const cached = Array.from({ length: 16 }, (_, i) => at(i)); // the pages written: 16 of 512
-    const { b, ops, asked } = lone(cached);
+    const { b, asked, settle } = lone(cached);
     const region = `${FD} 0+${2 * MiB}`;
-    for (let i = 0; i < 64; i++) {
-      b.write(Buffer.alloc(1024), 1024, at(i), () => {});
-      await Promise.resolve();
-      const op = ops.find((o) => o.kind === "write")!;
-      expect(op.fd).toBe(FD);
-      op.done(null);
-      ops.splice(0);
-    }
+    for (let i = 0; i < 64; i++) expect(await settle(at(i))).toBe(FD);
     expect(asked.filter((a) => a === region)).toHaveLength(1);
     expect(asked).toHaveLength(65); // and each write's own bytes
     b.write(Buffer.alloc(1024), 1024, at(64), () => {});
@@ -589,15 +575,7 @@ describe("a durable write to pages the cache lacks (caps.uncachedWritesDirect)",
     // [2 MiB, 4 MiB) has a 64 KiB hole at 3 MiB; [0, 2 MiB) is all written.
     const written = (off: number, len: number) =>
       off < 3 * MiB + 65536 && off + len > 3 * MiB ? 0 : 1;
-    const { b, ops, extents } = lone(0, {}, 0, undefined, written);
-    const go = async (at: number, len = 1024) => {
-      b.write(Buffer.alloc(len), len, at, () => {});
-      await Promise.resolve(); // a lone buffered one waits for the end of the turn
-      const op = ops.find((o) => o.kind === "write" && o.pos === at)!;
-      op.done(null);
-      ops.splice(0); // syncs and all
-      return op.fd;
-    };
+    const { extents, settle: go } = lone(0, {}, 0, undefined, written);
     expect(await go(4096, 4096)).toBe(FD); // a whole page: nothing to read, stays buffered
     expect(extents).toEqual([]);
     expect(await go(1024)).toBe(DIRECT_FD);
