@@ -126,6 +126,8 @@ export class Target implements FrameConsumer {
     });
     const slotBytes = Math.max(1, this.maxSectorsFor(maxSectors)) * SECTOR;
     this.queue = new AtaQueue(cfg, backend, slotBytes, this.stats, log, this.ataComplete);
+    // On a reload a replacement target may share the backend while the old one drains: one limit for both.
+    backend.limitSyncBatch?.(cfg.queueLength);
   }
 
   get state(): TargetState {

@@ -116,6 +116,11 @@ export interface Backend {
   readonly failed?: NodeJS.ErrnoException | null;
   /** Sync counters, when writes are group-committed. */
   readonly syncStats?: Readonly<SyncStats>;
+  /**
+   * With group commit: the most writes (and flushes) one sync acknowledges,
+   * the export's queue length; set by each target built on the backend.
+   */
+  limitSyncBatch?(writes: number): void;
   close(): Promise<void>;
   /** Takes the exclusive claim on a block device opened with sharedClaim (no-op otherwise). */
   claimExclusive?(): Promise<void>;

@@ -134,6 +134,10 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return this.caps.groupCommit && this.commit ? this.commit.stats : undefined;
   }
 
+  limitSyncBatch(writes: number): void {
+    if (this.commit !== null) this.commit.limit = writes;
+  }
+
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void {
     if (this.writer?.othersDirect) {
       this.pending++; // close() waits for it too

@@ -146,6 +146,12 @@ export class GroupCommit {
   outstanding = 0;
   /** RWF_DSYNC writes in flight: each is a sync of its own, so no fdatasync starts meanwhile. */
   private dsyncing = 0;
+  /**
+   * The most writes (and flushes) one sync covers: the export's queue length.
+   * Its queue bounds them already, except while a reload's replacement target
+   * shares this backend with the one it replaces, and both have writes in flight.
+   */
+  limit = Number.POSITIVE_INFINITY;
 
   constructor(
     /** Starts one fdatasync of the backing store. */
@@ -236,12 +242,15 @@ export class GroupCommit {
   private readonly kick = (): void => {
     this.kickQueued = false;
     if (this.syncing || this.dsyncing > 0 || this.waiting.length === 0) return;
-    const batch = this.waiting;
-    this.waiting = [];
     if (this.failed !== null) {
-      this.finish(batch, this.failedError());
+      const all = this.waiting;
+      this.waiting = [];
+      this.finish(all, this.failedError());
       return;
     }
+    let batch = this.waiting;
+    if (batch.length <= this.limit) this.waiting = [];
+    else batch = this.waiting.splice(0, this.limit); // the rest, oldest first, for the next sync
     this.syncing = true;
     this.covered = batch;
     this.stats.syncs++;

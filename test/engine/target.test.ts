@@ -3,6 +3,8 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { ExportConfig } from "../../src/config/types.js";
 import type { ReplyPort } from "../../src/engine/seams.js";
 import { Target } from "../../src/engine/target.js";
+import type { IoCallback } from "../../src/io/backend.js";
+import { GroupCommit } from "../../src/io/group-commit.js";
 import {
   AtaCmd,
   AtaFlag,
@@ -35,6 +37,21 @@ class FakePort implements ReplyPort {
   }
   commit(len: number): void {
     this.sent.push(parse(Buffer.from(this.slot.subarray(0, Math.max(len, 60)))));
+  }
+}
+
+/** A backend with group commit (write-cache off) whose syncs wait until the test ends them. */
+class CommittingBackend extends MemoryBackend {
+  readonly heldSyncs: IoCallback[] = [];
+  readonly commit = new GroupCommit((cb) => this.heldSyncs.push(cb), {
+    path: "memory",
+    exportName: "e3.1",
+  });
+  override write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    super.write(buf, len, pos, (err) => (err ? cb(err) : this.commit.completed(cb)));
+  }
+  limitSyncBatch(writes: number): void {
+    this.commit.limit = writes;
   }
 }
 
@@ -276,6 +293,34 @@ describe("Target", () => {
       await drained;
       expect(port.sent.length).toBe(1);
       expect(target.inFlight).toBe(0);
+    });
+  });
+
+  describe("group commit", () => {
+    it("while a reload's replacement target drains the old one on the same backend, no sync covers more than the queue length", async () => {
+      const b = new CommittingBackend(1 << 20);
+      const write = (t: Target, lba: number) => {
+        const frame = ata(A, AtaCmd.writeSectorsExt, lba, 1, {
+          aflags: AtaFlag.lba48 | AtaFlag.write,
+          data: Buffer.alloc(512, lba),
+        });
+        t.handle(port, frame, 0, frame.length, readMac(A, 0), false);
+      };
+      const old = new Target(exportConfig({ queueLength: 4 }), b, port.maxSectors, log);
+      for (let i = 0; i < 4; i++) write(old, i);
+      await settle();
+      expect(b.heldSyncs).toHaveLength(1); // the first write's; three wait for the next
+      const replacement = new Target(exportConfig({ queueLength: 4 }), b, port.maxSectors, log);
+      for (let i = 0; i < 4; i++) write(replacement, 10 + i);
+      await settle();
+      expect(port.sent).toHaveLength(0); // nothing acknowledged before a sync covered it
+      while (b.heldSyncs.length > 0) {
+        b.heldSyncs.shift()!(null);
+        await settle();
+      }
+      const replies = port.sent.map((m) => (m.kind === "ata" ? m.arg.cmdStatus : -1));
+      expect(replies).toEqual(Array(8).fill(0x40));
+      expect(b.commit.stats).toMatchObject({ syncs: 3, syncedWrites: 8, maxBatch: 4 });
     });
   });
 

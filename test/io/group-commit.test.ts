@@ -82,6 +82,38 @@ describe("GroupCommit", () => {
     expect(h.gc.idle).toBe(true);
   });
 
+  it("one sync covers at most `limit` writes; the rest, oldest first, wait for the next", async () => {
+    const h = harness();
+    h.gc.limit = 2;
+    h.write("a");
+    h.write("b");
+    h.write("c");
+    await tick();
+    expect(h.syncs).toHaveLength(1);
+    h.endSync();
+    expect(h.log.slice(-3)).toEqual(["ack a", "ack b", "sync-start"]);
+    h.endSync();
+    expect(h.log.slice(-2)).toEqual(["sync-end", "ack c"]);
+    expect(h.gc.stats).toMatchObject({ syncs: 2, syncedWrites: 3, maxBatch: 2 });
+  });
+
+  it("after a failed sync every write waiting fails at once, past the limit too", async () => {
+    const h = harness();
+    h.gc.limit = 1;
+    h.write("a");
+    await tick();
+    for (const w of ["b", "c", "d"]) h.write(w);
+    h.endSync(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+    await tick();
+    expect(h.log.filter((l) => l.startsWith("fail"))).toEqual([
+      "fail a",
+      "fail b",
+      "fail c",
+      "fail d",
+    ]);
+    expect(h.log.filter((l) => l === "sync-start")).toHaveLength(1);
+  });
+
   it("a failed sync fails the writes it covered, those waiting, and every later one", async () => {
     const h = harness();
     h.write("a");
