@@ -151,6 +151,7 @@ async function main(): Promise<void> {
         directIo: t.backend.caps.directIo,
         io: t.backend.caps.engine,
         ioNote: t.backend.caps.engineNote,
+        writesBuffered: t.backend.caps.writesBuffered,
         writeCache: t.cfg.writeCache,
       })),
       waiting: [...engine.waiting.values()].map((w) => ({

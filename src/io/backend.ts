@@ -40,6 +40,14 @@ export interface BackendCapabilities {
   /** Why not the engine asked for (with `io: auto`, why not io_uring); absent otherwise. */
   engineNote?: string;
   /**
+   * Why writes go through the page cache although direct-io is on; absent
+   * otherwise. Where O_DIRECT needs 4 KiB alignment (4Kn disks), a write of a
+   * few 512-byte sectors cannot go direct, and a buffered write beside a
+   * direct one to the same page leaves the page cache stale and fails the
+   * file's next sync, so none goes direct.
+   */
+  writesBuffered?: string;
+  /**
    * Present when write-cache is off on a store that needs syncing: writes are
    * group-committed (src/io/group-commit.ts). `dsync`: a lone write may be
    * written with RWF_DSYNC instead (the filesystem honours it).

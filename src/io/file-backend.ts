@@ -102,16 +102,20 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return len % a === 0 && pos % a === 0;
   }
 
-  /** For a write: the O_DIRECT fd when direct-io is on and the request is aligned for it, else the buffered one. */
+  /** For a write: the O_DIRECT fd when direct-io is on and takes writes (caps.writesBuffered), else the buffered one. */
   protected fdFor(len: number, pos: number): number {
+    return this.caps.writesBuffered === undefined ? this.directFdFor(len, pos) : this.fd;
+  }
+
+  /** For a read: the O_DIRECT fd when direct-io is `true` and the request is aligned for it. */
+  protected fdForRead(len: number, pos: number): number {
+    return this.caps.directIo === "writes" ? this.fd : this.directFdFor(len, pos);
+  }
+
+  private directFdFor(len: number, pos: number): number {
     return this.caps.directIo !== false && this.directFd >= 0 && this.alignedForDirect(len, pos)
       ? this.directFd
       : this.fd;
-  }
-
-  /** For a read: as fdFor, but the buffered fd when O_DIRECT is for writes only. */
-  protected fdForRead(len: number, pos: number): number {
-    return this.caps.directIo === "writes" ? this.fd : this.fdFor(len, pos);
   }
 
   abstract read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;

@@ -21,6 +21,7 @@ import {
   type OpenOptions,
   openDirectForUncachedWrites,
   openStore,
+  SECTOR,
 } from "./store.js";
 import { acquireSharedRing } from "./uring.js";
 
@@ -51,6 +52,12 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       engine: choice.engine,
     };
     if (choice.note !== undefined) caps.engineNote = choice.note;
+    if (directIo !== false && store.alignment > SECTOR)
+      caps.writesBuffered =
+        `O_DIRECT needs ${store.alignment}-byte alignment here: a write of fewer sectors could not ` +
+        "go direct, and one through the page cache beside a direct one to the same page leaves " +
+        "the cache stale, so writes go through the page cache" +
+        (directIo === true ? " (aligned reads still go direct)" : "");
     // A file in memory has nothing to sync to: group commit only where a sync means something.
     if (!opts.writeCache && !opts.readOnly && !store.inMemory)
       caps.groupCommit = { dsync: dsyncHonoured(store.blockDevice, store.fsType) };

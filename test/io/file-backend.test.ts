@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend, IoCallback, IoEngine } from "../../src/io/backend.js";
-import { bufferAddress } from "../../src/io/blockdev.js";
+import { bufferAddress, cachedPages } from "../../src/io/blockdev.js";
 import { chooseIoEngine, describeUringFailure } from "../../src/io/choose-engine.js";
 import { type OpenOptions, openFileBackend } from "../../src/io/open.js";
 import { isMemoryBacked } from "../../src/io/store.js";
@@ -71,6 +71,36 @@ function tryExec(cmd: string, args: string[]): string | null {
 }
 
 /** A directory on a filesystem that accepts O_DIRECT (not tmpfs), or null. */
+/**
+ * `content` in a file under /var/tmp behind a loop device (`losetup` arguments
+ * `args` first), or null where none can be attached. `detach` runs once: a
+ * second detach could hit a loop device another test file has attached under
+ * the same number meanwhile. `remove` detaches, then deletes the file.
+ */
+function loopOver(
+  content: Buffer,
+  args: string[] = [],
+): { dev: string; file: string; detach: () => void; remove: () => void } | null {
+  const ldir = fs.mkdtempSync(path.join("/var/tmp", "aoed-loop-"));
+  const file = path.join(ldir, "img");
+  fs.writeFileSync(file, content);
+  const dev = tryExec("losetup", ["--find", "--show", ...args, file]);
+  if (dev === null) {
+    fs.rmSync(ldir, { recursive: true, force: true });
+    return null;
+  }
+  let attached = true;
+  const detach = () => {
+    if (attached) tryExec("losetup", ["--detach", dev]);
+    attached = false;
+  };
+  const remove = () => {
+    detach();
+    fs.rmSync(ldir, { recursive: true, force: true });
+  };
+  return { dev, file, detach, remove };
+}
+
 function directIoDir(): string | null {
   for (const base of ["/var/tmp", os.tmpdir(), process.cwd()]) {
     let dir: string | undefined;
@@ -528,22 +558,10 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
   it.skipIf(!available || process.getuid?.() !== 0)(
     "serves a loop block device with O_DIRECT",
     async (ctx) => {
-      const ldir = fs.mkdtempSync(path.join("/var/tmp", "aoed-loop-"));
-      const file = path.join(ldir, "img");
       const content = randomBytes(4 * MiB);
-      fs.writeFileSync(file, content);
-      const dev = tryExec("losetup", ["--find", "--show", file]);
-      if (dev === null) {
-        fs.rmSync(ldir, { recursive: true, force: true });
-        return ctx.skip("losetup failed (no loop devices here)");
-      }
-      // Detached once: a second detach could hit a loop device another test
-      // file has attached under the same number meanwhile.
-      let attached = true;
-      const detach = () => {
-        if (attached) tryExec("losetup", ["--detach", dev]);
-        attached = false;
-      };
+      const loop = loopOver(content);
+      if (loop === null) return ctx.skip("losetup failed (no loop devices here)");
+      const { dev, file, detach } = loop;
       try {
         const b = await open(dev, { directIo: true, writeCache: false });
         // direct-io is never a mapping: the mmap engine defers to the automatic choice.
@@ -573,8 +591,47 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
             .equals(data),
         ).toBe(true);
       } finally {
+        loop.remove();
+      }
+    },
+  );
+
+  it.skipIf(!available || process.getuid?.() !== 0)(
+    "with 4 KiB O_DIRECT alignment (4Kn), direct-io sends no write around the page cache",
+    async (ctx) => {
+      const loop = loopOver(randomBytes(4 * MiB), ["--sector-size", "4096"]);
+      if (loop === null) return ctx.skip("losetup failed (no loop devices here)");
+      const { dev, file, detach } = loop;
+      try {
+        for (const directIo of ["writes", true] as const) {
+          const b = await open(dev, { directIo, writeCache: true });
+          expect(b.caps.alignment).toBe(4096);
+          expect(b.caps.writesBuffered).toMatch(/^O_DIRECT needs 4096-byte alignment here/);
+          const probe = fs.openSync(dev, "r");
+          try {
+            const at = directIo === true ? 2 * MiB : 1 * MiB;
+            expect(cachedPages(probe, at, 64 * KiB)).toBe(0);
+            // Aligned for O_DIRECT, and still into the page cache: a 1 KiB write
+            // beside it could not go direct.
+            const buf = b.allocBuffer(64 * KiB).fill(7);
+            expect(await op((cb) => b.write(buf, 64 * KiB, at, cb))).toBeNull();
+            expect(cachedPages(probe, at, 64 * KiB)).toBe(16);
+            const small = b.allocBuffer(1 * KiB).fill(9);
+            expect(await op((cb) => b.write(small, 1 * KiB, at + 4 * KiB, cb))).toBeNull();
+            expect(await op((cb) => b.flush(cb))).toBeNull();
+          } finally {
+            fs.closeSync(probe);
+          }
+          await b.close();
+        }
         detach();
-        fs.rmSync(ldir, { recursive: true, force: true });
+        const after = fs.readFileSync(file);
+        expect(after.subarray(1 * MiB, 1 * MiB + 4 * KiB).every((x) => x === 7)).toBe(true);
+        expect(after.subarray(1 * MiB + 4 * KiB, 1 * MiB + 5 * KiB).every((x) => x === 9)).toBe(
+          true,
+        );
+      } finally {
+        loop.remove();
       }
     },
   );
