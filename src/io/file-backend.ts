@@ -78,6 +78,11 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     );
     this.forceAsync = this.caps.mayHang !== undefined;
     this.writer = on.fileId !== undefined && !on.readOnly ? new FileWriter(on.fileId) : null;
+    if (this.writer !== null)
+      this.writer.alwaysDirect =
+        this.caps.directIo !== false &&
+        this.directFd >= 0 &&
+        this.caps.writesBuffered === undefined;
   }
 
   /** Whether rawWrite can do an RWF_DSYNC write. */
@@ -119,8 +124,9 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   abstract read(buf: Buffer, len: number, pos: number, cb: IoCallback): void;
-  /** One write as it is; `dsync`: with RWF_DSYNC (only when canDsync()). */
+  /** One write as it is, through `fd` (fdFor's choice); `dsync`: with RWF_DSYNC (only when canDsync()). */
   protected abstract rawWrite(
+    fd: number,
     buf: Buffer,
     len: number,
     pos: number,
@@ -143,21 +149,35 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
   }
 
   write(buf: Buffer, len: number, pos: number, cb: IoCallback, written?: () => void): void {
-    if (this.writer?.othersDirect) {
+    const w = this.writer;
+    // A direct-io backend of a file keeps its way apart from the other backends' (file-writers.ts).
+    const way = w !== null && this.caps.directIo !== false ? this.directIoWay(len, pos) : null;
+    if (
+      w !== null &&
+      (way === null ? w.othersDirect : way === "direct" ? w.anyBuffered : w.anyDirect)
+    ) {
       this.pending++; // close() waits for it too
-      this.writer.wait(() => {
+      const retry = () => {
         this.write(buf, len, pos, cb, written); // counted again if it goes on
         if (--this.pending === 0) this.onIdle?.();
-      });
+      };
+      if (way === "direct") w.waitBuffered(retry);
+      else w.wait(retry);
       return;
     }
+    const fd =
+      way === null
+        ? this.fdFor(len, pos + this.offset)
+        : way === "direct"
+          ? this.directFd
+          : this.fd;
     const gc = this.commit;
     if (gc !== null && gc.failed !== null) {
       cb(gc.failedError());
       return;
     }
     if (gc === null || this.caps.groupCommit === undefined) {
-      this.rawWrite(buf, len, pos, false, cb);
+      this.issue(way, fd, buf, len, pos, false, cb);
       return;
     }
     // Alone (nothing else written and not yet durable): the faster of the two ways.
@@ -165,14 +185,14 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     const t0 = lone === null ? 0 : performance.now();
     if (lone === "dsync") {
       gc.dsyncStarted();
-      this.rawWrite(buf, len, pos, true, (err) => {
+      this.issue(way, fd, buf, len, pos, true, (err) => {
         if (err === null) this.lone.observe("dsync", performance.now() - t0);
         cb(gc.dsyncDone(err));
       });
       return;
     }
     gc.outstanding++;
-    this.rawWrite(buf, len, pos, false, (err) => {
+    this.issue(way, fd, buf, len, pos, false, (err) => {
       // Before outstanding drops, so a write issued from written() is not alone.
       if (err === null) written?.();
       gc.outstanding--;
@@ -183,6 +203,40 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
           if (e === null) this.lone.observe("sync", performance.now() - t0);
           cb(e);
         });
+    });
+  }
+
+  /**
+   * A direct-io backend's way for a write: O_DIRECT where the request takes it
+   * and every writer of the file would go direct too, else the page cache.
+   */
+  private directIoWay(len: number, pos: number): "direct" | "buffered" {
+    return this.writer!.allAlwaysDirect && this.fdFor(len, pos + this.offset) === this.directFd
+      ? "direct"
+      : "buffered";
+  }
+
+  /** rawWrite, with a direct-io backend's write counted in its way while in flight. */
+  private issue(
+    way: "direct" | "buffered" | null,
+    fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    dsync: boolean,
+    done: IoCallback,
+  ): void {
+    if (way === null) {
+      this.rawWrite(fd, buf, len, pos, dsync, done);
+      return;
+    }
+    const w = this.writer!;
+    if (way === "direct") w.directStarted();
+    else w.bufferedStarted();
+    this.rawWrite(fd, buf, len, pos, dsync, (err) => {
+      if (way === "direct") w.directDone();
+      else w.bufferedDone();
+      done(err);
     });
   }
 

@@ -9,6 +9,12 @@
  * exports of it, or an export and the one a reload is replacing) this does:
  * a direct write starts only in a file's sole writer, and the others' writes
  * wait while one is in flight.
+ *
+ * A direct-io backend (caps.directIo) sends its writes O_DIRECT only while
+ * every writer of the file would (alwaysDirect), and through the page cache
+ * otherwise; the two ways are never in flight at once among such backends
+ * (a reload that turns direct-io on or off, windows of one file with
+ * different settings).
  */
 
 interface FileEntry {
@@ -17,6 +23,22 @@ interface FileEntry {
   owner: FileWriter | null;
   direct: number;
   waiting: (() => void)[];
+  /** Writes of direct-io backends in flight through the page cache, and those waiting for them. */
+  buffered: number;
+  waitingBuffered: (() => void)[];
+}
+
+/** Runs each of `waiting`; one backend's failure is not the others': theirs still go. */
+function release(waiting: (() => void)[]): void {
+  for (const go of waiting) {
+    try {
+      go();
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
 }
 
 const files = new Map<string, FileEntry>();
@@ -28,12 +50,22 @@ export class FileWriter {
   constructor(private readonly file: string) {
     let entry = files.get(file);
     if (entry === undefined) {
-      entry = { writers: new Set(), owner: null, direct: 0, waiting: [] };
+      entry = {
+        writers: new Set(),
+        owner: null,
+        direct: 0,
+        waiting: [],
+        buffered: 0,
+        waitingBuffered: [],
+      };
       files.set(file, entry);
     }
     entry.writers.add(this);
     this.entry = entry;
   }
+
+  /** A direct-io backend whose every write can go O_DIRECT (512-byte alignment). */
+  alwaysDirect = false;
 
   /** No other backend of this thread writes the file: a direct write may start. */
   get sole(): boolean {
@@ -51,16 +83,40 @@ export class FileWriter {
     e.owner = null;
     const waiting = e.waiting;
     e.waiting = [];
-    for (const go of waiting) {
-      try {
-        go();
-      } catch (err) {
-        // One backend's failure is not the others': theirs still go.
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    release(waiting);
+  }
+
+  /** Every writer of the file is alwaysDirect: a direct-io backend's write may go direct. */
+  get allAlwaysDirect(): boolean {
+    for (const w of this.entry.writers) if (!w.alwaysDirect) return false;
+    return true;
+  }
+
+  /** Direct writes in flight, this backend's or another's. */
+  get anyDirect(): boolean {
+    return this.entry.direct > 0;
+  }
+
+  /** Writes of direct-io backends in flight through the page cache. */
+  get anyBuffered(): boolean {
+    return this.entry.buffered > 0;
+  }
+
+  bufferedStarted(): void {
+    this.entry.buffered++;
+  }
+
+  bufferedDone(): void {
+    const e = this.entry;
+    if (--e.buffered > 0) return;
+    const waiting = e.waitingBuffered;
+    e.waitingBuffered = [];
+    release(waiting);
+  }
+
+  /** Runs `go` once the direct-io backends' writes through the page cache are done. */
+  waitBuffered(go: () => void): void {
+    this.entry.waitingBuffered.push(go);
   }
 
   /** Another backend of the file has direct writes in flight: this one's writes wait (wait()). */

@@ -1017,3 +1017,69 @@ describe.skipIf(!probeUring().ok || fs.statfsSync("/var/tmp").type !== EXT4_MAGI
     );
   },
 );
+
+describe("direct-io backends of one file (a reload that turns direct-io on or off, windows of one file)", () => {
+  const page = (n: number) => Buffer.alloc(4096, n);
+  const fds = (ops: Op[]) =>
+    ops.map((o) => `${o.fd === DIRECT_FD ? "direct" : "buffered"} ${o.pos}`);
+
+  it("go O_DIRECT only while every writer of the file would; the two ways are never in flight at once", async () => {
+    const d = backend({ directIo: "writes" }, 0, false, undefined, "fake:shared-direct-io");
+    const results: string[] = [];
+    const note = (name: string) => (e: NodeJS.ErrnoException | null) =>
+      results.push(`${name} ${e === null ? "ok" : e.code}`);
+    d.b.write(page(1), 4096, 0, note("d1"));
+    expect(fds(d.ops)).toEqual(["direct 0"]);
+    // A buffered backend of the file arrives (the reload's other side) while that write is in flight.
+    const a = backend({}, 0, false, undefined, "fake:shared-direct-io");
+    a.b.write(page(2), 4096, 65536, note("a1"));
+    d.b.write(page(3), 4096, 8192, note("d2")); // the page cache now, after the direct write
+    expect(a.ops).toEqual([]);
+    expect(fds(d.ops)).toEqual(["direct 0"]);
+    d.ops[0]!.done(null);
+    expect(fds(a.ops)).toEqual(["buffered 65536"]);
+    expect(fds(d.ops)).toEqual(["direct 0", "buffered 8192"]);
+    a.ops[0]!.done(null);
+    await closeFake(a.b);
+    // Alone again, but its own buffered write is in flight: the next direct one waits for it.
+    d.b.write(page(4), 4096, 16384, note("d3"));
+    expect(fds(d.ops)).toEqual(["direct 0", "buffered 8192"]);
+    d.ops[1]!.done(null);
+    expect(fds(d.ops)).toEqual(["direct 0", "buffered 8192", "direct 16384"]);
+    d.ops[2]!.done(null);
+    expect(results.sort()).toEqual(["a1 ok", "d1 ok", "d2 ok", "d3 ok"]);
+    await closeFake(d.b);
+  });
+
+  it("two that both go direct do not wait for each other", async () => {
+    const d1 = backend({ directIo: "writes" }, 0, false, undefined, "fake:both-direct");
+    const d2 = backend({ directIo: true }, 0, false, undefined, "fake:both-direct");
+    d1.b.write(page(1), 4096, 0, () => {});
+    d2.b.write(page(2), 4096, 4096, () => {});
+    expect(fds(d1.ops)).toEqual(["direct 0"]);
+    expect(fds(d2.ops)).toEqual(["direct 4096"]);
+    d1.ops[0]!.done(null);
+    d2.ops[0]!.done(null);
+    await closeFake(d1.b);
+    await closeFake(d2.b);
+  });
+
+  it("one that needs 4 KiB alignment for O_DIRECT makes the others write through the page cache", async () => {
+    const d = backend({ directIo: "writes" }, 0, false, undefined, "fake:4kn");
+    const k = backend(
+      { directIo: "writes", alignment: 4096, writesBuffered: "4Kn" },
+      0,
+      false,
+      undefined,
+      "fake:4kn",
+    );
+    d.b.write(page(1), 4096, 0, () => {});
+    k.b.write(page(2), 4096, 4096, () => {});
+    expect(fds(d.ops)).toEqual(["buffered 0"]);
+    expect(fds(k.ops)).toEqual(["buffered 4096"]);
+    d.ops[0]!.done(null);
+    k.ops[0]!.done(null);
+    await closeFake(d.b);
+    await closeFake(k.b);
+  });
+});

@@ -66,7 +66,14 @@ export class MappedBackend extends FileBackend {
     else this.copied(this.native.copyGuarded(this.map, at, buf, 0, len), "mapped read", at, cb);
   }
 
-  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
+  protected rawWrite(
+    _fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    _dsync: boolean,
+    cb: IoCallback,
+  ): void {
     const at = pos + this.offset;
     const no = this.refused("mapped write", at, len);
     if (no !== null) cb(no);

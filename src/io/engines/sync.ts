@@ -32,9 +32,15 @@ export class SyncBackend extends FileBackend {
     cb(err);
   }
 
-  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
+  protected rawWrite(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    _dsync: boolean,
+    cb: IoCallback,
+  ): void {
     const at = pos + this.offset;
-    const fd = this.fdFor(len, at);
     let err: NodeJS.ErrnoException | null = null;
     try {
       for (let done = 0; done < len; ) {

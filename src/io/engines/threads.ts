@@ -31,9 +31,15 @@ export class ThreadPoolBackend extends FileBackend {
     });
   }
 
-  protected rawWrite(buf: Buffer, len: number, pos: number, _dsync: boolean, cb: IoCallback): void {
+  protected rawWrite(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    _dsync: boolean,
+    cb: IoCallback,
+  ): void {
     const at = pos + this.offset;
-    const fd = this.fdFor(len, at);
     this.pending++;
     const step = (done: number) =>
       fs.write(fd, buf, done, len - done, at + done, (err, n) => {

@@ -136,9 +136,15 @@ export class UringBackend extends FileBackend {
    *   and no other write by the end of this event-loop turn), which has
    *   nothing to wait beside and would only gain a round trip.
    */
-  protected rawWrite(buf: Buffer, len: number, pos: number, dsync: boolean, cb: IoCallback): void {
+  protected rawWrite(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    pos: number,
+    dsync: boolean,
+    cb: IoCallback,
+  ): void {
     const at = pos + this.offset;
-    const fd = this.fdFor(len, at);
     const flags = dsync ? RWF_DSYNC : 0;
     if (this.caps.pagesReadFirst !== true) {
       // Nothing is ever held: no count of writes in flight to keep either.
