@@ -119,19 +119,18 @@ export function adoptFileBackend(shared: SharedBackend, warn: (message: string) 
 }
 
 /**
- * A worker thread syncs the file itself (group commit, and FLUSH CACHE with the
- * write cache on too), and the kernel reports a write-back error once per open
- * file description: through the main thread's descriptor only the first thread
- * to sync would hear of it, and another thread's sync could succeed before
- * that one had told the others. A descriptor of its own (the same file,
- * through /proc/self/fd), used for fdatasync only, hears of every error that
- * comes after it was opened or that nobody had seen yet. Not for a store that
- * may hang (FUSE, NFS), where the open could block this thread; there, and if
- * the open fails, the failure word the threads share (group-commit.ts) is
- * what tells them.
+ * With group commit a worker thread syncs the file itself, and the kernel
+ * reports a write-back error once per open file description: through the
+ * main thread's descriptor only the first thread to sync would hear of it. A
+ * descriptor of its own (the same file, through /proc/self/fd), used for
+ * fdatasync only, hears of every error that comes after it was opened or that
+ * nobody had seen yet. Not for a store that may hang (FUSE, NFS), where the
+ * open could block this thread; there, and if the open fails, the failure
+ * word the threads share (group-commit.ts) is what tells them.
  */
 function syncDescriptor(shared: SharedBackend, warn: (message: string) => void): number | null {
-  if (shared.readOnly || shared.caps.mayHang !== undefined) return null;
+  if (shared.caps.groupCommit === undefined || shared.readOnly || shared.caps.mayHang !== undefined)
+    return null;
   try {
     return fs.openSync(`/proc/self/fd/${shared.fd}`, "r");
   } catch (err) {

@@ -18,13 +18,6 @@ import {
 } from "../../src/io/group-commit.js";
 import { adoptFileBackend, openFileBackend } from "../../src/io/open.js";
 import { probeUring } from "../../src/io/uring.js";
-import {
-  attachLoop,
-  type Loop,
-  loopUnavailable,
-  type Mounted,
-  mountTmpfs,
-} from "../helpers/scratch-mounts.js";
 
 /**
  * A sync the test completes by hand, with a log of what happened in which
@@ -429,65 +422,6 @@ describe.each(engines)("file backend with write-cache off, %s", (io) => {
     expect(err?.message).toMatch(/an earlier fdatasync failed/);
     await worker.close();
     expect(fds()).toBe(before);
-    await main.close();
-  });
-});
-
-const noLoop = process.getuid?.() === 0 ? loopUnavailable() : "not root";
-
-// The write cache on: a FLUSH CACHE in a worker thread syncs the file itself.
-// Through the main thread's descriptor it would not hear of a write-back
-// error another thread's sync had just reported (once per open file), and
-// could succeed before that thread stored the failure the threads share.
-describe.skipIf(noLoop !== null).each(engines)("file backend with write-cache on, %s", (io) => {
-  let dir: string;
-  let space: Mounted;
-  let loop: Loop;
-  beforeAll(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "aoed-group-wc-"));
-    // A 4 MiB loop device over a sparse file on a 1 MiB tmpfs: write-back past the room fails.
-    space = mountTmpfs(path.join(dir, "space"), 1 << 20);
-    const backing = path.join(space.dir, "dev.backing");
-    fs.writeFileSync(backing, "");
-    fs.truncateSync(backing, 4 << 20);
-    loop = attachLoop(backing);
-  });
-  afterAll(() => {
-    loop.release();
-    space.release();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("a worker thread's FLUSH hears of a write-back error another thread's sync took first", async () => {
-    const main = await openFileBackend({
-      path: loop.dev,
-      exportName: "e0.2",
-      readOnly: false,
-      directIo: false,
-      writeCache: true,
-      offset: 0,
-      length: null,
-      io,
-    });
-    const warnings: string[] = [];
-    // A failure word of its own: the thread whose sync fails first has not told the others yet.
-    const worker = adoptFileBackend({ ...main.share!(), syncFailure: newSyncFailureFlag() }, (m) =>
-      warnings.push(m),
-    );
-    const flush = (b: typeof main) =>
-      new Promise<NodeJS.ErrnoException | null>((resolve) => b.flush(resolve));
-    // 2 MiB acknowledged into the page cache, as the write cache on promises.
-    const chunk = main.allocBuffer(64 << 10).fill(0x5a);
-    for (let pos = 0; pos < 2 << 20; pos += chunk.length) {
-      const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
-        main.write(chunk, chunk.length, pos, resolve),
-      );
-      expect(err).toBeNull();
-    }
-    expect(await flush(main)).not.toBeNull();
-    expect(await flush(worker)).not.toBeNull();
-    expect(warnings).toEqual([]);
-    await worker.close();
     await main.close();
   });
 });
