@@ -153,9 +153,9 @@ export interface SharedBackend {
   readOnly: boolean;
   caps: BackendCapabilities;
   /**
-   * A file's identity (st_dev:st_ino), by which this thread's backends of one
-   * file know of each other (file-writers.ts); absent for a block device and
-   * in a worker thread.
+   * A file's identity (st_dev:st_ino, or a block device's number), by which
+   * this thread's backends of one file know of each other (file-writers.ts);
+   * absent in a worker thread.
    */
   fileId?: string;
   /** With group commit: the word where any thread's failed sync fails them all (group-commit.ts). */

@@ -1,20 +1,23 @@
 /**
- * The writable backends of each file open in this thread, and the O_DIRECT
- * writes one of them has in flight beside its buffered ones
- * (caps.uncachedWritesDirect). Linux cannot keep a page coherent that a buffered
- * write dirties while a direct write to it is in flight: the direct write's
- * invalidation of the page fails, and writeback later puts the page's old
- * content over the direct write. Within one backend its count of each way in
- * flight per 2 MiB keeps the two apart (src/io/engines/uring.ts); between backends of one file (two
- * exports of it, or an export and the one a reload is replacing) this does:
- * a direct write starts only in a file's sole writer, and the others' writes
- * wait while one is in flight.
+ * The writable backends of each file (or block device) open in this thread,
+ * and the O_DIRECT writes they have in flight. Linux cannot keep a page
+ * coherent that a buffered write dirties while a direct write to it is in
+ * flight: the direct write's invalidation of the page fails, and writeback
+ * later puts the page's old content over the direct write.
  *
- * A direct-io backend (caps.directIo) sends its writes O_DIRECT only while
- * every writer of the file would (alwaysDirect), and through the page cache
- * otherwise; the two ways are never in flight at once among such backends
- * (a reload that turns direct-io on or off, windows of one file with
- * different settings).
+ * - Writes to uncached pages (caps.uncachedWritesDirect): within one backend
+ *   its count of each way in flight per 2 MiB keeps the two apart
+ *   (src/io/engines/uring.ts); between backends of one file (two exports of
+ *   it, or an export and the one a reload is replacing) this does: such a
+ *   write goes direct only in a file's sole writer, and the others' writes
+ *   wait while one is in flight.
+ * - A direct-io backend (caps.directIo) sends its writes O_DIRECT only while
+ *   every writer of the file would (alwaysDirect), and through the page cache
+ *   otherwise; the two ways are never in flight at once among such backends
+ *   (a reload that turns direct-io on or off, windows of one file with
+ *   different settings).
+ *
+ * Worker threads keep no such account (SharedBackend.fileId is absent there).
  */
 
 interface FileEntry {
@@ -46,7 +49,7 @@ const files = new Map<string, FileEntry>();
 export class FileWriter {
   private readonly entry: FileEntry;
 
-  /** `file`: the file's identity (st_dev:st_ino), the same for every path to it. */
+  /** `file`: the file's identity (st_dev:st_ino, or a block device's number), the same for every path to it. */
   constructor(private readonly file: string) {
     let entry = files.get(file);
     if (entry === undefined) {
@@ -67,7 +70,7 @@ export class FileWriter {
   /** A direct-io backend whose every write can go O_DIRECT (512-byte alignment). */
   alwaysDirect = false;
 
-  /** No other backend of this thread writes the file: a direct write may start. */
+  /** No other backend of this thread writes the file: a write to uncached pages may go direct. */
   get sole(): boolean {
     return this.entry.writers.size === 1;
   }

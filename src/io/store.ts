@@ -291,7 +291,7 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
     return {
       path,
       exportName: opts.exportName,
-      ...(opened === null ? {} : { fileId: `${opened.dev}:${opened.ino}` }),
+      fileId: opened === null ? `rdev:${st.rdev}` : `${opened.dev}:${opened.ino}`,
       fd,
       directFd,
       size: windowSize(site, total, opts.offset, opts.length),

@@ -626,11 +626,38 @@ describe.each(engines)("file backend on $name", ({ name, available }) => {
         }
         detach();
         const after = fs.readFileSync(file);
-        expect(after.subarray(1 * MiB, 1 * MiB + 4 * KiB).every((x) => x === 7)).toBe(true);
-        expect(after.subarray(1 * MiB + 4 * KiB, 1 * MiB + 5 * KiB).every((x) => x === 9)).toBe(
-          true,
-        );
+        for (const at of [1 * MiB, 2 * MiB]) {
+          expect(after.subarray(at, at + 4 * KiB).every((x) => x === 7)).toBe(true);
+          expect(after.subarray(at + 4 * KiB, at + 5 * KiB).every((x) => x === 9)).toBe(true);
+        }
       } finally {
+        loop.remove();
+      }
+    },
+  );
+
+  it.skipIf(!available || process.getuid?.() !== 0)(
+    "a direct-io export of a block device writes through the page cache while another export of it does",
+    async (ctx) => {
+      const loop = loopOver(randomBytes(4 * MiB));
+      if (loop === null) return ctx.skip("losetup failed (no loop devices here)");
+      const { dev } = loop;
+      const probe = fs.openSync(dev, "r");
+      try {
+        // As at a reload that turns direct-io on: the old backend still open beside the new.
+        const old = await open(dev, { directIo: false, writeCache: true });
+        const d = await open(dev, { directIo: "writes", writeCache: true, sharedClaim: true });
+        const buf = d.allocBuffer(64 * KiB).fill(3);
+        expect(cachedPages(probe, 1 * MiB, 64 * KiB)).toBe(0);
+        expect(await op((cb) => d.write(buf, 64 * KiB, 1 * MiB, cb))).toBeNull();
+        expect(cachedPages(probe, 1 * MiB, 64 * KiB)).toBe(16);
+        await old.close();
+        // Alone now: O_DIRECT, around the page cache.
+        expect(await op((cb) => d.write(buf, 64 * KiB, 2 * MiB, cb))).toBeNull();
+        expect(cachedPages(probe, 2 * MiB, 64 * KiB)).toBe(0);
+        await d.close();
+      } finally {
+        fs.closeSync(probe);
         loop.remove();
       }
     },
