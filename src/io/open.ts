@@ -89,8 +89,17 @@ export async function openFileBackend(opts: OpenOptions): Promise<Backend> {
       }
     }
     const { path, exportName, fileId, fd, directFd, size, offset, readOnly } = store;
-    const on: SharedBackend = { path, exportName, fd, directFd, size, offset, readOnly, caps };
-    if (fileId !== undefined) on.fileId = fileId;
+    const on: SharedBackend = {
+      path,
+      exportName,
+      fileId,
+      fd,
+      directFd,
+      size,
+      offset,
+      readOnly,
+      caps,
+    };
     return backendOn(on, want === "io_uring" ? "required" : "");
   } catch (err) {
     await closeStore(store);

@@ -38,7 +38,9 @@ export interface OpenOptions {
 }
 
 /** An open store (descriptors and window as a backend shares them) and what was probed of it. */
-export interface Store extends Omit<SharedBackend, "caps"> {
+export interface Store extends Omit<SharedBackend, "caps" | "fileId"> {
+  /** See SharedBackend.fileId: always known here, in the thread that opened the store. */
+  fileId: string;
   blockDevice: boolean;
   /** O_DIRECT alignment (512 when buffered). */
   alignment: number;
@@ -282,16 +284,14 @@ export async function openStore(opts: OpenOptions): Promise<Store> {
         : await probeDirectAlignment(directFd, site);
     }
     const total = isBlock ? blockDeviceSize(fd, site) : st.size;
-    // The file opened, whatever the path names by now.
-    const opened = isBlock
-      ? null
-      : await fstatFd(fd).catch((err: unknown) => {
-          throw openError("fstat", site, err, { readOnly: opts.readOnly });
-        });
+    // The file or device opened, whatever the path names by now.
+    const opened = await fstatFd(fd).catch((err: unknown) => {
+      throw openError("fstat", site, err, { readOnly: opts.readOnly });
+    });
     return {
       path,
       exportName: opts.exportName,
-      fileId: opened === null ? `rdev:${st.rdev}` : `${opened.dev}:${opened.ino}`,
+      fileId: isBlock ? `rdev:${opened.rdev}` : `${opened.dev}:${opened.ino}`,
       fd,
       directFd,
       size: windowSize(site, total, opts.offset, opts.length),
