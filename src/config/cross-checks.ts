@@ -144,6 +144,7 @@ export async function fileChecks(report: Report, stat: StatFn, infos: ExportInfo
     if (samePath === undefined) seen.set(c.path, [x]);
     else {
       checkOverlap(report, x, samePath);
+      checkDirectIoPeers(report, x, samePath);
       samePath.push(x);
     }
   }
@@ -179,6 +180,29 @@ function checkWindow(report: Report, x: ExportInfo, size: number): void {
         : `grow the file with \`truncate -s ${truncateSize(c.offset + c.length)} ${c.path}\``,
     );
   }
+}
+
+/**
+ * Writable exports of one file, one with direct-io and one without: the
+ * engine keeps their O_DIRECT and buffered writes apart by writing both
+ * through the page cache (src/io/file-writers.ts), which the admin who set
+ * direct-io should know; worker threads keep no such account.
+ */
+function checkDirectIoPeers(report: Report, x: ExportInfo, samePath: readonly ExportInfo[]): void {
+  const c = x.config;
+  if (c.readOnly) return;
+  const peer = samePath.find(
+    (p) => !p.config.readOnly && (p.config.directIo === false) !== (c.directIo === false),
+  );
+  if (peer === undefined) return;
+  const whose = c.directIo === false ? `those of ${describeExport(report, peer)}` : "this export's";
+  report.warn(
+    x.backingNode!,
+    `writes ${c.path} as ${describeExport(report, peer)} does, one with direct-io and one without: ` +
+      `while both are open, ${whose} go through the page cache too ` +
+      "(with `workers:`, nothing keeps the two ways apart)",
+    "give both the same direct-io",
+  );
 }
 
 /** `samePath`: the earlier exports of the same backing path. */

@@ -364,6 +364,53 @@ describe("warnings", () => {
     expect(r.warnings.every((d) => d.severity === "warning")).toBe(true);
   });
 
+  it("flags writable windows of one file that differ in direct-io, whichever comes first", async () => {
+    const windows = (first: string, second: string) =>
+      load(
+        yaml(
+          "exports:", //                          1
+          "  - name: a", //                       2
+          "    path: /srv/a.img", //              3
+          "    shelf: 0", //                      4
+          "    slot: 0", //                       5
+          "    interfaces: [eth0]", //            6
+          "    length: 512MiB", //                7
+          `    direct-io: ${first}`, //           8
+          "  - name: b", //                       9
+          "    path: /srv/a.img", //              10
+          "    shelf: 0", //                      11
+          "    slot: 1", //                       12
+          "    interfaces: [eth0]", //            13
+          "    offset: 512MiB", //                14
+          `    direct-io: ${second}`, //          15
+          "  - name: c", //                       16
+          "    path: /srv/a.img", //              17
+          "    shelf: 0", //                      18
+          "    slot: 2", //                       19
+          "    interfaces: [eth0]", //            20
+          "    offset: 512MiB", //                21
+          "    read-only: true", //      22
+          `    direct-io: ${first}`, //           23
+        ),
+      );
+    const said = async (r: Awaited<ReturnType<typeof load>>) => {
+      ok(r);
+      return r.warnings
+        .filter((d) => /direct-io/.test(d.message))
+        .map((d) => `${d.line}:${d.column} ${d.message} (${d.hint})`);
+    };
+    const tail =
+      "go through the page cache too (with `workers:`, nothing keeps the two ways apart) (give both the same direct-io)";
+    expect(await said(await windows("false", "writes"))).toEqual([
+      `10:11 writes /srv/a.img as exports[0] (\`a\`, line 2) does, one with direct-io and one without: while both are open, this export's ${tail}`,
+    ]);
+    expect(await said(await windows("true", "false"))).toEqual([
+      `10:11 writes /srv/a.img as exports[0] (\`a\`, line 2) does, one with direct-io and one without: while both are open, those of exports[0] (\`a\`, line 2) ${tail}`,
+    ]);
+    // The same setting, or a read-only window (no writer): nothing to say.
+    expect(await said(await windows("writes", "true"))).toEqual([]);
+  });
+
   it("settings for a missing interface an export names are not called unused: the export waits for it", async () => {
     const r = await load(
       yaml(
