@@ -158,11 +158,8 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     ) {
       this.pending++; // close() waits for it too
       const retry = () => {
-        try {
-          this.write(buf, len, pos, cb, written); // counted again if it goes on
-        } finally {
-          if (--this.pending === 0) this.onIdle?.();
-        }
+        this.write(buf, len, pos, cb, written); // counted again if it goes on
+        if (--this.pending === 0) this.onIdle?.();
       };
       if (way === "direct") w.waitBuffered(retry);
       else w.wait(retry);
@@ -234,19 +231,13 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
       return;
     }
     const w = this.writer!;
-    const finished = way === "direct" ? () => w.directDone() : () => w.bufferedDone();
     if (way === "direct") w.directStarted();
     else w.bufferedStarted();
-    try {
-      this.rawWrite(fd, buf, len, pos, dsync, (err) => {
-        finished();
-        done(err);
-      });
-    } catch (err) {
-      // Not started after all: a count left up would hold the other way's writes for good.
-      finished();
-      throw err;
-    }
+    this.rawWrite(fd, buf, len, pos, dsync, (err) => {
+      if (way === "direct") w.directDone();
+      else w.bufferedDone();
+      done(err);
+    });
   }
 
   /** A FLUSH: a sync that starts after every write completed so far; fails once a sync has failed. */

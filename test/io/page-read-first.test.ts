@@ -1051,30 +1051,6 @@ describe("direct-io backends of one file (a reload that turns direct-io on or of
     await closeFake(d.b);
   });
 
-  it("a write that throws instead of starting leaves no count to hold the others", async () => {
-    // Without page reads first, the engine hands the write to the ring at once.
-    const d = backend(
-      { directIo: "writes", pagesReadFirst: false },
-      0,
-      false,
-      undefined,
-      "fake:throws",
-    );
-    const ring = (d.b as unknown as { ring: { write: unknown } }).ring;
-    const write = ring.write;
-    ring.write = () => {
-      throw new RangeError("no room in the ring");
-    };
-    expect(() => d.b.write(page(1), 4096, 0, () => {})).toThrow(RangeError);
-    ring.write = write;
-    const a = backend({}, 0, false, undefined, "fake:throws");
-    a.b.write(page(2), 4096, 8192, () => {});
-    expect(fds(a.ops)).toEqual(["buffered 8192"]);
-    a.ops[0]!.done(null);
-    await closeFake(a.b);
-    await closeFake(d.b);
-  });
-
   it("two that both go direct do not wait for each other", async () => {
     const d1 = backend({ directIo: "writes" }, 0, false, undefined, "fake:both-direct");
     const d2 = backend({ directIo: true }, 0, false, undefined, "fake:both-direct");
