@@ -409,6 +409,25 @@ describe("warnings", () => {
     ]);
     // The same setting, or a read-only window (no writer): nothing to say.
     expect(await said(await windows("writes", "true"))).toEqual([]);
+    const readOnlyFirst = await load(
+      yaml(
+        "exports:",
+        "  - name: ro",
+        "    path: /srv/a.img",
+        "    shelf: 0",
+        "    slot: 0",
+        "    interfaces: [eth0]",
+        "    read-only: true",
+        "    direct-io: true",
+        "  - name: rw",
+        "    path: /srv/a.img",
+        "    shelf: 0",
+        "    slot: 1",
+        "    interfaces: [eth0]",
+        "    direct-io: false",
+      ),
+    );
+    expect(await said(readOnlyFirst)).toEqual([]);
   });
 
   it("settings for a missing interface an export names are not called unused: the export waits for it", async () => {
