@@ -107,7 +107,7 @@ export abstract class FileBackend implements Backend, IoOwner, IoSite {
     return len % a === 0 && pos % a === 0;
   }
 
-  /** For a write: the O_DIRECT fd when direct-io is on and takes writes (caps.writesBuffered), else the buffered one. */
+  /** For a write: the O_DIRECT fd when direct-io is on, unless caps.writesBuffered; else the buffered one. */
   protected fdFor(len: number, pos: number): number {
     return this.caps.writesBuffered === undefined ? this.directFdFor(len, pos) : this.fd;
   }
