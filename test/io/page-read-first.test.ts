@@ -1051,35 +1051,40 @@ describe("direct-io backends of one file (a reload that turns direct-io on or of
     await closeFake(d.b);
   });
 
+  /**
+   * Two backends of one file, each given one whole-page write before either
+   * completes: the way each write went.
+   */
+  const oneWriteEach = async (
+    first: Partial<BackendCapabilities>,
+    second: Partial<BackendCapabilities>,
+    fileId: string,
+  ) => {
+    const x = backend(first, 0, false, undefined, fileId);
+    const y = backend(second, 0, false, undefined, fileId);
+    x.b.write(page(1), 4096, 0, () => {});
+    y.b.write(page(2), 4096, 4096, () => {});
+    const ways = [fds(x.ops), fds(y.ops)];
+    for (const { b, ops } of [x, y]) {
+      for (const op of ops) op.done(null);
+      await closeFake(b);
+    }
+    return ways;
+  };
+
   it("two that both go direct do not wait for each other", async () => {
-    const d1 = backend({ directIo: "writes" }, 0, false, undefined, "fake:both-direct");
-    const d2 = backend({ directIo: true }, 0, false, undefined, "fake:both-direct");
-    d1.b.write(page(1), 4096, 0, () => {});
-    d2.b.write(page(2), 4096, 4096, () => {});
-    expect(fds(d1.ops)).toEqual(["direct 0"]);
-    expect(fds(d2.ops)).toEqual(["direct 4096"]);
-    d1.ops[0]!.done(null);
-    d2.ops[0]!.done(null);
-    await closeFake(d1.b);
-    await closeFake(d2.b);
+    expect(
+      await oneWriteEach({ directIo: "writes" }, { directIo: true }, "fake:both-direct"),
+    ).toEqual([["direct 0"], ["direct 4096"]]);
   });
 
   it("one that needs 4 KiB alignment for O_DIRECT makes the others write through the page cache", async () => {
-    const d = backend({ directIo: "writes" }, 0, false, undefined, "fake:4kn");
-    const k = backend(
-      { directIo: "writes", alignment: 4096, writesBuffered: "4Kn" },
-      0,
-      false,
-      undefined,
-      "fake:4kn",
-    );
-    d.b.write(page(1), 4096, 0, () => {});
-    k.b.write(page(2), 4096, 4096, () => {});
-    expect(fds(d.ops)).toEqual(["buffered 0"]);
-    expect(fds(k.ops)).toEqual(["buffered 4096"]);
-    d.ops[0]!.done(null);
-    k.ops[0]!.done(null);
-    await closeFake(d.b);
-    await closeFake(k.b);
+    expect(
+      await oneWriteEach(
+        { directIo: "writes" },
+        { directIo: "writes", alignment: 4096, writesBuffered: "4Kn" },
+        "fake:4kn",
+      ),
+    ).toEqual([["buffered 0"], ["buffered 4096"]]);
   });
 });
