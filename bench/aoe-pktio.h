@@ -384,6 +384,14 @@ static inline int pktio_wait(struct pktio *io, int64_t timeout_ns)
 	return ppoll(&p, 1, tsp, NULL);
 }
 
+/* The same, or until fd2 (if >= 0) is readable. */
+static inline int pktio_wait2(struct pktio *io, int fd2, int64_t timeout_ns)
+{
+	struct pollfd p[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = fd2, .events = POLLIN}};
+	struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+	return ppoll(p, fd2 >= 0 ? 2 : 1, &ts, NULL);
+}
+
 static inline void put_be16(uint8_t *p, uint16_t v)
 {
 	p[0] = v >> 8;

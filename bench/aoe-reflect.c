@@ -6,13 +6,25 @@
  * count*512 bytes of zeros. It is the ceiling a real target can approach on
  * this machine and shows whether the load generator is the bottleneck.
  *
+ * With -f FILE it does real I/O instead, the way fio -y does it: each
+ * read or write is one O_DIRECT|O_DSYNC request on Linux AIO, submitted
+ * once per batch of frames and answered when it completes, so a write is
+ * stable before its reply and the kernel shares the disk's cache flushes
+ * among the writes in flight. No JavaScript, no group commit: the ceiling
+ * of a durable target over this network on this disk.
+ *
  *   aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]
- *               [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
+ *               [-f FILE] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
  */
 #include "aoe-pktio.h"
 
+#include <fcntl.h>
 #include <getopt.h>
+#include <linux/aio_abi.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 static volatile sig_atomic_t stop;
 static void on_signal(int sig)
@@ -28,6 +40,22 @@ static int nconfig;
 static uint8_t *dirty; /* per TX buffer: data area may be non-zero */
 static unsigned dirty_n;
 static uint64_t n_ata, n_cfg, n_other, n_bad;
+
+/* -f: one slot per request in flight; its buffer is the I/O's, aligned
+ * for O_DIRECT, and it keeps the request's header for the reply. */
+struct slot {
+	struct iocb cb;
+	uint8_t *buf;
+	uint8_t req[36];
+	unsigned datalen; /* bytes read into buf for the reply */
+};
+static int file_fd = -1, aio_efd = -1;
+static aio_context_t aio_ctx;
+static struct slot *slots;
+static unsigned *free_slots, n_free, n_slots;
+static struct iocb **pending; /* built this batch, not yet submitted */
+static unsigned n_pending;
+static uint64_t n_io_err, n_busy;
 
 static unsigned tx_index(struct pktio *io)
 {
@@ -167,6 +195,190 @@ static void config_reply(struct pktio *io, const uint8_t *req, unsigned len, int
 	n_cfg++;
 }
 
+static void file_submit(struct pktio *io, const uint8_t *req, unsigned len, int write,
+			unsigned cnt)
+{
+	uint64_t lba = 0;
+	if (req[24] & 0x40) { /* LBA48 */
+		for (int i = 5; i >= 0; i--)
+			lba = lba << 8 | req[28 + i];
+	} else {
+		lba = (uint64_t)(req[31] & 0x0f) << 24 | (uint64_t)req[30] << 16 |
+		      (uint64_t)req[29] << 8 | req[28];
+	}
+	if (lba + cnt > capacity) {
+		send_error(io, req, len, 2);
+		return;
+	}
+	if (!n_free) {
+		n_busy++;
+		send_error(io, req, len, 2);
+		return;
+	}
+	unsigned i = free_slots[--n_free];
+	struct slot *sl = &slots[i];
+	memcpy(sl->req, req, 36);
+	memset(&sl->cb, 0, sizeof sl->cb);
+	sl->cb.aio_data = i;
+	sl->cb.aio_fildes = (uint32_t)file_fd;
+	sl->cb.aio_buf = (uint64_t)(uintptr_t)sl->buf;
+	sl->cb.aio_nbytes = cnt * 512u;
+	sl->cb.aio_offset = (int64_t)(lba * 512);
+	sl->cb.aio_flags = IOCB_FLAG_RESFD;
+	sl->cb.aio_resfd = (uint32_t)aio_efd;
+	if (write) {
+		memcpy(sl->buf, req + 36, cnt * 512u);
+		sl->cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+		sl->datalen = 0;
+	} else {
+		sl->cb.aio_lio_opcode = IOCB_CMD_PREAD;
+		sl->datalen = cnt * 512u;
+	}
+	pending[n_pending++] = &sl->cb;
+}
+
+static void file_flush_pending(void)
+{
+	unsigned done = 0;
+	while (done < n_pending) {
+		long r = syscall(SYS_io_submit, aio_ctx, (long)(n_pending - done), pending + done);
+		if (r <= 0) {
+			perror("aoe-reflect: io_submit");
+			exit(1);
+		}
+		done += (unsigned)r;
+	}
+	n_pending = 0;
+}
+
+/* Sends request slot i's reply (ok: done in full), and frees the slot. */
+static void file_answer(struct pktio *io, unsigned i, int ok)
+{
+	struct slot *sl = &slots[i];
+	uint8_t *o = pktio_tx_get(io);
+	unsigned idx = o ? tx_index(io) : 0;
+	free_slots[n_free++] = i;
+	if (!o)
+		return;
+	fill_header(io, o, sl->req, 0);
+	o[24] = sl->req[24];
+	memcpy(o + 28, sl->req + 28, 8);
+	unsigned datalen = 0;
+	if (!ok) {
+		n_io_err++;
+		o[25] = 0x04; /* ABRT */
+		o[26] = 0;
+		o[27] = 0x41; /* DRDY | ERR */
+	} else {
+		o[25] = 0;
+		o[26] = 0;
+		o[27] = 0x40;
+		datalen = sl->datalen;
+		memcpy(o + 36, sl->buf, datalen);
+		if (datalen && idx < dirty_n)
+			dirty[idx] = 1;
+	}
+	pktio_tx_commit(io, o, 36 + datalen);
+	n_ata++;
+}
+
+/* -g: writes completed and waiting for a sync to start (waiting), and those
+ * the sync in flight covers (covered); one fdatasync in flight at a time. */
+#define SYNC_DATA UINT64_MAX
+static int group;
+static unsigned *waiting, n_waiting, *covered, n_covered;
+static struct iocb sync_cb;
+static int syncing;
+static uint64_t n_syncs;
+
+static void sync_start(void)
+{
+	unsigned *t = covered;
+	covered = waiting;
+	n_covered = n_waiting;
+	waiting = t;
+	n_waiting = 0;
+	memset(&sync_cb, 0, sizeof sync_cb);
+	sync_cb.aio_data = SYNC_DATA;
+	sync_cb.aio_fildes = (uint32_t)file_fd;
+	sync_cb.aio_lio_opcode = IOCB_CMD_FDSYNC;
+	sync_cb.aio_flags = IOCB_FLAG_RESFD;
+	sync_cb.aio_resfd = (uint32_t)aio_efd;
+	struct iocb *p = &sync_cb;
+	if (syscall(SYS_io_submit, aio_ctx, 1L, &p) != 1) {
+		perror("aoe-reflect: io_submit fdatasync");
+		exit(1);
+	}
+	syncing = 1;
+	n_syncs++;
+}
+
+/* Answers every completed request (with -g, writes once a sync started
+ * after they completed is done); returns how many events it saw. */
+static unsigned file_reap(struct pktio *io)
+{
+	struct io_event ev[64];
+	struct timespec zero = {0, 0};
+	uint64_t tick;
+	unsigned total = 0;
+	if (read(aio_efd, &tick, sizeof tick) < 0 && errno != EAGAIN)
+		perror("aoe-reflect: eventfd");
+	for (;;) {
+		long n = syscall(SYS_io_getevents, aio_ctx, 0L, 64L, ev, &zero);
+		if (n <= 0)
+			break;
+		for (long k = 0; k < n; k++) {
+			if (ev[k].data == SYNC_DATA) {
+				for (unsigned j = 0; j < n_covered; j++)
+					file_answer(io, covered[j], ev[k].res == 0);
+				n_covered = 0;
+				syncing = 0;
+				continue;
+			}
+			unsigned i = (unsigned)ev[k].data;
+			int ok = ev[k].res == (int64_t)slots[i].cb.aio_nbytes;
+			if (group && ok && slots[i].cb.aio_lio_opcode == IOCB_CMD_PWRITE)
+				waiting[n_waiting++] = i;
+			else
+				file_answer(io, i, ok);
+		}
+		if (!syncing && n_waiting)
+			sync_start();
+		total += (unsigned)n;
+	}
+	return total;
+}
+
+static void file_open(const char *path, size_t maxframe)
+{
+	file_fd = open(path, O_RDWR | O_DIRECT | (group ? 0 : O_DSYNC));
+	if (file_fd < 0) {
+		fprintf(stderr, "aoe-reflect: open %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	struct stat st;
+	if (fstat(file_fd, &st) == 0 && S_ISREG(st.st_mode) && capacity == 1ull << 31)
+		capacity = (uint64_t)st.st_size / 512;
+	n_slots = (unsigned)bufcnt * 2;
+	slots = calloc(n_slots, sizeof *slots);
+	free_slots = calloc(n_slots, sizeof *free_slots);
+	pending = calloc(n_slots, sizeof *pending);
+	waiting = calloc(n_slots, sizeof *waiting);
+	covered = calloc(n_slots, sizeof *covered);
+	for (unsigned i = 0; i < n_slots; i++) {
+		if (posix_memalign((void **)&slots[i].buf, 4096, maxframe)) {
+			fprintf(stderr, "aoe-reflect: out of memory\n");
+			exit(1);
+		}
+		free_slots[n_free++] = n_slots - 1 - i;
+	}
+	aio_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (aio_efd < 0 || syscall(SYS_io_setup, n_slots + 1, &aio_ctx) < 0) {
+		perror("aoe-reflect: eventfd/io_setup");
+		exit(1);
+	}
+}
+
 static void ata_reply(struct pktio *io, const uint8_t *req, unsigned len)
 {
 	if (len < 36) {
@@ -184,6 +396,10 @@ static void ata_reply(struct pktio *io, const uint8_t *req, unsigned len)
 			send_error(io, req, len, 2);
 			return;
 		}
+		if (file_fd >= 0) {
+			file_submit(io, req, len, 0, cnt);
+			return;
+		}
 		datalen = cnt * 512u;
 		need_zero = 1;
 		break;
@@ -191,6 +407,10 @@ static void ata_reply(struct pktio *io, const uint8_t *req, unsigned len)
 	case 0x34:
 		if (cnt > maxsect || len < 36u + cnt * 512u) {
 			send_error(io, req, len, 2);
+			return;
+		}
+		if (file_fd >= 0) {
+			file_submit(io, req, len, 1, cnt);
 			return;
 		}
 		break;
@@ -279,8 +499,10 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]\n"
-		"                   [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
+		"                   [-f FILE] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
 		"  -b  advertised buffer count (64)      -c capacity in sectors (2^31)\n"
+		"  -f  read and write FILE, O_DIRECT|O_DSYNC on Linux AIO (capacity: its size)\n"
+		"  -g  with -f: group commit instead of O_DSYNC (one fdatasync in flight)\n"
 		"  -m  I/O back end (ring)               -B busy-poll instead of ppoll()\n"
 		"  -M  max sectors per request (default (MTU-36)/512)\n");
 	exit(2);
@@ -288,9 +510,9 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	const char *ifname = NULL;
+	const char *ifname = NULL, *path = NULL;
 	int mode = PKTIO_RXRING, busy = 0, c;
-	while ((c = getopt(argc, argv, "i:s:l:b:c:m:BM:vh")) != -1) {
+	while ((c = getopt(argc, argv, "i:s:l:b:c:f:gm:BM:vh")) != -1) {
 		switch (c) {
 		case 'i':
 			ifname = optarg;
@@ -306,6 +528,12 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			capacity = strtoull(optarg, NULL, 0);
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 'g':
+			group = 1;
 			break;
 		case 'm':
 			mode = parse_iomode(optarg);
@@ -335,6 +563,8 @@ int main(int argc, char **argv)
 	if (maxsect > 255)
 		maxsect = 255;
 
+	if (path)
+		file_open(path, io.maxframe);
 	dirty_n = pktio_tx_count(&io);
 	dirty = calloc(dirty_n, 1);
 	for (unsigned i = 0; i < dirty_n; i++)
@@ -346,9 +576,9 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	fprintf(stderr, "aoe-reflect: pid %d e%d.%d on %s mtu %d maxsect %d bufcnt %d mode %s%s\n",
+	fprintf(stderr, "aoe-reflect: pid %d e%d.%d on %s mtu %d maxsect %d bufcnt %d mode %s%s%s%s\n",
 		(int)getpid(), shelf, slot, ifname, io.mtu, maxsect, bufcnt,
-		iomode_name(mode), busy ? " busy-poll" : "");
+		iomode_name(mode), busy ? " busy-poll" : "", path ? " file " : "", path ? path : "");
 
 	config_reply(&io, NULL, 0, 1); /* announce */
 	pktio_flush(&io);
@@ -363,16 +593,24 @@ int main(int argc, char **argv)
 			if (++got >= 256)
 				break;
 		}
+		unsigned reaped = 0;
+		if (file_fd >= 0) {
+			file_flush_pending();
+			reaped = file_reap(&io);
+		}
 		pktio_flush(&io);
-		if (!got && !busy)
-			pktio_wait(&io, 200000000);
+		if (!got && !reaped && !busy)
+			pktio_wait2(&io, aio_efd, 200000000);
 	}
 	if (verbose)
 		fprintf(stderr,
-			"aoe-reflect: rx %llu tx %llu ata %llu cfg %llu other %llu bad %llu tx_full %llu tx_err %llu\n",
+			"aoe-reflect: rx %llu tx %llu ata %llu cfg %llu other %llu bad %llu tx_full %llu tx_err %llu"
+			" io_err %llu slots_full %llu syncs %llu\n",
 			(unsigned long long)io.rx_frames, (unsigned long long)io.tx_frames,
 			(unsigned long long)n_ata, (unsigned long long)n_cfg,
 			(unsigned long long)n_other, (unsigned long long)n_bad,
-			(unsigned long long)io.tx_full, (unsigned long long)io.tx_errors);
+			(unsigned long long)io.tx_full, (unsigned long long)io.tx_errors,
+			(unsigned long long)n_io_err, (unsigned long long)n_busy,
+			(unsigned long long)n_syncs);
 	return 0;
 }

@@ -69,7 +69,9 @@ usage: $0 [options]
               direct-io: true; aoed_sync_dwrites, with direct-io: writes, when
               named in -T), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
               aoed (write-cache: true, for reference), and local_fio when fio is
-              installed; defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
+              installed; ref_dsync and ref_group (aoe-reflect -f, a C target:
+              O_DIRECT, each write O_DSYNC or group commit) when named in -T;
+              defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
   (target local_fio, with -D or -y: fio on the backing file itself, no network:
               the same requests at the same depth, O_DIRECT on io_uring, and O_DSYNC
@@ -170,6 +172,10 @@ if [[ -n $DURABLE ]]; then
 	[[ -n ${CMD_aoed_sync_direct:-} ]] || CMD_aoed_sync_direct="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=true $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	# The same writes, reads through the page cache (direct-io: writes); not in the default targets.
 	[[ -n ${CMD_aoed_sync_dwrites:-} ]] || CMD_aoed_sync_dwrites="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=writes $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
+	# C references over the same network and client (aoe-reflect -f): O_DIRECT, each
+	# write O_DSYNC (fio's way), or group commit (aoed's way); run when named in -T.
+	[[ -n ${CMD_ref_dsync:-} ]] || CMD_ref_dsync="$REFLECT -i {iface} -s {shelf} -l {slot} -b {bufs} -f {file}"
+	[[ -n ${CMD_ref_group:-} ]] || CMD_ref_group="$REFLECT -i {iface} -s {shelf} -l {slot} -b {bufs} -f {file} -g"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
 	BACKING=disk
 	RETX_MS=1000
@@ -516,6 +522,8 @@ run_cell() { # target workload q round client-mode
 	[[ $tgt == local_fio ]] && dio=true || tmpl=" $(target_template "$tgt") "
 	if [[ $tmpl == *vblade* ]]; then
 		[[ $tmpl == *" -d "* ]] && dio=true || dio=false
+	elif [[ $tmpl == *aoe-reflect*" -f "* ]]; then
+		dio=true
 	elif [[ $tmpl == *aoed* ]]; then
 		local setting=${AOED_DIRECT_IO:-false}
 		[[ $tmpl =~ AOED_DIRECT_IO=([a-z]*) ]] && setting=${BASH_REMATCH[1]}
