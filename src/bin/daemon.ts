@@ -148,10 +148,7 @@ async function main(): Promise<void> {
         interfaces: t.cfg.interfaces,
         queueLength: t.cfg.queueLength,
         readOnly: t.backend.readOnly,
-        directIo: t.backend.caps.directIo,
-        io: t.backend.caps.engine,
-        ioNote: t.backend.caps.engineNote,
-        writesBuffered: t.backend.caps.writesBuffered,
+        ...t.ioFacts,
         writeCache: t.cfg.writeCache,
       })),
       waiting: [...engine.waiting.values()].map((w) => ({

@@ -65,6 +65,7 @@ export function formatStatus(s: StatusResult): string {
     if (e.failed !== null) notes.push(`${e.name} (${e.target}): FAILED: ${e.failed}`);
     const risk = writeCacheRisk(e);
     if (risk !== null) notes.push(`${e.name} (${e.target}): ${risk}`);
+    if (e.writesBuffered) notes.push(`${e.name} (${e.target}): direct-io: ${e.writesBuffered}`);
   }
   const noteText = notes.length > 0 ? `\n\n${notes.join("\n")}` : "";
   const ifaces = table(

@@ -63,6 +63,8 @@ export interface ExportStatus {
   writeCache: boolean;
   /** The I/O engine in effect; the `io:` setting while the export waits. */
   io: string;
+  /** Why writes go through the page cache although direct-io is on (4Kn stores), or null. Older daemons omit it. */
+  writesBuffered?: string | null;
   /** Why the export fails writes and flushes (a failed sync; reload to reopen it), or null. */
   failed: string | null;
   /** What initiators have set: the config string, the MAC mask list, the reservation. */

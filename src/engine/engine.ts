@@ -547,9 +547,11 @@ export class Engine {
           `export waits for what does not exist yet: ${w.missing.join(", ")}`,
         );
     }
-    for (const name of this.waiting.keys())
-      if (!next.has(name) && this.targets.has(name))
-        this.log.info({ export: name }, "export is up: what it waited for appeared");
+    for (const name of this.waiting.keys()) {
+      const t = this.targets.get(name);
+      if (!next.has(name) && t !== undefined)
+        this.log.info({ export: name, ...t.ioFacts }, "export is up: what it waited for appeared");
+    }
     this.waiting.clear();
     for (const [name, w] of next) this.waiting.set(name, w);
   }

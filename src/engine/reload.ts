@@ -93,6 +93,15 @@ export class Reloader implements ReloadOutcome {
       });
       const durationMs = Math.round(performance.now() - started);
       this.log.info({ reason, ...summary, durationMs, loadMs }, "config reloaded");
+      // What the start-up log says of each export, for those this reload opened or changed.
+      for (const name of [...summary.added, ...summary.changed]) {
+        const t = this.engine.targets.get(name);
+        if (t !== undefined)
+          this.log.info(
+            { export: name, target: `e${t.shelf}.${t.slot}`, ...t.ioFacts },
+            "export serving",
+          );
+      }
       // As at start-up, for every export this reload put at that risk (added, or changed to it).
       for (const e of result.config.exports) {
         const risk = writeCacheRisk(e);

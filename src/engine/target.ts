@@ -177,6 +177,22 @@ export class Target implements FrameConsumer {
     return this.sectors * SECTOR;
   }
 
+  /** How the export's I/O is done, as the logs report it when it opens. */
+  get ioFacts(): {
+    directIo: Backend["caps"]["directIo"];
+    io: string;
+    ioNote?: string;
+    writesBuffered?: string;
+  } {
+    const caps = this.backend.caps;
+    return {
+      directIo: caps.directIo,
+      io: caps.engine ?? this.cfg.io,
+      ioNote: caps.engineNote,
+      writesBuffered: caps.writesBuffered,
+    };
+  }
+
   /** Sectors per request on a port: the MTU's limit, capped by the export's `sectors`. */
   maxSectorsFor(portMax: number): number {
     return this.cfg.sectors > 0 ? Math.min(this.cfg.sectors, portMax) : portMax;

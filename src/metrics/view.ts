@@ -25,8 +25,8 @@ export interface TargetView {
   readonly backend: {
     readonly path: string;
     readonly readOnly: boolean;
-    /** The I/O engine in effect (src/io/backend.ts). */
-    readonly caps?: { readonly engine?: string };
+    /** The I/O engine in effect, and why writes go buffered despite direct-io (src/io/backend.ts). */
+    readonly caps?: { readonly engine?: string; readonly writesBuffered?: string };
     /** Set once a failed sync has failed the export (src/io/group-commit.ts). */
     readonly failed?: NodeJS.ErrnoException | null;
   };

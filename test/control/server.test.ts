@@ -104,6 +104,7 @@ describe("control socket", () => {
       queueLength: 64,
       writeCache: true,
       io: "io_uring",
+      writesBuffered: null,
       failed: null,
       stuck: true,
       oldestRequestSeconds: 12.3,

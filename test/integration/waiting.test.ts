@@ -144,7 +144,9 @@ exports:
   it("serves the file once it is created", async () => {
     image(path.join(dir, "later.img"));
     await waitFor("e1.1 to answer discovery", () => discovered(client, 1));
-    await daemon.waitForLog(/export is up: what it waited for appeared/);
+    const up = await daemon.waitForLog(/export is up: what it waited for appeared/);
+    // With what the start-up log says of an export: the engine it got, and why.
+    expect(["io_uring", "threads", "mmap", "sync"]).toContain(up.io);
   });
 
   it("serves on the interface once it appears", async () => {
