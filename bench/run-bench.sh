@@ -69,8 +69,8 @@ usage: $0 [options]
               direct-io: true; aoed_sync_dwrites, with direct-io: writes, when
               named in -T), vblade_sd (vblade -s -d: O_SYNC and O_DIRECT) and
               aoed (write-cache: true, for reference), and local_fio when fio is
-              installed; ref_dsync and ref_group (aoe-reflect -f, a C target:
-              O_DIRECT, each write O_DSYNC or group commit) when named in -T;
+              installed; ref_group (aoe-reflect -f -g, a C target: O_DIRECT and
+              group commit; ref_dsync, each write O_DSYNC, when named in -T);
               defaults become -w randwrite -n 2 (1 KiB) -m "1500 9000"
               -q "1 8 32" -S 1024; ratios are against vblade_s
   (target local_fio, with -D or -y: fio on the backing file itself, no network:
@@ -162,7 +162,7 @@ if [[ -n $DURABLE ]]; then
 	[[ -n $SECTORS_SET ]] || SECTORS=2
 	[[ -n $SIZE_SET ]] || SIZE_MB=1024
 	[[ -n $WORKLOADS_SET ]] || WORKLOADS=randwrite
-	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed_sync_direct vblade_sd aoed local_fio"
+	[[ -n $TARGETS_SET ]] || TARGETS="vblade_s aoed_sync aoed_sync_inline aoed_sync_direct vblade_sd aoed ref_group local_fio"
 	[[ -n ${CMD_vblade_s:-} ]] || CMD_vblade_s='vblade -s -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_vblade_sd:-} ]] || CMD_vblade_sd='vblade -s -d -b {bufs} {shelf} {slot} {iface} {file}'
 	[[ -n ${CMD_aoed_sync:-} ]] || CMD_aoed_sync="env AOED_WRITE_CACHE=false $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
@@ -173,7 +173,7 @@ if [[ -n $DURABLE ]]; then
 	# The same writes, reads through the page cache (direct-io: writes); not in the default targets.
 	[[ -n ${CMD_aoed_sync_dwrites:-} ]] || CMD_aoed_sync_dwrites="env AOED_WRITE_CACHE=false AOED_DIRECT_IO=writes $BENCH/aoed-target.sh {iface} {file} {shelf} {slot}"
 	# C references over the same network and client (aoe-reflect -f): O_DIRECT, each
-	# write O_DSYNC (fio's way), or group commit (aoed's way); run when named in -T.
+	# write O_DSYNC (fio's way; when named in -T), or group commit (aoed's way).
 	[[ -n ${CMD_ref_dsync:-} ]] || CMD_ref_dsync="$REFLECT -i {iface} -s {shelf} -l {slot} -b {bufs} -f {file}"
 	[[ -n ${CMD_ref_group:-} ]] || CMD_ref_group="$REFLECT -i {iface} -s {shelf} -l {slot} -b {bufs} -f {file} -g"
 	export AOED_DIRECT_IO=${AOED_DIRECT_IO:-false}
