@@ -6,21 +6,24 @@
  * count*512 bytes of zeros. It is the ceiling a real target can approach on
  * this machine and shows whether the load generator is the bottleneck.
  *
- * With -f FILE it does real I/O instead, the way fio -y does it: each
- * read or write is one O_DIRECT|O_DSYNC request on Linux AIO, submitted
- * once per batch of frames and answered when it completes, so a write is
- * stable before its reply and the kernel shares the disk's cache flushes
- * among the writes in flight. No JavaScript, no group commit: the ceiling
- * of a durable target over this network on this disk.
+ * With -f FILE it does real I/O instead: each read or write is one O_DIRECT
+ * request on Linux AIO, submitted once per batch of frames. Writes are
+ * O_DSYNC, as fio -y does it (stable when they complete; the kernel shares
+ * the disk's cache flushes among those in flight), or with -g group
+ * committed, as aoed's write-cache: false does it (a reply waits for an
+ * fdatasync that started after its write completed, one in flight). A
+ * reference for a durable target over this network on this disk, with
+ * none of aoed's own work.
  *
  *   aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]
- *               [-f FILE] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
+ *               [-f FILE [-g]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
  */
 #include "aoe-pktio.h"
 
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/aio_abi.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -357,8 +360,13 @@ static void file_open(const char *path, size_t maxframe)
 		exit(1);
 	}
 	struct stat st;
-	if (fstat(file_fd, &st) == 0 && S_ISREG(st.st_mode) && capacity == 1ull << 31)
-		capacity = (uint64_t)st.st_size / 512;
+	uint64_t bytes = 0;
+	if (fstat(file_fd, &st) == 0 && S_ISREG(st.st_mode))
+		bytes = (uint64_t)st.st_size;
+	else if (ioctl(file_fd, BLKGETSIZE64, &bytes) < 0)
+		bytes = 0;
+	if (bytes && capacity == 1ull << 31)
+		capacity = bytes / 512;
 	n_slots = (unsigned)bufcnt * 2;
 	slots = calloc(n_slots, sizeof *slots);
 	free_slots = calloc(n_slots, sizeof *free_slots);
@@ -499,7 +507,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]\n"
-		"                   [-f FILE] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
+		"                   [-f FILE [-g]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
 		"  -b  advertised buffer count (64)      -c capacity in sectors (2^31)\n"
 		"  -f  read and write FILE, O_DIRECT|O_DSYNC on Linux AIO (capacity: its size)\n"
 		"  -g  with -f: group commit instead of O_DSYNC (one fdatasync in flight)\n"
@@ -551,7 +559,7 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (!ifname)
+	if (!ifname || (group && !path))
 		usage();
 
 	struct pktio io;
