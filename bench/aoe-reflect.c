@@ -15,8 +15,11 @@
  * reference for a durable target over this network on this disk, with
  * none of aoed's own work.
  *
+ * -S NS adds NS of busy-waiting per request on the loop's thread, to see
+ * what a target's own work per request costs on this machine.
+ *
  *   aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]
- *               [-f FILE [-g]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
+ *               [-f FILE [-g] [-S NS]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]
  */
 #include "aoe-pktio.h"
 
@@ -59,6 +62,18 @@ static unsigned *free_slots, n_free, n_slots;
 static struct iocb **pending; /* built this batch, not yet submitted */
 static unsigned n_pending;
 static uint64_t n_io_err, n_busy;
+/* -S: CPU time to burn per request, half before its I/O, half before its reply. */
+static uint64_t spin_ns;
+
+/* Busy-waits half of spin_ns on this thread: a stand-in for a target's own work per request. */
+static void spin_half(void)
+{
+	if (spin_ns == 0)
+		return;
+	uint64_t until = now_ns() + spin_ns / 2;
+	while (now_ns() < until)
+		;
+}
 
 static unsigned tx_index(struct pktio *io)
 {
@@ -218,6 +233,7 @@ static void file_submit(struct pktio *io, const uint8_t *req, unsigned len, int 
 		send_error(io, req, len, 2);
 		return;
 	}
+	spin_half();
 	unsigned i = free_slots[--n_free];
 	struct slot *sl = &slots[i];
 	memcpy(sl->req, req, 36);
@@ -258,6 +274,7 @@ static void file_flush_pending(void)
 static void file_answer(struct pktio *io, unsigned i, int ok)
 {
 	struct slot *sl = &slots[i];
+	spin_half();
 	uint8_t *o = pktio_tx_get(io);
 	unsigned idx = o ? tx_index(io) : 0;
 	free_slots[n_free++] = i;
@@ -507,10 +524,11 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: aoe-reflect -i IFACE [-s shelf] [-l slot] [-b bufcnt] [-c sectors]\n"
-		"                   [-f FILE [-g]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
+		"                   [-f FILE [-g] [-S NS]] [-m ring|rxring|mmsg] [-B] [-M maxsectors] [-v]\n"
 		"  -b  advertised buffer count (64)      -c capacity in sectors (2^31)\n"
 		"  -f  read and write FILE, O_DIRECT|O_DSYNC on Linux AIO (capacity: its size)\n"
 		"  -g  with -f: group commit instead of O_DSYNC (one fdatasync in flight)\n"
+		"  -S  with -f: busy-wait NS per request on this thread (half before its I/O, half before its reply)\n"
 		"  -m  I/O back end (ring)               -B busy-poll instead of ppoll()\n"
 		"  -M  max sectors per request (default (MTU-36)/512)\n");
 	exit(2);
@@ -520,7 +538,7 @@ int main(int argc, char **argv)
 {
 	const char *ifname = NULL, *path = NULL;
 	int mode = PKTIO_RXRING, busy = 0, c;
-	while ((c = getopt(argc, argv, "i:s:l:b:c:f:gm:BM:vh")) != -1) {
+	while ((c = getopt(argc, argv, "i:s:l:b:c:f:gS:m:BM:vh")) != -1) {
 		switch (c) {
 		case 'i':
 			ifname = optarg;
@@ -543,6 +561,9 @@ int main(int argc, char **argv)
 		case 'g':
 			group = 1;
 			break;
+		case 'S':
+			spin_ns = strtoull(optarg, NULL, 0);
+			break;
 		case 'm':
 			mode = parse_iomode(optarg);
 			break;
@@ -559,7 +580,7 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (!ifname || (group && !path))
+	if (!ifname || ((group || spin_ns) && !path))
 		usage();
 
 	struct pktio io;
