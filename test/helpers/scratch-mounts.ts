@@ -85,9 +85,11 @@ export function loopUnavailable(): string | null {
   return null;
 }
 
-/** Attaches `file` to a free loop device. */
-export function attachLoop(file: string): Loop {
-  const dev = execFileSync("losetup", ["--find", "--show", file], { encoding: "utf8" }).trim();
+/** Attaches `file` to a free loop device; `args`: more losetup options (e.g. --sector-size 4096). */
+export function attachLoop(file: string, args: string[] = []): Loop {
+  const dev = execFileSync("losetup", ["--find", "--show", ...args, file], {
+    encoding: "utf8",
+  }).trim();
   const release = track(() => quiet(["losetup", "-d", dev]));
   return { dev, release };
 }

@@ -5,7 +5,6 @@
  * log when a reload opens it, and aoectl status (text and JSON), not only the
  * start-up log.
  */
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,26 +12,18 @@ import type { StatusResult } from "../../src/control/protocol.js";
 import { aoectl, aoectlJson } from "../helpers/aoectl.js";
 import { type Daemon, startDaemon } from "../helpers/daemon.js";
 import { createVethPair, type VethPair } from "../helpers/net.js";
+import { sparseFile } from "../helpers/net-daemon.js";
+import { attachLoop, type Loop, loopUnavailable } from "../helpers/scratch-mounts.js";
 
 const MiB = 1024 * 1024;
 const WHY = /^O_DIRECT needs 4096-byte alignment here: .*writes go through the page cache/;
-
-function losetup4k(file: string): string | null {
-  try {
-    return execFileSync("losetup", ["--find", "--show", "--sector-size", "4096", file], {
-      encoding: "utf8",
-    }).trim();
-  } catch {
-    return null;
-  }
-}
 
 describe("writes through the page cache on a 4Kn store, reported after a reload", () => {
   let net: VethPair;
   let dir: string;
   let sock: string;
   let config: string;
-  let dev: string | null = null;
+  let loop: Loop | null = null;
   let daemon: Daemon;
 
   const write = (exports: string) =>
@@ -40,17 +31,14 @@ describe("writes through the page cache on a 4Kn store, reported after a reload"
   const plain = () =>
     `  - name: plain\n    path: ${path.join(dir, "plain.img")}\n    shelf: 5\n    slot: 0\n    direct-io: true\n    interfaces: [${net.b}]\n`;
   const fourK = () =>
-    `  - name: fourk\n    path: ${dev}\n    shelf: 5\n    slot: 1\n    direct-io: true\n    interfaces: [${net.b}]\n`;
+    `  - name: fourk\n    path: ${loop!.dev}\n    shelf: 5\n    slot: 1\n    direct-io: true\n    interfaces: [${net.b}]\n`;
 
   beforeAll(async () => {
     // On /var/tmp, not a tmpfs: the plain export's file must take O_DIRECT.
     dir = fs.mkdtempSync(path.join("/var/tmp", "aoed-4kn-"));
-    for (const name of ["plain.img", "fourk.img"]) {
-      fs.writeFileSync(path.join(dir, name), "");
-      fs.truncateSync(path.join(dir, name), 4 * MiB);
-    }
-    dev = losetup4k(path.join(dir, "fourk.img"));
-    if (dev === null) return;
+    for (const name of ["plain.img", "fourk.img"]) sparseFile(path.join(dir, name), 4 * MiB);
+    if (loopUnavailable() !== null) return;
+    loop = attachLoop(path.join(dir, "fourk.img"), ["--sector-size", "4096"]);
     net = createVethPair({ netns: true });
     sock = path.join(dir, "aoed.sock");
     config = path.join(dir, "aoed.yaml");
@@ -61,12 +49,12 @@ describe("writes through the page cache on a 4Kn store, reported after a reload"
   afterAll(async () => {
     await daemon?.stop();
     net?.destroy();
-    if (dev) execFileSync("losetup", ["-d", dev]);
+    loop?.release();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it("a reload that adds the export logs why its writes go buffered", async (ctx) => {
-    if (dev === null) ctx.skip();
+    if (loop === null) ctx.skip();
     const from = daemon.logs.length;
     write(plain() + fourK());
     expect((await aoectl(sock, ["reload"])).code).toBe(0);
@@ -80,7 +68,7 @@ describe("writes through the page cache on a 4Kn store, reported after a reload"
   });
 
   it("aoectl status says it under the table and in its JSON; the 512-byte export has nothing", async (ctx) => {
-    if (dev === null) ctx.skip();
+    if (loop === null) ctx.skip();
     const s = await aoectlJson<StatusResult>(sock, "status");
     const byName = new Map(s.exports.map((e) => [e.name, e]));
     expect(byName.get("plain")!.writesBuffered).toBeNull();
